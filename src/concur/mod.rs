@@ -1,0 +1,1 @@
+//! The Concur client: auth, rate limit, retries, wire encoding, and the writers.

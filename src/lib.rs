@@ -1,0 +1,10 @@
+//! concur-sync: keeps SAP Concur users in step with a company's source of truth.
+//!
+//! Pipeline: `source` → `validate` → `plan` → `concur` (writers) → `store` (snapshot, outbox).
+//! `model` holds the types every stage exchanges. See ARCHITECTURE.md.
+
+pub mod concur;
+pub mod model;
+pub mod simulator;
+pub mod source;
+pub mod validate;

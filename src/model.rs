@@ -1,0 +1,452 @@
+//! The plain owned types every stage exchanges: the canonical user and its field table, source
+//! records, rejections, plans and operations, cycle reports. No IO lives here.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a canonical field is checked and how it reaches Concur.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Free text up to `max_len` characters.
+    Text,
+    /// A login: text that must contain `@`.
+    Login,
+    /// An e-mail address: text that must contain `@`.
+    Email,
+    /// A Y/N flag; sources may say true/false, yes/no, 1/0, active/inactive.
+    Flag,
+    /// A locale such as `en_US`.
+    Locale,
+    /// ISO 3166-1 alpha-2 country code.
+    Country,
+    /// ISO 3166-2 subdivision such as `US-WA`.
+    Subdivision,
+    /// ISO 4217 currency code.
+    Currency,
+    /// Exactly one character.
+    Initial,
+}
+
+/// One row of the field table: canonical name, User v1 element, maximum length and kind.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub element: &'static str,
+    pub max_len: usize,
+    pub kind: FieldKind,
+}
+
+macro_rules! field_table {
+    ($( $konst:ident = $idx:expr => ($name:expr, $element:expr, $max:expr, $kind:ident) ),* $(,)?) => {
+        impl Field {
+            $( pub const $konst: Field = Field($idx); )*
+        }
+        /// Every canonical field, in the order User v1 elements are sent.
+        pub const FIELDS: &[FieldSpec] = &[
+            $( FieldSpec { name: $name, element: $element, max_len: $max, kind: FieldKind::$kind } ),*
+        ];
+    };
+}
+
+/// A canonical user field: an index into [`FIELDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Field(pub u8);
+
+field_table! {
+    EMPLOYEE_ID = 0 => ("employee_id", "EmpId", 48, Text),
+    LOGIN_ID = 1 => ("login_id", "LoginId", 128, Login),
+    LOCALE = 2 => ("locale", "LocaleName", 5, Locale),
+    ACTIVE = 3 => ("active", "Active", 1, Flag),
+    FIRST_NAME = 4 => ("first_name", "FirstName", 32, Text),
+    LAST_NAME = 5 => ("last_name", "LastName", 32, Text),
+    MIDDLE_INITIAL = 6 => ("middle_initial", "Mi", 1, Initial),
+    EMAIL = 7 => ("email", "EmailAddress", 255, Email),
+    LEDGER = 8 => ("ledger", "LedgerKey", 20, Text),
+    ORG_UNIT1 = 9 => ("org_unit1", "OrgUnit1", 48, Text),
+    ORG_UNIT2 = 10 => ("org_unit2", "OrgUnit2", 48, Text),
+    ORG_UNIT3 = 11 => ("org_unit3", "OrgUnit3", 48, Text),
+    ORG_UNIT4 = 12 => ("org_unit4", "OrgUnit4", 48, Text),
+    ORG_UNIT5 = 13 => ("org_unit5", "OrgUnit5", 48, Text),
+    ORG_UNIT6 = 14 => ("org_unit6", "OrgUnit6", 48, Text),
+    CUSTOM1 = 15 => ("custom1", "Custom1", 48, Text),
+    CUSTOM2 = 16 => ("custom2", "Custom2", 48, Text),
+    CUSTOM3 = 17 => ("custom3", "Custom3", 48, Text),
+    CUSTOM4 = 18 => ("custom4", "Custom4", 48, Text),
+    CUSTOM5 = 19 => ("custom5", "Custom5", 48, Text),
+    CUSTOM6 = 20 => ("custom6", "Custom6", 48, Text),
+    CUSTOM7 = 21 => ("custom7", "Custom7", 48, Text),
+    CUSTOM8 = 22 => ("custom8", "Custom8", 48, Text),
+    CUSTOM9 = 23 => ("custom9", "Custom9", 48, Text),
+    CUSTOM10 = 24 => ("custom10", "Custom10", 48, Text),
+    CUSTOM11 = 25 => ("custom11", "Custom11", 48, Text),
+    CUSTOM12 = 26 => ("custom12", "Custom12", 48, Text),
+    CUSTOM13 = 27 => ("custom13", "Custom13", 48, Text),
+    CUSTOM14 = 28 => ("custom14", "Custom14", 48, Text),
+    CUSTOM15 = 29 => ("custom15", "Custom15", 48, Text),
+    CUSTOM16 = 30 => ("custom16", "Custom16", 48, Text),
+    CUSTOM17 = 31 => ("custom17", "Custom17", 48, Text),
+    CUSTOM18 = 32 => ("custom18", "Custom18", 48, Text),
+    CUSTOM19 = 33 => ("custom19", "Custom19", 48, Text),
+    CUSTOM20 = 34 => ("custom20", "Custom20", 48, Text),
+    CUSTOM21 = 35 => ("custom21", "Custom21", 48, Text),
+    COUNTRY = 36 => ("country", "CtryCode", 2, Country),
+    CASH_ADVANCE_ACCOUNT_CODE = 37 => ("cash_advance_account_code", "CashAdvanceAccountCode", 20, Text),
+    CURRENCY = 38 => ("currency", "CrnKey", 3, Currency),
+    COUNTRY_SUBDIVISION = 39 => ("country_subdivision", "CtrySubCode", 6, Subdivision),
+    EXPENSE_USER = 40 => ("expense_user", "ExpenseUser", 1, Flag),
+    EXPENSE_APPROVER = 41 => ("expense_approver", "ExpenseApprover", 1, Flag),
+    TRIP_USER = 42 => ("trip_user", "TripUser", 1, Flag),
+    INVOICE_USER = 43 => ("invoice_user", "InvoiceUser", 1, Flag),
+    INVOICE_APPROVER = 44 => ("invoice_approver", "InvoiceApprover", 1, Flag),
+    MANAGER_EMPLOYEE_ID = 45 => ("manager_employee_id", "ExpenseApproverEmployeeID", 48, Text),
+}
+
+/// Number of canonical fields.
+pub const FIELD_COUNT: usize = 46;
+const _: () = assert!(FIELDS.len() == FIELD_COUNT);
+
+impl Field {
+    pub fn spec(self) -> &'static FieldSpec {
+        &FIELDS[self.0 as usize]
+    }
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+    pub fn element(self) -> &'static str {
+        self.spec().element
+    }
+    /// Looks a canonical field up by its canonical (CSV header) name.
+    pub fn from_name(name: &str) -> Option<Field> {
+        FIELDS
+            .iter()
+            .position(|f| f.name == name)
+            .map(|i| Field(i as u8))
+    }
+    /// Looks a canonical field up by its User v1 element name, ignoring case.
+    pub fn from_element(element: &str) -> Option<Field> {
+        FIELDS
+            .iter()
+            .position(|f| f.element.eq_ignore_ascii_case(element))
+            .map(|i| Field(i as u8))
+    }
+    pub fn all() -> impl Iterator<Item = Field> {
+        (0..FIELD_COUNT as u8).map(Field)
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The canonical name of the password column; passwords never live among the user fields.
+pub const PASSWORD_COLUMN: &str = "password";
+
+/// A canonical user: the normalized values Concur should hold, keyed by [`Field`].
+/// Empty values are absent. Flags and `active` are stored as `Y`/`N`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Sorted by field, no duplicates, no empty values.
+    fields: Vec<(Field, String)>,
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Field::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown field {name}")))
+    }
+}
+
+impl User {
+    pub fn new() -> User {
+        User::default()
+    }
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.fields
+            .binary_search_by_key(&field, |(f, _)| *f)
+            .ok()
+            .map(|i| self.fields[i].1.as_str())
+    }
+    /// Sets a value; an empty value removes the field.
+    pub fn set(&mut self, field: Field, value: impl Into<String>) {
+        let value = value.into();
+        match self.fields.binary_search_by_key(&field, |(f, _)| *f) {
+            Ok(i) if value.is_empty() => {
+                self.fields.remove(i);
+            }
+            Ok(i) => self.fields[i].1 = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.fields.insert(i, (field, value)),
+        }
+    }
+    pub fn remove(&mut self, field: Field) {
+        self.set(field, String::new());
+    }
+    pub fn employee_id(&self) -> &str {
+        self.get(Field::EMPLOYEE_ID).unwrap_or("")
+    }
+    pub fn login_id(&self) -> &str {
+        self.get(Field::LOGIN_ID).unwrap_or("")
+    }
+    /// A user without an `Active` value is active.
+    pub fn is_active(&self) -> bool {
+        self.get(Field::ACTIVE) != Some("N")
+    }
+    /// Present fields in field-table order.
+    pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
+        self.fields.iter().map(|(f, v)| (*f, v.as_str()))
+    }
+    /// A 128-bit content hash of every field; equal users have equal hashes.
+    pub fn content_hash(&self) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        for (f, v) in &self.fields {
+            h.update(&[f.0]);
+            h.update(&(v.len() as u32).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+    /// Field-by-field differences from `old` to `self`, in field-table order.
+    pub fn changes_from(&self, old: &User) -> Vec<FieldChange> {
+        Field::all()
+            .filter_map(|f| {
+                let (o, n) = (old.get(f), self.get(f));
+                (o != n).then(|| FieldChange {
+                    field: f,
+                    old: o.map(str::to_owned),
+                    new: n.map(str::to_owned),
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.fields.iter().map(|(k, v)| (k.name(), v)))
+            .finish()
+    }
+}
+
+/// A secret string (password, token, client secret): redacted when printed, wiped when dropped.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The only way to read the value: call sites are easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Where a record came from, e.g. `hr.csv:12` or an LDAP DN; used in every message about it.
+pub type Origin = String;
+
+/// One valid, normalized record from a source.
+#[derive(Clone, Debug)]
+pub struct SourceRecord {
+    pub origin: Origin,
+    pub user: User,
+    pub password: Option<Secret>,
+    /// The employee id this user had before (drives `NewEmployeeID`), if the source says.
+    pub previous_employee_id: Option<String>,
+}
+
+/// A record (or a field of one) that failed validation. It is stored and shown by `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// `file:line`, or a DN / SCIM id.
+    pub source: String,
+    pub employee_id: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.source)?;
+        if let Some(id) = &self.employee_id {
+            write!(f, "employee {id}: ")?;
+        }
+        write!(f, "field {}: {}", self.field, self.message)
+    }
+}
+
+/// What the snapshot remembers of a user, enough for planning without loading every field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub hash: [u8; 16],
+    pub active: bool,
+    /// Keyed hash of the last password Concur accepted for this user, if any.
+    pub password_mac: Option<[u8; 16]>,
+}
+
+/// The kind of a planned operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Create,
+    Update,
+    Reactivate,
+    Deactivate,
+    Password,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Update => "update",
+            OpKind::Reactivate => "reactivate",
+            OpKind::Deactivate => "deactivate",
+            OpKind::Password => "password",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OpKind> {
+        Some(match s {
+            "create" => OpKind::Create,
+            "update" => OpKind::Update,
+            "reactivate" => OpKind::Reactivate,
+            "deactivate" => OpKind::Deactivate,
+            "password" => OpKind::Password,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One field's change, old → new.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: Field,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// One operation of a plan: the full desired record goes to Concur (v1 is an upsert).
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub kind: OpKind,
+    pub employee_id: String,
+    /// The full record to send: for a deactivation, the last acknowledged record with `Active=N`.
+    pub user: User,
+    /// The login Concur knows the user by, when this op renames it (`NewLoginID` = `user`'s login).
+    pub old_login_id: Option<String>,
+    /// The employee id Concur knows the user by, when this op changes it (`NewEmployeeID`).
+    pub old_employee_id: Option<String>,
+    pub changes: Vec<FieldChange>,
+    /// The password to set: on create, the initial password; on a password op, the new one.
+    pub password: Option<Secret>,
+    /// Where the desired record came from (empty for deactivations of vanished users).
+    pub origin: Origin,
+}
+
+/// Counts per operation kind, as shown in status and cycle history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpCounts {
+    pub create: u64,
+    pub update: u64,
+    pub deactivate: u64,
+    pub reactivate: u64,
+    pub password: u64,
+}
+
+impl OpCounts {
+    pub fn add(&mut self, kind: OpKind, n: u64) {
+        match kind {
+            OpKind::Create => self.create += n,
+            OpKind::Update => self.update += n,
+            OpKind::Deactivate => self.deactivate += n,
+            OpKind::Reactivate => self.reactivate += n,
+            OpKind::Password => self.password += n,
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.create + self.update + self.deactivate + self.reactivate + self.password
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_table_is_consistent() {
+        for (i, f) in Field::all().enumerate() {
+            assert_eq!(f.0 as usize, i);
+            assert_eq!(Field::from_name(f.name()), Some(f));
+            assert_eq!(Field::from_element(&f.element().to_uppercase()), Some(f));
+        }
+    }
+
+    #[test]
+    fn user_set_get_and_hash() {
+        let mut a = User::new();
+        a.set(Field::LAST_NAME, "O'Brien");
+        a.set(Field::EMPLOYEE_ID, "1");
+        a.set(Field::FIRST_NAME, "");
+        assert_eq!(a.iter().count(), 2);
+        let mut b = User::new();
+        b.set(Field::EMPLOYEE_ID, "1");
+        b.set(Field::LAST_NAME, "O'Brien");
+        assert_eq!(a.content_hash(), b.content_hash());
+        b.set(Field::LAST_NAME, "OBrien");
+        assert_ne!(a.content_hash(), b.content_hash());
+        let ch = b.changes_from(&a);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].old.as_deref(), Some("O'Brien"));
+        assert!(a.is_active());
+    }
+
+    #[test]
+    fn secret_is_redacted() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,1 @@
+//! The bundled Concur simulator (axum): a sandbox that speaks the Concur wire formats.

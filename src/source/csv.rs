@@ -1,0 +1,1 @@
+//! The HR CSV reader.

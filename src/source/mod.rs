@@ -1,0 +1,3 @@
+//! Sources of desired users: each returns records plus rejections.
+
+pub mod csv;

@@ -1,0 +1,1 @@
+//! Normalization and validation of source records against the Concur field rules.

@@ -1,0 +1,3 @@
+//! One integration-test binary; each module covers one feature at the boundary.
+
+mod simulator;
