@@ -4,7 +4,10 @@
 //! `model` holds the types every stage exchanges. See ARCHITECTURE.md.
 
 pub mod concur;
+pub mod config;
 pub mod model;
+pub mod plan;
 pub mod simulator;
 pub mod source;
+pub mod store;
 pub mod validate;

@@ -145,7 +145,7 @@ pub const PASSWORD_COLUMN: &str = "password";
 
 /// A canonical user: the normalized values Concur should hold, keyed by [`Field`].
 /// Empty values are absent. Flags and `active` are stored as `Y`/`N`.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct User {
     /// Sorted by field, no duplicates, no empty values.
     fields: Vec<(Field, String)>,
@@ -162,6 +162,29 @@ impl<'de> Deserialize<'de> for Field {
         let name = String::deserialize(d)?;
         Field::from_name(&name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown field {name}")))
+    }
+}
+
+/// A user serializes as a JSON object `{canonical name: value}` in field-table order.
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.fields.len()))?;
+        for (f, v) in &self.fields {
+            m.serialize_entry(f.name(), v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for User {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<Field, String>::deserialize(d)?;
+        let mut u = User::new();
+        for (f, v) in map {
+            u.set(f, v);
+        }
+        Ok(u)
     }
 }
 

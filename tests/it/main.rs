@@ -1,3 +1,5 @@
 //! One integration-test binary; each module covers one feature at the boundary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod simulator;

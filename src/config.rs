@@ -1,0 +1,409 @@
+//! Typed configuration: defaults → TOML file → `CONCUR_SYNC__SECTION__KEY` environment.
+//! Unknown keys are errors that name the key; every secret `x` may be given as `x_file`
+//! instead (a path whose content is the secret, e.g. under `$CREDENTIALS_DIRECTORY`).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::Secret;
+
+/// Where the configuration is read from when neither `--config` nor `CONCUR_SYNC_CONFIG` is set.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/concur-sync/config.toml";
+/// Environment variables `CONCUR_SYNC__SECTION__KEY` override file values.
+pub const ENV_PREFIX: &str = "CONCUR_SYNC";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("configuration key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub state: StateConfig,
+    pub source: SourceConfig,
+    /// Values for canonical fields a source leaves empty or lacks (canonical name → value).
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+    pub concur: ConcurConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default = "default_state_path")]
+    pub path: PathBuf,
+    /// The key that protects secrets at rest; default `<path>.key`, created with mode 0600.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: default_state_path(),
+            key_file: None,
+        }
+    }
+}
+
+fn default_state_path() -> PathBuf {
+    PathBuf::from("/var/lib/concur-sync/state.db")
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Csv,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub csv: CsvConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    /// One character; default `,`. `"\t"` for tab-separated files.
+    pub delimiter: Option<String>,
+    /// File header name → canonical field name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurConfig {
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    /// The username of the company token request.
+    pub company_id: String,
+    /// The company request token (grant_type=password, credtype=authtoken).
+    pub request_token: Option<Secret>,
+    pub request_token_file: Option<PathBuf>,
+    /// One limiter shared by every request to Concur; 0 turns it off.
+    #[serde(default = "default_rps")]
+    pub requests_per_second: f64,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// Attempts per request before giving up (429s, 5xx, timeouts, dropped connections).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Records per User v1 batch (at most 500).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn default_base_url() -> String {
+    "https://us.api.concursolutions.com".into()
+}
+fn default_rps() -> f64 {
+    5.0
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+fn default_attempts() -> u32 {
+    6
+}
+fn default_batch() -> usize {
+    500
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordOnCreate {
+    /// The source's password column, else a generated random one.
+    #[default]
+    Source,
+    /// Always a generated random password (never stored, never retrievable).
+    Random,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(default)]
+    pub password_on_create: PasswordOnCreate,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            password_on_create: PasswordOnCreate::Source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `concur_sync=debug`; `RUST_LOG` wins when set.
+    pub level: Option<String>,
+}
+
+/// Secrets resolved from inline values or `*_file` paths.
+#[derive(Debug, Clone)]
+pub struct ResolvedSecrets {
+    pub client_secret: Secret,
+    pub request_token: Secret,
+}
+
+impl Config {
+    /// Reads `path` and the environment overrides, then validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError::Load {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.exists() {
+            return Err(err(
+                "file not found (give --config FILE or set CONCUR_SYNC_CONFIG)".into(),
+            ));
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let cfg: Config = built.try_deserialize().map_err(|e| err(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string (no environment), for tests and the demo.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Load {
+                path: "<inline>".into(),
+                message: e.to_string(),
+            })?;
+        let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load {
+            path: "<inline>".into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.concur;
+        if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
+            return Err(invalid(
+                "concur.base_url",
+                "must start with https:// (or http:// for the simulator)",
+            ));
+        }
+        if c.client_id.trim().is_empty() {
+            return Err(invalid("concur.client_id", "must not be empty"));
+        }
+        if c.company_id.trim().is_empty() {
+            return Err(invalid("concur.company_id", "must not be empty"));
+        }
+        if !(c.requests_per_second >= 0.0 && c.requests_per_second.is_finite()) {
+            return Err(invalid(
+                "concur.requests_per_second",
+                "must be a number ≥ 0 (0 turns the limiter off)",
+            ));
+        }
+        if !(c.timeout_seconds > 0.0 && c.timeout_seconds.is_finite()) {
+            return Err(invalid("concur.timeout_seconds", "must be > 0"));
+        }
+        if c.max_attempts == 0 {
+            return Err(invalid("concur.max_attempts", "must be at least 1"));
+        }
+        if c.batch_size == 0 || c.batch_size > 500 {
+            return Err(invalid(
+                "concur.batch_size",
+                "must be between 1 and 500 (the User v1 batch limit)",
+            ));
+        }
+        one_of(
+            "concur.client_secret",
+            c.client_secret.is_some(),
+            c.client_secret_file.is_some(),
+        )?;
+        one_of(
+            "concur.request_token",
+            c.request_token.is_some(),
+            c.request_token_file.is_some(),
+        )?;
+        self.delimiter()?;
+        for (header, canonical) in &self.source.csv.columns {
+            if crate::model::Field::from_name(canonical).is_none()
+                && !matches!(canonical.as_str(), "password" | "previous_employee_id")
+            {
+                return Err(invalid(
+                    &format!("source.csv.columns.{header}"),
+                    format!("\"{canonical}\" is not a canonical field name"),
+                ));
+            }
+        }
+        for key in self.defaults.keys() {
+            if crate::model::Field::from_name(key).is_none() {
+                return Err(invalid(
+                    &format!("defaults.{key}"),
+                    "not a canonical field name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CSV delimiter byte.
+    pub fn delimiter(&self) -> Result<u8, ConfigError> {
+        match self.source.csv.delimiter.as_deref() {
+            None => Ok(b','),
+            Some("\\t") | Some("\t") => Ok(b'\t'),
+            Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
+            Some(_) => Err(invalid(
+                "source.csv.delimiter",
+                "must be a single ASCII character",
+            )),
+        }
+    }
+
+    /// Reads the secrets, from the inline values or their `*_file` paths.
+    pub fn secrets(&self) -> Result<ResolvedSecrets, ConfigError> {
+        let c = &self.concur;
+        Ok(ResolvedSecrets {
+            client_secret: resolve(
+                "concur.client_secret",
+                &c.client_secret,
+                &c.client_secret_file,
+            )?,
+            request_token: resolve(
+                "concur.request_token",
+                &c.request_token,
+                &c.request_token_file,
+            )?,
+        })
+    }
+}
+
+fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
+    match (inline, file) {
+        (true, true) => Err(invalid(
+            key,
+            format!("give either {key} or {key}_file, not both"),
+        )),
+        (false, false) => Err(invalid(key, format!("missing: give {key} or {key}_file"))),
+        _ => Ok(()),
+    }
+}
+
+fn resolve(
+    key: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Secret, ConfigError> {
+    if let Some(s) = inline {
+        return Ok(s.clone());
+    }
+    let Some(path) = file else {
+        return Err(invalid(key, format!("missing: give {key} or {key}_file")));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            &format!("{key}_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(invalid(
+            &format!("{key}_file"),
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[source]
+kind = "csv"
+path = "/tmp/hr.csv"
+[concur]
+client_id = "id"
+client_secret = "s"
+company_id = "c"
+request_token = "t"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.concur.requests_per_second, 5.0);
+        assert_eq!(c.concur.batch_size, 500);
+        assert_eq!(c.sync.password_on_create, PasswordOnCreate::Source);
+        assert_eq!(c.secrets().unwrap().client_secret.expose(), "s");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\nbogus_key = 1\n");
+        let e = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(e.contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn secret_from_file_and_missing_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "client_secret = \"s\"",
+            &format!("client_secret_file = \"{}\"", f.display()),
+        );
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.secrets().unwrap().client_secret.expose(), "from-file");
+        let e = Config::from_toml(&MINIMAL.replace("request_token = \"t\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("concur.request_token"), "{e}");
+    }
+}

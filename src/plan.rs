@@ -1,0 +1,638 @@
+//! Diff and plan: pure functions of the source records and the snapshot, no IO, deterministic.
+//!
+//! [`Planner`] takes records one at a time (so a million-row file never sits in memory whole),
+//! keeps only records that need an operation, and on [`Planner::finish`] applies the
+//! cross-record rules (duplicate keys, managers that exist, manager loops) and orders the
+//! operations: creates and reactivations with managers before their reports, then updates,
+//! passwords, and deactivations last. [`complete`] then fills in old → new field changes and
+//! deactivation payloads from the last acknowledged records the caller loads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::{Field, Op, OpKind, Origin, Rejection, SnapshotEntry, SourceRecord, User};
+
+/// Options of a plan that come from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    /// Compare source passwords with the remembered keyed hash and plan password changes.
+    pub source_passwords: bool,
+}
+
+struct Seen {
+    origin: Box<str>,
+    /// False when the row was rejected (it still protects the user from deactivation).
+    valid: bool,
+}
+
+/// One record that needs an operation, before cross-record checks.
+#[derive(Debug)]
+pub struct Candidate {
+    pub kind: OpKind,
+    pub record: SourceRecord,
+    /// Set when the record renames an existing employee id (`previous_employee_id`).
+    pub old_employee_id: Option<String>,
+}
+
+/// The streaming planner.
+pub struct Planner<'a> {
+    snapshot: &'a HashMap<String, SnapshotEntry>,
+    mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
+    options: PlanOptions,
+    seen: HashMap<Arc<str>, Seen>,
+    logins: HashMap<u128, Arc<str>>,
+    dup_ids: BTreeMap<Arc<str>, Vec<Box<str>>>,
+    dup_login_holders: HashSet<Arc<str>>,
+    candidates: Vec<Candidate>,
+    /// Employee ids of the snapshot taken over by a rename this cycle.
+    renamed_away: HashSet<String>,
+    rejections: Vec<Rejection>,
+    unchanged: u64,
+    skipped_inactive: u64,
+}
+
+/// The planner's result before old records are loaded.
+#[derive(Debug, Default)]
+pub struct Draft {
+    pub candidates: Vec<Candidate>,
+    /// Active snapshot users missing from the source.
+    pub vanished: Vec<String>,
+    pub rejections: Vec<Rejection>,
+    pub unchanged: u64,
+    pub skipped_inactive: u64,
+    /// Distinct employee ids the source named (valid or not).
+    pub source_ids: u64,
+}
+
+fn login_key(login: &str) -> u128 {
+    let lower = login.to_lowercase();
+    let h = blake3::hash(lower.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.as_bytes()[..16]);
+    u128::from_le_bytes(b)
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(
+        snapshot: &'a HashMap<String, SnapshotEntry>,
+        mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
+        options: PlanOptions,
+    ) -> Planner<'a> {
+        Planner {
+            snapshot,
+            mac,
+            options,
+            seen: HashMap::with_capacity(snapshot.len() + snapshot.len() / 8 + 16),
+            logins: HashMap::with_capacity(snapshot.len() + snapshot.len() / 8 + 16),
+            dup_ids: BTreeMap::new(),
+            dup_login_holders: HashSet::new(),
+            candidates: Vec::new(),
+            renamed_away: HashSet::new(),
+            rejections: Vec::new(),
+            unchanged: 0,
+            skipped_inactive: 0,
+        }
+    }
+
+    /// A source row that failed validation: its rejections are kept, and the user it names
+    /// keeps its last good state (it is never deactivated for being rejected).
+    pub fn push_rejected(
+        &mut self,
+        employee_id: Option<&str>,
+        origin: &str,
+        rejections: Vec<Rejection>,
+    ) {
+        self.rejections.extend(rejections);
+        if let Some(id) = employee_id.filter(|s| !s.is_empty()) {
+            if let Some(prev) = self.seen.get(id) {
+                let first = prev.origin.clone();
+                self.dup_ids
+                    .entry(Arc::from(id))
+                    .or_insert_with(|| vec![first])
+                    .push(origin.into());
+                return;
+            }
+            self.seen.insert(
+                Arc::from(id),
+                Seen {
+                    origin: origin.into(),
+                    valid: false,
+                },
+            );
+        }
+    }
+
+    /// A valid, normalized record.
+    pub fn push(&mut self, record: SourceRecord) {
+        let id: Arc<str> = Arc::from(record.user.employee_id());
+        if let Some(prev) = self.seen.get(&id) {
+            let first = prev.origin.clone();
+            self.dup_ids
+                .entry(id)
+                .or_insert_with(|| vec![first])
+                .push(record.origin.as_str().into());
+            return;
+        }
+        self.seen.insert(
+            id.clone(),
+            Seen {
+                origin: record.origin.as_str().into(),
+                valid: true,
+            },
+        );
+        match self.logins.entry(login_key(record.user.login_id())) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let holder = o.get().clone();
+                let holder_origin = self
+                    .seen
+                    .get(&holder)
+                    .map(|s| s.origin.to_string())
+                    .unwrap_or_default();
+                self.rejections.push(Rejection {
+                    source: record.origin.clone(),
+                    employee_id: Some(id.to_string()),
+                    field: "login_id".into(),
+                    message: format!(
+                        "login_id \"{}\" is also used by employee {holder} at {holder_origin}; both rows rejected",
+                        record.user.login_id()
+                    ),
+                });
+                if let Some(s) = self.seen.get_mut(&id) {
+                    s.valid = false;
+                }
+                if self.dup_login_holders.insert(holder.clone()) {
+                    self.rejections.push(Rejection {
+                        source: holder_origin,
+                        employee_id: Some(holder.to_string()),
+                        field: "login_id".into(),
+                        message: format!(
+                            "login_id \"{}\" is also used by employee {id} at {}; both rows rejected",
+                            record.user.login_id(),
+                            record.origin
+                        ),
+                    });
+                }
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id.clone());
+            }
+        }
+        let active = record.user.is_active();
+        match self.snapshot.get(&*id) {
+            None => {
+                // A rename: the source says which employee id this person had before.
+                if let Some(prev) = record
+                    .previous_employee_id
+                    .as_deref()
+                    .filter(|p| *p != &*id && self.snapshot.contains_key(*p))
+                {
+                    self.renamed_away.insert(prev.to_owned());
+                    let old = Some(prev.to_owned());
+                    self.candidates.push(Candidate {
+                        kind: OpKind::Update,
+                        record,
+                        old_employee_id: old,
+                    });
+                    return;
+                }
+                if !active {
+                    self.skipped_inactive += 1;
+                    return;
+                }
+                self.candidates.push(Candidate {
+                    kind: OpKind::Create,
+                    record,
+                    old_employee_id: None,
+                });
+            }
+            Some(entry) => {
+                let kind = if entry.hash != record.user.content_hash() || entry.active != active {
+                    Some(match (entry.active, active) {
+                        (false, true) => OpKind::Reactivate,
+                        (true, false) => OpKind::Deactivate,
+                        _ => OpKind::Update,
+                    })
+                } else if self.options.source_passwords
+                    && let Some(pw) = record.password.as_ref()
+                    && entry.password_mac != Some((self.mac)(&id, pw))
+                {
+                    Some(OpKind::Password)
+                } else {
+                    None
+                };
+                match kind {
+                    Some(kind) => self.candidates.push(Candidate {
+                        kind,
+                        record,
+                        old_employee_id: None,
+                    }),
+                    None => self.unchanged += 1,
+                }
+            }
+        }
+    }
+
+    /// Applies the cross-record rules and orders the result.
+    pub fn finish(mut self) -> Draft {
+        // Duplicate employee ids: every row with the id is rejected.
+        let mut rejected_ids: HashSet<Arc<str>> = HashSet::new();
+        for (id, origins) in &self.dup_ids {
+            for (i, o) in origins.iter().enumerate() {
+                let others: Vec<&str> = origins
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, o)| &**o)
+                    .collect();
+                self.rejections.push(Rejection {
+                    source: o.to_string(),
+                    employee_id: Some(id.to_string()),
+                    field: "employee_id".into(),
+                    message: format!(
+                        "employee_id \"{id}\" appears again at {}; all rows with it rejected",
+                        others.join(", ")
+                    ),
+                });
+            }
+            rejected_ids.insert(id.clone());
+        }
+        for holder in &self.dup_login_holders {
+            rejected_ids.insert(holder.clone());
+        }
+        for id in &rejected_ids {
+            if let Some(s) = self.seen.get_mut(id) {
+                s.valid = false;
+            }
+        }
+        let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
+            .into_iter()
+            .filter(|c| {
+                self.seen
+                    .get(c.record.user.employee_id())
+                    .is_some_and(|s| s.valid)
+            })
+            .collect();
+
+        // Managers must exist: in Concur already, or created by this plan.
+        let creating: HashSet<&str> = candidates
+            .iter()
+            .filter(|c| c.kind == OpKind::Create)
+            .map(|c| c.record.user.employee_id())
+            .collect();
+        let mut bad_manager: HashMap<String, Rejection> = HashMap::new();
+        for c in &candidates {
+            let u = &c.record.user;
+            if let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID)
+                && !self.snapshot.contains_key(m)
+                && !creating.contains(m)
+            {
+                let why = match self.seen.get(m) {
+                    Some(s) if !s.valid => format!("its own row at {} was rejected", s.origin),
+                    Some(s) => format!("its row at {} is not being created", s.origin),
+                    None => "it is neither in the source nor in Concur".into(),
+                };
+                bad_manager.insert(
+                    u.employee_id().to_owned(),
+                    Rejection {
+                        source: c.record.origin.clone(),
+                        employee_id: Some(u.employee_id().to_owned()),
+                        field: "manager_employee_id".into(),
+                        message: format!("manager \"{m}\" is not a known user: {why}"),
+                    },
+                );
+            }
+        }
+        // Loops among users being created can never be satisfied.
+        let create_mgr: HashMap<&str, &str> = candidates
+            .iter()
+            .filter(|c| c.kind == OpKind::Create)
+            .filter_map(|c| {
+                c.record
+                    .user
+                    .get(Field::MANAGER_EMPLOYEE_ID)
+                    .map(|m| (c.record.user.employee_id(), m))
+            })
+            .collect();
+        for c in &candidates {
+            let start = c.record.user.employee_id();
+            let mut chain = vec![start];
+            let mut cur = start;
+            while let Some(&m) = create_mgr.get(cur) {
+                if m == start {
+                    chain.push(m);
+                    bad_manager
+                        .entry(start.to_owned())
+                        .or_insert_with(|| Rejection {
+                            source: c.record.origin.clone(),
+                            employee_id: Some(start.to_owned()),
+                            field: "manager_employee_id".into(),
+                            message: format!(
+                                "manager chain of new users loops back: {}",
+                                chain.join(" → ")
+                            ),
+                        });
+                    break;
+                }
+                if chain.contains(&m) || chain.len() > create_mgr.len() {
+                    break;
+                }
+                chain.push(m);
+                cur = m;
+            }
+        }
+        drop(create_mgr);
+        drop(creating);
+        if !bad_manager.is_empty() {
+            candidates.retain(|c| !bad_manager.contains_key(c.record.user.employee_id()));
+            let mut extra: Vec<Rejection> = bad_manager.into_values().collect();
+            extra.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
+            self.rejections.extend(extra);
+        }
+
+        // Order: creates and reactivations by manager depth, then updates, passwords,
+        // deactivations; ties by employee id.
+        let depth = manager_depths(&candidates);
+        candidates.sort_by(|a, b| {
+            let ka = order_key(a, &depth);
+            let kb = order_key(b, &depth);
+            ka.cmp(&kb)
+        });
+
+        let mut vanished: Vec<String> = self
+            .snapshot
+            .iter()
+            .filter(|(id, e)| {
+                e.active && !self.seen.contains_key(id.as_str()) && !self.renamed_away.contains(*id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        vanished.sort();
+
+        Draft {
+            candidates,
+            vanished,
+            rejections: self.rejections,
+            unchanged: self.unchanged,
+            skipped_inactive: self.skipped_inactive,
+            source_ids: self.seen.len() as u64,
+        }
+    }
+}
+
+fn order_key<'c>(c: &'c Candidate, depth: &HashMap<String, u32>) -> (u8, u32, &'c str) {
+    let id = c.record.user.employee_id();
+    let class = match c.kind {
+        OpKind::Create | OpKind::Reactivate => 0,
+        OpKind::Update => 1,
+        OpKind::Password => 2,
+        OpKind::Deactivate => 3,
+    };
+    (class, depth.get(id).copied().unwrap_or(0), id)
+}
+
+/// How many managers above each created or reactivated user are also in the plan.
+fn manager_depths(candidates: &[Candidate]) -> HashMap<String, u32> {
+    let mgr: HashMap<&str, Option<&str>> = candidates
+        .iter()
+        .filter(|c| matches!(c.kind, OpKind::Create | OpKind::Reactivate))
+        .map(|c| {
+            (
+                c.record.user.employee_id(),
+                c.record.user.get(Field::MANAGER_EMPLOYEE_ID),
+            )
+        })
+        .collect();
+    let mut depth: HashMap<&str, u32> = HashMap::with_capacity(mgr.len());
+    for &id in mgr.keys() {
+        let mut path = Vec::new();
+        let mut cur = id;
+        let base = loop {
+            if let Some(&d) = depth.get(cur) {
+                break d + 1;
+            }
+            path.push(cur);
+            match mgr.get(cur).copied().flatten() {
+                Some(m) if mgr.contains_key(m) && !path.contains(&m) => cur = m,
+                _ => break 0,
+            }
+        };
+        for (i, p) in path.iter().rev().enumerate() {
+            depth.insert(p, base + i as u32);
+        }
+    }
+    depth.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+impl Draft {
+    /// Employee ids whose last acknowledged record [`complete`] needs.
+    pub fn ids_needing_old(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .candidates
+            .iter()
+            .filter(|c| c.kind != OpKind::Create)
+            .map(|c| {
+                c.old_employee_id
+                    .as_deref()
+                    .unwrap_or(c.record.user.employee_id())
+            })
+            .chain(self.vanished.iter().map(String::as_str))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Deactivations this draft would send.
+    pub fn deactivation_count(&self) -> usize {
+        self.vanished.len()
+            + self
+                .candidates
+                .iter()
+                .filter(|c| c.kind == OpKind::Deactivate)
+                .count()
+    }
+}
+
+/// Turns a draft into operations: field changes old → new, renames, and deactivation payloads
+/// (the last acknowledged record with `Active=N`). `old` holds the records of
+/// [`Draft::ids_needing_old`]; a vanished user missing from it is skipped.
+pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Rejection>, u64) {
+    let mut ops = Vec::with_capacity(draft.candidates.len() + draft.vanished.len());
+    for c in draft.candidates {
+        let id = c.record.user.employee_id().to_owned();
+        let old_id = c.old_employee_id.clone();
+        let prev = old.get(old_id.as_deref().unwrap_or(&id));
+        let changes = match (c.kind, prev) {
+            (OpKind::Password, _) => Vec::new(),
+            (_, Some(p)) => c.record.user.changes_from(p),
+            (_, None) => c.record.user.changes_from(&User::new()),
+        };
+        let old_login_id = prev
+            .map(|p| p.login_id())
+            .filter(|l| *l != c.record.user.login_id())
+            .map(str::to_owned);
+        ops.push(Op {
+            kind: c.kind,
+            employee_id: id,
+            user: c.record.user,
+            old_login_id,
+            old_employee_id: old_id,
+            changes,
+            password: c.record.password,
+            origin: c.record.origin,
+        });
+    }
+    for id in draft.vanished {
+        let Some(prev) = old.get(&id) else { continue };
+        let mut user = prev.clone();
+        user.set(Field::ACTIVE, "N");
+        let changes = user.changes_from(prev);
+        ops.push(Op {
+            kind: OpKind::Deactivate,
+            employee_id: id,
+            user,
+            old_login_id: None,
+            old_employee_id: None,
+            changes,
+            password: None,
+            origin: Origin::new(),
+        });
+    }
+    (ops, draft.rejections, draft.unchanged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Secret;
+
+    fn rec(line: u32, id: &str, login: &str, mgr: Option<&str>) -> SourceRecord {
+        let mut u = User::new();
+        u.set(Field::EMPLOYEE_ID, id);
+        u.set(Field::LOGIN_ID, login);
+        u.set(Field::ACTIVE, "Y");
+        if let Some(m) = mgr {
+            u.set(Field::MANAGER_EMPLOYEE_ID, m);
+        }
+        SourceRecord {
+            origin: format!("hr.csv:{line}"),
+            user: u,
+            password: None,
+            previous_employee_id: None,
+        }
+    }
+
+    fn mac(_: &str, _: &Secret) -> [u8; 16] {
+        [0; 16]
+    }
+
+    fn run(snap: &HashMap<String, SnapshotEntry>, recs: Vec<SourceRecord>) -> Draft {
+        let mut p = Planner::new(
+            snap,
+            &mac,
+            PlanOptions {
+                source_passwords: true,
+            },
+        );
+        for r in recs {
+            p.push(r);
+        }
+        p.finish()
+    }
+
+    fn kinds(d: &Draft) -> Vec<(OpKind, String)> {
+        d.candidates
+            .iter()
+            .map(|c| (c.kind, c.record.user.employee_id().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn managers_are_created_before_their_reports() {
+        let snap = HashMap::new();
+        let d = run(
+            &snap,
+            vec![
+                rec(2, "a", "a@x", Some("b")),
+                rec(3, "b", "b@x", Some("c")),
+                rec(4, "c", "c@x", None),
+                rec(5, "d", "d@x", None),
+            ],
+        );
+        let ids: Vec<_> = kinds(&d).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(ids, ["c", "d", "b", "a"]);
+    }
+
+    #[test]
+    fn duplicates_reject_every_row_and_protect_the_user() {
+        let mut snap = HashMap::new();
+        let u = rec(0, "a", "a@x", None).user;
+        snap.insert(
+            "a".to_string(),
+            SnapshotEntry {
+                hash: u.content_hash(),
+                active: true,
+                password_mac: None,
+            },
+        );
+        let d = run(
+            &snap,
+            vec![
+                rec(2, "a", "a@x", None),
+                rec(3, "a", "a2@x", None),
+                rec(4, "b", "same@x", None),
+                rec(5, "c", "SAME@x", None),
+            ],
+        );
+        assert!(d.candidates.is_empty(), "{:?}", kinds(&d));
+        assert!(d.vanished.is_empty());
+        let srcs: Vec<_> = d.rejections.iter().map(|r| r.source.as_str()).collect();
+        for s in ["hr.csv:2", "hr.csv:3", "hr.csv:4", "hr.csv:5"] {
+            assert!(srcs.contains(&s), "{srcs:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_manager_and_loops_are_rejected() {
+        let snap = HashMap::new();
+        let d = run(
+            &snap,
+            vec![
+                rec(2, "a", "a@x", Some("zz")),
+                rec(3, "b", "b@x", Some("c")),
+                rec(4, "c", "c@x", Some("b")),
+            ],
+        );
+        assert!(d.candidates.is_empty());
+        assert_eq!(d.rejections.len(), 3);
+        assert!(
+            d.rejections[0]
+                .message
+                .contains("neither in the source nor in Concur")
+        );
+        assert!(d.rejections[1].message.contains("loops"));
+    }
+
+    #[test]
+    fn vanished_and_inactive_rows_deactivate() {
+        let mut snap = HashMap::new();
+        for id in ["a", "b", "c"] {
+            let u = rec(0, id, &format!("{id}@x"), None).user;
+            snap.insert(
+                id.to_string(),
+                SnapshotEntry {
+                    hash: u.content_hash(),
+                    active: true,
+                    password_mac: None,
+                },
+            );
+        }
+        let mut b = rec(3, "b", "b@x", None);
+        b.user.set(Field::ACTIVE, "N");
+        let d = run(&snap, vec![rec(2, "a", "a@x", None), b]);
+        assert_eq!(kinds(&d), [(OpKind::Deactivate, "b".to_string())]);
+        assert_eq!(d.vanished, ["c"]);
+        assert_eq!(d.unchanged, 1);
+    }
+}

@@ -1,0 +1,934 @@
+//! The SQLite state database: the snapshot of what Concur acknowledged, the outbox of planned
+//! operations, failures, rejections, cycle history, and secrets at rest (see `secrets`).
+//!
+//! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
+//! entry Concur acknowledged. Nothing here talks to the network.
+
+pub mod lock;
+pub mod migrate;
+pub mod secrets;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Op, OpKind, Rejection, Secret, SnapshotEntry, User};
+pub use secrets::Keys;
+
+/// Errors of the state database boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database schema: {0}")]
+    Schema(String),
+    #[error("state key file {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("state database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("{0}")]
+    Locked(String),
+    #[error("state database holds damaged data: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The outcome Concur gave one outbox entry.
+#[derive(Debug, Clone)]
+pub enum EntryResult {
+    Acknowledged,
+    Failed(String),
+}
+
+/// One outbox entry as stored.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub cycle_id: i64,
+    pub seq: i64,
+    pub op: Op,
+    pub attempts: i64,
+}
+
+/// `status --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub users: UserCounts,
+    pub failed: Vec<FailedEntry>,
+    pub rejected: Vec<Rejection>,
+    pub last_cycle: Option<CycleInfo>,
+    pub last_success: Option<CycleInfo>,
+    pub outbox: OutboxCounts,
+    pub retries: u64,
+    pub throttled_seconds: f64,
+    pub token: TokenInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserCounts {
+    pub managed: u64,
+    pub active: u64,
+    pub inactive: u64,
+    pub created: u64,
+    pub adopted: u64,
+    pub unmanaged: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedEntry {
+    pub employee_id: String,
+    pub operation: String,
+    pub message: String,
+    pub attempts: i64,
+    pub first_failed_at: String,
+    pub last_failed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleInfo {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: String,
+    pub source: String,
+    pub message: Option<String>,
+    pub counts: CycleCounts,
+}
+
+/// What a cycle did; stored as JSON in `cycles.counts`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CycleCounts {
+    pub create: u64,
+    pub update: u64,
+    pub deactivate: u64,
+    pub reactivate: u64,
+    pub password: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub unchanged: u64,
+    pub planned: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub held: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TokenInfo {
+    pub refresh_token_stored: bool,
+    pub access_expires_at: Option<i64>,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The state database.
+pub struct Store {
+    conn: Connection,
+    keys: Keys,
+    path: PathBuf,
+    key_path: PathBuf,
+}
+
+/// The token part of the state DB on its own connection (see [`Store::token_store`]).
+pub struct TokenDb {
+    conn: std::sync::Mutex<Connection>,
+    keys: Keys,
+}
+
+impl TokenDb {
+    pub fn load(&self) -> Result<Option<(Secret, Option<String>)>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        token_load(&conn, &self.keys)
+    }
+    pub fn save(
+        &self,
+        refresh_token: &Secret,
+        geolocation: Option<&str>,
+        access_expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        token_save(
+            &conn,
+            &self.keys,
+            refresh_token,
+            geolocation,
+            access_expires_at,
+        )
+    }
+}
+
+fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn kv_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![key, value, now()],
+    )?;
+    Ok(())
+}
+
+fn token_load(
+    conn: &Connection,
+    keys: &Keys,
+) -> Result<Option<(Secret, Option<String>)>, StoreError> {
+    let Some(ct) = kv_get(conn, KV_REFRESH_TOKEN)? else {
+        return Ok(None);
+    };
+    let Some(token) = keys.decrypt(&ct) else {
+        tracing::warn!(
+            "the stored refresh token cannot be decrypted with the current key; requesting a new token"
+        );
+        return Ok(None);
+    };
+    let geo = kv_get(conn, KV_GEOLOCATION)?.and_then(|g| String::from_utf8(g).ok());
+    Ok(Some((token, geo)))
+}
+
+fn token_save(
+    conn: &Connection,
+    keys: &Keys,
+    refresh_token: &Secret,
+    geolocation: Option<&str>,
+    access_expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    kv_set(conn, KV_REFRESH_TOKEN, &keys.encrypt(refresh_token))?;
+    match geolocation {
+        Some(g) => kv_set(conn, KV_GEOLOCATION, g.as_bytes())?,
+        None => {
+            conn.execute("DELETE FROM kv WHERE key = ?1", [KV_GEOLOCATION])?;
+        }
+    }
+    if let Some(at) = access_expires_at {
+        kv_set(conn, KV_ACCESS_EXPIRES, at.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+const KV_REFRESH_TOKEN: &str = "concur.refresh_token";
+const KV_GEOLOCATION: &str = "concur.geolocation";
+const KV_ACCESS_EXPIRES: &str = "concur.access_expires_at";
+
+impl Store {
+    /// Opens (creating if needed) the state DB at `path`, applies migrations, loads the keys
+    /// from `key_file` (default: `<path>.key`).
+    pub fn open(path: &Path, key_file: Option<&Path>) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        let key_path = key_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| default_key_path(path));
+        let keys = Keys::load_or_create(&key_path)?;
+        let mut conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        configure(&conn)?;
+        migrate::migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            keys,
+            path: path.to_path_buf(),
+            key_path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Keyed hash of a user's password.
+    pub fn password_mac(&self, employee_id: &str, password: &Secret) -> [u8; 16] {
+        self.keys.password_mac(employee_id, password)
+    }
+
+    // ---- snapshot ------------------------------------------------------------------------
+
+    /// Every managed user's hash and active flag, for planning.
+    pub fn snapshot_index(&self) -> Result<HashMap<String, SnapshotEntry>, StoreError> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM users WHERE ownership != 'unmanaged'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut map = HashMap::with_capacity(count as usize);
+        let mut stmt = self.conn.prepare(
+            "SELECT employee_id, active, hash, password_mac FROM users WHERE ownership != 'unmanaged'",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let active: bool = row.get(1)?;
+            let hash = to16(row.get_ref(2)?.as_blob()?)
+                .ok_or_else(|| StoreError::Corrupt(format!("user {id}: hash is not 16 bytes")))?;
+            let password_mac = match row.get_ref(3)?.as_blob_or_null()? {
+                Some(b) => to16(b),
+                None => None,
+            };
+            map.insert(
+                id,
+                SnapshotEntry {
+                    hash,
+                    active,
+                    password_mac,
+                },
+            );
+        }
+        Ok(map)
+    }
+
+    /// The last acknowledged record of the given users (absent ids are skipped).
+    pub fn load_users<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, User>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT fields FROM users WHERE employee_id = ?1")?;
+        let mut out = HashMap::new();
+        for id in ids {
+            let fields: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
+            if let Some(f) = fields {
+                let user: User = serde_json::from_str(&f)
+                    .map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
+                out.insert(id.to_owned(), user);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Employee ids whose login is `login` (case-insensitive), for rename handling.
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Records a user as already present in Concur without sending anything (`baseline`,
+    /// adoption): the snapshot then says Concur holds exactly `user`.
+    pub fn baseline_users(&mut self, users: &[User], ownership: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+                   active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                   ownership = excluded.ownership, acked_at = excluded.acked_at",
+            )?;
+            let at = now();
+            for u in users {
+                stmt.execute(params![
+                    u.employee_id(),
+                    u.login_id(),
+                    u.is_active(),
+                    &u.content_hash()[..],
+                    user_json(u),
+                    ownership,
+                    at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- cycles --------------------------------------------------------------------------
+
+    /// Closes what a crash left open: running cycles become `interrupted` and their unsent or
+    /// in-flight outbox entries `abandoned` (the next plan re-derives them from the snapshot,
+    /// which only ever holds what Concur acknowledged). Returns the ids of interrupted cycles.
+    pub fn recover(&mut self) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare("SELECT id FROM cycles WHERE outcome = 'running'")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let at = now();
+        for id in &ids {
+            tx.execute(
+                "UPDATE outbox SET state = 'abandoned', updated_at = ?2,
+                   last_error = COALESCE(last_error, 'cycle interrupted before Concur answered; re-planned')
+                 WHERE cycle_id = ?1 AND state IN ('pending', 'inflight')",
+                params![id, at],
+            )?;
+            tx.execute(
+                "UPDATE cycles SET outcome = 'interrupted', finished_at = ?2,
+                   message = COALESCE(message, 'the process stopped before the cycle finished')
+                 WHERE id = ?1",
+                params![id, at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    pub fn begin_cycle(&self, source: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO cycles (started_at, source) VALUES (?1, ?2)",
+            params![now(), source],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn set_cycle_source_digest(&self, cycle: i64, digest: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cycles SET source_digest = ?2 WHERE id = ?1",
+            params![cycle, digest],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_cycle(
+        &self,
+        cycle: i64,
+        outcome: &str,
+        counts: &CycleCounts,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let counts = serde_json::to_string(counts).unwrap_or_else(|_| "{}".into());
+        self.conn.execute(
+            "UPDATE cycles SET outcome = ?2, finished_at = ?3, counts = ?4, message = ?5 WHERE id = ?1",
+            params![cycle, outcome, now(), counts, message],
+        )?;
+        Ok(())
+    }
+
+    // ---- rejections ----------------------------------------------------------------------
+
+    /// Replaces the stored rejections with those of `cycle`.
+    pub fn replace_rejections(
+        &mut self,
+        cycle: i64,
+        rejections: &[Rejection],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM rejections", [])?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rejections (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in rejections {
+                stmt.execute(params![cycle, r.source, r.employee_id, r.field, r.message])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- outbox --------------------------------------------------------------------------
+
+    /// Stores a cycle's plan; entries are `pending` (or `held`). Returns their ids in order.
+    pub fn write_outbox(
+        &mut self,
+        cycle: i64,
+        ops: &[Op],
+        state: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(ops.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let at = now();
+            for (seq, op) in ops.iter().enumerate() {
+                stmt.execute(params![
+                    cycle,
+                    seq as i64,
+                    op.employee_id,
+                    op.kind.as_str(),
+                    user_json(&op.user),
+                    op.old_login_id,
+                    op.old_employee_id,
+                    op.origin,
+                    state,
+                    at
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Marks entries as sent (their attempt counter goes up) before the request leaves.
+    pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            )?;
+            let at = now();
+            for id in ids {
+                stmt.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records Concur's answer for a batch in one transaction: acknowledged entries advance the
+    /// snapshot and close; failed entries are kept with Concur's message.
+    pub fn record_results(
+        &mut self,
+        cycle: i64,
+        results: &[(i64, &Op, EntryResult)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let at = now();
+        {
+            let mut done = tx.prepare_cached(
+                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ?2 WHERE id = ?1",
+            )?;
+            let mut failed = tx.prepare_cached(
+                "UPDATE outbox SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8)
+                 ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+                   active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                   password_mac = COALESCE(excluded.password_mac, users.password_mac),
+                   ownership = CASE users.ownership WHEN 'unmanaged' THEN 'adopted' ELSE users.ownership END,
+                   acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle",
+            )?;
+            let mut set_mac = tx.prepare_cached(
+                "UPDATE users SET password_mac = ?2, acked_at = ?3, acked_cycle = ?4 WHERE employee_id = ?1",
+            )?;
+            let mut clear_failures =
+                tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1")?;
+            let mut clear_failure =
+                tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1 AND op = ?2")?;
+            let mut rename = tx.prepare_cached("DELETE FROM users WHERE employee_id = ?1")?;
+            let mut add_failure = tx.prepare_cached(
+                "INSERT INTO failures (employee_id, op, message, attempts, first_failed_at, last_failed_at, cycle_id)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)
+                 ON CONFLICT(employee_id, op) DO UPDATE SET message = excluded.message,
+                   attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at,
+                   cycle_id = excluded.cycle_id",
+            )?;
+            for (id, op, result) in results {
+                match result {
+                    EntryResult::Acknowledged => {
+                        done.execute(params![id, at])?;
+                        let mac = op
+                            .password
+                            .as_ref()
+                            .map(|p| self.keys.password_mac(&op.employee_id, p).to_vec());
+                        if op.kind == OpKind::Password {
+                            set_mac.execute(params![op.employee_id, mac, at, cycle])?;
+                            clear_failure.execute(params![op.employee_id, op.kind.as_str()])?;
+                            continue;
+                        }
+                        if let Some(old) = op.old_employee_id.as_deref()
+                            && old != op.employee_id
+                        {
+                            rename.execute([old])?;
+                            clear_failures.execute([old])?;
+                        }
+                        upsert.execute(params![
+                            op.employee_id,
+                            op.user.login_id(),
+                            op.user.is_active(),
+                            &op.user.content_hash()[..],
+                            user_json(&op.user),
+                            mac,
+                            at,
+                            cycle
+                        ])?;
+                        clear_failures.execute([&op.employee_id])?;
+                    }
+                    EntryResult::Failed(message) => {
+                        failed.execute(params![id, message, at])?;
+                        add_failure.execute(params![
+                            op.employee_id,
+                            op.kind.as_str(),
+                            message,
+                            at,
+                            cycle
+                        ])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Open (pending or in-flight) entries of a cycle, in send order.
+    pub fn open_entries(
+        &self,
+        cycle: i64,
+        states: &[&str],
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, attempts, state
+             FROM outbox WHERE cycle_id = ?1 ORDER BY seq",
+        )?;
+        let mut out = Vec::new();
+        let mut rows = stmt.query([cycle])?;
+        while let Some(r) = rows.next()? {
+            let state: String = r.get(9)?;
+            if !states.contains(&state.as_str()) {
+                continue;
+            }
+            let kind_s: String = r.get(3)?;
+            let payload: String = r.get(4)?;
+            let employee_id: String = r.get(2)?;
+            let kind = OpKind::parse(&kind_s)
+                .ok_or_else(|| StoreError::Corrupt(format!("outbox op {kind_s}")))?;
+            let user: User = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox {employee_id}: {e}")))?;
+            out.push(OutboxEntry {
+                id: r.get(0)?,
+                cycle_id: cycle,
+                seq: r.get(1)?,
+                op: Op {
+                    kind,
+                    employee_id,
+                    user,
+                    old_login_id: r.get(5)?,
+                    old_employee_id: r.get(6)?,
+                    changes: Vec::new(),
+                    password: None,
+                    origin: r.get(7)?,
+                },
+                attempts: r.get(8)?,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- key/value and tokens ------------------------------------------------------------
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        kv_get(&self.conn, key)
+    }
+
+    pub fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        kv_set(&self.conn, key, value)
+    }
+
+    pub fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM kv WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// The persisted refresh token (decrypted) and its geolocation.
+    pub fn load_token(&self) -> Result<Option<(Secret, Option<String>)>, StoreError> {
+        token_load(&self.conn, &self.keys)
+    }
+
+    /// Persists the newest refresh token, encrypted.
+    pub fn save_token(
+        &self,
+        refresh_token: &Secret,
+        geolocation: Option<&str>,
+        access_expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        token_save(
+            &self.conn,
+            &self.keys,
+            refresh_token,
+            geolocation,
+            access_expires_at,
+        )
+    }
+
+    /// A second handle on this database for the token lifecycle, usable from any thread.
+    pub fn token_store(&self) -> Result<TokenDb, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        configure(&conn)?;
+        Ok(TokenDb {
+            conn: std::sync::Mutex::new(conn),
+            keys: Keys::load_or_create(&self.key_path)?,
+        })
+    }
+
+    pub fn audit(&self, action: &str, detail: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO audit (at, action, detail) VALUES (?1, ?2, ?3)",
+            params![now(), action, detail],
+        )?;
+        Ok(())
+    }
+
+    // ---- status --------------------------------------------------------------------------
+
+    pub fn status(&self) -> Result<Status, StoreError> {
+        let mut users = UserCounts::default();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT ownership, active, count(*) FROM users GROUP BY ownership, active",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let own: String = r.get(0)?;
+                let active: bool = r.get(1)?;
+                let n = r.get::<_, i64>(2)? as u64;
+                match own.as_str() {
+                    "unmanaged" => {
+                        users.unmanaged += n;
+                        continue;
+                    }
+                    "adopted" => users.adopted += n,
+                    _ => users.created += n,
+                }
+                users.managed += n;
+                if active {
+                    users.active += n
+                } else {
+                    users.inactive += n
+                }
+            }
+        }
+        let failed = {
+            let mut stmt = self.conn.prepare(
+                "SELECT employee_id, op, message, attempts, first_failed_at, last_failed_at
+                 FROM failures ORDER BY employee_id, op",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(FailedEntry {
+                    employee_id: r.get(0)?,
+                    operation: r.get(1)?,
+                    message: r.get(2)?,
+                    attempts: r.get(3)?,
+                    first_failed_at: r.get(4)?,
+                    last_failed_at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let rejected = {
+            let mut stmt = self.conn.prepare(
+                "SELECT source, employee_id, field, message FROM rejections ORDER BY id",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(Rejection {
+                    source: r.get(0)?,
+                    employee_id: r.get(1)?,
+                    field: r.get(2)?,
+                    message: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let last_cycle = self.cycle_where("1 = 1")?;
+        let last_success = self.cycle_where("outcome IN ('success', 'partial', 'degraded')")?;
+        let (pending, held): (i64, i64) = self.conn.query_row(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'inflight')),
+                    count(*) FILTER (WHERE state = 'held') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (retries, throttled_seconds) = last_cycle
+            .as_ref()
+            .map(|c| (c.counts.retries, c.counts.throttled_seconds))
+            .unwrap_or_default();
+        let token = TokenInfo {
+            refresh_token_stored: self.kv_get(KV_REFRESH_TOKEN)?.is_some(),
+            access_expires_at: self
+                .kv_get(KV_ACCESS_EXPIRES)?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok()),
+        };
+        Ok(Status {
+            users,
+            failed,
+            rejected,
+            last_cycle,
+            last_success,
+            outbox: OutboxCounts {
+                pending: pending as u64,
+                held: held as u64,
+            },
+            retries,
+            throttled_seconds,
+            token,
+        })
+    }
+
+    fn cycle_where(&self, cond: &str) -> Result<Option<CycleInfo>, StoreError> {
+        let sql = format!(
+            "SELECT id, started_at, finished_at, outcome, source, message, counts FROM cycles
+             WHERE {cond} ORDER BY id DESC LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, [], |r| {
+                let counts: String = r.get(6)?;
+                Ok(CycleInfo {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    outcome: r.get(3)?,
+                    source: r.get(4)?,
+                    message: r.get(5)?,
+                    counts: serde_json::from_str(&counts).unwrap_or_default(),
+                })
+            })
+            .optional()?)
+    }
+
+    /// Direct access for read-only queries in tests and tools.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// `<state>.key` beside the database.
+pub fn default_key_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".key");
+    PathBuf::from(p)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+fn to16(b: &[u8]) -> Option<[u8; 16]> {
+    b.try_into().ok()
+}
+
+fn user_json(u: &User) -> String {
+    serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Field;
+
+    fn user(id: &str, login: &str) -> User {
+        let mut u = User::new();
+        u.set(Field::EMPLOYEE_ID, id);
+        u.set(Field::LOGIN_ID, login);
+        u.set(Field::LAST_NAME, "Ünal & <Sons>");
+        u
+    }
+
+    fn op(kind: OpKind, u: User) -> Op {
+        Op {
+            kind,
+            employee_id: u.employee_id().to_owned(),
+            user: u,
+            old_login_id: None,
+            old_employee_id: None,
+            changes: vec![],
+            password: None,
+            origin: "t.csv:2".into(),
+        }
+    }
+
+    #[test]
+    fn ack_advances_snapshot_failure_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let c = s.begin_cycle("t.csv").unwrap();
+        let ops = vec![
+            op(OpKind::Create, user("1", "a@x")),
+            op(OpKind::Create, user("2", "b@x")),
+        ];
+        let ids = s.write_outbox(c, &ops, "pending").unwrap();
+        s.mark_inflight(&ids).unwrap();
+        s.record_results(
+            c,
+            &[
+                (ids[0], &ops[0], EntryResult::Acknowledged),
+                (
+                    ids[1],
+                    &ops[1],
+                    EntryResult::Failed("Missing Required Field: Password".into()),
+                ),
+            ],
+        )
+        .unwrap();
+        let idx = s.snapshot_index().unwrap();
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx["1"].hash, ops[0].user.content_hash());
+        let loaded = s.load_users(["1"]).unwrap();
+        assert_eq!(loaded["1"], ops[0].user);
+        let st = s.status().unwrap();
+        assert_eq!(st.users.managed, 1);
+        assert_eq!(st.failed.len(), 1);
+        assert_eq!(st.failed[0].message, "Missing Required Field: Password");
+    }
+
+    #[test]
+    fn recover_abandons_open_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let mut s = Store::open(&path, None).unwrap();
+            let c = s.begin_cycle("t.csv").unwrap();
+            let ids = s
+                .write_outbox(c, &[op(OpKind::Create, user("1", "a@x"))], "pending")
+                .unwrap();
+            s.mark_inflight(&ids).unwrap();
+        }
+        let mut s = Store::open(&path, None).unwrap();
+        assert_eq!(s.recover().unwrap().len(), 1);
+        assert_eq!(
+            s.status().unwrap().last_cycle.unwrap().outcome,
+            "interrupted"
+        );
+        assert_eq!(s.status().unwrap().outbox.pending, 0);
+        assert!(s.snapshot_index().unwrap().is_empty());
+    }
+
+    #[test]
+    fn token_is_encrypted_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let s = Store::open(&path, None).unwrap();
+        s.save_token(
+            &Secret::new("refresh-abcdef-123456"),
+            Some("http://x"),
+            Some(5),
+        )
+        .unwrap();
+        let (t, g) = s.load_token().unwrap().unwrap();
+        assert_eq!(t.expose(), "refresh-abcdef-123456");
+        assert_eq!(g.as_deref(), Some("http://x"));
+        drop(s);
+        let bytes = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(dir.path().join("s.db-wal")).unwrap_or_default();
+        for b in [bytes, wal] {
+            assert!(!b.windows(12).any(|w| w == b"refresh-abcd"));
+        }
+    }
+}
