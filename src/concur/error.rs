@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::retry::{SendFailure, is_retryable_status};
+
 /// Which credential the token endpoint rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -69,6 +71,25 @@ impl ConcurError {
         }
     }
 
+    /// A request that got no answer after its retries.
+    pub fn from_send_failure(path: &str, failure: SendFailure) -> ConcurError {
+        let timeout = failure.error.is_timeout();
+        let error = failure.error.without_url();
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        message.push_str(&format!(" (after {} attempts)", failure.attempts));
+        ConcurError::Transport {
+            path: path.to_owned(),
+            message,
+            timeout,
+        }
+    }
+
     /// The HTTP status, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -76,11 +97,6 @@ impl ConcurError {
             _ => None,
         }
     }
-}
-
-/// 429 and the transient server statuses; every other 4xx/5xx is final.
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
 /// At most `max` characters of `text`, whitespace collapsed, every secret replaced by `<redacted>`.
