@@ -100,7 +100,7 @@ impl ConcurError {
 }
 
 /// At most `max` characters of `text`, whitespace collapsed, every secret replaced by `<redacted>`.
-pub fn excerpt(text: &str, secrets: &[&str], max: usize) -> String {
+pub(crate) fn excerpt(text: &str, secrets: &[&str], max: usize) -> String {
     let mut s = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for secret in secrets.iter().filter(|s| s.len() >= 3) {
         if s.contains(secret) {

@@ -76,22 +76,27 @@ pub async fn write_users(
 
 /// The outcome of each record of one request, `None` where the response does not settle it.
 fn resolve(batch: &[BatchRecord<'_>], result: &BatchResult) -> Vec<Option<RecordOutcome>> {
-    // Positions a response item refers to: its FeedRecordNumber when that is in range, else
-    // every record whose sent or new employee id equals its EmployeeID.
+    let has_id =
+        |r: &BatchRecord<'_>, id: &str| r.sent_employee_id() == id || r.user.employee_id() == id;
+    // Positions a response item refers to: its FeedRecordNumber when that is in range and does
+    // not contradict its EmployeeID, else every record whose sent or new employee id is its
+    // EmployeeID.
     let positions = |feed: Option<u32>, employee_id: Option<&str>| -> Vec<usize> {
+        let id = employee_id.map(str::trim).filter(|id| !id.is_empty());
         if let Some(n) = feed
             && n >= 1
             && (n as usize) <= batch.len()
+            && id.is_none_or(|id| has_id(&batch[n as usize - 1], id))
         {
             return vec![n as usize - 1];
         }
-        let Some(id) = employee_id.map(str::trim).filter(|id| !id.is_empty()) else {
+        let Some(id) = id else {
             return Vec::new();
         };
         batch
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.sent_employee_id() == id || r.user.employee_id() == id)
+            .filter(|(_, r)| has_id(r, id))
             .map(|(i, _)| i)
             .collect()
     };
@@ -129,4 +134,57 @@ fn resolve(batch: &[BatchRecord<'_>], result: &BatchResult) -> Vec<Option<Record
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::concur::xml::{BatchItemError, BatchItemSuccess};
+    use crate::model::{Field, User};
+
+    fn user(id: &str) -> User {
+        let mut u = User::new();
+        u.set(Field::EMPLOYEE_ID, id);
+        u.set(Field::LOGIN_ID, format!("{id}@example.com"));
+        u
+    }
+
+    #[test]
+    fn resolve_matches_by_feed_number_then_employee_id() {
+        let (a, b, c) = (user("A"), user("B"), user("C2"));
+        let renamed = BatchRecord {
+            old_employee_id: Some("C1"),
+            ..BatchRecord::new(&c)
+        };
+        let batch = [BatchRecord::new(&a), BatchRecord::new(&b), renamed];
+        let result = BatchResult {
+            records_succeeded: 2,
+            records_failed: Some(1),
+            errors: vec![BatchItemError {
+                employee_id: Some("B".into()),
+                // Contradicts the EmployeeID: the id wins.
+                feed_record_number: Some(1),
+                message: "Invalid Input: CrnKey".into(),
+            }],
+            successes: vec![BatchItemSuccess {
+                employee_id: Some("C1".into()),
+                feed_record_number: None,
+                status: "SUCCESS".into(),
+            }],
+        };
+        assert_eq!(
+            resolve(&batch, &result),
+            [
+                Some(RecordOutcome::Acknowledged), // by the counts
+                Some(RecordOutcome::Failed("Invalid Input: CrnKey".into())),
+                Some(RecordOutcome::Acknowledged), // by its old employee id
+            ]
+        );
+        // Counts that do not add up settle only what is listed.
+        let partial = BatchResult {
+            records_failed: Some(2),
+            ..result
+        };
+        assert_eq!(resolve(&batch, &partial)[0], None);
+    }
 }
