@@ -233,14 +233,14 @@ where
         match result {
             Ok(reply) => {
                 tracing::debug!(%method, path, status = reply.status, duration_ms = elapsed_ms, attempt, "http request");
+                if reply.status == 429 {
+                    pacer.throttled_429.fetch_add(1, Ordering::Relaxed);
+                }
                 if !is_retryable_status(reply.status) || last {
                     return Ok(reply);
                 }
                 let served = parse_retry_after(&reply.headers, SystemTime::now())
                     .map(|d| d.min(policy.retry_after_max));
-                if reply.status == 429 {
-                    pacer.throttled_429.fetch_add(1, Ordering::Relaxed);
-                }
                 match served {
                     Some(wait) => {
                         tracing::info!(%method, path, status = reply.status, wait_ms = wait.as_millis() as u64, "server asked to retry later");
