@@ -1,1 +1,31 @@
-//! The Concur client: auth, rate limit, retries, wire encoding, and the writers.
+//! The Concur client: auth and token lifecycle, one shared rate limiter, retries, the User v1 and
+//! User Password wire format, and the user batch writer.
+//!
+//! - `error`: [`ConcurError`], the one error type of this boundary, with `is_retryable()`.
+//! - `xml`: pure encoders and tolerant decoders of the v1 documents.
+//! - `retry`: pacing (limiter + global `Retry-After` gate) and retries, free of Concur types.
+//! - `auth`: token acquisition, refresh, rotation and geolocation.
+//! - `client`: [`ConcurClient`], the only thing here that talks to the network.
+//! - `users`: [`write_users`], which resolves every record's outcome.
+
+mod auth;
+mod client;
+pub mod error;
+pub mod retry;
+mod users;
+pub mod xml;
+
+pub use auth::{StoredToken, TokenStore};
+pub use client::{
+    ClientConfig, ClientStats, ConcurClient, PASSWORDS_PATH, PasswordOutcome, USERS_PATH,
+};
+pub use error::{ConcurError, Credential};
+pub use users::{RecordOutcome, write_users};
+pub use xml::{
+    BatchItemError, BatchItemSuccess, BatchRecord, BatchResult, PasswordBatchResult,
+    PasswordStatus, decode_password_result, decode_user_batch_result, encode_password_batch,
+    encode_user_batch,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! Company-token lifecycle: the stored refresh token first, the company request token when it is
+//! refused; proactive refresh before expiry and forced refresh after a 401/403; rotation saved
+//! to the [`TokenStore`]; `geolocation` followed. One token request at a time: the state mutex
+//! is held across the request, so concurrent callers wait and then share its result.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::ACCEPT;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::client::Inner;
+use super::error::{ConcurError, Credential, excerpt};
+use super::retry::send_with_retry;
+use super::xml::error_message;
+use crate::model::Secret;
+
+/// Where the refresh token survives restarts.
+pub trait TokenStore: Send + Sync {
+    fn load(&self) -> Option<StoredToken>;
+    fn save(&self, token: &StoredToken);
+}
+
+/// What the [`TokenStore`] keeps. The access token itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredToken {
+    pub refresh_token: Secret,
+    /// The base URL Concur assigned to the company, e.g. `https://us2.api.concursolutions.com`.
+    pub geolocation: Option<String>,
+    /// When the access token obtained with it expires, in unix seconds; for status displays.
+    pub access_expires_at: Option<i64>,
+}
+
+/// Refresh this long before the access token expires (or half its lifetime, if shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// Lifetime assumed when the token endpoint gives none (Concur documents one hour).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Concur's token-endpoint codes.
+const CODE_ELSEWHERE: i64 = 16;
+
+/// An access token to use for one API call.
+pub(crate) struct Lease {
+    pub token: Secret,
+    pub generation: u64,
+    pub base_url: String,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: bool,
+    access: Option<Secret>,
+    refresh_at: Option<Instant>,
+    refresh: Option<Secret>,
+    geolocation: Option<String>,
+    /// Bumped with every new access token; a caller refused with generation `g` asks for `> g`.
+    generation: u64,
+}
+
+pub(crate) struct Auth {
+    state: Mutex<State>,
+    pub(crate) token_requests: AtomicU64,
+    pub(crate) forced_refreshes: AtomicU64,
+    expires_at_unix: AtomicU64,
+}
+
+enum Grant {
+    Password,
+    Refresh(Secret),
+}
+
+impl Grant {
+    fn credential(&self) -> Credential {
+        match self {
+            Grant::Password => Credential::CompanyRequestToken,
+            Grant::Refresh(_) => Credential::RefreshToken,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
+    geolocation: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenErrorReply {
+    error: Option<String>,
+    code: Option<serde_json::Value>,
+    geolocation: Option<String>,
+}
+
+fn number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn normalize_base(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
+}
+
+impl Auth {
+    pub(crate) fn new() -> Auth {
+        Auth {
+            state: Mutex::new(State::default()),
+            token_requests: AtomicU64::new(0),
+            forced_refreshes: AtomicU64::new(0),
+            expires_at_unix: AtomicU64::new(0),
+        }
+    }
+
+    /// Unix seconds at which the current access token expires, if one was obtained.
+    pub(crate) fn access_expires_at(&self) -> Option<i64> {
+        match self.expires_at_unix.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t as i64),
+        }
+    }
+
+    /// A valid access token. `refused` is the generation of a token the API just refused: a newer
+    /// one is obtained unless another caller already did.
+    pub(crate) async fn lease(
+        &self,
+        inner: &Inner,
+        refused: Option<u64>,
+    ) -> Result<Lease, ConcurError> {
+        let mut st = self.state.lock().await;
+        if !st.loaded {
+            st.loaded = true;
+            if let Some(stored) = inner.store.as_ref().and_then(|s| s.load()) {
+                if !stored.refresh_token.is_empty() {
+                    st.refresh = Some(stored.refresh_token.clone());
+                }
+                st.geolocation = stored
+                    .geolocation
+                    .as_deref()
+                    .map(normalize_base)
+                    .filter(|g| !g.is_empty());
+            }
+        }
+        let usable = st.access.is_some()
+            && st.refresh_at.is_some_and(|t| Instant::now() < t)
+            && refused.is_none_or(|g| st.generation > g);
+        if !usable {
+            if refused.is_some_and(|g| g == st.generation) {
+                self.forced_refreshes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("access token refused by the API; obtaining a new one");
+            }
+            self.obtain(inner, &mut st).await?;
+        }
+        let token = st
+            .access
+            .clone()
+            .ok_or_else(|| ConcurError::Decode("no access token".into()))?;
+        Ok(Lease {
+            token,
+            generation: st.generation,
+            base_url: self.base_url(inner, &st),
+        })
+    }
+
+    fn base_url(&self, inner: &Inner, st: &State) -> String {
+        st.geolocation
+            .clone()
+            .unwrap_or_else(|| normalize_base(&inner.config.base_url))
+    }
+
+    async fn obtain(&self, inner: &Inner, st: &mut State) -> Result<(), ConcurError> {
+        if let Some(refresh) = st.refresh.clone() {
+            match self.grant(inner, st, Grant::Refresh(refresh)).await {
+                Ok(()) => return Ok(()),
+                Err(ConcurError::AuthRejected {
+                    credential: Credential::RefreshToken,
+                    code,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        code,
+                        "refresh token refused; requesting a new company token"
+                    );
+                    st.refresh = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.grant(inner, st, Grant::Password).await
+    }
+
+    /// One grant, following a code-16 redirect to the company's geolocation once.
+    async fn grant(&self, inner: &Inner, st: &mut State, grant: Grant) -> Result<(), ConcurError> {
+        let cfg = &inner.config;
+        let mut base = self.base_url(inner, st);
+        let mut secrets: Vec<String> = vec![
+            cfg.client_secret.expose().to_owned(),
+            cfg.request_token.expose().to_owned(),
+        ];
+        if let Grant::Refresh(r) = &grant {
+            secrets.push(r.expose().to_owned());
+        }
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        for hop in 0..2 {
+            let url = format!("{base}/oauth2/v0/token");
+            self.token_requests.fetch_add(1, Ordering::Relaxed);
+            let reply = send_with_retry(&inner.pacer, &inner.policy, || {
+                let mut form: Vec<(&str, &str)> = vec![
+                    ("client_id", cfg.client_id.as_str()),
+                    ("client_secret", cfg.client_secret.expose()),
+                ];
+                match &grant {
+                    Grant::Password => form.extend([
+                        ("grant_type", "password"),
+                        ("username", cfg.company_id.as_str()),
+                        ("password", cfg.request_token.expose()),
+                        ("credtype", "authtoken"),
+                    ]),
+                    Grant::Refresh(r) => form.extend([
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", r.expose()),
+                    ]),
+                }
+                inner
+                    .http
+                    .post(&url)
+                    .header(ACCEPT, "application/json")
+                    .form(&form)
+            })
+            .await
+            .map_err(|f| ConcurError::from_send_failure("/oauth2/v0/token", f))?;
+
+            if (200..300).contains(&reply.status) {
+                let parsed: TokenReply = serde_json::from_str(&reply.body).map_err(|e| {
+                    ConcurError::Decode(format!("token response is not the expected JSON: {e}"))
+                })?;
+                return self.accept(inner, st, parsed, base);
+            }
+
+            let err: TokenErrorReply = serde_json::from_str(&reply.body).unwrap_or_default();
+            let code = err.code.as_ref().and_then(number).map(|c| c as i64);
+            let message = excerpt(
+                &error_message(&reply.body).unwrap_or_else(|| reply.body.clone()),
+                &secret_refs,
+                200,
+            );
+            if code == Some(CODE_ELSEWHERE)
+                && hop == 0
+                && let Some(geo) = err.geolocation.as_deref().map(normalize_base)
+                && !geo.is_empty()
+                && geo != base
+            {
+                tracing::info!(geolocation = %geo, "company lives at another geolocation; retrying there");
+                st.geolocation = Some(geo.clone());
+                base = geo;
+                continue;
+            }
+            if (400..500).contains(&reply.status) && reply.status != 429 {
+                let error = err.error.as_deref().unwrap_or("");
+                let client_refused = error.eq_ignore_ascii_case("invalid_client")
+                    || error.eq_ignore_ascii_case("unauthorized_client")
+                    || (error.is_empty() && code.is_none() && reply.status == 401);
+                let credential = if client_refused {
+                    Credential::Client
+                } else {
+                    grant.credential()
+                };
+                return Err(ConcurError::AuthRejected {
+                    credential,
+                    code: code.unwrap_or(i64::from(reply.status)),
+                    message,
+                });
+            }
+            return Err(ConcurError::Http {
+                status: reply.status,
+                path: "/oauth2/v0/token".into(),
+                message,
+            });
+        }
+        Err(ConcurError::Decode(
+            "token endpoint redirected more than once".into(),
+        ))
+    }
+
+    fn accept(
+        &self,
+        inner: &Inner,
+        st: &mut State,
+        reply: TokenReply,
+        base: String,
+    ) -> Result<(), ConcurError> {
+        let access = reply
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConcurError::Decode("token response has no access_token".into()))?;
+        let lifetime = reply
+            .expires_in
+            .as_ref()
+            .and_then(number)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(1e9)))
+            .unwrap_or(DEFAULT_LIFETIME);
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        st.access = Some(Secret::new(access));
+        st.refresh_at = Some(Instant::now() + lifetime - margin);
+        st.generation += 1;
+        if let Some(r) = reply.refresh_token.filter(|r| !r.is_empty()) {
+            st.refresh = Some(Secret::new(r));
+        }
+        let geo = reply
+            .geolocation
+            .as_deref()
+            .map(normalize_base)
+            .filter(|g| !g.is_empty());
+        st.geolocation = geo.or(st.geolocation.take()).or_else(|| {
+            let configured = normalize_base(&inner.config.base_url);
+            (base != configured).then_some(base)
+        });
+        let expires_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| (d + lifetime).as_secs())
+            .unwrap_or(0);
+        self.expires_at_unix.store(expires_at, Ordering::Relaxed);
+        tracing::info!(
+            expires_in_s = lifetime.as_secs(),
+            geolocation = st.geolocation.as_deref().unwrap_or(""),
+            "obtained Concur access token"
+        );
+        if let (Some(store), Some(refresh)) = (&inner.store, &st.refresh) {
+            store.save(&StoredToken {
+                refresh_token: refresh.clone(),
+                geolocation: st.geolocation.clone(),
+                access_expires_at: Some(expires_at as i64),
+            });
+        }
+        Ok(())
+    }
+}

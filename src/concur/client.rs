@@ -1,0 +1,286 @@
+//! [`ConcurClient`]: one HTTP client, one [`Pacer`] for every request to Concur (token endpoint
+//! included), the token lifecycle, and the two User v1 batch calls. Requests are logged with
+//! method, path, status and duration; never a token, secret, password or `Authorization` header.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+use super::auth::{Auth, TokenStore};
+use super::error::{ConcurError, excerpt};
+use super::retry::{Pacer, RetryPolicy, send_with_retry};
+use super::users::RecordOutcome;
+use super::xml::{
+    BatchRecord, BatchResult, MAX_BATCH, decode_password_result, decode_user_batch_result,
+    encode_password_batch, encode_user_batch, error_message,
+};
+use crate::model::Secret;
+
+pub const USERS_PATH: &str = "/api/user/v1.0/Users";
+pub const PASSWORDS_PATH: &str = "/api/user/v1.0/Users/password";
+
+/// Everything the client needs to reach one company's Concur.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// e.g. `https://us.api.concursolutions.com`; replaced by the token's `geolocation`.
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub company_id: String,
+    pub request_token: Secret,
+    /// Fractional allowed (0.5 = one request every two seconds); 0 = no limit.
+    pub requests_per_second: f64,
+    /// Per request, connect to end of body.
+    pub timeout: Duration,
+    /// Sends per request in all, the first included.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the default pacing: no rate limit, 60 s timeout, 6 attempts,
+    /// backoff from 500 ms to 60 s.
+    pub fn new(
+        base_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        company_id: impl Into<String>,
+        request_token: Secret,
+    ) -> ClientConfig {
+        let defaults = RetryPolicy::default();
+        ClientConfig {
+            base_url: base_url.into(),
+            client_id: client_id.into(),
+            client_secret,
+            company_id: company_id.into(),
+            request_token,
+            requests_per_second: 0.0,
+            timeout: defaults.timeout,
+            max_attempts: defaults.max_attempts,
+            backoff_base: defaults.backoff_base,
+            backoff_max: defaults.backoff_max,
+        }
+    }
+}
+
+/// Counters since the client was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ClientStats {
+    /// HTTP requests sent, token requests and retries included.
+    pub requests: u64,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// 429 answers received.
+    pub throttled_429: u64,
+    /// Seconds during which a served throttle held every request back.
+    pub throttled_seconds: f64,
+    /// Token grants requested (refresh or company token).
+    pub token_requests: u64,
+    /// Refreshes forced by an API call answered 401/403.
+    pub forced_refreshes: u64,
+    /// When the current access token expires (unix seconds).
+    pub access_expires_at: Option<i64>,
+}
+
+/// The outcome of one password change, in input order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordOutcome {
+    pub login_id: String,
+    pub outcome: RecordOutcome,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) http: reqwest::Client,
+    pub(crate) pacer: Pacer,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
+    auth: Auth,
+}
+
+/// A Concur client; clones share the connection pool, limiter, throttle and token.
+#[derive(Clone)]
+pub struct ConcurClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ConcurClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConcurClient")
+            .field("base_url", &self.inner.config.base_url)
+            .field("company_id", &self.inner.config.company_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConcurClient {
+    pub fn new(
+        config: ClientConfig,
+        store: Option<Arc<dyn TokenStore>>,
+    ) -> Result<ConcurClient, ConcurError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("concur-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConcurError::Transport {
+                path: String::new(),
+                message: format!("cannot build HTTP client: {e}"),
+                timeout: false,
+            })?;
+        let policy = RetryPolicy {
+            max_attempts: config.max_attempts.max(1),
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+            timeout: config.timeout,
+            ..RetryPolicy::default()
+        };
+        Ok(ConcurClient {
+            inner: Arc::new(Inner {
+                pacer: Pacer::new(config.requests_per_second),
+                config,
+                http,
+                policy,
+                store,
+                auth: Auth::new(),
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let p = self.inner.pacer.stats();
+        ClientStats {
+            requests: p.requests,
+            retries: p.retries,
+            throttled_429: p.throttled_429,
+            throttled_seconds: p.throttled_seconds,
+            token_requests: self
+                .inner
+                .auth
+                .token_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            forced_refreshes: self
+                .inner
+                .auth
+                .forced_refreshes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            access_expires_at: self.inner.auth.access_expires_at(),
+        }
+    }
+
+    /// Obtains an access token now (refresh token first), e.g. to check credentials at startup.
+    pub async fn authenticate(&self) -> Result<(), ConcurError> {
+        self.inner.auth.lease(&self.inner, None).await.map(|_| ())
+    }
+
+    /// Posts one User v1 batch (1..=500 records) and decodes the result. HTTP 200 does not mean
+    /// the records were applied: see [`super::write_users`] for per-record outcomes.
+    pub async fn post_user_batch(
+        &self,
+        records: &[BatchRecord<'_>],
+    ) -> Result<BatchResult, ConcurError> {
+        check_size(records.len())?;
+        let secrets: Vec<&str> = records
+            .iter()
+            .filter_map(|r| r.password.map(Secret::expose))
+            .collect();
+        let body = self
+            .post_xml(USERS_PATH, encode_user_batch(records), &secrets)
+            .await?;
+        decode_user_batch_result(&body)
+    }
+
+    /// Posts one User Password batch (1..=500) and returns one outcome per input, in order.
+    pub async fn post_password_batch(
+        &self,
+        users: &[(&str, &Secret)],
+    ) -> Result<Vec<PasswordOutcome>, ConcurError> {
+        check_size(users.len())?;
+        let secrets: Vec<&str> = users.iter().map(|(_, p)| p.expose()).collect();
+        let body = self
+            .post_xml(PASSWORDS_PATH, encode_password_batch(users), &secrets)
+            .await?;
+        let result = decode_password_result(&body)?;
+        let mut used = vec![false; result.statuses.len()];
+        Ok(users
+            .iter()
+            .map(|(login, _)| {
+                let found = result
+                    .statuses
+                    .iter()
+                    .enumerate()
+                    .find(|(i, s)| !used[*i] && s.login_id.trim().eq_ignore_ascii_case(login));
+                let outcome = match found {
+                    Some((i, s)) => {
+                        used[i] = true;
+                        if s.success {
+                            RecordOutcome::Acknowledged
+                        } else {
+                            RecordOutcome::Failed(s.message.clone())
+                        }
+                    }
+                    None => {
+                        RecordOutcome::Failed("Concur returned no status for this login".into())
+                    }
+                };
+                PasswordOutcome {
+                    login_id: (*login).to_owned(),
+                    outcome,
+                }
+            })
+            .collect())
+    }
+
+    /// POSTs an XML body with the current token; a 401/403 refreshes the token and sends once
+    /// more. Returns the body of a 2xx answer.
+    async fn post_xml(
+        &self,
+        path: &str,
+        body: String,
+        secrets: &[&str],
+    ) -> Result<String, ConcurError> {
+        let inner = &*self.inner;
+        let mut refused = None;
+        loop {
+            let lease = inner.auth.lease(inner, refused).await?;
+            let url = format!("{}{path}", lease.base_url);
+            let reply = send_with_retry(&inner.pacer, &inner.policy, || {
+                inner
+                    .http
+                    .post(&url)
+                    .bearer_auth(lease.token.expose())
+                    .header(CONTENT_TYPE, "application/xml")
+                    .header(ACCEPT, "application/xml")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(|f| ConcurError::from_send_failure(path, f))?;
+            match reply.status {
+                200..=299 => return Ok(reply.body),
+                401 | 403 if refused.is_none() => refused = Some(lease.generation),
+                status => {
+                    let mut all_secrets = secrets.to_vec();
+                    all_secrets.push(lease.token.expose());
+                    let text = error_message(&reply.body).unwrap_or(reply.body);
+                    return Err(ConcurError::Http {
+                        status,
+                        path: path.to_owned(),
+                        message: excerpt(&text, &all_secrets, 200),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn check_size(n: usize) -> Result<(), ConcurError> {
+    if n == 0 {
+        return Err(ConcurError::Batch("empty batch".into()));
+    }
+    if n > MAX_BATCH {
+        return Err(ConcurError::Batch(format!(
+            "{n} records exceed the limit of {MAX_BATCH} per batch"
+        )));
+    }
+    Ok(())
+}
