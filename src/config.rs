@@ -375,6 +375,15 @@ request_token = "t"
 "#;
 
     #[test]
+    fn example_config_parses() {
+        let text = include_str!("../config/example.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.source.csv.columns.len(), 2);
+        assert_eq!(c.defaults["ledger"], "DEFAULT");
+        assert_eq!(c.delimiter().unwrap(), b',');
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.concur.requests_per_second, 5.0);

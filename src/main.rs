@@ -1,1 +1,149 @@
-fn main() {}
+//! The `concur-sync` binary: parses the command line, sets up logging, loads the configuration
+//! and calls into the library. Exit codes: 0 ok, 1 fatal, 2 some records rejected or failed,
+//! 3 held by a safety guard.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use concur_sync::commands::{self, EXIT_FATAL};
+use concur_sync::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "concur-sync",
+    version,
+    about = "Keeps SAP Concur users in step with your HR source"
+)]
+struct Cli {
+    /// Configuration file (default /etc/concur-sync/config.toml).
+    #[arg(long, global = true, env = "CONCUR_SYNC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one sync cycle now and exit (0 ok, 1 fatal, 2 some records rejected or failed, 3 held).
+    Sync,
+    /// Show what a cycle would do; writes nothing to Concur and does not advance the snapshot.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show managed users, the last cycle, failures and rejections.
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Read this state database instead of the configured one (no config file needed).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Serve the bundled Concur simulator.
+    Simulate(concur_sync::simulator::SimulateArgs),
+    /// Self-contained tour against the bundled simulator.
+    Demo,
+    /// Record every valid source user as already present in Concur, sending nothing.
+    Baseline {
+        /// Overwrite users the snapshot already knows.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level.unwrap_or(default)))
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let path = commands::config_path(path);
+    Config::load(&path).map_err(|e| {
+        init_logging(LogFormat::Text, None, "info");
+        eprintln!("concur-sync: {e}");
+        ExitCode::from(EXIT_FATAL)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Simulate(args) => {
+            init_logging(LogFormat::Text, None, "info");
+            concur_sync::simulator::run_cli(args, shutdown_signal())
+                .await
+                .map(|()| 0)
+        }
+        Command::Demo => {
+            init_logging(LogFormat::Text, None, "warn");
+            concur_sync::demo::run().await
+        }
+        Command::Status { json, state } => {
+            let (state, key) = match state {
+                Some(s) => (s, None),
+                None => match load_config(cli.config) {
+                    Ok(c) => (c.state.path, c.state.key_file),
+                    Err(code) => return code,
+                },
+            };
+            init_logging(LogFormat::Text, None, "warn");
+            commands::status(&state, key.as_deref(), json).map_err(Into::into)
+        }
+        command => {
+            let cfg = match load_config(cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(cfg.log.format, cfg.log.level.as_deref(), "info");
+            match command {
+                Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
+                Command::Plan { json } => commands::plan(&cfg, json).map_err(Into::into),
+                Command::Baseline { force } => commands::baseline(&cfg, force).map_err(Into::into),
+                Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
+            }
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            tracing::error!(error = %e, "fatal");
+            eprintln!("concur-sync: {e:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}

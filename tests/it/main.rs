@@ -2,4 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod harness;
 mod simulator;
+mod sync_cycle;

@@ -1,0 +1,170 @@
+//! The CLI's commands as library functions: `main` parses arguments and calls these.
+//! Each returns the process exit code (0 ok, 1 fatal, 2 partial, 3 held).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::store::{Status, Store, lock::WriterLock};
+use crate::sync::{self, SyncError};
+
+/// Exit code of a fatal error.
+pub const EXIT_FATAL: u8 = 1;
+
+fn open_store(cfg: &Config) -> Result<Store, SyncError> {
+    Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)
+}
+
+/// `concur-sync sync`: one cycle now.
+pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
+    let _lock = WriterLock::acquire(&cfg.state.path)?;
+    let mut store = open_store(cfg)?;
+    let client = sync::client(cfg, &store)?;
+    let report = sync::run_cycle(cfg, &mut store, &client).await?;
+    let c = &report.counts;
+    println!(
+        "cycle {} {}: {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged",
+        report.cycle_id,
+        report.outcome.as_str(),
+        c.create,
+        c.update,
+        c.reactivate,
+        c.deactivate,
+        c.password,
+        c.failed,
+        c.rejected,
+        c.unchanged
+    );
+    Ok(report.outcome.exit_code())
+}
+
+/// `concur-sync plan [--json]`: what a cycle would do; writes nothing.
+pub fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
+    let store = open_store(cfg)?;
+    let planned = sync::read_and_plan(cfg, &store)?;
+    let text = if json {
+        planned.to_json()
+    } else {
+        planned.to_text()
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.write_all(b"\n");
+    Ok(0)
+}
+
+/// `concur-sync status [--json]`.
+pub fn status(state: &Path, key_file: Option<&Path>, json: bool) -> Result<u8, SyncError> {
+    let store = Store::open(state, key_file)?;
+    let st = store.status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+    } else {
+        print!("{}", status_text(&st));
+    }
+    Ok(0)
+}
+
+/// The human form of `status`.
+pub fn status_text(st: &Status) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let u = &st.users;
+    let _ = writeln!(
+        o,
+        "users: {} managed ({} active, {} inactive; {} created, {} adopted), {} unmanaged",
+        u.managed, u.active, u.inactive, u.created, u.adopted, u.unmanaged
+    );
+    match &st.last_cycle {
+        Some(c) => {
+            let k = &c.counts;
+            let _ = writeln!(
+                o,
+                "last cycle {}: {} (started {}, finished {})",
+                c.id,
+                c.outcome,
+                c.started_at,
+                c.finished_at.as_deref().unwrap_or("-")
+            );
+            let _ = writeln!(
+                o,
+                "  {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged; {} requests, {} retries, {:.1}s throttled",
+                k.create, k.update, k.reactivate, k.deactivate, k.password, k.failed, k.rejected,
+                k.unchanged, k.requests, k.retries, k.throttled_seconds
+            );
+            if let Some(m) = &c.message {
+                let _ = writeln!(o, "  {m}");
+            }
+        }
+        None => {
+            let _ = writeln!(o, "no cycle has run yet");
+        }
+    }
+    if st.outbox.pending > 0 || st.outbox.held > 0 {
+        let _ = writeln!(
+            o,
+            "outbox: {} pending, {} held",
+            st.outbox.pending, st.outbox.held
+        );
+    }
+    if !st.failed.is_empty() {
+        let _ = writeln!(o, "failed ({}):", st.failed.len());
+        for f in &st.failed {
+            let _ = writeln!(
+                o,
+                "  {} {}: {} (attempts {}, last {})",
+                f.employee_id, f.operation, f.message, f.attempts, f.last_failed_at
+            );
+        }
+    }
+    if !st.rejected.is_empty() {
+        let _ = writeln!(o, "rejected ({}):", st.rejected.len());
+        for r in &st.rejected {
+            let _ = writeln!(o, "  {r}");
+        }
+    }
+    o
+}
+
+/// `concur-sync baseline`: record every valid source user as already present in Concur,
+/// exactly as the source says, without sending anything. For taking over a company whose
+/// Concur users were loaded by another tool; refused on a non-empty snapshot without `force`.
+pub fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
+    let _lock = WriterLock::acquire(&cfg.state.path)?;
+    let mut store = open_store(cfg)?;
+    if store.user_count()? > 0 && !force {
+        eprintln!(
+            "the state database already knows {} users; baseline only fills an empty snapshot (use --force to overwrite matching users)",
+            store.user_count()?
+        );
+        return Ok(EXIT_FATAL);
+    }
+    let planned = sync::read_and_plan(cfg, &store)?;
+    let users: Vec<_> = planned
+        .ops
+        .into_iter()
+        .filter(|o| o.kind != crate::model::OpKind::Deactivate)
+        .map(|o| o.user)
+        .collect();
+    store.baseline_users(&users, "adopted")?;
+    store.audit(
+        "baseline",
+        &format!(
+            "{} users recorded as present in Concur from {}",
+            users.len(),
+            planned.source_label
+        ),
+    )?;
+    println!(
+        "baseline: {} users recorded as present in Concur; {} rejected",
+        users.len(),
+        planned.rejections.len()
+    );
+    Ok(0)
+}
+
+/// Resolves the config path: `--config`, else `CONCUR_SYNC_CONFIG` (clap handles both), else
+/// the default.
+pub fn config_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH))
+}

@@ -1,0 +1,549 @@
+//! One sync cycle, wiring the edges to the core: read the source, validate, plan against the
+//! snapshot, store the plan in the outbox, send it in batches, record every outcome.
+//!
+//! Crash safety rests on two rules: the snapshot only advances in the transaction that records
+//! Concur's acknowledgement, and a cycle that did not finish is closed as `interrupted` by the
+//! next start, which re-plans from the source (see ARCHITECTURE.md).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
+use crate::config::{Config, PasswordOnCreate};
+use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
+use crate::plan::{self, PlanOptions, Planner};
+use crate::source::SourceError;
+use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
+use crate::store::{CycleCounts, EntryResult, Store, StoreError};
+use crate::validate::Normalizer;
+
+/// Why a cycle could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Concur: {0}")]
+    Concur(#[from] concur::ConcurError),
+}
+
+/// How a cycle ended; maps onto the CLI exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything applied, or nothing to do (exit 0).
+    Success,
+    /// Finished, but some records were rejected or failed (exit 2).
+    Partial,
+    /// Held by a safety guard (exit 3).
+    Held,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Held => "held",
+        }
+    }
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Partial => 2,
+            Outcome::Held => 3,
+        }
+    }
+}
+
+/// A computed plan, ready to print or to apply.
+#[derive(Debug)]
+pub struct PlannedCycle {
+    pub ops: Vec<Op>,
+    pub rejections: Vec<Rejection>,
+    pub unchanged: u64,
+    pub skipped_inactive: u64,
+    pub source_records: u64,
+    pub source_label: String,
+    pub source_digest: String,
+}
+
+/// What a finished cycle reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub cycle_id: i64,
+    pub outcome: Outcome,
+    pub counts: CycleCounts,
+}
+
+/// Reads the configured source and plans against the snapshot. No writes anywhere.
+pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
+    let normalizer = Normalizer::new(&cfg.defaults).map_err(|m| {
+        crate::config::ConfigError::Invalid {
+            key: "defaults".into(),
+            message: m,
+        }
+    })?;
+    let opts = CsvOptions {
+        delimiter: cfg.delimiter()?,
+        columns: cfg.source.csv.columns.clone(),
+    };
+    let path = &cfg.source.path;
+    let digest = file_digest(path)?;
+    let snapshot = store.snapshot_index()?;
+    let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
+    let mut planner = Planner::new(
+        &snapshot,
+        &mac,
+        PlanOptions {
+            source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
+        },
+    );
+    let reader = CsvReader::open(path, &opts)?;
+    for col in reader.unknown_columns() {
+        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+    }
+    let mut records = 0u64;
+    for item in reader {
+        records += 1;
+        match item {
+            Ok(raw) => {
+                let origin = raw.origin.clone();
+                let raw_id = raw
+                    .values
+                    .iter()
+                    .find(|(f, _)| *f == crate::model::Field::EMPLOYEE_ID)
+                    .map(|(_, v)| v.trim().to_owned());
+                match normalizer.normalize(raw) {
+                    Ok(rec) => planner.push(rec),
+                    Err(rejections) => planner.push_rejected(raw_id.as_deref(), &origin, rejections),
+                }
+            }
+            Err(RowIssue::Rejected(r)) => {
+                let id = r.employee_id.clone();
+                let origin = r.source.clone();
+                planner.push_rejected(id.as_deref(), &origin, vec![r]);
+            }
+            Err(RowIssue::Fatal(e)) => return Err(e.into()),
+        }
+    }
+    let draft = planner.finish();
+    let skipped_inactive = draft.skipped_inactive;
+    let old = store.load_users(draft.ids_needing_old())?;
+    let (ops, rejections, unchanged) = plan::complete(draft, &old);
+    Ok(PlannedCycle {
+        ops,
+        rejections,
+        unchanged,
+        skipped_inactive,
+        source_records: records,
+        source_label: path.display().to_string(),
+        source_digest: digest,
+    })
+}
+
+fn file_digest(path: &Path) -> Result<String, SyncError> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap(path).map_err(|e| SourceError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Builds the Concur client, wiring its token persistence to the state DB.
+pub fn client(cfg: &Config, store: &Store) -> Result<ConcurClient, SyncError> {
+    let secrets = cfg.secrets()?;
+    let tokens = Arc::new(TokenBridge(store.token_store()?));
+    let c = &cfg.concur;
+    let mut config = concur::ClientConfig::new(
+        c.base_url.clone(),
+        c.client_id.clone(),
+        secrets.client_secret,
+        c.company_id.clone(),
+        secrets.request_token,
+    );
+    config.requests_per_second = c.requests_per_second;
+    config.timeout = std::time::Duration::from_secs_f64(c.timeout_seconds);
+    config.max_attempts = c.max_attempts;
+    let client = ConcurClient::new(config, Some(tokens))?;
+    Ok(client)
+}
+
+struct TokenBridge(crate::store::TokenDb);
+
+impl concur::TokenStore for TokenBridge {
+    fn load(&self) -> Option<concur::StoredToken> {
+        match self.0.load() {
+            Ok(Some((refresh_token, geolocation))) => Some(concur::StoredToken {
+                refresh_token,
+                geolocation,
+                access_expires_at: None,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored refresh token");
+                None
+            }
+        }
+    }
+    fn save(&self, token: &concur::StoredToken) {
+        if let Err(e) = self.0.save(
+            &token.refresh_token,
+            token.geolocation.as_deref(),
+            token.access_expires_at,
+        ) {
+            tracing::error!(error = %e, "cannot persist the newest refresh token");
+        }
+    }
+}
+
+/// A random password that satisfies common Concur password policies. Never stored or logged.
+pub fn random_password() -> Secret {
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!#%+-=?@^_";
+    let mut rng = rand::rng();
+    let mut chars: Vec<u8> = Vec::with_capacity(24);
+    for set in [LOWER, UPPER, DIGIT, SYMBOL] {
+        chars.push(set[rng.random_range(0..set.len())]);
+    }
+    let all: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL].concat();
+    while chars.len() < 24 {
+        chars.push(all[rng.random_range(0..all.len())]);
+    }
+    for i in (1..chars.len()).rev() {
+        let j = rng.random_range(0..=i);
+        chars.swap(i, j);
+    }
+    Secret::new(String::from_utf8(chars).unwrap_or_default())
+}
+
+/// Runs one full cycle: recover, plan, store the plan, apply it, record everything.
+pub async fn run_cycle(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+) -> Result<CycleReport, SyncError> {
+    let interrupted = store.recover()?;
+    if !interrupted.is_empty() {
+        tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
+    }
+    let cycle = store.begin_cycle(&cfg.source.path.display().to_string())?;
+    let span = tracing::info_span!("cycle", id = cycle);
+    let _guard = span.enter();
+    let planned = match read_and_plan(cfg, store) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cycle failed before any write");
+            store.finish_cycle(cycle, "failed", &CycleCounts::default(), Some(&msg))?;
+            return Err(e);
+        }
+    };
+    store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    store.replace_rejections(cycle, &planned.rejections)?;
+    for r in &planned.rejections {
+        tracing::warn!(rejection = %r, "record rejected");
+    }
+    let mut counts = CycleCounts {
+        rejected: planned.rejections.len() as u64,
+        unchanged: planned.unchanged,
+        planned: planned.ops.len() as u64,
+        ..CycleCounts::default()
+    };
+    tracing::info!(
+        source = %planned.source_label,
+        records = planned.source_records,
+        operations = planned.ops.len(),
+        unchanged = planned.unchanged,
+        rejected = planned.rejections.len(),
+        "planned"
+    );
+    let mut ops = planned.ops;
+    for op in &mut ops {
+        if op.kind == OpKind::Create
+            && (op.password.is_none() || cfg.sync.password_on_create == PasswordOnCreate::Random)
+        {
+            op.password = Some(random_password());
+        }
+    }
+    let ids = store.write_outbox(cycle, &ops, "pending")?;
+    let before = client.stats();
+    let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts).await;
+    let after = client.stats();
+    counts.requests = after.requests.saturating_sub(before.requests);
+    counts.retries = after.retries.saturating_sub(before.retries);
+    counts.throttled_seconds = (after.throttled_seconds - before.throttled_seconds).max(0.0);
+    match result {
+        Ok(()) => {
+            let outcome = if counts.failed > 0 || counts.rejected > 0 {
+                Outcome::Partial
+            } else {
+                Outcome::Success
+            };
+            store.finish_cycle(cycle, outcome.as_str(), &counts, None)?;
+            tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome,
+                counts,
+            })
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
+            store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+            Err(e)
+        }
+    }
+}
+
+async fn apply(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cycle: i64,
+    ops: &[Op],
+    ids: &[i64],
+    counts: &mut CycleCounts,
+) -> Result<(), SyncError> {
+    let (pw_idx, user_idx): (Vec<usize>, Vec<usize>) =
+        (0..ops.len()).partition(|&i| ops[i].kind == OpKind::Password);
+    for chunk in user_idx.chunks(cfg.concur.batch_size) {
+        let batch_ids: Vec<i64> = chunk.iter().map(|&i| ids[i]).collect();
+        store.mark_inflight(&batch_ids)?;
+        let records: Vec<BatchRecord> = chunk
+            .iter()
+            .map(|&i| {
+                let op = &ops[i];
+                BatchRecord {
+                    user: &op.user,
+                    password: if op.kind == OpKind::Create {
+                        op.password.as_ref()
+                    } else {
+                        None
+                    },
+                    old_login_id: op.old_login_id.as_deref(),
+                    old_employee_id: op.old_employee_id.as_deref(),
+                }
+            })
+            .collect();
+        let outcomes = match concur::write_users(client, &records).await {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!("not applied: {e}");
+                let results: Vec<(i64, &Op, EntryResult)> = chunk
+                    .iter()
+                    .map(|&i| (ids[i], &ops[i], EntryResult::Failed(msg.clone())))
+                    .collect();
+                store.record_results(cycle, &results)?;
+                counts.failed += results.len() as u64;
+                return Err(e.into());
+            }
+        };
+        let results: Vec<(i64, &Op, EntryResult)> = chunk
+            .iter()
+            .zip(outcomes)
+            .map(|(&i, o)| {
+                let r = match o {
+                    RecordOutcome::Acknowledged => {
+                        counts_add(counts, ops[i].kind);
+                        EntryResult::Acknowledged
+                    }
+                    RecordOutcome::Failed(m) => {
+                        counts.failed += 1;
+                        tracing::warn!(employee_id = %ops[i].employee_id, operation = %ops[i].kind, message = %m, "Concur rejected the record");
+                        EntryResult::Failed(m)
+                    }
+                };
+                (ids[i], &ops[i], r)
+            })
+            .collect();
+        store.record_results(cycle, &results)?;
+    }
+    for chunk in pw_idx.chunks(cfg.concur.batch_size) {
+        let batch_ids: Vec<i64> = chunk.iter().map(|&i| ids[i]).collect();
+        store.mark_inflight(&batch_ids)?;
+        let mut items: Vec<(&str, &Secret)> = Vec::with_capacity(chunk.len());
+        let mut missing = Vec::new();
+        for &i in chunk {
+            match ops[i].password.as_ref() {
+                Some(p) => items.push((ops[i].user.login_id(), p)),
+                None => missing.push(i),
+            }
+        }
+        let outcomes = match client.post_password_batch(&items).await {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!("not applied: {e}");
+                let results: Vec<(i64, &Op, EntryResult)> = chunk
+                    .iter()
+                    .map(|&i| (ids[i], &ops[i], EntryResult::Failed(msg.clone())))
+                    .collect();
+                store.record_results(cycle, &results)?;
+                counts.failed += results.len() as u64;
+                return Err(e.into());
+            }
+        };
+        let with_pw: Vec<usize> = chunk.iter().copied().filter(|i| !missing.contains(i)).collect();
+        let results: Vec<(i64, &Op, EntryResult)> = with_pw
+            .iter()
+            .zip(outcomes)
+            .map(|(&i, o)| {
+                let r = match o.outcome {
+                    RecordOutcome::Acknowledged => {
+                        counts.password += 1;
+                        EntryResult::Acknowledged
+                    }
+                    RecordOutcome::Failed(m) => {
+                        counts.failed += 1;
+                        tracing::warn!(employee_id = %ops[i].employee_id, message = %m, "Concur refused the password");
+                        EntryResult::Failed(m)
+                    }
+                };
+                (ids[i], &ops[i], r)
+            })
+            .collect();
+        store.record_results(cycle, &results)?;
+    }
+    Ok(())
+}
+
+fn counts_add(c: &mut CycleCounts, kind: OpKind) {
+    match kind {
+        OpKind::Create => c.create += 1,
+        OpKind::Update => c.update += 1,
+        OpKind::Deactivate => c.deactivate += 1,
+        OpKind::Reactivate => c.reactivate += 1,
+        OpKind::Password => c.password += 1,
+    }
+}
+
+// ---- plan rendering ------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    summary: PlanSummary,
+    operations: Vec<OpJson<'a>>,
+    rejected: &'a [Rejection],
+}
+
+#[derive(Serialize, Default)]
+struct PlanSummary {
+    create: u64,
+    update: u64,
+    reactivate: u64,
+    deactivate: u64,
+    password: u64,
+    unchanged: u64,
+    rejected: u64,
+    source_records: u64,
+}
+
+#[derive(Serialize)]
+struct OpJson<'a> {
+    operation: OpKind,
+    employee_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    origin: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_login_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_employee_id: Option<&'a str>,
+    changes: &'a [FieldChange],
+}
+
+impl PlannedCycle {
+    fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary {
+            unchanged: self.unchanged,
+            rejected: self.rejections.len() as u64,
+            source_records: self.source_records,
+            ..PlanSummary::default()
+        };
+        for op in &self.ops {
+            match op.kind {
+                OpKind::Create => s.create += 1,
+                OpKind::Update => s.update += 1,
+                OpKind::Reactivate => s.reactivate += 1,
+                OpKind::Deactivate => s.deactivate += 1,
+                OpKind::Password => s.password += 1,
+            }
+        }
+        s
+    }
+
+    /// The plan as JSON (`plan --json`). Passwords never appear.
+    pub fn to_json(&self) -> String {
+        let j = PlanJson {
+            summary: self.summary(),
+            operations: self
+                .ops
+                .iter()
+                .map(|o| OpJson {
+                    operation: o.kind,
+                    employee_id: &o.employee_id,
+                    origin: &o.origin,
+                    old_login_id: o.old_login_id.as_deref(),
+                    old_employee_id: o.old_employee_id.as_deref(),
+                    changes: &o.changes,
+                })
+                .collect(),
+            rejected: &self.rejections,
+        };
+        serde_json::to_string_pretty(&j).unwrap_or_default()
+    }
+
+    /// The plan for people (`plan`).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for op in &self.ops {
+            let _ = write!(out, "{:<10} {}", op.kind.as_str(), op.employee_id);
+            if !op.origin.is_empty() {
+                let _ = write!(out, "  ({})", op.origin);
+            }
+            out.push('\n');
+            if let Some(old) = &op.old_employee_id {
+                let _ = writeln!(out, "    employee_id renamed from {old:?}");
+            }
+            if op.kind == OpKind::Password {
+                let _ = writeln!(out, "    password: changed (not shown)");
+            }
+            for c in &op.changes {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} → {}",
+                    c.field,
+                    show(c.old.as_deref()),
+                    show(c.new.as_deref())
+                );
+            }
+        }
+        for r in &self.rejections {
+            let _ = writeln!(out, "rejected   {r}");
+        }
+        let s = self.summary();
+        let _ = writeln!(
+            out,
+            "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected ({} source records)",
+            s.create, s.update, s.reactivate, s.deactivate, s.password, s.unchanged, s.rejected, s.source_records
+        );
+        out
+    }
+}
+
+fn show(v: Option<&str>) -> String {
+    match v {
+        Some(s) => format!("{s:?}"),
+        None => "∅".into(),
+    }
+}

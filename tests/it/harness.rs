@@ -1,0 +1,164 @@
+//! Shared test rig: the bundled simulator on 127.0.0.1:0, a temporary state directory, a config
+//! file pointing at both, and the real `concur-sync` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use concur_sync::simulator::{self, SimConfig, SimHandle};
+
+pub const HEADER: &str = "employee_id,login_id,email,first_name,middle_initial,last_name,active,country,currency,locale,ledger,org_unit1,manager_employee_id";
+
+pub struct Rig {
+    pub sim: SimHandle,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub hr: PathBuf,
+}
+
+impl Rig {
+    pub async fn start() -> Rig {
+        Rig::with(SimConfig::default(), "").await
+    }
+
+    /// `extra` is appended to the `[concur]` table, e.g. `requests_per_second = 2`.
+    pub async fn with(sim_config: SimConfig, extra: &str) -> Rig {
+        let sim = simulator::start("127.0.0.1:0".parse().unwrap(), sim_config)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hr = dir.path().join("hr.csv");
+        let config = dir.path().join("config.toml");
+        let rps = if extra.contains("requests_per_second") {
+            ""
+        } else {
+            "requests_per_second = 0\n"
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[state]\npath = {state:?}\n[source]\nkind = \"csv\"\npath = {hr:?}\n[defaults]\nledger = \"DEFAULT\"\n\
+                 [concur]\nbase_url = \"{base}\"\nclient_id = \"it-client\"\nclient_secret = \"it-client-secret-7f3a\"\n\
+                 company_id = \"it-company\"\nrequest_token = \"it-request-token-91bc\"\n{rps}{extra}\n",
+                state = dir.path().join("state.db").display().to_string(),
+                hr = hr.display().to_string(),
+                base = sim.base_url(),
+            ),
+        )
+        .unwrap();
+        Rig {
+            sim,
+            dir,
+            config,
+            hr,
+        }
+    }
+
+    pub fn write_hr(&self, rows: &[String]) {
+        let mut s = String::from(HEADER);
+        s.push('\n');
+        for r in rows {
+            s.push_str(r);
+            s.push('\n');
+        }
+        std::fs::write(&self.hr, s).unwrap();
+    }
+
+    /// Runs the real binary with this rig's config.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        run_bin(&self.config, args, &[]).await
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+}
+
+pub async fn run_bin(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A CSV field, quoted when it needs to be.
+pub fn q(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+const FIRST: &[&str] = &[
+    "Zoë", "José", "Bjørn", "Chloé", "由紀", "Łukasz", "Ana", "Søren", "Müller", "Renée", "Nuño", "Олег",
+];
+const LAST: &[&str] = &[
+    "O'Brien & <Sons>",
+    "García",
+    "Sørensen",
+    "Dubois",
+    "田中",
+    "Wójcik",
+    "Smith \"Jr\"",
+    "Ångström",
+    "Øster, Jr",
+    "Lee",
+];
+
+/// One row of a generated population: employee `i` reports to `(i - 1) / 10` (0 is the root).
+pub fn row(i: usize, last_suffix: &str) -> String {
+    let id = format!("E{i:05}");
+    let login = format!("user{i}@example.com");
+    let mgr = if i == 0 {
+        String::new()
+    } else {
+        format!("E{:05}", (i - 1) / 10)
+    };
+    let first = FIRST[i % FIRST.len()];
+    let last = format!("{}{}", LAST[i % LAST.len()], last_suffix);
+    let ou = ["R&D", "Sales & Marketing", "Finance <EMEA>", "Ops"][i % 4];
+    [
+        id.as_str(),
+        &login,
+        &login,
+        first,
+        "",
+        &last,
+        "true",
+        "US",
+        "USD",
+        "en_US",
+        "",
+        ou,
+        &mgr,
+    ]
+    .iter()
+    .map(|s| q(s))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+pub fn rows(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| row(i, "")).collect()
+}
