@@ -1,1 +1,901 @@
-//! The HR CSV reader.
+//! The HR CSV reader: streams a file, one [`RawRecord`] per data row.
+//!
+//! The first non-blank row is the header. Header names are trimmed and matched case-insensitively,
+//! first against `[source.csv.columns]` (file header → canonical name), then against the canonical
+//! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
+
+use super::SourceError;
+use crate::model::{Field, PASSWORD_COLUMN, Rejection, Secret};
+use crate::validate::{PREVIOUS_EMPLOYEE_ID, RawRecord, is_space};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// `[source.csv]` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Field separator; `b','` by default.
+    pub delimiter: u8,
+    /// File header name → canonical name (`[source.csv.columns]`).
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> CsvOptions {
+        CsvOptions {
+            delimiter: b',',
+            columns: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a file column feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Field(Field),
+    Password,
+    PreviousEmployeeId,
+    /// An unknown or unnamed column.
+    Ignored,
+}
+
+impl Column {
+    /// The column a canonical name (already trimmed and lowercased) stands for.
+    fn from_canonical(name: &str) -> Option<Column> {
+        match name {
+            PASSWORD_COLUMN => Some(Column::Password),
+            PREVIOUS_EMPLOYEE_ID => Some(Column::PreviousEmployeeId),
+            _ => Field::from_name(name).map(Column::Field),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Column::Field(f) => f.name(),
+            Column::Password => PASSWORD_COLUMN,
+            Column::PreviousEmployeeId => PREVIOUS_EMPLOYEE_ID,
+            Column::Ignored => "",
+        }
+    }
+}
+
+/// A problem with one row, or with the file from that row on.
+#[derive(Debug)]
+pub enum RowIssue {
+    /// This row only (e.g. a wrong number of fields); the following rows go on.
+    Rejected(Rejection),
+    /// The file is unusable (e.g. invalid UTF-8, a NUL byte): stop and change nothing.
+    Fatal(SourceError),
+}
+
+impl fmt::Display for RowIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowIssue::Rejected(r) => r.fmt(f),
+            RowIssue::Fatal(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The `Rejection.field` of a row whose structure is wrong.
+pub const ROW_FIELD: &str = "row";
+/// A record spanning more lines than this is taken for an unclosed quote.
+const MAX_RECORD_LINES: u64 = 100;
+/// Longest employee id carried into a rejection of a malformed row.
+const REJECTION_ID_MAX_BYTES: usize = 64;
+
+/// A streaming reader of one HR CSV file: it holds one record in memory at a time.
+pub struct CsvReader {
+    file: String,
+    path: PathBuf,
+    delimiter: u8,
+    rdr: csv::Reader<Tracked>,
+    record: csv::ByteRecord,
+    headers: Vec<String>,
+    columns: Vec<Column>,
+    unknown: Vec<String>,
+    /// Number of columns feeding `RawRecord.values`.
+    mapped: usize,
+    employee_id_col: usize,
+    /// Byte offset where the last record read began (before any blank lines).
+    last_start: u64,
+    done: bool,
+}
+
+/// The file, counting what the CSV parser pulled from it, so that the line a record starts on
+/// can be told even when the last one has no line break.
+struct Tracked {
+    inner: File,
+    total: u64,
+    last: u8,
+    eof: bool,
+}
+
+impl Read for Tracked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].last() {
+            Some(&b) => {
+                self.total += n as u64;
+                self.last = b;
+            }
+            None => self.eof = !buf.is_empty(),
+        }
+        Ok(n)
+    }
+}
+
+impl CsvReader {
+    /// Opens the file and reads its header row.
+    pub fn open(path: &Path, opts: &CsvOptions) -> Result<CsvReader, SourceError> {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let d = opts.delimiter;
+        if matches!(d, b'"' | b'\n' | b'\r') || !d.is_ascii() || d.is_ascii_alphanumeric() {
+            return Err(SourceError::BadDelimiter {
+                file,
+                delimiter: char::from(d),
+            });
+        }
+        let mut mapping = Vec::with_capacity(opts.columns.len());
+        for (header, target) in &opts.columns {
+            let canonical = target.trim().to_lowercase();
+            match Column::from_canonical(&canonical) {
+                Some(col) => mapping.push((header.trim().to_lowercase(), col)),
+                None => {
+                    return Err(SourceError::UnknownMapping {
+                        file,
+                        header: header.clone(),
+                        target: target.clone(),
+                    });
+                }
+            }
+        }
+        let inner = match File::open(path) {
+            Ok(f) => f,
+            Err(error) => return Err(SourceError::Open { file, error }),
+        };
+        let rdr = csv::ReaderBuilder::new()
+            .delimiter(d)
+            .has_headers(false)
+            .flexible(true)
+            // Only LF ends a record, so that line numbers can be counted; the CR of a CRLF
+            // stays at the end of the last field, where trimming removes it.
+            .terminator(csv::Terminator::Any(b'\n'))
+            .buffer_capacity(64 * 1024)
+            .from_reader(Tracked {
+                inner,
+                total: 0,
+                last: 0,
+                eof: false,
+            });
+        let mut me = CsvReader {
+            file,
+            path: path.to_owned(),
+            delimiter: d,
+            rdr,
+            record: csv::ByteRecord::new(),
+            headers: Vec::new(),
+            columns: Vec::new(),
+            unknown: Vec::new(),
+            mapped: 0,
+            employee_id_col: 0,
+            last_start: 0,
+            done: false,
+        };
+        let Some(line) = me.read_next()? else {
+            me.check_tail()?;
+            return Err(SourceError::Empty { file: me.file });
+        };
+        me.read_header(line, &mapping)?;
+        Ok(me)
+    }
+
+    /// The header names of the file, trimmed, in file order.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// What each file column feeds, in file order.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Header names that match no canonical field (their values are ignored), in file order.
+    pub fn unknown_columns(&self) -> &[String] {
+        &self.unknown
+    }
+
+    /// The file name used in origins and messages.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
+    fn read_header(&mut self, line: u64, mapping: &[(String, Column)]) -> Result<(), SourceError> {
+        let mut lowered: Vec<String> = Vec::with_capacity(self.record.len());
+        for raw in self.record.iter() {
+            let name = std::str::from_utf8(raw)
+                .unwrap_or_default()
+                .trim_matches(is_space);
+            if name.contains(['\r', '\n']) {
+                return Err(self.malformed(
+                    line,
+                    "a header name spans lines (are lines ended by CR alone?)".to_owned(),
+                ));
+            }
+            let key = name.to_lowercase();
+            let col = if key.is_empty() {
+                Column::Ignored
+            } else {
+                mapping
+                    .iter()
+                    .find(|(h, _)| *h == key)
+                    .map(|&(_, c)| c)
+                    .or_else(|| Column::from_canonical(&key))
+                    .unwrap_or(Column::Ignored)
+            };
+            let second = self.columns.len() + 1;
+            let twice = if key.is_empty() {
+                None
+            } else if let Some(i) = lowered.iter().position(|h| *h == key) {
+                Some((name.to_owned(), i + 1))
+            } else if col != Column::Ignored
+                && let Some(i) = self.columns.iter().position(|c| *c == col)
+            {
+                Some((col.name().to_owned(), i + 1))
+            } else {
+                None
+            };
+            if let Some((name, first)) = twice {
+                return Err(SourceError::DuplicateColumn {
+                    file: self.file.clone(),
+                    line,
+                    name,
+                    first,
+                    second,
+                });
+            }
+            if col == Column::Ignored && !key.is_empty() {
+                self.unknown.push(name.to_owned());
+            }
+            if matches!(col, Column::Field(_)) {
+                self.mapped += 1;
+            }
+            self.headers.push(name.to_owned());
+            self.columns.push(col);
+            lowered.push(key);
+        }
+        for required in [Field::EMPLOYEE_ID, Field::LOGIN_ID] {
+            match self
+                .columns
+                .iter()
+                .position(|c| *c == Column::Field(required))
+            {
+                Some(i) if required == Field::EMPLOYEE_ID => self.employee_id_col = i,
+                Some(_) => {}
+                None => {
+                    let mut found = self.headers.iter().take(12).fold(String::new(), |acc, h| {
+                        if acc.is_empty() {
+                            format!("{h:?}")
+                        } else {
+                            format!("{acc}, {h:?}")
+                        }
+                    });
+                    if self.headers.len() > 12 {
+                        found.push_str(", …");
+                    }
+                    if self.headers.len() == 1 {
+                        found.push_str("; is the delimiter right?");
+                    }
+                    return Err(SourceError::MissingColumn {
+                        file: self.file.clone(),
+                        line,
+                        column: required.name(),
+                        found,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next non-blank record into `self.record` and returns the line it starts on.
+    /// Checks what makes the whole file unusable: read errors, NUL bytes, invalid UTF-8 and
+    /// records spanning too many lines.
+    fn read_next(&mut self) -> Result<Option<u64>, SourceError> {
+        loop {
+            let start_byte = self.rdr.position().byte();
+            let read = self.rdr.read_byte_record(&mut self.record);
+            let ok = match read {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let line = self.rdr.position().line();
+                    return Err(match e.into_kind() {
+                        csv::ErrorKind::Io(error) => SourceError::Read {
+                            file: self.file.clone(),
+                            line,
+                            error,
+                        },
+                        other => self.malformed(line, format!("{other:?}")),
+                    });
+                }
+            };
+            if !ok {
+                return Ok(None);
+            }
+            self.last_start = start_byte;
+            let bytes = self.record.as_slice();
+            let inside = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            let t = self.rdr.get_ref();
+            let end = self.rdr.position();
+            let at_eof = t.eof && end.byte() == t.total;
+            if at_eof {
+                // The parser needed the end of the file to finish this record: it may have run
+                // on inside an unclosed quote, so the record would be garbage.
+                self.check_tail()?;
+            }
+            let unterminated = at_eof && t.last != b'\n';
+            let line = end.line() - inside - u64::from(!unterminated);
+            if bytes.contains(&0) {
+                let at = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+                let line = line + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+                return Err(SourceError::Binary {
+                    file: self.file.clone(),
+                    line,
+                });
+            }
+            if let Err(e) = std::str::from_utf8(bytes) {
+                let at = e.valid_up_to();
+                let line = line + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+                let column = (0..self.record.len())
+                    .find(|&i| self.record.range(i).is_some_and(|r| r.end > at))
+                    .map(|i| match self.headers.get(i) {
+                        Some(h) if !h.is_empty() => h.clone(),
+                        _ => format!("#{}", i + 1),
+                    })
+                    .unwrap_or_default();
+                return Err(SourceError::NotUtf8 {
+                    file: self.file.clone(),
+                    line,
+                    column,
+                });
+            }
+            if inside > MAX_RECORD_LINES {
+                return Err(self.malformed(
+                    line,
+                    format!(
+                        "a record spans {} lines; a quote is probably not closed",
+                        inside + 1
+                    ),
+                ));
+            }
+            let blank = self
+                .record
+                .iter()
+                .all(|f| f.iter().all(u8::is_ascii_whitespace));
+            if !blank {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    /// At the end of the file: fails if the last record ends inside a quoted field, which the
+    /// CSV parser accepts silently.
+    fn check_tail(&self) -> Result<(), SourceError> {
+        let read_error = |error| SourceError::Read {
+            file: self.file.clone(),
+            line: self.rdr.position().line(),
+            error,
+        };
+        let mut f = File::open(&self.path).map_err(read_error)?;
+        f.seek(SeekFrom::Start(self.last_start))
+            .map_err(read_error)?;
+        let mut line = self.rdr.position().line();
+        // Lines between the last record's start and the end of the file.
+        let mut lines_seen = 0u64;
+        let mut opened_at = 0u64;
+        #[derive(PartialEq)]
+        enum State {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            QuoteInQuoted,
+        }
+        let mut state = State::FieldStart;
+        let mut first = self.last_start == 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut reader = BufReader::new(f);
+        loop {
+            let n = reader.read(&mut buf).map_err(read_error)?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = &buf[..n];
+            if first {
+                first = false;
+                chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
+            }
+            for &b in chunk {
+                state = match state {
+                    State::FieldStart | State::Unquoted if b == b'\n' => State::FieldStart,
+                    State::FieldStart | State::Unquoted if b == self.delimiter => State::FieldStart,
+                    State::FieldStart if b == b'"' => {
+                        opened_at = lines_seen;
+                        State::Quoted
+                    }
+                    State::FieldStart | State::Unquoted => State::Unquoted,
+                    State::Quoted if b == b'"' => State::QuoteInQuoted,
+                    State::Quoted => State::Quoted,
+                    State::QuoteInQuoted if b == b'"' => State::Quoted,
+                    State::QuoteInQuoted if b == b'\n' || b == self.delimiter => State::FieldStart,
+                    State::QuoteInQuoted => State::Unquoted,
+                };
+                lines_seen += u64::from(b == b'\n');
+            }
+        }
+        if state == State::Quoted {
+            // `line` is the line the parser ended on; count back to the opening quote.
+            line = line.saturating_sub(lines_seen - opened_at);
+            return Err(self.malformed(line, "a quoted field is never closed".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, line: u64, reason: String) -> SourceError {
+        SourceError::Malformed {
+            file: self.file.clone(),
+            line,
+            reason,
+        }
+    }
+
+    /// Turns the current record into a [`RawRecord`], or rejects it if its field count is wrong.
+    fn build(&self, line: u64) -> Result<RawRecord, RowIssue> {
+        let origin = format!("{}:{}", self.file, line);
+        let rec = &self.record;
+        let text = |i: usize| {
+            rec.get(i)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default()
+                .trim_matches(is_space)
+        };
+        if rec.len() != self.columns.len() {
+            let id = text(self.employee_id_col);
+            let employee_id =
+                (!id.is_empty() && id.len() <= REJECTION_ID_MAX_BYTES).then(|| id.to_owned());
+            return Err(RowIssue::Rejected(Rejection {
+                source: origin,
+                employee_id,
+                field: ROW_FIELD.to_owned(),
+                message: format!(
+                    "{} fields where the header has {}",
+                    rec.len(),
+                    self.columns.len()
+                ),
+            }));
+        }
+        let mut raw = RawRecord {
+            origin,
+            values: Vec::with_capacity(self.mapped),
+            password: None,
+            previous_employee_id: None,
+        };
+        for (i, col) in self.columns.iter().enumerate() {
+            if *col == Column::Ignored {
+                continue;
+            }
+            let v = text(i);
+            if v.is_empty() {
+                continue;
+            }
+            match *col {
+                Column::Field(f) => raw.values.push((f, v.to_owned())),
+                Column::Password => raw.password = Some(Secret::new(v)),
+                Column::PreviousEmployeeId => raw.previous_employee_id = Some(v.to_owned()),
+                Column::Ignored => {}
+            }
+        }
+        Ok(raw)
+    }
+}
+
+impl Iterator for CsvReader {
+    type Item = Result<RawRecord, RowIssue>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.read_next() {
+            Ok(Some(line)) => Some(self.build(line)),
+            Ok(None) => {
+                self.done = true;
+                self.check_tail().err().map(|e| Err(RowIssue::Fatal(e)))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(RowIssue::Fatal(e)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::Normalizer;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/csv")
+            .join(name)
+    }
+
+    fn opts(delimiter: u8, columns: &[(&str, &str)]) -> CsvOptions {
+        CsvOptions {
+            delimiter,
+            columns: columns
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn render_raw(raw: &RawRecord) -> String {
+        let mut out = raw.origin.clone();
+        for (f, v) in &raw.values {
+            out.push_str(&format!(" {f}={}", v.escape_debug()));
+        }
+        if let Some(p) = &raw.password {
+            out.push_str(&format!(" password={}", p.expose()));
+        }
+        if let Some(p) = &raw.previous_employee_id {
+            out.push_str(&format!(" previous_employee_id={p}"));
+        }
+        out
+    }
+
+    /// Reads a whole file: `open: …` if it cannot be opened, else one line per item.
+    fn read_all(path: &Path, opts: &CsvOptions) -> Vec<String> {
+        match CsvReader::open(path, opts) {
+            Err(e) => vec![format!("open: {e}")],
+            Ok(rdr) => rdr
+                .map(|item| match item {
+                    Ok(raw) => render_raw(&raw),
+                    Err(RowIssue::Rejected(r)) => r.to_string(),
+                    Err(RowIssue::Fatal(e)) => format!("fatal: {e}"),
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes `input` to `t.csv` in a temporary directory and reads it with `opts`.
+    fn check_with(opts: &CsvOptions, input: &[u8], expected: &[&str]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, input).expect("write");
+        assert_eq!(
+            read_all(&path, opts),
+            expected,
+            "input {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(200)])
+        );
+    }
+
+    fn check(input: &[u8], expected: &[&str]) {
+        check_with(&CsvOptions::default(), input, expected);
+    }
+
+    #[test]
+    fn bom_crlf_quotes_whitespace_and_blank_lines() {
+        let path = fixture("bom_crlf.csv");
+        let rdr = CsvReader::open(&path, &CsvOptions::default()).expect("open");
+        assert_eq!(
+            rdr.headers(),
+            [
+                "Employee_ID",
+                "LOGIN_ID",
+                "first_name",
+                "last_name",
+                "Active",
+                "Password",
+                "Department"
+            ]
+        );
+        assert_eq!(rdr.unknown_columns(), ["Department"]);
+        assert_eq!(
+            read_all(&path, &CsvOptions::default()),
+            [
+                "bom_crlf.csv:2 employee_id=E1 login_id=jdoe@example.com first_name=Jane \
+                 last_name=Doe, Jr. active=yes password=s3cret",
+                "bom_crlf.csv:4 employee_id=E2 login_id=zoë@example.com first_name=Zoë \
+                 last_name=Müller-Łódź active=N",
+                "bom_crlf.csv:6 employee_id=E3 login_id=o.brien@example.com first_name=Seán \
+                 last_name=O\\'Brien & <Sons>",
+                "bom_crlf.csv:7 employee_id=E4 login_id=ann@example.com \
+                 first_name=Ann \\\"Annie\\\" last_name=Lee active=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn line_numbers() {
+        // Blank and whitespace-only lines, a row of empty fields, no final line break.
+        check(
+            b"employee_id,login_id\n\n  \n,\nE1,a@x\n\n\nE2,b@x",
+            &[
+                "t.csv:5 employee_id=E1 login_id=a@x",
+                "t.csv:8 employee_id=E2 login_id=b@x",
+            ],
+        );
+        // A record spanning lines; the quoted last field of a CRLF row.
+        check(
+            b"employee_id,login_id,last_name\r\nE1,\"a@x\",\"A\r\nB\"\r\nE2,b@x,\"C\"\r\n",
+            &[
+                "t.csv:2 employee_id=E1 login_id=a@x last_name=A\\r\\nB",
+                "t.csv:4 employee_id=E2 login_id=b@x last_name=C",
+            ],
+        );
+        check(
+            b"\n\nemployee_id,login_id\nE1,a@x\n",
+            &["t.csv:4 employee_id=E1 login_id=a@x"],
+        );
+        check(b"employee_id,login_id\n", &[]);
+        check(b"employee_id,login_id", &[]);
+    }
+
+    #[test]
+    fn row_issues() {
+        check(
+            b"employee_id,login_id,first_name\nE1,a@x\nE2,b@x,Bob\nE3,c@x,Cy,extra\n,d@x\n",
+            &[
+                "t.csv:2: employee E1: field row: 2 fields where the header has 3",
+                "t.csv:3 employee_id=E2 login_id=b@x first_name=Bob",
+                "t.csv:4: employee E3: field row: 4 fields where the header has 3",
+                "t.csv:5: field row: 2 fields where the header has 3",
+            ],
+        );
+        // A quote left open swallows the rest of the file: fatal at the end.
+        check(
+            b"employee_id,login_id,last_name\nE1,a@x,Smith\nE2,b@x,\"Unclosed\nE3,c@x,Lee\n",
+            &[
+                "t.csv:2 employee_id=E1 login_id=a@x last_name=Smith",
+                "fatal: t.csv:3: malformed CSV: a quoted field is never closed",
+            ],
+        );
+        let mut long = b"employee_id,login_id,last_name\nE1,a@x,\"".to_vec();
+        long.extend(b"x\n".repeat(150));
+        long.extend(b"\"\nE2,b@x,Lee\n");
+        check(
+            &long,
+            &[
+                "fatal: t.csv:2: malformed CSV: a record spans 151 lines; a quote is probably \
+               not closed",
+            ],
+        );
+    }
+
+    #[test]
+    fn unusable_files() {
+        check(b"", &["open: t.csv: empty: no header row"]);
+        check(
+            b"\xef\xbb\xbf\r\n \n\n",
+            &["open: t.csv: empty: no header row"],
+        );
+        check(
+            b"employee_id,email\nE1,a@x\n",
+            &[
+                "open: t.csv:1: missing mandatory column login_id (the header has: \
+               \"employee_id\", \"email\")",
+            ],
+        );
+        check(
+            b"employee_id;login_id\nE1;a@x\n",
+            &[
+                "open: t.csv:1: missing mandatory column employee_id (the header has: \
+               \"employee_id;login_id\"; is the delimiter right?)",
+            ],
+        );
+        check(
+            b"employee_id,login_id,Email,EMAIL \n",
+            &["open: t.csv:1: column EMAIL appears twice (columns 3 and 4)"],
+        );
+        check(
+            b"employee_id,login_id,x,X\n",
+            &["open: t.csv:1: column X appears twice (columns 3 and 4)"],
+        );
+        check_with(
+            &opts(b',', &[("Mail", "email")]),
+            b"employee_id,login_id,mail,email\n",
+            &["open: t.csv:1: column email appears twice (columns 3 and 4)"],
+        );
+        check_with(
+            &opts(b',', &[("Mail", "e-mail")]),
+            b"employee_id,login_id,Mail\n",
+            &[
+                "open: t.csv: [source.csv.columns] maps \"Mail\" to \"e-mail\", which is not a \
+               canonical field name",
+            ],
+        );
+        check_with(
+            &opts(b'"', &[]),
+            b"employee_id,login_id\n",
+            &["open: t.csv: [source.csv] delimiter '\"' cannot separate fields"],
+        );
+        check(
+            b"employee_id,login_id\rE1,a@x\r",
+            &[
+                "open: t.csv:1: malformed CSV: a header name spans lines (are lines ended by CR \
+               alone?)",
+            ],
+        );
+        check(
+            b"employee_id,login_id\x00\n",
+            &["open: t.csv:1: binary content (NUL byte): not a text file"],
+        );
+        check(
+            b"employee_id,l\xf6gin_id\n",
+            &["open: t.csv:1: not UTF-8 text (column #2); save the file as UTF-8"],
+        );
+        let missing = read_all(Path::new("/nonexistent/hr.csv"), &CsvOptions::default());
+        assert!(
+            missing[0].starts_with("open: hr.csv: cannot open: "),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_mid_file_is_fatal() {
+        assert_eq!(
+            read_all(&fixture("bad_utf8.csv"), &CsvOptions::default()),
+            [
+                "bad_utf8.csv:2 employee_id=E1 login_id=a@example.com last_name=Smith",
+                "bad_utf8.csv:3 employee_id=E2 login_id=b@example.com last_name=Two\\nLines",
+                "fatal: bad_utf8.csv:5: not UTF-8 text (column last_name); save the file as UTF-8",
+            ]
+        );
+        // The bad byte on the second line of a record that spans lines.
+        check(
+            b"employee_id,login_id,last_name\nE1,a@x,\"A\nB\xff\"\n",
+            &["fatal: t.csv:3: not UTF-8 text (column last_name); save the file as UTF-8"],
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_fatal() {
+        assert_eq!(
+            read_all(&fixture("nul.csv"), &CsvOptions::default()),
+            [
+                "nul.csv:2 employee_id=E1 login_id=a@example.com",
+                "fatal: nul.csv:3: binary content (NUL byte): not a text file",
+            ]
+        );
+    }
+
+    /// Reads a file and normalizes every record: one line per record or rejection.
+    fn pipeline(path: &Path, opts: &CsvOptions, defaults: &[(&str, &str)]) -> Vec<String> {
+        let defaults = defaults
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let n = Normalizer::new(&defaults).expect("defaults");
+        let mut out = Vec::new();
+        for item in CsvReader::open(path, opts).expect("open") {
+            match item.map(|raw| n.normalize(raw)) {
+                Ok(Ok(rec)) => out.push(format!("{} {:?}", rec.origin, rec.user)),
+                Ok(Err(rejections)) => out.extend(rejections.iter().map(|r| r.to_string())),
+                Err(issue) => out.push(issue.to_string()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mapped_headers_and_defaults() {
+        let opts = opts(
+            b';',
+            &[
+                ("personalnummer", "employee_id"),
+                ("Mail", "login_id"),
+                ("Vorname", "first_name"),
+                ("Nachname", "last_name"),
+                ("Kostenstelle", "org_unit1"),
+                ("Land", " Country "),
+                ("Alte Nummer", "previous_employee_id"),
+                ("Nicht da", "custom1"),
+            ],
+        );
+        let path = fixture("mapped.csv");
+        let rdr = CsvReader::open(&path, &opts).expect("open");
+        assert_eq!(rdr.unknown_columns(), ["Geburtstag"]);
+        assert_eq!(rdr.columns()[6], Column::PreviousEmployeeId);
+        assert_eq!(
+            read_all(&path, &opts)[1],
+            "mapped.csv:3 employee_id=1002 login_id=bernd@example.de first_name=Bernd \
+             last_name=Weiß org_unit1=KS-20 country=AT previous_employee_id=0999"
+        );
+        assert_eq!(
+            pipeline(
+                &path,
+                &opts,
+                &[
+                    ("ledger", "DEFAULT"),
+                    ("currency", "eur"),
+                    ("locale", "de-DE")
+                ]
+            ),
+            [
+                "mapped.csv:2 {\"employee_id\": \"1001\", \"login_id\": \"anna@example.de\", \
+                 \"locale\": \"de_DE\", \"active\": \"Y\", \"first_name\": \"Anna\", \
+                 \"last_name\": \"Schmidt\", \"ledger\": \"DEFAULT\", \"org_unit1\": \"KS-10\", \
+                 \"country\": \"DE\", \"currency\": \"EUR\"}",
+                "mapped.csv:3 {\"employee_id\": \"1002\", \"login_id\": \"bernd@example.de\", \
+                 \"locale\": \"de_DE\", \"active\": \"Y\", \"first_name\": \"Bernd\", \
+                 \"last_name\": \"Weiß\", \"ledger\": \"DEFAULT\", \"org_unit1\": \"KS-20\", \
+                 \"country\": \"AT\", \"currency\": \"EUR\"}",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_one_megabyte_field_is_rejected_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.csv");
+        let mut data = b"employee_id,login_id,last_name\nE1,a@x,\"".to_vec();
+        data.extend(std::iter::repeat_n(b'A', 1 << 20));
+        data.extend(b"\"\nE2,b@x,<Lee & Sons>\n");
+        std::fs::write(&path, data).expect("write");
+        assert_eq!(
+            pipeline(&path, &CsvOptions::default(), &[]),
+            [
+                "big.csv:2: employee E1: field last_name: 1048576 characters, at most 32 allowed",
+                "big.csv:3 {\"employee_id\": \"E2\", \"login_id\": \"b@x\", \"active\": \"Y\", \
+                 \"last_name\": \"<Lee & Sons>\"}",
+            ]
+        );
+    }
+
+    #[test]
+    fn many_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("many.csv");
+        std::fs::write(&path, generate(20_000)).expect("write");
+        let n = Normalizer::new(&BTreeMap::from([(
+            "ledger".to_owned(),
+            "DEFAULT".to_owned(),
+        )]))
+        .expect("defaults");
+        let mut count = 0;
+        let mut last = String::new();
+        for item in CsvReader::open(&path, &CsvOptions::default()).expect("open") {
+            let rec = n.normalize(item.expect("row")).expect("valid");
+            count += 1;
+            last = rec.origin;
+        }
+        assert_eq!((count, last.as_str()), (20_000, "many.csv:20001"));
+    }
+
+    /// A realistic HR file of `rows` rows, about 150 bytes a row.
+    pub(crate) fn generate(rows: usize) -> Vec<u8> {
+        let mut out = b"employee_id,login_id,email,first_name,last_name,active,country,\
+                        currency,org_unit1,manager_employee_id,custom1\n"
+            .to_vec();
+        for i in 0..rows {
+            out.extend(
+                format!(
+                    "E{i:07},user{i}@example.com,user{i}@example.com,Firstname,Lastname-{i},\
+                     {},US,USD,Engineering Department,E{:07},Cost center {}\n",
+                    if i % 10 == 0 { "N" } else { "Y" },
+                    if i == 0 { 1 } else { i / 10 },
+                    i % 97
+                )
+                .as_bytes(),
+            );
+        }
+        out
+    }
+}
