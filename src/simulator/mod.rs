@@ -444,3 +444,37 @@ pub async fn run_cli(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> 
     handle.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_modes_parse() {
+        assert_eq!("seconds:5".parse(), Ok(RetryAfterMode::Seconds(5)));
+        assert_eq!("7".parse(), Ok(RetryAfterMode::Seconds(7)));
+        assert_eq!("date:30".parse(), Ok(RetryAfterMode::HttpDate(30)));
+        assert_eq!("0".parse(), Ok(RetryAfterMode::Zero));
+        assert_eq!("absent".parse(), Ok(RetryAfterMode::Absent));
+        assert!("soon".parse::<RetryAfterMode>().is_err());
+    }
+
+    #[test]
+    fn paths_are_normalized_where_casing_is_loose() {
+        let norm = |p: &str| {
+            let req = Request::builder()
+                .uri(p)
+                .body(axum::body::Body::empty())
+                .expect("valid request");
+            normalize(req).uri().to_string()
+        };
+        assert_eq!(norm("/api/user/v1.0/Users"), "/api/user/v1.0/users");
+        assert_eq!(
+            norm("/api/user/v1.0/User?loginID=a%40b"),
+            "/api/user/v1.0/user?loginID=a%40b"
+        );
+        assert_eq!(norm("/users/?limit=5"), "/users?limit=5");
+        assert_eq!(norm("/V4/Attendees/AbC"), "/v4/attendees/AbC");
+        assert_eq!(norm("/_sim/users/MixedCase"), "/_sim/users/MixedCase");
+    }
+}

@@ -29,7 +29,7 @@ enum Kind {
 fn element_specs() -> Vec<(String, usize, Kind)> {
     let mut v: Vec<(String, usize, Kind)> = [
         ("EmpId", 48, Kind::Text),
-        ("FeedRecordNumber", 10, Kind::Int),
+        ("FeedRecordNumber", 11, Kind::Int),
         ("LoginId", 128, Kind::Text),
         ("LocaleName", 5, Kind::Text),
         ("Active", 1, Kind::YesNo),
