@@ -89,8 +89,17 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(
                 o,
                 "  {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged; {} requests, {} retries, {:.1}s throttled",
-                k.create, k.update, k.reactivate, k.deactivate, k.password, k.failed, k.rejected,
-                k.unchanged, k.requests, k.retries, k.throttled_seconds
+                k.create,
+                k.update,
+                k.reactivate,
+                k.deactivate,
+                k.password,
+                k.failed,
+                k.rejected,
+                k.unchanged,
+                k.requests,
+                k.retries,
+                k.throttled_seconds
             );
             if let Some(m) = &c.message {
                 let _ = writeln!(o, "  {m}");

@@ -42,7 +42,11 @@ requests_per_second = 20
         hr = hr.display().to_string(),
         base = sim.base_url(),
     ))?;
-    println!("concur-sync demo: simulator at {}, state in {}", sim.base_url(), dir.path().display());
+    println!(
+        "concur-sync demo: simulator at {}, state in {}",
+        sim.base_url(),
+        dir.path().display()
+    );
 
     let mut store = Store::open(&cfg.state.path, None)?;
     let client = sync::client(&cfg, &store)?;

@@ -42,7 +42,7 @@ enum Command {
         state: Option<PathBuf>,
     },
     /// Serve the bundled Concur simulator.
-    Simulate(concur_sync::simulator::SimulateArgs),
+    Simulate(Box<concur_sync::simulator::SimulateArgs>),
     /// Self-contained tour against the bundled simulator.
     Demo,
     /// Record every valid source user as already present in Concur, sending nothing.
@@ -60,6 +60,7 @@ fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
         .unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -105,7 +106,7 @@ async fn main() -> ExitCode {
     let result: anyhow::Result<u8> = match cli.command {
         Command::Simulate(args) => {
             init_logging(LogFormat::Text, None, "info");
-            concur_sync::simulator::run_cli(args, shutdown_signal())
+            concur_sync::simulator::run_cli(*args, shutdown_signal())
                 .await
                 .map(|()| 0)
         }

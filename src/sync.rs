@@ -84,12 +84,11 @@ pub struct CycleReport {
 
 /// Reads the configured source and plans against the snapshot. No writes anywhere.
 pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
-    let normalizer = Normalizer::new(&cfg.defaults).map_err(|m| {
-        crate::config::ConfigError::Invalid {
+    let normalizer =
+        Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
             key: "defaults".into(),
             message: m,
-        }
-    })?;
+        })?;
     let opts = CsvOptions {
         delimiter: cfg.delimiter()?,
         columns: cfg.source.csv.columns.clone(),
@@ -122,7 +121,9 @@ pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncEr
                     .map(|(_, v)| v.trim().to_owned());
                 match normalizer.normalize(raw) {
                     Ok(rec) => planner.push(rec),
-                    Err(rejections) => planner.push_rejected(raw_id.as_deref(), &origin, rejections),
+                    Err(rejections) => {
+                        planner.push_rejected(raw_id.as_deref(), &origin, rejections)
+                    }
                 }
             }
             Err(RowIssue::Rejected(r)) => {
@@ -150,10 +151,16 @@ pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncEr
 
 fn file_digest(path: &Path) -> Result<String, SyncError> {
     let mut h = blake3::Hasher::new();
-    h.update_mmap(path).map_err(|e| SourceError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+    let file = std::fs::File::open(path).map_err(|error| SourceError::Open {
+        file: path.display().to_string(),
+        error,
     })?;
+    h.update_reader(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|error| SourceError::Read {
+            file: path.display().to_string(),
+            line: 0,
+            error,
+        })?;
     Ok(h.finalize().to_hex().to_string())
 }
 
@@ -393,7 +400,11 @@ async fn apply(
                 return Err(e.into());
             }
         };
-        let with_pw: Vec<usize> = chunk.iter().copied().filter(|i| !missing.contains(i)).collect();
+        let with_pw: Vec<usize> = chunk
+            .iter()
+            .copied()
+            .filter(|i| !missing.contains(i))
+            .collect();
         let results: Vec<(i64, &Op, EntryResult)> = with_pw
             .iter()
             .zip(outcomes)
@@ -510,8 +521,20 @@ impl PlannedCycle {
             let _ = write!(out, "{:<10} {}", op.kind.as_str(), op.employee_id);
             if !op.origin.is_empty() {
                 let _ = write!(out, "  ({})", op.origin);
+            } else if op.kind == OpKind::Deactivate {
+                out.push_str("  (no longer in the source)");
             }
             out.push('\n');
+            if op.kind == OpKind::Create {
+                let fields: Vec<String> = op
+                    .user
+                    .iter()
+                    .filter(|(f, _)| *f != crate::model::Field::EMPLOYEE_ID)
+                    .map(|(f, v)| format!("{f}={v:?}"))
+                    .collect();
+                let _ = writeln!(out, "    {}", fields.join(" "));
+                continue;
+            }
             if let Some(old) = &op.old_employee_id {
                 let _ = writeln!(out, "    employee_id renamed from {old:?}");
             }
@@ -535,7 +558,14 @@ impl PlannedCycle {
         let _ = writeln!(
             out,
             "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected ({} source records)",
-            s.create, s.update, s.reactivate, s.deactivate, s.password, s.unchanged, s.rejected, s.source_records
+            s.create,
+            s.update,
+            s.reactivate,
+            s.deactivate,
+            s.password,
+            s.unchanged,
+            s.rejected,
+            s.source_records
         );
         out
     }

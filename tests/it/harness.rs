@@ -70,7 +70,11 @@ impl Rig {
 
     pub async fn status(&self) -> serde_json::Value {
         let out = self.run(&["status", "--json"]).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -111,7 +115,8 @@ pub fn q(s: &str) -> String {
 }
 
 const FIRST: &[&str] = &[
-    "Zoë", "José", "Bjørn", "Chloé", "由紀", "Łukasz", "Ana", "Søren", "Müller", "Renée", "Nuño", "Олег",
+    "Zoë", "José", "Bjørn", "Chloé", "由紀", "Łukasz", "Ana", "Søren", "Müller", "Renée", "Nuño",
+    "Олег",
 ];
 const LAST: &[&str] = &[
     "O'Brien & <Sons>",
