@@ -89,7 +89,7 @@ async fn a_changed_file_sends_exactly_its_changes_and_an_unchanged_one_nothing()
     let mut day2: Vec<String> = Vec::new();
     for i in 0..60 {
         match i {
-            5 | 6 | 7 => day2.push(row(i, " Jr")),
+            5..=7 => day2.push(row(i, " Jr")),
             50 | 51 => {}
             52 => day2.push(row(i, "").replace(",true,", ",false,")),
             _ => day2.push(row(i, "")),
