@@ -107,7 +107,11 @@ impl Normalizer {
         let mut bad_employee_id = None;
         for (i, slot) in slots.iter_mut().enumerate() {
             let field = Field(i as u8);
-            match normalize_value(field, slot.take().unwrap_or_default(), &mut problems) {
+            let checked = match slot.take() {
+                Some(v) => normalize_value(field, v, &mut problems),
+                None => Checked::Empty,
+            };
+            match checked {
                 Checked::Valid(v) => user.set(field, v),
                 Checked::Invalid(v) => {
                     if field == Field::EMPLOYEE_ID {
@@ -311,6 +315,13 @@ pub fn is_space(c: char) -> bool {
 
 /// Trims [`is_space`] characters from both ends without reallocating.
 fn trim_in_place(s: &mut String) {
+    let b = s.as_bytes();
+    if let (Some(&first), Some(&last)) = (b.first(), b.last())
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+    {
+        return;
+    }
     let end = s.trim_end_matches(is_space).len();
     s.truncate(end);
     let start = s.len() - s.trim_start_matches(is_space).len();
@@ -325,6 +336,9 @@ fn is_forbidden_char(c: char) -> bool {
 }
 
 fn control_char_rule(v: &str) -> Option<String> {
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
     let (pos, c) = v.chars().enumerate().find(|&(_, c)| is_forbidden_char(c))?;
     Some(format!(
         "contains a control character (U+{:04X}) at character {}",
@@ -401,12 +415,29 @@ fn is_subdivision_form(v: &str) -> bool {
         && b[3..].iter().all(u8::is_ascii_alphanumeric)
 }
 
+/// Whether `code` is an ISO 3166-1 alpha-2 country code (uppercase).
 pub fn is_country(code: &str) -> bool {
-    COUNTRIES.binary_search(&code).is_ok()
+    find_code(&COUNTRIES, code)
 }
 
+/// Whether `code` is an ISO 4217 currency code (uppercase).
 pub fn is_currency(code: &str) -> bool {
-    CURRENCIES.binary_search(&code).is_ok()
+    find_code(&CURRENCIES, code)
+}
+
+/// Binary search in a sorted table of equal-length ASCII codes, comparing codes as integers.
+fn find_code(table: &[&str], code: &str) -> bool {
+    fn key(code: &[u8]) -> u32 {
+        code.iter().fold(0, |k, &b| k << 8 | u32::from(b))
+    }
+    let len = table.first().map_or(0, |c| c.len());
+    if code.len() != len {
+        return false;
+    }
+    let want = key(code.as_bytes());
+    table
+        .binary_search_by(|c| key(c.as_bytes()).cmp(&want))
+        .is_ok()
 }
 
 // ISO 3166-1 alpha-2 (249 codes) and ISO 4217 (the iso-codes 4.15 list plus XCG and ZWG, which

@@ -92,7 +92,7 @@ pub struct CsvReader {
     path: PathBuf,
     delimiter: u8,
     rdr: csv::Reader<Tracked>,
-    record: csv::ByteRecord,
+    record: csv::StringRecord,
     headers: Vec<String>,
     columns: Vec<Column>,
     unknown: Vec<String>,
@@ -178,7 +178,7 @@ impl CsvReader {
             path: path.to_owned(),
             delimiter: d,
             rdr,
-            record: csv::ByteRecord::new(),
+            record: csv::StringRecord::new(),
             headers: Vec::new(),
             columns: Vec::new(),
             unknown: Vec::new(),
@@ -218,9 +218,7 @@ impl CsvReader {
     fn read_header(&mut self, line: u64, mapping: &[(String, Column)]) -> Result<(), SourceError> {
         let mut lowered: Vec<String> = Vec::with_capacity(self.record.len());
         for raw in self.record.iter() {
-            let name = std::str::from_utf8(raw)
-                .unwrap_or_default()
-                .trim_matches(is_space);
+            let name = raw.trim_matches(is_space);
             if name.contains(['\r', '\n']) {
                 return Err(self.malformed(
                     line,
@@ -308,28 +306,17 @@ impl CsvReader {
     /// records spanning too many lines.
     fn read_next(&mut self) -> Result<Option<u64>, SourceError> {
         loop {
-            let start_byte = self.rdr.position().byte();
-            let read = self.rdr.read_byte_record(&mut self.record);
-            let ok = match read {
+            let before = self.rdr.position().clone();
+            let ok = match self.rdr.read_record(&mut self.record) {
                 Ok(ok) => ok,
-                Err(e) => {
-                    let line = self.rdr.position().line();
-                    return Err(match e.into_kind() {
-                        csv::ErrorKind::Io(error) => SourceError::Read {
-                            file: self.file.clone(),
-                            line,
-                            error,
-                        },
-                        other => self.malformed(line, format!("{other:?}")),
-                    });
-                }
+                Err(e) => return Err(self.read_failure(e, &before)),
             };
             if !ok {
                 return Ok(None);
             }
-            self.last_start = start_byte;
-            let bytes = self.record.as_slice();
-            let inside = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.last_start = before.byte();
+            let bytes = self.record.as_slice().as_bytes();
+            let inside = count_newlines(bytes);
             let t = self.rdr.get_ref();
             let end = self.rdr.position();
             let at_eof = t.eof && end.byte() == t.total;
@@ -342,26 +329,9 @@ impl CsvReader {
             let line = end.line() - inside - u64::from(!unterminated);
             if bytes.contains(&0) {
                 let at = bytes.iter().position(|&b| b == 0).unwrap_or(0);
-                let line = line + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
                 return Err(SourceError::Binary {
                     file: self.file.clone(),
-                    line,
-                });
-            }
-            if let Err(e) = std::str::from_utf8(bytes) {
-                let at = e.valid_up_to();
-                let line = line + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
-                let column = (0..self.record.len())
-                    .find(|&i| self.record.range(i).is_some_and(|r| r.end > at))
-                    .map(|i| match self.headers.get(i) {
-                        Some(h) if !h.is_empty() => h.clone(),
-                        _ => format!("#{}", i + 1),
-                    })
-                    .unwrap_or_default();
-                return Err(SourceError::NotUtf8 {
-                    file: self.file.clone(),
-                    line,
-                    column,
+                    line: line + count_newlines(&bytes[..at]),
                 });
             }
             if inside > MAX_RECORD_LINES {
@@ -376,10 +346,44 @@ impl CsvReader {
             let blank = self
                 .record
                 .iter()
-                .all(|f| f.iter().all(u8::is_ascii_whitespace));
+                .all(|f| f.bytes().all(|b| b.is_ascii_whitespace()));
             if !blank {
                 return Ok(Some(line));
             }
+        }
+    }
+
+    /// The error for a failed read. Invalid UTF-8 is located by reading the raw record again
+    /// (the parser drops it), so that the message names the exact line.
+    fn read_failure(&self, e: csv::Error, before: &csv::Position) -> SourceError {
+        let end = self.rdr.position();
+        match e.into_kind() {
+            csv::ErrorKind::Io(error) => SourceError::Read {
+                file: self.file.clone(),
+                line: end.line(),
+                error,
+            },
+            csv::ErrorKind::Utf8 { err, .. } => {
+                let column = match self.headers.get(err.field()) {
+                    Some(h) if !h.is_empty() => h.clone(),
+                    _ => format!("#{}", err.field() + 1),
+                };
+                let mut raw = Vec::new();
+                let reread = File::open(&self.path).and_then(|mut f| {
+                    f.seek(SeekFrom::Start(before.byte()))?;
+                    f.take(end.byte() - before.byte()).read_to_end(&mut raw)
+                });
+                let line = match (reread, std::str::from_utf8(&raw)) {
+                    (Ok(_), Err(bad)) => before.line() + count_newlines(&raw[..bad.valid_up_to()]),
+                    _ => before.line(),
+                };
+                SourceError::NotUtf8 {
+                    file: self.file.clone(),
+                    line,
+                    column,
+                }
+            }
+            other => self.malformed(end.line(), format!("{other:?}")),
         }
     }
 
@@ -455,14 +459,12 @@ impl CsvReader {
 
     /// Turns the current record into a [`RawRecord`], or rejects it if its field count is wrong.
     fn build(&self, line: u64) -> Result<RawRecord, RowIssue> {
-        let origin = format!("{}:{}", self.file, line);
+        let mut origin = String::with_capacity(self.file.len() + 8);
+        origin.push_str(&self.file);
+        origin.push(':');
+        push_decimal(&mut origin, line);
         let rec = &self.record;
-        let text = |i: usize| {
-            rec.get(i)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or_default()
-                .trim_matches(is_space)
-        };
+        let text = |i: usize| trim(rec.get(i).unwrap_or_default());
         if rec.len() != self.columns.len() {
             let id = text(self.employee_id_col);
             let employee_id =
@@ -500,6 +502,35 @@ impl CsvReader {
             }
         }
         Ok(raw)
+    }
+}
+
+/// Trims [`is_space`] characters, with a fast path for values that need no trimming.
+fn trim(v: &str) -> &str {
+    match (v.as_bytes().first(), v.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => v,
+        _ => v.trim_matches(is_space),
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Appends `n` in decimal, without the formatting machinery (once per row).
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }
 
