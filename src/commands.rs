@@ -38,9 +38,9 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
 }
 
 /// `concur-sync plan [--json]`: what a cycle would do; writes nothing.
-pub fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
+pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
     let store = open_store(cfg)?;
-    let planned = sync::read_and_plan(cfg, &store)?;
+    let planned = sync::read_and_plan(cfg, &store).await?;
     let text = if json {
         planned.to_json()
     } else {
@@ -138,7 +138,7 @@ pub fn status_text(st: &Status) -> String {
 /// `concur-sync baseline`: record every valid source user as already present in Concur,
 /// exactly as the source says, without sending anything. For taking over a company whose
 /// Concur users were loaded by another tool; refused on a non-empty snapshot without `force`.
-pub fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
+pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
     let _lock = WriterLock::acquire(&cfg.state.path)?;
     let mut store = open_store(cfg)?;
     if store.user_count()? > 0 && !force {
@@ -148,7 +148,7 @@ pub fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         );
         return Ok(EXIT_FATAL);
     }
-    let planned = sync::read_and_plan(cfg, &store)?;
+    let planned = sync::read_and_plan(cfg, &store).await?;
     let users: Vec<_> = planned
         .ops
         .into_iter()

@@ -69,16 +69,31 @@ fn default_state_path() -> PathBuf {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
+    /// An HR CSV file.
     Csv,
+    /// An LDIF export (RFC 2849), e.g. slapcat or ldifde output.
+    Ldif,
+    /// A live LDAP directory.
+    Ldap,
+    /// A SCIM 2.0 service.
+    Scim,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub kind: SourceKind,
+    /// The file (csv, ldif). Not used by ldap and scim.
+    #[serde(default)]
     pub path: PathBuf,
     #[serde(default)]
     pub csv: CsvConfig,
+    /// Connection and attribute mapping for `ldap`; the mapping also applies to `ldif`.
+    #[serde(default)]
+    pub ldap: crate::source::ldap::LdapConfig,
+    /// Connection and attribute mapping for `scim`.
+    #[serde(default)]
+    pub scim: crate::source::scim::ScimConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -268,6 +283,14 @@ impl Config {
             c.request_token.is_some(),
             c.request_token_file.is_some(),
         )?;
+        if matches!(self.source.kind, SourceKind::Csv | SourceKind::Ldif)
+            && self.source.path.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "source.path",
+                "missing: the file to read is required for kind csv and ldif",
+            ));
+        }
         self.delimiter()?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()

@@ -60,7 +60,7 @@ requests_per_second = 20
     ] {
         println!("\n== {title}");
         std::fs::write(&hr, content)?;
-        let planned = sync::read_and_plan(&cfg, &store)?;
+        let planned = sync::read_and_plan(&cfg, &store).await?;
         println!("-- plan");
         print!("{}", planned.to_text());
         let report = sync::run_cycle(&cfg, &mut store, &client).await?;

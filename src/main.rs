@@ -133,8 +133,10 @@ async fn main() -> ExitCode {
             init_logging(cfg.log.format, cfg.log.level.as_deref(), "info");
             match command {
                 Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
-                Command::Plan { json } => commands::plan(&cfg, json).map_err(Into::into),
-                Command::Baseline { force } => commands::baseline(&cfg, force).map_err(Into::into),
+                Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
+                Command::Baseline { force } => {
+                    commands::baseline(&cfg, force).await.map_err(Into::into)
+                }
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
             }
         }

@@ -233,8 +233,9 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Applies the cross-record rules and orders the result.
-    pub fn finish(mut self) -> Draft {
+    /// Applies the cross-record rules and orders the result. `complete` says the source was
+    /// read in full; only then do users missing from it count as vanished (deactivated).
+    pub fn finish(mut self, complete: bool) -> Draft {
         // Duplicate employee ids: every row with the id is rejected.
         let mut rejected_ids: HashSet<Arc<str>> = HashSet::new();
         for (id, origins) in &self.dup_ids {
@@ -362,6 +363,7 @@ impl<'a> Planner<'a> {
         let mut vanished: Vec<String> = self
             .snapshot
             .iter()
+            .filter(|_| complete)
             .filter(|(id, e)| {
                 e.active && !self.seen.contains_key(id.as_str()) && !self.renamed_away.contains(*id)
             })
@@ -538,7 +540,7 @@ mod tests {
         for r in recs {
             p.push(r);
         }
-        p.finish()
+        p.finish(true)
     }
 
     fn kinds(d: &Draft) -> Vec<(OpKind, String)> {

@@ -12,13 +12,13 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
-use crate::config::{Config, PasswordOnCreate};
+use crate::config::{Config, PasswordOnCreate, SourceKind};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::SourceError;
 use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
+use crate::source::{SourceError, SourceItem};
 use crate::store::{CycleCounts, EntryResult, Store, StoreError};
-use crate::validate::Normalizer;
+use crate::validate::{Normalizer, RawRecord};
 
 /// Why a cycle could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct PlannedCycle {
     pub source_records: u64,
     pub source_label: String,
     pub source_digest: String,
+    /// False for partial (delta) reads, which never deactivate anyone.
+    pub complete: bool,
 }
 
 /// What a finished cycle reports.
@@ -83,19 +85,15 @@ pub struct CycleReport {
 }
 
 /// Reads the configured source and plans against the snapshot. No writes anywhere.
-pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
+pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
             key: "defaults".into(),
             message: m,
         })?;
-    let opts = CsvOptions {
-        delimiter: cfg.delimiter()?,
-        columns: cfg.source.csv.columns.clone(),
-    };
-    let path = &cfg.source.path;
-    let digest = file_digest(path)?;
+    let t0 = std::time::Instant::now();
     let snapshot = store.snapshot_index()?;
+    let t_snapshot = t0.elapsed();
     let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
     let mut planner = Planner::new(
         &snapshot,
@@ -104,12 +102,8 @@ pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncEr
             source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
         },
     );
-    let reader = CsvReader::open(path, &opts)?;
-    for col in reader.unknown_columns() {
-        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
-    }
     let mut records = 0u64;
-    for item in reader {
+    let mut feed = |item: Result<RawRecord, Rejection>| {
         records += 1;
         match item {
             Ok(raw) => {
@@ -126,26 +120,75 @@ pub fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncEr
                     }
                 }
             }
-            Err(RowIssue::Rejected(r)) => {
+            Err(r) => {
                 let id = r.employee_id.clone();
                 let origin = r.source.clone();
                 planner.push_rejected(id.as_deref(), &origin, vec![r]);
             }
-            Err(RowIssue::Fatal(e)) => return Err(e.into()),
         }
-    }
-    let draft = planner.finish();
+    };
+    let (label, digest, complete) = match cfg.source.kind {
+        SourceKind::Csv => {
+            let path = &cfg.source.path;
+            let digest = file_digest(path)?;
+            let opts = CsvOptions {
+                delimiter: cfg.delimiter()?,
+                columns: cfg.source.csv.columns.clone(),
+            };
+            let reader = CsvReader::open(path, &opts)?;
+            for col in reader.unknown_columns() {
+                tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+            }
+            for item in reader {
+                match item {
+                    Ok(raw) => feed(Ok(raw)),
+                    Err(RowIssue::Rejected(r)) => feed(Err(r)),
+                    Err(RowIssue::Fatal(e)) => return Err(e.into()),
+                }
+            }
+            (path.display().to_string(), digest, true)
+        }
+        _ => {
+            let read = crate::source::read(cfg, store).await?;
+            let mut h = blake3::Hasher::new();
+            for item in read.items {
+                match item {
+                    SourceItem::Record(raw) => {
+                        h.update(format!("{raw:?}").as_bytes());
+                        feed(Ok(raw))
+                    }
+                    SourceItem::Rejected(r) => {
+                        h.update(r.to_string().as_bytes());
+                        feed(Err(r))
+                    }
+                }
+            }
+            (read.label, h.finalize().to_hex().to_string(), read.complete)
+        }
+    };
+    let t_read = t0.elapsed();
+    let draft = planner.finish(complete);
+    let t_finish = t0.elapsed();
     let skipped_inactive = draft.skipped_inactive;
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
+    tracing::debug!(
+        snapshot_ms = t_snapshot.as_millis() as u64,
+        read_ms = (t_read - t_snapshot).as_millis() as u64,
+        finish_ms = (t_finish - t_read).as_millis() as u64,
+        complete_ms = (t0.elapsed() - t_finish).as_millis() as u64,
+        snapshot_users = snapshot.len(),
+        "plan timings"
+    );
     Ok(PlannedCycle {
         ops,
         rejections,
         unchanged,
         skipped_inactive,
         source_records: records,
-        source_label: path.display().to_string(),
+        source_label: label,
         source_digest: digest,
+        complete,
     })
 }
 
@@ -246,7 +289,7 @@ pub async fn run_cycle(
     let cycle = store.begin_cycle(&cfg.source.path.display().to_string())?;
     let span = tracing::info_span!("cycle", id = cycle);
     let _guard = span.enter();
-    let planned = match read_and_plan(cfg, store) {
+    let planned = match read_and_plan(cfg, store).await {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();

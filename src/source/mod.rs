@@ -4,6 +4,9 @@
 //! error the caller fails the whole cycle and changes nothing in Concur.
 
 pub mod csv;
+pub mod ldap;
+pub mod ldif;
+pub mod scim;
 
 use std::io;
 
@@ -66,4 +69,42 @@ pub enum SourceError {
     },
     #[error("{file}: [source.csv] delimiter {delimiter:?} cannot separate fields")]
     BadDelimiter { file: String, delimiter: char },
+    #[error("source kind {kind}: {message}")]
+    Unsupported { kind: String, message: String },
+}
+
+/// One item a source hands to the planner: a raw record to normalize, or a record the source
+/// itself could not use.
+#[derive(Debug)]
+pub enum SourceItem {
+    Record(crate::validate::RawRecord),
+    Rejected(crate::model::Rejection),
+}
+
+/// What a non-streaming source (LDIF, LDAP, SCIM) read.
+#[derive(Debug, Default)]
+pub struct SourceRead {
+    pub items: Vec<SourceItem>,
+    /// True when this was a full read of every user the source holds. Only complete reads may
+    /// lead to deactivations of users missing from them (a delta read is never complete).
+    pub complete: bool,
+    /// What was read, for logs and the cycle history (a path, a URL with base DN, …).
+    pub label: String,
+}
+
+/// Reads a non-streaming source (every kind but `csv`, which the planner streams).
+pub async fn read(
+    cfg: &crate::config::Config,
+    store: &crate::store::Store,
+) -> Result<SourceRead, SourceError> {
+    use crate::config::SourceKind;
+    match cfg.source.kind {
+        SourceKind::Ldif => ldif::read(cfg),
+        SourceKind::Ldap => ldap::read(cfg).await,
+        SourceKind::Scim => scim::read(cfg, store).await,
+        SourceKind::Csv => Err(SourceError::Unsupported {
+            kind: "csv".into(),
+            message: "CSV files are streamed, not read whole".into(),
+        }),
+    }
 }
