@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::service::{Input, Ran, apply_requested_approvals, cycle_once};
 use crate::store::{Status, Store, lock::WriterLock};
 use crate::sync::{self, SyncError};
 
@@ -14,12 +17,39 @@ fn open_store(cfg: &Config) -> Result<Store, SyncError> {
     Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)
 }
 
-/// `concur-sync sync`: one cycle now.
+/// `concur-sync sync`: one cycle now (with a drop folder: on the oldest complete new file, else
+/// on the newest processed one).
 pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
     let _lock = WriterLock::acquire(&cfg.state.path)?;
     let mut store = open_store(cfg)?;
     let client = sync::client(cfg, &store)?;
-    let report = sync::run_cycle(cfg, &mut store, &client).await?;
+    let mut input = Input::new(cfg);
+    apply_requested_approvals(cfg, &mut store, &client, &mut input).await?;
+    let report = match cycle_once(cfg, &mut store, &client, &mut input, &CancellationToken::new())
+        .await?
+    {
+        Ran::Cycle(r, _) => r,
+        Ran::Duplicate(file) => {
+            println!(
+                "{}: same content as the last file processed; archived without a cycle",
+                file.display()
+            );
+            return Ok(0);
+        }
+        Ran::NoSource => {
+            println!(
+                "no source file yet in {}: nothing to do",
+                cfg.source.path.display()
+            );
+            return Ok(0);
+        }
+    };
+    if let Some(f) = input.folder() {
+        let waiting = f.pending(std::time::SystemTime::now()).len();
+        if waiting > 0 {
+            println!("{waiting} more file(s) waiting in the drop folder; run sync again or let `run` take them");
+        }
+    }
     let c = &report.counts;
     println!(
         "cycle {} {}: {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged",
@@ -34,7 +64,75 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
         c.rejected,
         c.unchanged
     );
+    if report.outcome == crate::sync::Outcome::Held {
+        println!(
+            "deactivations held for approval: `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
+            id = report.cycle_id
+        );
+    }
     Ok(report.outcome.exit_code())
+}
+
+/// `concur-sync approve CYCLE_ID`: releases exactly that held plan if the source has not
+/// changed since. With a running daemon holding the state, the daemon applies it promptly.
+pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
+    match WriterLock::acquire(&cfg.state.path) {
+        Ok(_lock) => {
+            let mut store = open_store(cfg)?;
+            let client = sync::client(cfg, &store)?;
+            let mut input = Input::new(cfg);
+            let digest = crate::service::current_source_digest(cfg, &mut input);
+            match sync::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
+                Ok(r) => {
+                    println!(
+                        "cycle {cycle}: held plan applied: {} deactivated, {} failed",
+                        r.counts.deactivate, r.counts.failed
+                    );
+                    Ok(if r.counts.failed > 0 { 2 } else { 0 })
+                }
+                Err(SyncError::Refused(why)) => {
+                    eprintln!("concur-sync: not approved: {why}");
+                    Ok(EXIT_FATAL)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(crate::store::StoreError::Locked(holder)) => {
+            let store = open_store(cfg)?;
+            let info = store.cycle(cycle)?;
+            match info {
+                Some(c) if c.outcome == "held" => {
+                    store.request_approval(cycle)?;
+                    store.audit("approve-requested", &format!("cycle {cycle}"))?;
+                    println!("cycle {cycle}: approval recorded; the running service applies it shortly ({holder})");
+                    Ok(0)
+                }
+                Some(c) => {
+                    eprintln!("concur-sync: not approved: cycle {cycle} is {}, not held", c.outcome);
+                    Ok(EXIT_FATAL)
+                }
+                None => {
+                    eprintln!("concur-sync: not approved: there is no cycle {cycle}");
+                    Ok(EXIT_FATAL)
+                }
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `concur-sync reject CYCLE_ID`: drops a held plan; nobody in it is deactivated.
+pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
+    let store = open_store(cfg)?;
+    let n = store.reject_held(cycle)?;
+    if n == 0 {
+        eprintln!("concur-sync: cycle {cycle} holds no plan (not held, already decided, or superseded)");
+        return Ok(EXIT_FATAL);
+    }
+    store.clear_approval(cycle)?;
+    store.audit("reject", &format!("cycle {cycle}: held plan of {n} deactivations dropped"))?;
+    println!("cycle {cycle}: held plan dropped ({n} deactivations not sent)");
+    Ok(0)
 }
 
 /// `concur-sync plan [--json]`: what a cycle would do; writes nothing.

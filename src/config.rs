@@ -42,6 +42,10 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub service: ServiceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +90,13 @@ pub struct SourceConfig {
     /// The file (csv, ldif). Not used by ldap and scim.
     #[serde(default)]
     pub path: PathBuf,
+    /// A file only counts as complete once its size and modification time have not changed
+    /// for this many seconds (unless it was renamed into place or has a `NAME.done` marker).
+    #[serde(default = "default_settle")]
+    pub settle_seconds: f64,
+    /// Days processed files stay in the drop folder's `archive/`.
+    #[serde(default = "default_archive_days")]
+    pub archive_days: u64,
     #[serde(default)]
     pub csv: CsvConfig,
     /// Connection and attribute mapping for `ldap`; the mapping also applies to `ldif`.
@@ -132,6 +143,13 @@ pub struct ConcurConfig {
     pub batch_size: usize,
 }
 
+fn default_settle() -> f64 {
+    10.0
+}
+fn default_archive_days() -> u64 {
+    30
+}
+
 fn default_base_url() -> String {
     "https://us.api.concursolutions.com".into()
 }
@@ -163,14 +181,148 @@ pub enum PasswordOnCreate {
 pub struct SyncConfig {
     #[serde(default)]
     pub password_on_create: PasswordOnCreate,
+    /// When `run` starts a cycle: six-field cron (with seconds), evaluated in UTC.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// A plan deactivating more than this is held whole until an operator approves it:
+    /// a count (`50`) or a share of the managed active users (`"5%"`).
+    #[serde(default = "default_max_deactivations")]
+    pub max_deactivations: DeactivationLimit,
+    /// A complete read that returns fewer than this share of the managed active users
+    /// deactivates nobody (the rest of the plan still applies; the cycle is `degraded`).
+    #[serde(default = "default_min_source_ratio")]
+    pub min_source_ratio: f64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             password_on_create: PasswordOnCreate::Source,
+            schedule: default_schedule(),
+            max_deactivations: default_max_deactivations(),
+            min_source_ratio: default_min_source_ratio(),
         }
     }
+}
+
+fn default_schedule() -> String {
+    "0 */15 * * * *".into()
+}
+fn default_max_deactivations() -> DeactivationLimit {
+    DeactivationLimit::Share(5.0)
+}
+fn default_min_source_ratio() -> f64 {
+    0.9
+}
+
+/// `sync.max_deactivations`: a count or a percentage of the managed active users.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeactivationLimit {
+    Count(u64),
+    /// Percent, 0–100.
+    Share(f64),
+}
+
+impl DeactivationLimit {
+    /// The largest number of deactivations allowed without approval.
+    pub fn allowed(self, managed_active: u64) -> u64 {
+        match self {
+            DeactivationLimit::Count(n) => n,
+            DeactivationLimit::Share(p) => ((managed_active as f64) * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for DeactivationLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeactivationLimit::Count(n) => write!(f, "{n}"),
+            DeactivationLimit::Share(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeactivationLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "sync.max_deactivations must be a count like 50 or a share like \"5%\"",
+            )
+        };
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(DeactivationLimit::Count(n)),
+            Raw::Float(f) if f >= 0.0 && f.fract() == 0.0 => Ok(DeactivationLimit::Count(f as u64)),
+            Raw::Float(_) => Err(bad()),
+            Raw::Text(t) => {
+                let t = t.trim();
+                if let Some(p) = t.strip_suffix('%') {
+                    let v: f64 = p.trim().parse().map_err(|_| bad())?;
+                    if !(0.0..=100.0).contains(&v) {
+                        return Err(bad());
+                    }
+                    Ok(DeactivationLimit::Share(v))
+                } else {
+                    t.parse().map(DeactivationLimit::Count).map_err(|_| bad())
+                }
+            }
+        }
+    }
+}
+
+/// `[admin]`: the HTTP endpoint for probes, metrics and status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+/// `[service]`: how `run` behaves as a service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Seconds between SIGTERM and exit at the most.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: f64,
+    /// Seconds between scans of the drop folder when file events do not arrive (network
+    /// filesystems give none).
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: f64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            shutdown_timeout: default_shutdown_timeout(),
+            poll_seconds: default_poll_seconds(),
+        }
+    }
+}
+
+fn default_shutdown_timeout() -> f64 {
+    20.0
+}
+fn default_poll_seconds() -> f64 {
+    5.0
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -292,6 +444,27 @@ impl Config {
             ));
         }
         self.delimiter()?;
+        if !(0.0..=1.0).contains(&self.sync.min_source_ratio) {
+            return Err(invalid("sync.min_source_ratio", "must be between 0 and 1"));
+        }
+        if self.sync.schedule.split_whitespace().count() != 6 {
+            return Err(invalid(
+                "sync.schedule",
+                "must be a six-field cron expression (sec min hour day month weekday), e.g. \"0 */15 * * * *\"",
+            ));
+        }
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "admin.listen",
+                "must be an address with port, e.g. 127.0.0.1:9464",
+            ));
+        }
+        if !(self.service.shutdown_timeout > 0.0) {
+            return Err(invalid("service.shutdown_timeout", "must be > 0"));
+        }
+        if !(self.source.settle_seconds >= 0.0) {
+            return Err(invalid("source.settle_seconds", "must be ≥ 0"));
+        }
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()
                 && !matches!(canonical.as_str(), "password" | "previous_employee_id")
@@ -412,6 +585,10 @@ request_token = "t"
         assert_eq!(c.concur.requests_per_second, 5.0);
         assert_eq!(c.concur.batch_size, 500);
         assert_eq!(c.sync.password_on_create, PasswordOnCreate::Source);
+        assert_eq!(c.sync.max_deactivations, DeactivationLimit::Share(5.0));
+        assert_eq!(c.sync.max_deactivations.allowed(1000), 50);
+        let c = Config::from_toml(&format!("{MINIMAL}[sync]\nmax_deactivations = 12\n")).unwrap();
+        assert_eq!(c.sync.max_deactivations, DeactivationLimit::Count(12));
         assert_eq!(c.secrets().unwrap().client_secret.expose(), "s");
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod model;
 pub mod plan;
+pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;

@@ -45,6 +45,18 @@ enum Command {
     Simulate(Box<concur_sync::simulator::SimulateArgs>),
     /// Self-contained tour against the bundled simulator.
     Demo,
+    /// Run as a service: cycles on the schedule and when files land in the drop folder.
+    Run,
+    /// Release a held plan (its deactivations are sent) if the source has not changed since.
+    Approve {
+        #[arg(value_name = "CYCLE_ID")]
+        cycle: i64,
+    },
+    /// Drop a held plan: nobody in it is deactivated.
+    Reject {
+        #[arg(value_name = "CYCLE_ID")]
+        cycle: i64,
+    },
     /// Record every valid source user as already present in Concur, sending nothing.
     Baseline {
         /// Overwrite users the snapshot already knows.
@@ -137,6 +149,11 @@ async fn main() -> ExitCode {
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
+                Command::Run => concur_sync::service::daemon::run(cfg, shutdown_signal()).await,
+                Command::Approve { cycle } => {
+                    commands::approve(&cfg, cycle).await.map_err(Into::into)
+                }
+                Command::Reject { cycle } => commands::reject(&cfg, cycle).map_err(Into::into),
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
             }
         }

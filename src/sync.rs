@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 
 use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
@@ -31,6 +32,8 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("Concur: {0}")]
     Concur(#[from] concur::ConcurError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How a cycle ended; maps onto the CLI exit codes.
@@ -41,8 +44,12 @@ pub enum Outcome {
     Success,
     /// Finished, but some records were rejected or failed (exit 2).
     Partial,
-    /// Held by a safety guard (exit 3).
+    /// Deactivations held for an operator's approval (exit 3).
     Held,
+    /// The read looked incomplete, so nobody was deactivated (exit 3).
+    Degraded,
+    /// Stopped by shutdown between batches (the daemon only).
+    Interrupted,
 }
 
 impl Outcome {
@@ -51,13 +58,16 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Partial => "partial",
             Outcome::Held => "held",
+            Outcome::Degraded => "degraded",
+            Outcome::Interrupted => "interrupted",
         }
     }
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Success => 0,
             Outcome::Partial => 2,
-            Outcome::Held => 3,
+            Outcome::Held | Outcome::Degraded => 3,
+            Outcome::Interrupted => 1,
         }
     }
 }
@@ -74,6 +84,10 @@ pub struct PlannedCycle {
     pub source_digest: String,
     /// False for partial (delta) reads, which never deactivate anyone.
     pub complete: bool,
+    /// Distinct employee ids the source named (valid or rejected).
+    pub source_ids: u64,
+    /// Why the read looks cut short (e.g. a truncated last row); such a read deactivates nobody.
+    pub suspicious: Option<String>,
 }
 
 /// What a finished cycle reports.
@@ -127,6 +141,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             }
         }
     };
+    let mut suspicious = None;
     let (label, digest, complete) = match cfg.source.kind {
         SourceKind::Csv => {
             let path = &cfg.source.path;
@@ -139,12 +154,25 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
             }
+            let mut last_row_short = None;
             for item in reader {
                 match item {
-                    Ok(raw) => feed(Ok(raw)),
-                    Err(RowIssue::Rejected(r)) => feed(Err(r)),
+                    Ok(raw) => {
+                        last_row_short = None;
+                        feed(Ok(raw))
+                    }
+                    Err(RowIssue::Rejected(r)) => {
+                        last_row_short = (r.field == crate::source::csv::ROW_FIELD)
+                            .then(|| r.source.clone());
+                        feed(Err(r))
+                    }
                     Err(RowIssue::Fatal(e)) => return Err(e.into()),
                 }
+            }
+            if let Some(at) = last_row_short {
+                suspicious = Some(format!(
+                    "the last row ({at}) has too few fields: the file looks truncated"
+                ));
             }
             (path.display().to_string(), digest, true)
         }
@@ -168,6 +196,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     };
     let t_read = t0.elapsed();
     let draft = planner.finish(complete);
+    let source_ids = draft.source_ids;
     let t_finish = t0.elapsed();
     let skipped_inactive = draft.skipped_inactive;
     let old = store.load_users(draft.ids_needing_old())?;
@@ -189,10 +218,12 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         source_label: label,
         source_digest: digest,
         complete,
+        source_ids,
+        suspicious,
     })
 }
 
-fn file_digest(path: &Path) -> Result<String, SyncError> {
+pub fn file_digest(path: &Path) -> Result<String, SyncError> {
     let mut h = blake3::Hasher::new();
     let file = std::fs::File::open(path).map_err(|error| SourceError::Open {
         file: path.display().to_string(),
@@ -276,11 +307,14 @@ pub fn random_password() -> Secret {
     Secret::new(String::from_utf8(chars).unwrap_or_default())
 }
 
-/// Runs one full cycle: recover, plan, store the plan, apply it, record everything.
+/// Runs one full cycle: recover, plan, guard, store the plan, apply it, record everything.
+/// `cancel` stops the cycle between batches (what finished is committed; the rest is
+/// re-planned by the next cycle).
 pub async fn run_cycle(
     cfg: &Config,
     store: &mut Store,
     client: &ConcurClient,
+    cancel: &CancellationToken,
 ) -> Result<CycleReport, SyncError> {
     let interrupted = store.recover()?;
     if !interrupted.is_empty() {
@@ -300,6 +334,7 @@ pub async fn run_cycle(
     };
     store.set_cycle_source_digest(cycle, &planned.source_digest)?;
     store.replace_rejections(cycle, &planned.rejections)?;
+    store.supersede_held(cycle)?;
     for r in &planned.rejections {
         tracing::warn!(rejection = %r, "record rejected");
     }
@@ -317,7 +352,30 @@ pub async fn run_cycle(
         rejected = planned.rejections.len(),
         "planned"
     );
+    let managed_active = store.status()?.users.active;
+    let verdict = guard(cfg, &planned, managed_active);
     let mut ops = planned.ops;
+    let mut held: Vec<Op> = Vec::new();
+    let mut message = None;
+    match &verdict {
+        Verdict::Proceed => {}
+        Verdict::Degraded(why) => {
+            let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
+            ops.retain(|o| o.kind != OpKind::Deactivate);
+            tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
+            message = Some(format!("degraded: {why}; {dropped} deactivations skipped"));
+        }
+        Verdict::Hold(why) => {
+            let (h, rest): (Vec<Op>, Vec<Op>) =
+                ops.into_iter().partition(|o| o.kind == OpKind::Deactivate);
+            held = h;
+            ops = rest;
+            tracing::warn!(reason = %why, held = held.len(), cycle, "deactivations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
+            message = Some(format!(
+                "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
+            ));
+        }
+    }
     for op in &mut ops {
         if op.kind == OpKind::Create
             && (op.password.is_none() || cfg.sync.password_on_create == PasswordOnCreate::Random)
@@ -325,21 +383,25 @@ pub async fn run_cycle(
             op.password = Some(random_password());
         }
     }
+    if !held.is_empty() {
+        store.write_outbox(cycle, &held, "held")?;
+    }
     let ids = store.write_outbox(cycle, &ops, "pending")?;
     let before = client.stats();
-    let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts).await;
+    let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
     counts.retries = after.retries.saturating_sub(before.retries);
     counts.throttled_seconds = (after.throttled_seconds - before.throttled_seconds).max(0.0);
     match result {
-        Ok(()) => {
-            let outcome = if counts.failed > 0 || counts.rejected > 0 {
-                Outcome::Partial
-            } else {
-                Outcome::Success
+        Ok(true) => {
+            let outcome = match verdict {
+                Verdict::Hold(_) => Outcome::Held,
+                Verdict::Degraded(_) => Outcome::Degraded,
+                Verdict::Proceed if counts.failed > 0 || counts.rejected > 0 => Outcome::Partial,
+                Verdict::Proceed => Outcome::Success,
             };
-            store.finish_cycle(cycle, outcome.as_str(), &counts, None)?;
+            store.finish_cycle(cycle, outcome.as_str(), &counts, message.as_deref())?;
             tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
             Ok(CycleReport {
                 cycle_id: cycle,
@@ -347,15 +409,158 @@ pub async fn run_cycle(
                 counts,
             })
         }
+        Ok(false) => {
+            store.abandon_open(cycle, "stopped by shutdown before it was sent; re-planned next cycle")?;
+            store.finish_cycle(
+                cycle,
+                "interrupted",
+                &counts,
+                Some("stopped by shutdown between batches; unsent operations are re-planned next cycle"),
+            )?;
+            tracing::warn!(?counts, "cycle stopped by shutdown between batches");
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome: Outcome::Interrupted,
+                counts,
+            })
+        }
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
+            store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
             store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
             Err(e)
         }
     }
 }
 
+/// What the safety guards say about a whole plan, before any write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Proceed,
+    /// The read looks incomplete: apply everything but deactivations.
+    Degraded(String),
+    /// Too many deactivations: hold them all for an operator; apply the rest.
+    Hold(String),
+}
+
+/// The safety guards, evaluated on the whole plan.
+pub fn guard(cfg: &Config, planned: &PlannedCycle, managed_active: u64) -> Verdict {
+    let deactivations = planned
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Deactivate)
+        .count() as u64;
+    if deactivations == 0 {
+        return Verdict::Proceed;
+    }
+    if let Some(why) = &planned.suspicious {
+        return Verdict::Degraded(why.clone());
+    }
+    let ratio = cfg.sync.min_source_ratio;
+    if planned.complete && (planned.source_ids as f64) < ratio * managed_active as f64 {
+        return Verdict::Degraded(format!(
+            "the source named {} users, fewer than sync.min_source_ratio = {ratio} of the {managed_active} managed active users",
+            planned.source_ids
+        ));
+    }
+    let allowed = cfg.sync.max_deactivations.allowed(managed_active);
+    if deactivations > allowed {
+        return Verdict::Hold(format!(
+            "{deactivations} deactivations exceed sync.max_deactivations = {} ({allowed} of {managed_active} managed active users)",
+            cfg.sync.max_deactivations
+        ));
+    }
+    Verdict::Proceed
+}
+
+/// Sends the deactivations a held cycle kept back, after an operator approved them. Refused
+/// when the cycle is not the current held plan or the source changed since.
+pub async fn apply_held(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cycle: i64,
+    current_digest: Option<&str>,
+) -> Result<CycleReport, SyncError> {
+    let info = store
+        .cycle(cycle)?
+        .ok_or_else(|| SyncError::Refused(format!("there is no cycle {cycle}")))?;
+    if info.outcome != "held" {
+        return Err(SyncError::Refused(format!(
+            "cycle {cycle} is {}, not held: nothing to approve",
+            info.outcome
+        )));
+    }
+    let entries = store.open_entries(cycle, &["held"])?;
+    if entries.is_empty() {
+        return Err(SyncError::Refused(format!(
+            "cycle {cycle} holds no plan any more (a later cycle superseded it, or it was rejected); approve the newest held cycle shown by `concur-sync status`"
+        )));
+    }
+    let digest = store.cycle_digest(cycle)?;
+    if let (Some(now), Some(then)) = (current_digest, digest.as_deref())
+        && now != then
+    {
+        return Err(SyncError::Refused(format!(
+            "the source changed since cycle {cycle} was planned; let the next cycle re-plan and approve that one"
+        )));
+    }
+    // Only users still active in the snapshot: anything else changed since.
+    let snapshot = store.snapshot_index()?;
+    let (ops, ids): (Vec<Op>, Vec<i64>) = entries
+        .into_iter()
+        .filter(|e| snapshot.get(&e.op.employee_id).is_some_and(|s| s.active))
+        .map(|e| (e.op, e.id))
+        .unzip();
+    store.release_held(cycle)?;
+    let mut counts = info.counts.clone();
+    let before = client.stats();
+    let done = apply(
+        cfg,
+        store,
+        client,
+        cycle,
+        &ops,
+        &ids,
+        &mut counts,
+        &CancellationToken::new(),
+    )
+    .await;
+    let after = client.stats();
+    counts.requests += after.requests.saturating_sub(before.requests);
+    counts.retries += after.retries.saturating_sub(before.retries);
+    let outcome = if counts.failed > 0 || counts.rejected > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    };
+    let msg = format!(
+        "held plan approved by an operator at {}: {} deactivations sent",
+        crate::store::now(),
+        ops.len()
+    );
+    match done {
+        Ok(_) => {
+            store.finish_cycle(cycle, outcome.as_str(), &counts, Some(&msg))?;
+            store.audit("approve", &format!("cycle {cycle}: {msg}"))?;
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome,
+                counts,
+            })
+        }
+        Err(e) => {
+            store.abandon_open(cycle, "not sent: Concur could not be reached; re-planned next cycle")?;
+            store.finish_cycle(cycle, "failed", &counts, Some(&e.to_string()))?;
+            Err(e)
+        }
+    }
+}
+
+/// Sends `ops` in batches and records every outcome. Returns `Ok(false)` when `cancel` stopped
+/// it between batches.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     cfg: &Config,
     store: &mut Store,
@@ -364,10 +569,14 @@ async fn apply(
     ops: &[Op],
     ids: &[i64],
     counts: &mut CycleCounts,
-) -> Result<(), SyncError> {
+    cancel: &CancellationToken,
+) -> Result<bool, SyncError> {
     let (pw_idx, user_idx): (Vec<usize>, Vec<usize>) =
         (0..ops.len()).partition(|&i| ops[i].kind == OpKind::Password);
     for chunk in user_idx.chunks(cfg.concur.batch_size) {
+        if cancel.is_cancelled() {
+            return Ok(false);
+        }
         let batch_ids: Vec<i64> = chunk.iter().map(|&i| ids[i]).collect();
         store.mark_inflight(&batch_ids)?;
         let records: Vec<BatchRecord> = chunk
@@ -420,6 +629,9 @@ async fn apply(
         store.record_results(cycle, &results)?;
     }
     for chunk in pw_idx.chunks(cfg.concur.batch_size) {
+        if cancel.is_cancelled() {
+            return Ok(false);
+        }
         let batch_ids: Vec<i64> = chunk.iter().map(|&i| ids[i]).collect();
         store.mark_inflight(&batch_ids)?;
         let mut items: Vec<(&str, &Secret)> = Vec::with_capacity(chunk.len());
@@ -468,7 +680,7 @@ async fn apply(
             .collect();
         store.record_results(cycle, &results)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn counts_add(c: &mut CycleCounts, kind: OpKind) {

@@ -4,6 +4,7 @@
 //! error the caller fails the whole cycle and changes nothing in Concur.
 
 pub mod csv;
+pub mod dropfolder;
 pub mod ldap;
 pub mod ldif;
 pub mod scim;

@@ -390,6 +390,96 @@ impl Store {
         Ok(ids)
     }
 
+    /// Held entries of earlier cycles are superseded by `cycle`'s plan: only the newest held
+    /// plan can be approved.
+    pub fn supersede_held(&self, cycle: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'abandoned', updated_at = ?2,
+               last_error = 'superseded by the plan of cycle ' || ?1
+             WHERE state = 'held' AND cycle_id < ?1",
+            params![cycle, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Closes a cycle's unsent entries as `abandoned` with a reason.
+    pub fn abandon_open(&self, cycle: i64, reason: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'abandoned', updated_at = ?2, last_error = ?3
+             WHERE cycle_id = ?1 AND state IN ('pending', 'inflight')",
+            params![cycle, now(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// Turns a held plan's entries into pending ones (an operator approved it).
+    pub fn release_held(&self, cycle: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'pending', updated_at = ?2 WHERE cycle_id = ?1 AND state = 'held'",
+            params![cycle, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Drops a held plan (an operator rejected it). Returns how many entries it held.
+    pub fn reject_held(&self, cycle: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET state = 'abandoned', updated_at = ?2, last_error = 'rejected by an operator'
+             WHERE cycle_id = ?1 AND state = 'held'",
+            params![cycle, now()],
+        )?)
+    }
+
+    /// One cycle's record.
+    pub fn cycle(&self, id: i64) -> Result<Option<CycleInfo>, StoreError> {
+        self.cycle_where(&format!("id = {id}"))
+    }
+
+    /// The source digest a cycle read, if it got that far.
+    pub fn cycle_digest(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT source_digest FROM cycles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten())
+    }
+
+    /// The digest of the newest cycle that read its source, for "already processed" checks.
+    pub fn last_source_digest(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT source_digest FROM cycles WHERE source_digest IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Cycle ids whose held plan an operator asked to approve while a daemon held the lock.
+    pub fn approval_requests(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key FROM kv WHERE key LIKE 'approve.%' ORDER BY key")?;
+        let keys: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("approve.")?.parse().ok())
+            .collect())
+    }
+
+    pub fn request_approval(&self, cycle: i64) -> Result<(), StoreError> {
+        self.kv_set(&format!("approve.{cycle}"), now().as_bytes())
+    }
+
+    pub fn clear_approval(&self, cycle: i64) -> Result<(), StoreError> {
+        self.kv_delete(&format!("approve.{cycle}"))
+    }
+
     pub fn begin_cycle(&self, source: &str) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO cycles (started_at, source) VALUES (?1, ?2)",
