@@ -108,14 +108,16 @@ sys.exit(1 if errors else 0)
 PY
 # Unknown keys are errors, so loading them proves every key is one the daemon knows.
 if "$BIN" --help | grep -qE '^ +run '; then
-  for cfg in deploy/systemd/config.toml "$W/k8s-config.toml"; do
-    out=$(CONCUR_SYNC__STATE__PATH="$W/state.db" "$BIN" --config "$cfg" status --json 2>&1) || {
+  for pair in "deploy/systemd/config.toml=deploy/systemd/config.toml" \
+    "deploy/kubernetes/configmap.yaml (config.toml)=$W/k8s-config.toml"; do
+    name=${pair%%=*}
+    out=$(CONCUR_SYNC__STATE__PATH="$W/state.db" "$BIN" --config "${pair#*=}" status --json 2>&1) || {
       echo "$out"
-      fail "$cfg does not load in $BIN"
+      fail "$name does not load in $BIN"
     }
     rm -f "$W"/state.db*
+    echo "ok: $name loads"
   done
-  echo "ok: both load in $BIN"
 else
   echo "skipped loading them: $BIN has no \`run\` command (the daemon is not in this build)"
 fi
