@@ -10,7 +10,7 @@ BIN=target/release/concur-sync
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 python3 bench/gen_hr.py "$N" "$W/base.csv" "$W/changed.csv"
-ls -l "$W"/*.csv | awk '{print $5, $9}'
+stat -c "%s %n" "$W"/*.csv
 cat > "$W/config.toml" <<TOML
 [state]
 path = "$W/state.db"
