@@ -25,8 +25,14 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
     let client = sync::client(cfg, &store)?;
     let mut input = Input::new(cfg);
     apply_requested_approvals(cfg, &mut store, &client, &mut input).await?;
-    let report = match cycle_once(cfg, &mut store, &client, &mut input, &CancellationToken::new())
-        .await?
+    let report = match cycle_once(
+        cfg,
+        &mut store,
+        &client,
+        &mut input,
+        &CancellationToken::new(),
+    )
+    .await?
     {
         Ran::Cycle(r, _) => r,
         Ran::Duplicate(file) => {
@@ -47,7 +53,9 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
     if let Some(f) = input.folder() {
         let waiting = f.pending(std::time::SystemTime::now()).len();
         if waiting > 0 {
-            println!("{waiting} more file(s) waiting in the drop folder; run sync again or let `run` take them");
+            println!(
+                "{waiting} more file(s) waiting in the drop folder; run sync again or let `run` take them"
+            );
         }
     }
     let c = &report.counts;
@@ -104,11 +112,16 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
                 Some(c) if c.outcome == "held" => {
                     store.request_approval(cycle)?;
                     store.audit("approve-requested", &format!("cycle {cycle}"))?;
-                    println!("cycle {cycle}: approval recorded; the running service applies it shortly ({holder})");
+                    println!(
+                        "cycle {cycle}: approval recorded; the running service applies it shortly ({holder})"
+                    );
                     Ok(0)
                 }
                 Some(c) => {
-                    eprintln!("concur-sync: not approved: cycle {cycle} is {}, not held", c.outcome);
+                    eprintln!(
+                        "concur-sync: not approved: cycle {cycle} is {}, not held",
+                        c.outcome
+                    );
                     Ok(EXIT_FATAL)
                 }
                 None => {
@@ -126,11 +139,16 @@ pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
     let store = open_store(cfg)?;
     let n = store.reject_held(cycle)?;
     if n == 0 {
-        eprintln!("concur-sync: cycle {cycle} holds no plan (not held, already decided, or superseded)");
+        eprintln!(
+            "concur-sync: cycle {cycle} holds no plan (not held, already decided, or superseded)"
+        );
         return Ok(EXIT_FATAL);
     }
     store.clear_approval(cycle)?;
-    store.audit("reject", &format!("cycle {cycle}: held plan of {n} deactivations dropped"))?;
+    store.audit(
+        "reject",
+        &format!("cycle {cycle}: held plan of {n} deactivations dropped"),
+    )?;
     println!("cycle {cycle}: held plan dropped ({n} deactivations not sent)");
     Ok(0)
 }

@@ -459,10 +459,10 @@ impl Config {
                 "must be an address with port, e.g. 127.0.0.1:9464",
             ));
         }
-        if !(self.service.shutdown_timeout > 0.0) {
+        if self.service.shutdown_timeout.is_nan() || self.service.shutdown_timeout <= 0.0 {
             return Err(invalid("service.shutdown_timeout", "must be > 0"));
         }
-        if !(self.source.settle_seconds >= 0.0) {
+        if self.source.settle_seconds.is_nan() || self.source.settle_seconds < 0.0 {
             return Err(invalid("source.settle_seconds", "must be ≥ 0"));
         }
         for (header, canonical) in &self.source.csv.columns {

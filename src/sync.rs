@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rand::Rng;
-use tokio_util::sync::CancellationToken;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, PasswordOnCreate, SourceKind};
@@ -162,8 +162,8 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                         feed(Ok(raw))
                     }
                     Err(RowIssue::Rejected(r)) => {
-                        last_row_short = (r.field == crate::source::csv::ROW_FIELD)
-                            .then(|| r.source.clone());
+                        last_row_short =
+                            (r.field == crate::source::csv::ROW_FIELD).then(|| r.source.clone());
                         feed(Err(r))
                     }
                     Err(RowIssue::Fatal(e)) => return Err(e.into()),
@@ -410,7 +410,10 @@ pub async fn run_cycle(
             })
         }
         Ok(false) => {
-            store.abandon_open(cycle, "stopped by shutdown before it was sent; re-planned next cycle")?;
+            store.abandon_open(
+                cycle,
+                "stopped by shutdown before it was sent; re-planned next cycle",
+            )?;
             store.finish_cycle(
                 cycle,
                 "interrupted",
@@ -551,7 +554,10 @@ pub async fn apply_held(
             })
         }
         Err(e) => {
-            store.abandon_open(cycle, "not sent: Concur could not be reached; re-planned next cycle")?;
+            store.abandon_open(
+                cycle,
+                "not sent: Concur could not be reached; re-planned next cycle",
+            )?;
             store.finish_cycle(cycle, "failed", &counts, Some(&e.to_string()))?;
             Err(e)
         }

@@ -43,7 +43,9 @@ impl Shared {
     fn trigger_schedule(&self) {
         let was_due = self.schedule_due.swap(true, Ordering::SeqCst);
         if was_due || self.running.load(Ordering::SeqCst) {
-            tracing::info!("scheduled cycle coalesced: a cycle is running or already waiting to run");
+            tracing::info!(
+                "scheduled cycle coalesced: a cycle is running or already waiting to run"
+            );
         }
         self.wake.notify_one();
     }
@@ -144,7 +146,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 if shared.heartbeat_age() < interval {
                     notify_systemd(&[sd_notify::NotifyState::Watchdog]);
                 } else {
-                    tracing::error!(age_ms = shared.heartbeat_age().as_millis() as u64, "the cycle worker stalled: no longer feeding the systemd watchdog");
+                    tracing::error!(
+                        age_ms = shared.heartbeat_age().as_millis() as u64,
+                        "the cycle worker stalled: no longer feeding the systemd watchdog"
+                    );
                 }
             }
         });

@@ -102,7 +102,14 @@ impl Metrics {
         ] {
             must(registry.register(c));
         }
-        for outcome in ["success", "partial", "held", "degraded", "failed", "interrupted"] {
+        for outcome in [
+            "success",
+            "partial",
+            "held",
+            "degraded",
+            "failed",
+            "interrupted",
+        ] {
             cycles.with_label_values(&[outcome]);
         }
         Metrics {
@@ -136,7 +143,9 @@ impl Metrics {
             ("reactivate", c.reactivate),
             ("password", c.password),
         ] {
-            self.records.with_label_values(&[op, "acknowledged"]).inc_by(n);
+            self.records
+                .with_label_values(&[op, "acknowledged"])
+                .inc_by(n);
         }
         self.records
             .with_label_values(&["any", "failed"])
@@ -154,7 +163,9 @@ impl Metrics {
         if let Some(st) = status {
             self.outbox_depth.set(st.outbox.pending as i64);
             self.held_plans.set(st.outbox.held as i64);
-            self.users.with_label_values(&["active"]).set(st.users.active as i64);
+            self.users
+                .with_label_values(&["active"])
+                .set(st.users.active as i64);
             self.users
                 .with_label_values(&["inactive"])
                 .set(st.users.inactive as i64);
@@ -177,8 +188,10 @@ impl Metrics {
             let mut seen = self.seen_client.lock().unwrap_or_else(|p| p.into_inner());
             self.http_429
                 .inc_by(now.throttled_429.saturating_sub(seen.throttled_429));
-            self.requests.inc_by(now.requests.saturating_sub(seen.requests));
-            self.retries.inc_by(now.retries.saturating_sub(seen.retries));
+            self.requests
+                .inc_by(now.requests.saturating_sub(seen.requests));
+            self.retries
+                .inc_by(now.retries.saturating_sub(seen.retries));
             let dt = now.throttled_seconds - seen.throttled_seconds;
             if dt > 0.0 {
                 self.throttled_seconds.inc_by(dt);

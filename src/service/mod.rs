@@ -133,7 +133,10 @@ pub async fn cycle_once(
                 tracing::info!(file = %file.display(), archived = %to.display(), "file processed");
                 let pruned = folder.prune(SystemTime::now());
                 if pruned > 0 {
-                    tracing::info!(removed = pruned, "removed archived files past source.archive_days");
+                    tracing::info!(
+                        removed = pruned,
+                        "removed archived files past source.archive_days"
+                    );
                 }
             }
             // Concur unreachable, shutdown: the file stays for the next cycle.
@@ -167,7 +170,11 @@ pub async fn apply_requested_approvals(
         store.clear_approval(cycle)?;
         let digest = current_source_digest(cfg, input);
         match sync::apply_held(cfg, store, client, cycle, digest.as_deref()).await {
-            Ok(r) => tracing::info!(cycle, outcome = r.outcome.as_str(), "approved held plan applied"),
+            Ok(r) => tracing::info!(
+                cycle,
+                outcome = r.outcome.as_str(),
+                "approved held plan applied"
+            ),
             Err(SyncError::Refused(why)) => {
                 tracing::warn!(cycle, reason = %why, "approval not applied");
                 store.audit("approve-refused", &format!("cycle {cycle}: {why}"))?;

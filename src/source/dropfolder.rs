@@ -118,7 +118,8 @@ impl DropFolder {
             Some((s, m, since)) if *s == size && *m == mtime => *since,
             _ => {
                 let since = mtime.min(now);
-                self.observed.insert(path.to_path_buf(), (size, mtime, since));
+                self.observed
+                    .insert(path.to_path_buf(), (size, mtime, since));
                 since
             }
         };
@@ -244,7 +245,10 @@ mod tests {
         let rej = f.reject(&b, "not UTF-8").unwrap();
         let mut reason = rej.as_os_str().to_owned();
         reason.push(".reason.txt");
-        assert_eq!(std::fs::read_to_string(PathBuf::from(reason)).unwrap(), "not UTF-8\n");
+        assert_eq!(
+            std::fs::read_to_string(PathBuf::from(reason)).unwrap(),
+            "not UTF-8\n"
+        );
         assert!(!dir.path().join("b.csv.done").exists());
     }
 

@@ -439,9 +439,11 @@ impl Store {
     pub fn cycle_digest(&self, id: i64) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT source_digest FROM cycles WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT source_digest FROM cycles WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten())
     }
