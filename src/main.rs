@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use concur_sync::commands::{self, EXIT_FATAL};
 use concur_sync::config::{Config, LogFormat};
 

@@ -8,21 +8,17 @@
 //! deactivation payloads from the last acknowledged records the caller loads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
-use crate::model::{Field, Op, OpKind, Origin, Rejection, SnapshotEntry, SourceRecord, User};
+use crate::model::{
+    Field, KeyMap, Op, OpKind, Origin, Rejection, SnapshotIndex, SourceRecord, User,
+    id_key, login_key,
+};
 
 /// Options of a plan that come from configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanOptions {
     /// Compare source passwords with the remembered keyed hash and plan password changes.
     pub source_passwords: bool,
-}
-
-struct Seen {
-    origin: Box<str>,
-    /// False when the row was rejected (it still protects the user from deactivation).
-    valid: bool,
 }
 
 /// One record that needs an operation, before cross-record checks.
@@ -34,15 +30,82 @@ pub struct Candidate {
     pub old_employee_id: Option<String>,
 }
 
+/// Every source row seen, compactly: its employee id and origin live in one arena.
+#[derive(Default)]
+struct Seen {
+    /// Employee id key → index into `rows`.
+    by_id: KeyMap<u32>,
+    /// (arena offset, id length, origin length, valid)
+    rows: Vec<(u32, u16, u16, bool)>,
+    arena: String,
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Seen {
+        Seen {
+            by_id: KeyMap::with_capacity_and_hasher(n, Default::default()),
+            rows: Vec::with_capacity(n),
+            arena: String::with_capacity(n * 24),
+        }
+    }
+    fn get(&self, key: u128) -> Option<u32> {
+        self.by_id.get(&key).copied()
+    }
+    fn add(&mut self, key: u128, id: &str, origin: &str, valid: bool) -> u32 {
+        let off = self.arena.len() as u32;
+        let id = truncate_str(id, u16::MAX as usize);
+        let origin = truncate_str(origin, u16::MAX as usize);
+        self.arena.push_str(id);
+        self.arena.push_str(origin);
+        let i = self.rows.len() as u32;
+        self.rows
+            .push((off, id.len() as u16, origin.len() as u16, valid));
+        self.by_id.insert(key, i);
+        i
+    }
+    fn id(&self, i: u32) -> &str {
+        let (off, il, _, _) = self.rows[i as usize];
+        &self.arena[off as usize..off as usize + il as usize]
+    }
+    fn origin(&self, i: u32) -> &str {
+        let (off, il, ol, _) = self.rows[i as usize];
+        let start = off as usize + il as usize;
+        &self.arena[start..start + ol as usize]
+    }
+    fn valid(&self, i: u32) -> bool {
+        self.rows[i as usize].3
+    }
+    fn invalidate(&mut self, i: u32) {
+        self.rows[i as usize].3 = false;
+    }
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The streaming planner.
 pub struct Planner<'a> {
-    snapshot: &'a HashMap<String, SnapshotEntry>,
+    snapshot: &'a SnapshotIndex,
     mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
     options: PlanOptions,
-    seen: HashMap<Arc<str>, Seen>,
-    logins: HashMap<u128, Arc<str>>,
-    dup_ids: BTreeMap<Arc<str>, Vec<Box<str>>>,
-    dup_login_holders: HashSet<Arc<str>>,
+    seen: Seen,
+    /// Login key → index of the row that holds it.
+    logins: KeyMap<u32>,
+    /// Employee ids seen more than once → the origins of the later rows.
+    dup_ids: BTreeMap<String, Vec<String>>,
+    /// Rows that share their login with a later row.
+    dup_login_holders: Vec<u32>,
     candidates: Vec<Candidate>,
     /// Employee ids of the snapshot taken over by a rename this cycle.
     renamed_away: HashSet<String>,
@@ -64,28 +127,21 @@ pub struct Draft {
     pub source_ids: u64,
 }
 
-fn login_key(login: &str) -> u128 {
-    let lower = login.to_lowercase();
-    let h = blake3::hash(lower.as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h.as_bytes()[..16]);
-    u128::from_le_bytes(b)
-}
-
 impl<'a> Planner<'a> {
     pub fn new(
-        snapshot: &'a HashMap<String, SnapshotEntry>,
+        snapshot: &'a SnapshotIndex,
         mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
         options: PlanOptions,
     ) -> Planner<'a> {
+        let n = snapshot.len() + snapshot.len() / 8 + 16;
         Planner {
             snapshot,
             mac,
             options,
-            seen: HashMap::with_capacity(snapshot.len() + snapshot.len() / 8 + 16),
-            logins: HashMap::with_capacity(snapshot.len() + snapshot.len() / 8 + 16),
+            seen: Seen::with_capacity(n),
+            logins: KeyMap::with_capacity_and_hasher(n, Default::default()),
             dup_ids: BTreeMap::new(),
-            dup_login_holders: HashSet::new(),
+            dup_login_holders: Vec::new(),
             candidates: Vec::new(),
             renamed_away: HashSet::new(),
             rejections: Vec::new(),
@@ -96,74 +152,54 @@ impl<'a> Planner<'a> {
 
     /// A source row that failed validation: its rejections are kept, and the user it names
     /// keeps its last good state (it is never deactivated for being rejected).
-    pub fn push_rejected(
-        &mut self,
-        employee_id: Option<&str>,
-        origin: &str,
-        rejections: Vec<Rejection>,
-    ) {
+    pub fn push_rejected(&mut self, rejections: Vec<Rejection>) {
+        let (id, origin) = match rejections.first() {
+            Some(r) => (r.employee_id.clone(), r.source.clone()),
+            None => return,
+        };
         self.rejections.extend(rejections);
-        if let Some(id) = employee_id.filter(|s| !s.is_empty()) {
-            if let Some(prev) = self.seen.get(id) {
-                let first = prev.origin.clone();
-                self.dup_ids
-                    .entry(Arc::from(id))
-                    .or_insert_with(|| vec![first])
-                    .push(origin.into());
+        if let Some(id) = id.filter(|s| !s.is_empty()) {
+            let key = id_key(&id);
+            if self.seen.get(key).is_some() {
+                self.dup_ids.entry(id).or_default().push(origin);
                 return;
             }
-            self.seen.insert(
-                Arc::from(id),
-                Seen {
-                    origin: origin.into(),
-                    valid: false,
-                },
-            );
+            self.seen.add(key, &id, &origin, false);
         }
     }
 
     /// A valid, normalized record.
     pub fn push(&mut self, record: SourceRecord) {
-        let id: Arc<str> = Arc::from(record.user.employee_id());
-        if let Some(prev) = self.seen.get(&id) {
-            let first = prev.origin.clone();
+        let id = record.user.employee_id();
+        let key = id_key(id);
+        if self.seen.get(key).is_some() {
             self.dup_ids
-                .entry(id)
-                .or_insert_with(|| vec![first])
-                .push(record.origin.as_str().into());
+                .entry(id.to_owned())
+                .or_default()
+                .push(record.origin);
             return;
         }
-        self.seen.insert(
-            id.clone(),
-            Seen {
-                origin: record.origin.as_str().into(),
-                valid: true,
-            },
-        );
+        let row = self.seen.add(key, id, &record.origin, true);
         match self.logins.entry(login_key(record.user.login_id())) {
             std::collections::hash_map::Entry::Occupied(o) => {
-                let holder = o.get().clone();
-                let holder_origin = self
-                    .seen
-                    .get(&holder)
-                    .map(|s| s.origin.to_string())
-                    .unwrap_or_default();
+                let holder = *o.get();
+                let (holder_id, holder_origin) =
+                    (self.seen.id(holder).to_owned(), self.seen.origin(holder).to_owned());
                 self.rejections.push(Rejection {
                     source: record.origin.clone(),
-                    employee_id: Some(id.to_string()),
+                    employee_id: Some(id.to_owned()),
                     field: "login_id".into(),
                     message: format!(
-                        "login_id \"{}\" is also used by employee {holder} at {holder_origin}; both rows rejected",
+                        "login_id \"{}\" is also used by employee {holder_id} at {holder_origin}; both rows rejected",
                         record.user.login_id()
                     ),
                 });
-                if let Some(s) = self.seen.get_mut(&id) {
-                    s.valid = false;
-                }
-                if self.dup_login_holders.insert(holder.clone()) {
+                self.seen.invalidate(row);
+                if !self.dup_login_holders.contains(&holder) {
+                    self.dup_login_holders.push(holder);
                     self.rejections.push(Rejection {
                         source: holder_origin,
-                        employee_id: Some(holder.to_string()),
+                        employee_id: Some(holder_id),
                         field: "login_id".into(),
                         message: format!(
                             "login_id \"{}\" is also used by employee {id} at {}; both rows rejected",
@@ -175,17 +211,17 @@ impl<'a> Planner<'a> {
                 return;
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(id.clone());
+                v.insert(row);
             }
         }
         let active = record.user.is_active();
-        match self.snapshot.get(&*id) {
+        match self.snapshot.get_key(key) {
             None => {
                 // A rename: the source says which employee id this person had before.
                 if let Some(prev) = record
                     .previous_employee_id
                     .as_deref()
-                    .filter(|p| *p != &*id && self.snapshot.contains_key(*p))
+                    .filter(|p| *p != id && self.snapshot.contains(p))
                 {
                     self.renamed_away.insert(prev.to_owned());
                     let old = Some(prev.to_owned());
@@ -207,7 +243,7 @@ impl<'a> Planner<'a> {
                 });
             }
             Some(entry) => {
-                let kind = if entry.hash != record.user.content_hash() || entry.active != active {
+                let kind = if entry.active != active || entry.hash != record.user.content_hash() {
                     Some(match (entry.active, active) {
                         (false, true) => OpKind::Reactivate,
                         (true, false) => OpKind::Deactivate,
@@ -215,7 +251,7 @@ impl<'a> Planner<'a> {
                     })
                 } else if self.options.source_passwords
                     && let Some(pw) = record.password.as_ref()
-                    && entry.password_mac != Some((self.mac)(&id, pw))
+                    && entry.password_mac != Some((self.mac)(id, pw))
                 {
                     Some(OpKind::Password)
                 } else {
@@ -237,18 +273,22 @@ impl<'a> Planner<'a> {
     /// read in full; only then do users missing from it count as vanished (deactivated).
     pub fn finish(mut self, complete: bool) -> Draft {
         // Duplicate employee ids: every row with the id is rejected.
-        let mut rejected_ids: HashSet<Arc<str>> = HashSet::new();
-        for (id, origins) in &self.dup_ids {
+        for (id, later) in &self.dup_ids {
+            let Some(first) = self.seen.get(id_key(id)) else {
+                continue;
+            };
+            let mut origins: Vec<String> = vec![self.seen.origin(first).to_owned()];
+            origins.extend(later.iter().cloned());
             for (i, o) in origins.iter().enumerate() {
                 let others: Vec<&str> = origins
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, o)| &**o)
+                    .map(|(_, o)| o.as_str())
                     .collect();
                 self.rejections.push(Rejection {
-                    source: o.to_string(),
-                    employee_id: Some(id.to_string()),
+                    source: o.clone(),
+                    employee_id: Some(id.clone()),
                     field: "employee_id".into(),
                     message: format!(
                         "employee_id \"{id}\" appears again at {}; all rows with it rejected",
@@ -256,23 +296,16 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
-            rejected_ids.insert(id.clone());
+            self.seen.invalidate(first);
         }
-        for holder in &self.dup_login_holders {
-            rejected_ids.insert(holder.clone());
+        for &holder in &self.dup_login_holders {
+            self.seen.invalidate(holder);
         }
-        for id in &rejected_ids {
-            if let Some(s) = self.seen.get_mut(id) {
-                s.valid = false;
-            }
-        }
+        let seen = &self.seen;
+        let valid = |id: &str| seen.get(id_key(id)).is_some_and(|i| seen.valid(i));
         let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
             .into_iter()
-            .filter(|c| {
-                self.seen
-                    .get(c.record.user.employee_id())
-                    .is_some_and(|s| s.valid)
-            })
+            .filter(|c| valid(c.record.user.employee_id()))
             .collect();
 
         // Managers must exist: in Concur already, or created by this plan.
@@ -285,12 +318,14 @@ impl<'a> Planner<'a> {
         for c in &candidates {
             let u = &c.record.user;
             if let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID)
-                && !self.snapshot.contains_key(m)
+                && !self.snapshot.contains(m)
                 && !creating.contains(m)
             {
-                let why = match self.seen.get(m) {
-                    Some(s) if !s.valid => format!("its own row at {} was rejected", s.origin),
-                    Some(s) => format!("its row at {} is not being created", s.origin),
+                let why = match seen.get(id_key(m)) {
+                    Some(i) if !seen.valid(i) => {
+                        format!("its own row at {} was rejected", seen.origin(i))
+                    }
+                    Some(i) => format!("its row at {} is not being created", seen.origin(i)),
                     None => "it is neither in the source nor in Concur".into(),
                 };
                 bad_manager.insert(
@@ -360,15 +395,19 @@ impl<'a> Planner<'a> {
             ka.cmp(&kb)
         });
 
-        let mut vanished: Vec<String> = self
-            .snapshot
-            .iter()
-            .filter(|_| complete)
-            .filter(|(id, e)| {
-                e.active && !self.seen.contains_key(id.as_str()) && !self.renamed_away.contains(*id)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut vanished: Vec<String> = if complete {
+            self.snapshot
+                .iter()
+                .filter(|(id, e)| {
+                    e.active
+                        && self.seen.get(id_key(id)).is_none()
+                        && !self.renamed_away.contains(*id)
+                })
+                .map(|(id, _)| id.to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         vanished.sort();
 
         Draft {
@@ -507,7 +546,7 @@ pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Reje
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Secret;
+    use crate::model::{Secret, SnapshotEntry};
 
     fn rec(line: u32, id: &str, login: &str, mgr: Option<&str>) -> SourceRecord {
         let mut u = User::new();
@@ -552,7 +591,7 @@ mod tests {
 
     #[test]
     fn managers_are_created_before_their_reports() {
-        let snap = HashMap::new();
+        let snap = SnapshotIndex::default();
         let d = run(
             &snap,
             vec![
@@ -568,10 +607,10 @@ mod tests {
 
     #[test]
     fn duplicates_reject_every_row_and_protect_the_user() {
-        let mut snap = HashMap::new();
+        let mut snap = SnapshotIndex::default();
         let u = rec(0, "a", "a@x", None).user;
         snap.insert(
-            "a".to_string(),
+            "a",
             SnapshotEntry {
                 hash: u.content_hash(),
                 active: true,
@@ -597,7 +636,7 @@ mod tests {
 
     #[test]
     fn unknown_manager_and_loops_are_rejected() {
-        let snap = HashMap::new();
+        let snap = SnapshotIndex::default();
         let d = run(
             &snap,
             vec![
@@ -618,11 +657,11 @@ mod tests {
 
     #[test]
     fn vanished_and_inactive_rows_deactivate() {
-        let mut snap = HashMap::new();
+        let mut snap = SnapshotIndex::default();
         for id in ["a", "b", "c"] {
             let u = rec(0, id, &format!("{id}@x"), None).user;
             snap.insert(
-                id.to_string(),
+                id,
                 SnapshotEntry {
                     hash: u.content_hash(),
                     active: true,

@@ -120,25 +120,11 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let mut feed = |item: Result<RawRecord, Rejection>| {
         records += 1;
         match item {
-            Ok(raw) => {
-                let origin = raw.origin.clone();
-                let raw_id = raw
-                    .values
-                    .iter()
-                    .find(|(f, _)| *f == crate::model::Field::EMPLOYEE_ID)
-                    .map(|(_, v)| v.trim().to_owned());
-                match normalizer.normalize(raw) {
-                    Ok(rec) => planner.push(rec),
-                    Err(rejections) => {
-                        planner.push_rejected(raw_id.as_deref(), &origin, rejections)
-                    }
-                }
-            }
-            Err(r) => {
-                let id = r.employee_id.clone();
-                let origin = r.source.clone();
-                planner.push_rejected(id.as_deref(), &origin, vec![r]);
-            }
+            Ok(raw) => match normalizer.normalize(raw) {
+                Ok(rec) => planner.push(rec),
+                Err(rejections) => planner.push_rejected(rejections),
+            },
+            Err(r) => planner.push_rejected(vec![r]),
         }
     };
     let mut suspicious = None;

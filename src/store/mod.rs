@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{Op, OpKind, Rejection, Secret, SnapshotEntry, User};
+use crate::model::{Op, OpKind, Rejection, Secret, SnapshotEntry, SnapshotIndex, User};
 pub use secrets::Keys;
 
 /// Errors of the state database boundary.
@@ -271,19 +271,19 @@ impl Store {
     // ---- snapshot ------------------------------------------------------------------------
 
     /// Every managed user's hash and active flag, for planning.
-    pub fn snapshot_index(&self) -> Result<HashMap<String, SnapshotEntry>, StoreError> {
+    pub fn snapshot_index(&self) -> Result<SnapshotIndex, StoreError> {
         let count: i64 = self.conn.query_row(
             "SELECT count(*) FROM users WHERE ownership != 'unmanaged'",
             [],
             |r| r.get(0),
         )?;
-        let mut map = HashMap::with_capacity(count as usize);
+        let mut map = SnapshotIndex::with_capacity(count as usize);
         let mut stmt = self.conn.prepare(
             "SELECT employee_id, active, hash, password_mac FROM users WHERE ownership != 'unmanaged'",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
+            let id: &str = row.get_ref(0)?.as_str()?;
             let active: bool = row.get(1)?;
             let hash = to16(row.get_ref(2)?.as_blob()?)
                 .ok_or_else(|| StoreError::Corrupt(format!("user {id}: hash is not 16 bytes")))?;
@@ -308,16 +308,21 @@ impl Store {
         &self,
         ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, User>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT fields FROM users WHERE employee_id = ?1")?;
-        let mut out = HashMap::new();
-        for id in ids {
-            let fields: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
-            if let Some(f) = fields {
-                let user: User = serde_json::from_str(&f)
+        const CHUNK: usize = 256;
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT employee_id, fields FROM users WHERE employee_id IN ({marks})"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(chunk.iter()))?;
+            while let Some(r) = rows.next()? {
+                let id: String = r.get(0)?;
+                let fields = r.get_ref(1)?.as_str()?;
+                let user: User = serde_json::from_str(fields)
                     .map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
-                out.insert(id.to_owned(), user);
+                out.insert(id, user);
             }
         }
         Ok(out)
@@ -971,7 +976,7 @@ mod tests {
         .unwrap();
         let idx = s.snapshot_index().unwrap();
         assert_eq!(idx.len(), 1);
-        assert_eq!(idx["1"].hash, ops[0].user.content_hash());
+        assert_eq!(idx.get("1").unwrap().hash, ops[0].user.content_hash());
         let loaded = s.load_users(["1"]).unwrap();
         assert_eq!(loaded["1"], ops[0].user);
         let st = s.status().unwrap();
