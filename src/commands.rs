@@ -34,7 +34,11 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
         c.rejected,
         c.unchanged
     );
-    Ok(report.outcome.exit_code())
+    let mut code = report.outcome.exit_code();
+    if let Some(attendees) = &cfg.attendees {
+        code = code.max(crate::attendees::command_run(attendees, &mut store, &client).await?);
+    }
+    Ok(code)
 }
 
 /// `concur-sync plan [--json]`: what a cycle would do; writes nothing.
@@ -132,6 +136,7 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(o, "  {r}");
         }
     }
+    o.push_str(&crate::readback::status_text(st));
     o
 }
 

@@ -42,6 +42,9 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The Attendees v4 job; absent = no attendee sync.
+    #[serde(default)]
+    pub attendees: Option<crate::attendees::AttendeesConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,12 +166,25 @@ pub enum PasswordOnCreate {
 pub struct SyncConfig {
     #[serde(default)]
     pub password_on_create: PasswordOnCreate,
+    /// Concur users that match no source user are managed (deactivated as departures) instead
+    /// of left untouched.
+    #[serde(default)]
+    pub manage_unmatched: bool,
+    /// When `reconcile` (adoption + drift repair) runs in the service: cron with seconds.
+    #[serde(default = "default_reconcile_schedule")]
+    pub reconcile_schedule: String,
+}
+
+fn default_reconcile_schedule() -> String {
+    "0 0 2 * * *".into()
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             password_on_create: PasswordOnCreate::Source,
+            manage_unmatched: false,
+            reconcile_schedule: default_reconcile_schedule(),
         }
     }
 }
@@ -310,6 +326,7 @@ impl Config {
                 ));
             }
         }
+        crate::readback::validate_config(self)?;
         Ok(())
     }
 

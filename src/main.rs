@@ -45,6 +45,14 @@ enum Command {
     Simulate(Box<concur_sync::simulator::SimulateArgs>),
     /// Self-contained tour against the bundled simulator.
     Demo,
+    /// Check the configuration, the connection and the company's required fields (non-zero
+    /// exit on any problem).
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read Concur back now: adopt existing users and repair drift.
+    Reconcile,
     /// Record every valid source user as already present in Concur, sending nothing.
     Baseline {
         /// Overwrite users the snapshot already knows.
@@ -137,6 +145,12 @@ async fn main() -> ExitCode {
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
+                Command::Check { json } => {
+                    Ok(concur_sync::readback::command_check(&cfg, json).await)
+                }
+                Command::Reconcile => concur_sync::readback::command_reconcile(&cfg)
+                    .await
+                    .map_err(Into::into),
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
             }
         }
