@@ -605,7 +605,19 @@ async fn run_inner(
         store.mark_attendee_inflight(outbox_id)?;
         let want = managed(&r.fields, cols);
         let outcome = match p {
-            Planned::Create => create(cfg, client, r).await?,
+            Planned::Create => match create(cfg, client, r).await {
+                Ok(result) => result,
+                Err(e) => {
+                    let v = V4Error {
+                        status: 0,
+                        message: format!("not confirmed: {e}"),
+                        validation_errors: Vec::new(),
+                    };
+                    store.record_attendee_failure(run_id, outbox_id, &r.key, "create", &v)?;
+                    counts.failed += 1;
+                    return Err(e);
+                }
+            },
             Planned::Update(id, diff) => match wire::update(client, id, &body(diff)).await {
                 Ok(Ok(())) => Ok(id.clone()),
                 Ok(Err(e)) => Err(e),
@@ -739,4 +751,136 @@ pub async fn command_run(
         c.missing_from_source
     );
     Ok(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &Path, columns: &[(&str, &str)]) -> AttendeesConfig {
+        AttendeesConfig {
+            source: AttendeeSourceConfig {
+                kind: AttendeeSourceKind::Csv,
+                path: path.to_path_buf(),
+                csv: CsvConfig {
+                    delimiter: Some(";".into()),
+                    columns: columns
+                        .iter()
+                        .map(|(h, c)| (h.to_string(), c.to_string()))
+                        .collect(),
+                },
+            },
+            page_size: 100,
+        }
+    }
+
+    #[test]
+    fn reads_a_mapped_file_and_rejects_bad_rows_naming_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.csv");
+        std::fs::write(
+            &f,
+            "\u{feff}Guest ID;attendee_type_code;Surname;currency;custom22\n\
+             G1;busguest;Tree;usd;x\n\
+             G2;BUSGUEST;;USD;\n\
+             G3;BUSGUEST;Long;EUR;{long}\n\
+             G4;BUSGUEST;Dup;;\n\
+             G4;busguest;Dup again;;\n\
+             G,5;BUSGUEST;Comma;;\n\
+             G6;BUSGUEST;Money;ABC;\n"
+                .replace("{long}", &"y".repeat(49)),
+        )
+        .unwrap();
+        let cfg = config(&f, &[("Guest ID", "external_id"), ("surname", "last_name")]);
+        cfg.validate().unwrap();
+        let read = read_source(&cfg).unwrap();
+        assert_eq!(
+            read.records.len(),
+            1,
+            "{:?} {:?}",
+            read.records,
+            read.rejections
+        );
+        let g1 = &read.records[0];
+        assert_eq!(g1.key, ("G1".to_owned(), "BUSGUEST".to_owned()));
+        assert_eq!(g1.fields["currencyCode"], "USD");
+        assert_eq!(g1.fields["custom22"], "x");
+        let got: Vec<String> = read.rejections.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "a.csv:3: attendee G2: field last_name: is missing; it is required",
+                "a.csv:4: attendee G3: field custom22: is 49 characters long; Attendees v4 allows at most 48",
+                "a.csv:7: attendee G,5: field external_id: contains a comma, which Attendees v4 lookups cannot carry",
+                "a.csv:8: attendee G6: field currency: \"ABC\" is not an ISO 4217 currency code",
+                "a.csv:5: attendee G4: field external_id: external_id \"G4\" with type BUSGUEST appears 2 times; every such row rejected",
+                "a.csv:6: attendee G4: field external_id: external_id \"G4\" with type BUSGUEST appears 2 times; every such row rejected",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_without_key_columns_or_not_utf8_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.csv");
+        std::fs::write(&f, "external_id;last_name\nA;B\n").unwrap();
+        let e = read_source(&config(&f, &[])).unwrap_err().to_string();
+        assert!(
+            e.contains("attendee_type_code") && e.contains("a.csv"),
+            "{e}"
+        );
+        std::fs::write(&f, b"external_id;attendee_type_code;last_name\nA;X;\xff\n").unwrap();
+        let e = read_source(&config(&f, &[])).unwrap_err().to_string();
+        assert!(e.contains("UTF-8") && e.contains(":2"), "{e}");
+    }
+
+    #[test]
+    fn a_drop_folder_reads_its_newest_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("2024-01-01.csv");
+        let new = dir.path().join("2024-01-02.csv");
+        std::fs::write(&old, "external_id;attendee_type_code;last_name\nOLD;X;Y\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&new, "external_id;attendee_type_code;last_name\nNEW;X;Y\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let read = read_source(&config(dir.path(), &[])).unwrap();
+        assert_eq!(read.records[0].key.0, "NEW");
+    }
+
+    #[test]
+    fn only_changed_columns_are_sent() {
+        let m = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cols = ["company", "currencyCode", "externalId", "lastName", "title"];
+        let want = m(&[("externalId", "A"), ("lastName", "L"), ("title", "Dr")]);
+        let have = m(&[
+            ("externalId", "A"),
+            ("lastName", "L"),
+            ("company", "C"),
+            ("currencyCode", "USD"),
+            ("custom3", "kept: not a column"),
+        ]);
+        assert_eq!(
+            changed(&want, &have, &cols),
+            m(&[("company", ""), ("title", "Dr")])
+        );
+    }
+
+    #[test]
+    fn config_names_a_bad_column_and_page_size() {
+        let mut cfg = config(Path::new("/x.csv"), &[("Who", "name")]);
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("attendees.source.csv.columns.Who"), "{e}");
+        cfg.source.csv.columns.clear();
+        cfg.page_size = 101;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("attendees.page_size")
+        );
+    }
 }

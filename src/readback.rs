@@ -170,13 +170,21 @@ pub async fn before_cycle(
 ) -> Result<(), SyncError> {
     refresh_form_fields(store, client, false).await;
     if store.managed_count()? == 0 && !store.adoption_ran()? {
-        let report = run(cfg, store, client, "first-cycle", false).await?;
-        tracing::info!(
-            adopted = report.counts.adopted,
-            unmanaged = report.counts.unmanaged,
-            concur_users = report.counts.concur_users,
-            "adopted the users Concur already had"
-        );
+        match run(cfg, store, client, "first-cycle", false).await {
+            Ok(report) => tracing::info!(
+                adopted = report.counts.adopted,
+                unmanaged = report.counts.unmanaged,
+                concur_users = report.counts.concur_users,
+                "adopted the users Concur already had"
+            ),
+            // Bulk User v3.1 is decommissioned in some data centres: without it nothing can be
+            // adopted, but User v1 upserts by employee id, so the cycle still creates no
+            // duplicate of a user Concur holds under the same id.
+            Err(SyncError::Concur(e)) if matches!(e.status(), Some(404 | 405 | 410 | 501)) => {
+                tracing::error!(error = %e, "cannot list Concur's users (Bulk User v3.1 unavailable); continuing without adoption");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -760,3 +760,56 @@ pub fn company_rules(fields: &[FormField]) -> CompanyRules {
     rules.max_len.sort();
     rules
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_the_first_schema_is_upgraded_and_keeps_its_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("../../migrations/0001-initial.sql"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, acked_at)
+                 VALUES ('1', 'a@x', 1, x'00000000000000000000000000000000', '{}', 'now')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path, None).unwrap();
+        assert_eq!(s.managed_count().unwrap(), 1);
+        assert!(s.company_rules().unwrap().is_none());
+        s.replace_form_fields(&[
+            FormField {
+                id: "LedgerKey".into(),
+                required: true,
+                max_length: Some(20),
+                ..FormField::default()
+            },
+            FormField {
+                id: "OrgUnit1".into(),
+                max_length: Some(10),
+                ..FormField::default()
+            },
+            FormField {
+                id: "PmtMethodCode".into(),
+                required: true,
+                ..FormField::default()
+            },
+        ])
+        .unwrap();
+        let rules = s.company_rules().unwrap().unwrap();
+        assert_eq!(rules.required, [Field::LEDGER]);
+        assert_eq!(rules.max_len, [(Field::ORG_UNIT1, 10)]);
+        assert!(s.form_fields_fetched_at().unwrap().is_some());
+        drop(s);
+        // Opening again applies nothing twice.
+        let s = Store::open(&path, None).unwrap();
+        assert_eq!(s.form_fields().unwrap().len(), 3);
+    }
+}

@@ -467,3 +467,54 @@ async fn check_names_an_unreadable_secret_file_and_a_bad_schedule() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendee_creates_whose_answers_are_lost_are_not_duplicated() {
+    let rig = Rig::start().await;
+    let csv = rig.dir.path().join("attendees.csv");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/attendees/attendees.csv"
+        ),
+        &csv,
+    )
+    .unwrap();
+    append_config(
+        &rig,
+        &format!(
+            "[attendees.source]\nkind = \"csv\"\npath = {:?}\n",
+            csv.display().to_string()
+        ),
+    );
+    rig.write_hr(&rows(0..3));
+    rig.sim.reseed(7);
+    rig.sim.set_faults(concur_sync::simulator::Faults {
+        rate_lost_response: 0.3,
+        rate_5xx: 0.05,
+        rate_429: 0.05,
+        retry_after: concur_sync::simulator::RetryAfterMode::Zero,
+        ..Default::default()
+    });
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let lost = rig
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v4/attendees" && r.fault.as_deref() == Some("lost_response"))
+        .count();
+    assert!(lost > 0, "no create lost its answer");
+    let list = sim_attendees(&rig);
+    let mut ids: Vec<&str> = list
+        .iter()
+        .map(|a| a["externalId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (25, 25), "{ids:?}");
+    let st = rig.status().await;
+    assert_eq!(st["attendees"]["known"], 25, "{st:#}");
+    assert_eq!(st["attendees"]["failed"].as_array().unwrap().len(), 0);
+}
