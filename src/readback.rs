@@ -251,6 +251,7 @@ async fn run_inner(
             .entry(r.user.login_id().to_lowercase())
             .or_insert(r);
     }
+    let in_concur: HashSet<&str> = concur.iter().map(|c| c.employee_id.as_str()).collect();
     let owners = store.ownerships()?;
     let managed = |id: &str| owners.get(id).is_some_and(|o| o != "unmanaged");
     let known: HashMap<String, User> = store
@@ -319,7 +320,7 @@ async fn run_inner(
         }
         if let Some(r) = by_login.get(&cu.login_id.to_lowercase())
             && !managed(r.user.employee_id())
-            && !concur.iter().any(|o| o.employee_id == r.user.employee_id())
+            && !in_concur.contains(r.user.employee_id())
         {
             // The same person under another employee id: rename in Concur, then adopt.
             renamed.insert(r.user.employee_id().to_owned());
