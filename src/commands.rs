@@ -78,7 +78,11 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
             id = report.cycle_id
         );
     }
-    Ok(report.outcome.exit_code())
+    let mut code = report.outcome.exit_code();
+    if let Some(attendees) = &cfg.attendees {
+        code = code.max(crate::attendees::command_run(attendees, &mut store, &client).await?);
+    }
+    Ok(code)
 }
 
 /// `concur-sync approve CYCLE_ID`: releases exactly that held plan if the source has not
@@ -248,6 +252,7 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(o, "  {r}");
         }
     }
+    o.push_str(&crate::readback::status_text(st));
     o
 }
 

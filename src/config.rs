@@ -46,6 +46,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub service: ServiceConfig,
+    /// The Attendees v4 job; absent = no attendee sync.
+    #[serde(default)]
+    pub attendees: Option<crate::attendees::AttendeesConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +195,17 @@ pub struct SyncConfig {
     /// deactivates nobody (the rest of the plan still applies; the cycle is `degraded`).
     #[serde(default = "default_min_source_ratio")]
     pub min_source_ratio: f64,
+    /// Concur users that match no source user are managed (deactivated as departures) instead
+    /// of left untouched.
+    #[serde(default)]
+    pub manage_unmatched: bool,
+    /// When `reconcile` (adoption + drift repair) runs in the service: cron with seconds.
+    #[serde(default = "default_reconcile_schedule")]
+    pub reconcile_schedule: String,
+}
+
+fn default_reconcile_schedule() -> String {
+    "0 0 2 * * *".into()
 }
 
 impl Default for SyncConfig {
@@ -201,6 +215,8 @@ impl Default for SyncConfig {
             schedule: default_schedule(),
             max_deactivations: default_max_deactivations(),
             min_source_ratio: default_min_source_ratio(),
+            manage_unmatched: false,
+            reconcile_schedule: default_reconcile_schedule(),
         }
     }
 }
@@ -483,6 +499,7 @@ impl Config {
                 ));
             }
         }
+        crate::readback::validate_config(self)?;
         Ok(())
     }
 

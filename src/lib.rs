@@ -3,12 +3,14 @@
 //! Pipeline: `source` → `validate` → `plan` → `concur` (writers) → `store` (snapshot, outbox).
 //! `model` holds the types every stage exchanges. See ARCHITECTURE.md.
 
+pub mod attendees;
 pub mod commands;
 pub mod concur;
 pub mod config;
 pub mod demo;
 pub mod model;
 pub mod plan;
+pub mod readback;
 pub mod service;
 pub mod simulator;
 pub mod source;

@@ -60,6 +60,14 @@ enum Command {
         #[arg(value_name = "CYCLE_ID")]
         cycle: i64,
     },
+    /// Check the configuration, the connection and the company's required fields (non-zero
+    /// exit on any problem).
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read Concur back now: adopt existing users and repair drift.
+    Reconcile,
     /// Record every valid source user as already present in Concur, sending nothing.
     Baseline {
         /// Overwrite users the snapshot already knows.
@@ -157,6 +165,12 @@ async fn main() -> ExitCode {
                     commands::approve(&cfg, cycle).await.map_err(Into::into)
                 }
                 Command::Reject { cycle } => commands::reject(&cfg, cycle).map_err(Into::into),
+                Command::Check { json } => {
+                    Ok(concur_sync::readback::command_check(&cfg, json).await)
+                }
+                Command::Reconcile => concur_sync::readback::command_reconcile(&cfg)
+                    .await
+                    .map_err(Into::into),
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
             }
         }

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::{
-    Field, KeyMap, Op, OpKind, Origin, Rejection, SnapshotIndex, SourceRecord, User,
-    id_key, login_key,
+    Field, KeyMap, Op, OpKind, Origin, Rejection, SnapshotIndex, SourceRecord, User, id_key,
+    login_key,
 };
 
 /// Options of a plan that come from configuration.
@@ -183,8 +183,10 @@ impl<'a> Planner<'a> {
         match self.logins.entry(login_key(record.user.login_id())) {
             std::collections::hash_map::Entry::Occupied(o) => {
                 let holder = *o.get();
-                let (holder_id, holder_origin) =
-                    (self.seen.id(holder).to_owned(), self.seen.origin(holder).to_owned());
+                let (holder_id, holder_origin) = (
+                    self.seen.id(holder).to_owned(),
+                    self.seen.origin(holder).to_owned(),
+                );
                 self.rejections.push(Rejection {
                     source: record.origin.clone(),
                     employee_id: Some(id.to_owned()),
@@ -568,7 +570,7 @@ mod tests {
         [0; 16]
     }
 
-    fn run(snap: &HashMap<String, SnapshotEntry>, recs: Vec<SourceRecord>) -> Draft {
+    fn run(snap: &SnapshotIndex, recs: Vec<SourceRecord>) -> Draft {
         let mut p = Planner::new(
             snap,
             &mac,

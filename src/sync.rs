@@ -187,6 +187,8 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let skipped_inactive = draft.skipped_inactive;
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
+    // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
+    let (ops, rejections) = crate::readback::apply_company_rules(store, ops, rejections)?;
     tracing::debug!(
         snapshot_ms = t_snapshot.as_millis() as u64,
         read_ms = (t_read - t_snapshot).as_millis() as u64,
@@ -306,6 +308,8 @@ pub async fn run_cycle(
     if !interrupted.is_empty() {
         tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
     }
+    // FormFields refresh (daily) and, before the very first cycle, adoption of Concur's users.
+    crate::readback::before_cycle(cfg, store, client).await?;
     let cycle = store.begin_cycle(&cfg.source.path.display().to_string())?;
     let span = tracing::info_span!("cycle", id = cycle);
     let _guard = span.enter();

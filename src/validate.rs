@@ -32,6 +32,65 @@ pub struct Normalizer {
     defaults: [Option<String>; FIELD_COUNT],
 }
 
+/// Rules of one company's Concur employee form (FormFields): the fields it requires and its
+/// maximum lengths where tighter than Concur's general ones. Records breaking them would be
+/// refused by Concur; they are rejected locally with a message naming the form rule. They are
+/// checked on the records a plan would send, after the per-record and cross-record rules, so a
+/// record's first rejection stays the most specific one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompanyRules {
+    /// Fields the company's form marks `Required=Y`.
+    pub required: Vec<Field>,
+    /// Fields whose company maximum length is below the general one.
+    pub max_len: Vec<(Field, usize)>,
+}
+
+impl CompanyRules {
+    /// Every rule `user` breaks, as rejections of the record from `origin`.
+    pub fn rejections(&self, origin: &str, user: &User) -> Vec<Rejection> {
+        let mut problems = Vec::new();
+        self.check(user, &mut problems);
+        problems
+            .into_iter()
+            .map(|p| Rejection {
+                source: origin.to_owned(),
+                employee_id: Some(user.employee_id().to_owned()),
+                field: p.field.to_owned(),
+                message: p.message,
+            })
+            .collect()
+    }
+
+    fn check(&self, user: &User, problems: &mut Vec<Problem>) {
+        for &field in &self.required {
+            if user.get(field).is_none() {
+                problems.push(Problem {
+                    field: field.name(),
+                    message: format!(
+                        "is missing; the company's Concur form requires {} (FormFields Required=Y): map a column to it or set [defaults] {}",
+                        field.element(),
+                        field.name()
+                    ),
+                });
+            }
+        }
+        for &(field, max) in &self.max_len {
+            if let Some(v) = user.get(field) {
+                let n = v.chars().count();
+                if n > max {
+                    problems.push(Problem {
+                        field: field.name(),
+                        message: format!(
+                            "is {n} characters long; the company's Concur form allows at most {max} for {} (FormFields MaxLength)",
+                            field.element()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// One failed rule: the field it concerns and the rule in plain words.
 struct Problem {
     field: &'static str,

@@ -273,6 +273,73 @@ impl ConcurClient {
     }
 }
 
+/// How [`ConcurClient::send_authed`] may repeat a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Idempotent (GET, PUT): retried per the client's policy.
+    Retry,
+    /// Not idempotent (a create): sent once; a 429 still holds back every later request.
+    Once,
+}
+
+impl ConcurClient {
+    /// Sends one authenticated JSON request through the shared pacer, the retry policy and the
+    /// token lifecycle: a 401 or 403 (v1 answers 403 on an expired token, v3/v4 401) obtains a
+    /// new token and sends once more. Returns the final answer whatever its status; `Err` only
+    /// when no answer came back.
+    pub(crate) async fn send_authed(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+        repeat: Repeat,
+    ) -> Result<super::retry::Reply, ConcurError> {
+        let inner = &*self.inner;
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        let once;
+        let policy = match repeat {
+            Repeat::Retry => &inner.policy,
+            Repeat::Once => {
+                once = RetryPolicy {
+                    max_attempts: 1,
+                    ..inner.policy.clone()
+                };
+                &once
+            }
+        };
+        let mut refused = None;
+        loop {
+            let lease = inner.auth.lease(inner, refused).await?;
+            let url = format!("{}{path_and_query}", lease.base_url);
+            let reply = send_with_retry(&inner.pacer, policy, || {
+                let mut req = inner
+                    .http
+                    .request(method.clone(), &url)
+                    .bearer_auth(lease.token.expose())
+                    .header(ACCEPT, "application/json");
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await
+            .map_err(|f| ConcurError::from_send_failure(path, f))?;
+            if matches!(reply.status, 401 | 403) && refused.is_none() {
+                refused = Some(lease.generation);
+                continue;
+            }
+            if repeat == Repeat::Once && reply.status == 429 {
+                let wait =
+                    super::retry::parse_retry_after(&reply.headers, std::time::SystemTime::now())
+                        .map(|d| d.min(policy.retry_after_max))
+                        .unwrap_or_else(|| policy.backoff(1));
+                inner.pacer.defer_until(tokio::time::Instant::now() + wait);
+            }
+            return Ok(reply);
+        }
+    }
+}
+
 fn check_size(n: usize) -> Result<(), ConcurError> {
     if n == 0 {
         return Err(ConcurError::Batch("empty batch".into()));

@@ -8,9 +8,11 @@
 //! - `client`: [`ConcurClient`], the only thing here that talks to the network.
 //! - `users`: [`write_users`], which resolves every record's outcome.
 
+pub mod attendees;
 mod auth;
 mod client;
 pub mod error;
+pub mod readback;
 pub mod retry;
 mod users;
 pub mod xml;

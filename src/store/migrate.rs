@@ -6,10 +6,16 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Every migration, in order. Append only.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001-initial.sql",
-    include_str!("../../migrations/0001-initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001-initial.sql",
+        include_str!("../../migrations/0001-initial.sql"),
+    ),
+    (
+        "0002-readback-attendees.sql",
+        include_str!("../../migrations/0002-readback-attendees.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub const LATEST: usize = MIGRATIONS.len();

@@ -6,6 +6,7 @@
 
 pub mod lock;
 pub mod migrate;
+pub mod readback;
 pub mod secrets;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -68,6 +69,15 @@ pub struct Status {
     pub retries: u64,
     pub throttled_seconds: f64,
     pub token: TokenInfo,
+    /// Concur users that match no source user (sorted, at most 1000; `users.unmanaged` counts all).
+    pub unmanaged_users: Vec<readback::UnmanagedUser>,
+    /// Drifted users whose desired state Concur acknowledged again, over every reconcile.
+    pub drift_repaired: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reconcile: Option<readback::ReconcileInfo>,
+    /// The Attendees v4 job, once it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attendees: Option<readback::AttendeeStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -871,6 +881,10 @@ impl Store {
             retries,
             throttled_seconds,
             token,
+            unmanaged_users: self.unmanaged_users(1000)?,
+            drift_repaired: self.drift_repaired_total()?,
+            last_reconcile: self.last_reconcile()?,
+            attendees: self.attendee_status()?,
         })
     }
 
