@@ -27,6 +27,7 @@ use crate::sync;
 struct Shared {
     wake: Notify,
     schedule_due: AtomicBool,
+    reconcile_due: AtomicBool,
     running: AtomicBool,
     /// Unix milliseconds of the worker's last sign of life.
     heartbeat: AtomicU64,
@@ -78,6 +79,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         wake: Notify::new(),
         // A (re)started daemon runs a cycle at once: it resumes what a stop interrupted.
         schedule_due: AtomicBool::new(true),
+        reconcile_due: AtomicBool::new(false),
         running: AtomicBool::new(false),
         heartbeat: AtomicU64::new(now_ms()),
         renamed: Mutex::new(Vec::new()),
@@ -108,6 +110,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tick.trigger_schedule();
     })
     .map_err(|e| anyhow::anyhow!("sync.schedule {:?}: {e}", cfg.sync.schedule))?;
+    scheduler.add(job).await?;
+    let tick = shared.clone();
+    let job = tokio_cron_scheduler::Job::new(cfg.sync.reconcile_schedule.as_str(), move |_, _| {
+        tick.reconcile_due.store(true, Ordering::SeqCst);
+        tick.wake.notify_one();
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "sync.reconcile_schedule {:?}: {e}",
+            cfg.sync.reconcile_schedule
+        )
+    })?;
     scheduler.add(job).await?;
     scheduler.start().await?;
 
@@ -276,6 +290,12 @@ fn worker(
                         metrics.cycle(&r);
                         file_backoff_until = None;
                         said_no_source = false;
+                        if let Some(att) = &cfg.attendees
+                            && !cancel.is_cancelled()
+                            && let Err(e) = crate::attendees::run(att, &mut store, &client).await
+                        {
+                            tracing::error!(error = %e, "attendee job failed");
+                        }
                     }
                     Ok(Ran::Duplicate(_)) => {}
                     Ok(Ran::NoSource) => {
@@ -294,6 +314,14 @@ fn worker(
                 if !cancel.is_cancelled() && input.has_ready() && file_backoff_until.is_none() {
                     continue;
                 }
+            }
+            if shared.reconcile_due.swap(false, Ordering::SeqCst) && !cancel.is_cancelled() {
+                shared.running.store(true, Ordering::SeqCst);
+                match crate::readback::reconcile(&cfg, &mut store, &client).await {
+                    Ok(r) => tracing::info!(id = r.id, outcome = r.outcome, counts = ?r.counts, "reconcile finished"),
+                    Err(e) => tracing::error!(error = %e, "reconcile failed"),
+                }
+                shared.running.store(false, Ordering::SeqCst);
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,

@@ -25,6 +25,7 @@ pub struct Metrics {
     retries: IntCounter,
     last_success: Gauge,
     token_expiry: Gauge,
+    drift_repaired: IntGauge,
     seen_client: Mutex<ClientStats>,
 }
 
@@ -86,8 +87,13 @@ impl Metrics {
             "concur_sync_token_expiry_timestamp_seconds",
             "Unix time the current access token expires.",
         ));
+        let drift_repaired = must(IntGauge::new(
+            "concur_sync_drift_repaired_total",
+            "Managed users whose drifted Concur record was repaired by reconcile.",
+        ));
         for c in [
-            Box::new(cycles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift_repaired.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cycles.clone()),
             Box::new(records.clone()),
             Box::new(rejected.clone()),
             Box::new(outbox_depth.clone()),
@@ -126,6 +132,7 @@ impl Metrics {
             retries,
             last_success,
             token_expiry,
+            drift_repaired,
             seen_client: Mutex::new(ClientStats::default()),
         }
     }
@@ -183,6 +190,7 @@ impl Metrics {
             if let Some(at) = st.token.access_expires_at {
                 self.token_expiry.set(at as f64);
             }
+            self.drift_repaired.set(st.drift_repaired as i64);
         }
         if let Some(now) = client {
             let mut seen = self.seen_client.lock().unwrap_or_else(|p| p.into_inner());
