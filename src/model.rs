@@ -230,13 +230,18 @@ impl User {
     /// A 128-bit content hash of every field (XXH3-128; a change detector, not a MAC); equal
     /// users have equal hashes.
     pub fn content_hash(&self) -> [u8; 16] {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (f, v) in &self.fields {
-            h.update(&[f.0]);
-            h.update(&(v.len() as u32).to_le_bytes());
-            h.update(v.as_bytes());
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        h.digest128().to_le_bytes()
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            for (f, v) in &self.fields {
+                buf.push(f.0);
+                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                buf.extend_from_slice(v.as_bytes());
+            }
+            xxhash_rust::xxh3::xxh3_128(buf).to_le_bytes()
+        })
     }
     /// Field-by-field differences from `old` to `self`, in field-table order.
     pub fn changes_from(&self, old: &User) -> Vec<FieldChange> {
