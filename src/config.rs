@@ -292,6 +292,7 @@ impl Config {
             ));
         }
         self.delimiter()?;
+        crate::source::ldap::validate(self)?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()
                 && !matches!(canonical.as_str(), "password" | "previous_employee_id")
