@@ -138,6 +138,10 @@ pub fn validate(cfg: &crate::config::Config) -> Result<(), crate::config::Config
     if matches!(cfg.source.kind, SourceKind::Ldap | SourceKind::Ldif) {
         Mapping::from_config(l).map_err(|e| invalid(&e.key, e.message))?;
     }
+    if cfg.source.kind == SourceKind::Ldif {
+        super::ldap_filter::Filter::parse(&l.filter)
+            .map_err(|m| invalid("source.ldap.filter", format!("{:?}: {m}", l.filter)))?;
+    }
     if cfg.source.kind != SourceKind::Ldap {
         return Ok(());
     }

@@ -13,20 +13,47 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::ldap_map::{Entry, Mapping, map_entries};
+use super::ldap_filter::Filter;
+use super::ldap_map::{Entry, Mapping, map_entries, normalize_dn};
 use super::{SourceError, SourceRead};
 
 /// Reads the LDIF file at `source.path`.
 pub fn read(cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
-    let mapping = Mapping::from_config(&cfg.source.ldap)?;
+    let l = &cfg.source.ldap;
+    let mapping = Mapping::from_config(l)?;
+    let filter = Filter::parse(&l.filter).map_err(|m| SourceError::Ldif {
+        file: "source.ldap.filter".into(),
+        line: 0,
+        reason: m,
+    })?;
     let path = &cfg.source.path;
-    let entries = read_file(path)?;
-    tracing::info!(file = %path.display(), entries = entries.len(), "read the LDIF file");
+    let all = read_file(path)?;
+    let read = all.len();
+    let entries = select(all, &filter, &l.base_dn);
+    tracing::info!(file = %path.display(), entries = read, selected = entries.len(), "read the LDIF file");
     Ok(SourceRead {
         items: map_entries(&entries, &mapping),
         complete: true,
         label: path.display().to_string(),
     })
+}
+
+/// The entries a search of `base_dn` (subtree; everything when empty) with `filter` would
+/// return. Entries with problems are always kept, so that they are reported.
+pub fn select(entries: Vec<Entry>, filter: &Filter, base_dn: &str) -> Vec<Entry> {
+    let base = normalize_dn(base_dn);
+    entries
+        .into_iter()
+        .filter(|e| {
+            if !e.problems.is_empty() {
+                return true;
+            }
+            let dn = normalize_dn(&e.dn);
+            let in_base =
+                base_dn.trim().is_empty() || dn == base || dn.ends_with(&format!(",{base}"));
+            in_base && filter.matches(e)
+        })
+        .collect()
 }
 
 /// Reads and parses an LDIF file into entries (with per-entry problems).

@@ -5,6 +5,7 @@
 
 pub mod csv;
 pub mod ldap;
+pub mod ldap_filter;
 pub mod ldap_map;
 pub mod ldif;
 pub mod scim;
