@@ -46,15 +46,17 @@ impl Entry {
     /// Directory, 16 bytes shown in the usual GUID form).
     pub fn stable_id(&self) -> Option<String> {
         if let Some(v) = self.first("entryuuid") {
-            return std::str::from_utf8(v).ok().map(|s| s.trim().to_owned());
+            return std::str::from_utf8(v)
+                .ok()
+                .map(|s| format!("entryUUID={}", s.trim()));
         }
         let g = self.first("objectguid")?;
         if g.len() != 16 {
-            return std::str::from_utf8(g).ok().map(|s| s.trim().to_owned());
+            return None;
         }
         // Active Directory stores the first three groups little-endian.
         Some(format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            "objectGUID={:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
             g[3],
             g[2],
             g[1],
@@ -451,8 +453,14 @@ fn map_one(
     if mapping.is_inactive(entry) {
         values.push((Field::ACTIVE, "N".to_owned()));
     }
+    // The entry's own identity travels with the record (outbox, failures), so that a record
+    // can be traced to its directory object across DN renames.
+    let origin = match entry.stable_id() {
+        Some(id) => format!("{} [{id}]", entry.origin),
+        None => entry.origin.clone(),
+    };
     Ok(RawRecord {
-        origin: entry.origin.clone(),
+        origin,
         values,
         password: None,
         previous_employee_id: None,
@@ -612,7 +620,7 @@ mod tests {
         ));
         assert_eq!(
             e.stable_id().unwrap(),
-            "00112233-4455-6677-8899-aabbccddeeff"
+            "objectGUID=00112233-4455-6677-8899-aabbccddeeff"
         );
     }
 }

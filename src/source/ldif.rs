@@ -474,8 +474,12 @@ mod tests {
         assert_eq!(entries.len(), 4);
         assert_eq!(
             entries[0].stable_id().unwrap(),
-            "00112233-4455-6677-8899-aabbccddeeff"
+            "objectGUID=00112233-4455-6677-8899-aabbccddeeff"
         );
+        let documented =
+            Filter::parse("(&(objectClass=user)(objectCategory=person)(employeeID=*))").unwrap();
+        let staff = select(entries.clone(), &documented, "dc=CORP,dc=example,dc=com");
+        assert_eq!(staff.len(), 3, "the service account has no employeeID");
         let items = map_entries(&entries, &Mapping::from_config(&cfg).unwrap());
         let boss = fields(&items[0]);
         assert_eq!(boss["employee_id"], "1001");
