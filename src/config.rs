@@ -481,6 +481,7 @@ impl Config {
         if self.source.settle_seconds.is_nan() || self.source.settle_seconds < 0.0 {
             return Err(invalid("source.settle_seconds", "must be ≥ 0"));
         }
+        crate::source::ldap::validate(self)?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()
                 && !matches!(canonical.as_str(), "password" | "previous_employee_id")

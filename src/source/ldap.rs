@@ -1,19 +1,433 @@
-//! The live LDAP directory source (`source.kind = "ldap"`) and the attribute mapping shared with
-//! LDIF exports.
+//! The live LDAP directory source (`source.kind = "ldap"`) and its configuration, whose
+//! attribute mapping also applies to LDIF exports (see [`super::ldap_map`]).
+//!
+//! One read is one bind and one paged subtree search (RFC 2696), so a directory with more
+//! entries than the server's size limit is read whole with an ordinary account. Anything short
+//! of a complete, successful search (bind refused, connection lost mid-paging, size or time
+//! limit, timeout) is a [`SourceError`]: the cycle fails before any write, so nobody is
+//! deactivated because the directory could not be read.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use serde::Deserialize;
 
+use super::ldap_map::{Entry, Mapping, map_entries};
 use super::{SourceError, SourceRead};
+use crate::model::Secret;
 
 /// `[source.ldap]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LdapConfig {}
+pub struct LdapConfig {
+    /// `ldap://host[:port]` (optionally with `starttls = true`) or `ldaps://host[:port]`.
+    #[serde(default)]
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with the CA certificate(s) that sign the server's certificate; default: the
+    /// system's trusted roots.
+    pub ca_file: Option<PathBuf>,
+    /// The account to bind as; none means an anonymous bind.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub bind_password_file: Option<PathBuf>,
+    /// Where the search starts.
+    #[serde(default)]
+    pub base_dn: String,
+    #[serde(default = "default_filter")]
+    pub filter: String,
+    #[serde(default)]
+    pub scope: SearchScope,
+    /// Entries per page (RFC 2696 paged results).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: f64,
+    /// Longest wait for any one answer of the server (the bind, each page of the search).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// LDAP attribute description → canonical field name (or a list of them). Overlays the
+    /// inetOrgPerson defaults; `""` removes a default.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeTargets>,
+    /// Users whose entry matches this rule are sent as inactive.
+    pub inactive_when: Option<InactiveWhen>,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            url: String::new(),
+            starttls: false,
+            ca_file: None,
+            bind_dn: None,
+            bind_password: None,
+            bind_password_file: None,
+            base_dn: String::new(),
+            filter: default_filter(),
+            scope: SearchScope::default(),
+            page_size: default_page_size(),
+            connect_timeout_seconds: default_connect_timeout(),
+            timeout_seconds: default_timeout(),
+            attributes: BTreeMap::new(),
+            inactive_when: None,
+        }
+    }
+}
+
+fn default_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_connect_timeout() -> f64 {
+    10.0
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+
+/// `scope`: `sub` (default, the base and everything below), `one` (direct children) or `base`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchScope {
+    Base,
+    One,
+    #[default]
+    Sub,
+}
+
+/// A mapping target: one canonical field or several (`mail = ["login_id", "email"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeTargets {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `inactive_when = { attribute = "…", values = ["…"] }` or, for flag words such as Active
+/// Directory's `userAccountControl`, `{ attribute = "…", bitmask = 2 }`. A value `"*"` matches
+/// any value (the attribute is present).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveWhen {
+    pub attribute: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+    pub bitmask: Option<u64>,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> crate::config::ConfigError {
+    crate::config::ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks `[source.ldap]` when the source kind needs it (ldap, and the mapping for ldif).
+pub fn validate(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    use crate::config::SourceKind;
+    let l = &cfg.source.ldap;
+    if matches!(cfg.source.kind, SourceKind::Ldap | SourceKind::Ldif) {
+        Mapping::from_config(l).map_err(|e| invalid(&e.key, e.message))?;
+    }
+    if cfg.source.kind == SourceKind::Ldif {
+        super::ldap_filter::Filter::parse(&l.filter)
+            .map_err(|m| invalid("source.ldap.filter", format!("{:?}: {m}", l.filter)))?;
+    }
+    if cfg.source.kind != SourceKind::Ldap {
+        return Ok(());
+    }
+    let scheme_ok = l.url.starts_with("ldap://") || l.url.starts_with("ldaps://");
+    if !scheme_ok {
+        return Err(invalid(
+            "source.ldap.url",
+            "must start with ldap:// or ldaps://",
+        ));
+    }
+    if l.starttls && l.url.starts_with("ldaps://") {
+        return Err(invalid(
+            "source.ldap.starttls",
+            "StartTLS upgrades ldap:// connections; ldaps:// is already encrypted",
+        ));
+    }
+    if l.base_dn.trim().is_empty() {
+        return Err(invalid("source.ldap.base_dn", "missing: where to search"));
+    }
+    if ldap3::parse_filter(&l.filter).is_err() {
+        return Err(invalid(
+            "source.ldap.filter",
+            format!("{:?} is not an LDAP filter", l.filter),
+        ));
+    }
+    if l.page_size == 0 || l.page_size > i32::MAX as u32 {
+        return Err(invalid("source.ldap.page_size", "must be at least 1"));
+    }
+    for (key, v) in [
+        ("connect_timeout_seconds", l.connect_timeout_seconds),
+        ("timeout_seconds", l.timeout_seconds),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(invalid(&format!("source.ldap.{key}"), "must be > 0"));
+        }
+    }
+    match (
+        &l.bind_dn,
+        l.bind_password.is_some(),
+        l.bind_password_file.is_some(),
+    ) {
+        (_, true, true) => Err(invalid(
+            "source.ldap.bind_password",
+            "give either source.ldap.bind_password or source.ldap.bind_password_file, not both",
+        )),
+        (Some(_), false, false) => Err(invalid(
+            "source.ldap.bind_password",
+            "missing: give source.ldap.bind_password or source.ldap.bind_password_file for bind_dn",
+        )),
+        (None, true, _) | (None, _, true) => Err(invalid(
+            "source.ldap.bind_dn",
+            "missing: a bind password needs the bind_dn it belongs to",
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl LdapConfig {
+    /// The bind password, inline or from `bind_password_file`.
+    fn password(&self) -> Result<Option<Secret>, SourceError> {
+        if let Some(s) = &self.bind_password {
+            return Ok(Some(s.clone()));
+        }
+        let Some(path) = &self.bind_password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| SourceError::Open {
+            file: path.display().to_string(),
+            error,
+        })?;
+        Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+    }
+
+    /// What was read, for logs and the cycle history; never a credential.
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}?{}",
+            self.url.trim_end_matches('/'),
+            self.base_dn,
+            self.filter
+        )
+    }
+}
+
+fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, SourceError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |message: String| SourceError::Ldap {
+        url: format!("source.ldap.ca_file {}", path.display()),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Converts one search result, keeping binary values (objectGUID) as bytes.
+fn entry_of(se: SearchEntry) -> Entry {
+    let mut values = Vec::new();
+    for (attr, vals) in se.attrs {
+        let attr = attr.to_ascii_lowercase();
+        values.extend(vals.into_iter().map(|v| (attr.clone(), v.into_bytes())));
+    }
+    for (attr, vals) in se.bin_attrs {
+        let attr = attr.to_ascii_lowercase();
+        values.extend(vals.into_iter().map(|v| (attr.clone(), v)));
+    }
+    Entry {
+        origin: se.dn.clone(),
+        dn: se.dn,
+        values,
+        problems: Vec::new(),
+    }
+}
 
 /// Reads every matching entry of the directory.
-pub async fn read(_cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
-    Err(SourceError::Unsupported {
-        kind: "ldap".into(),
-        message: "not available in this build".into(),
+pub async fn read(cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
+    let l = &cfg.source.ldap;
+    let mapping = Mapping::from_config(l)?;
+    let entries = search(l, &mapping.requested_attributes()).await?;
+    let items = map_entries(&entries, &mapping);
+    Ok(SourceRead {
+        items,
+        complete: true,
+        label: l.label(),
     })
+}
+
+/// Binds and runs the paged search; every entry or an error.
+pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, SourceError> {
+    let fail = |message: String| SourceError::Ldap {
+        url: l.url.clone(),
+        message,
+    };
+    let op_timeout = Duration::from_secs_f64(l.timeout_seconds);
+    let connect_timeout = Duration::from_secs_f64(l.connect_timeout_seconds);
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(connect_timeout)
+        .set_starttls(l.starttls);
+    if let Some(ca) = &l.ca_file {
+        settings = settings.set_config(Arc::new(tls_config(ca)?));
+    }
+    let started = std::time::Instant::now();
+    let (conn, mut ldap) = tokio::time::timeout(
+        connect_timeout,
+        LdapConnAsync::with_settings(settings, &l.url),
+    )
+    .await
+    .map_err(|_| {
+        fail(format!(
+            "no connection within {} s",
+            l.connect_timeout_seconds
+        ))
+    })?
+    .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.drive().await {
+            tracing::debug!(error = %e, "LDAP connection ended");
+        }
+    });
+
+    let password = l.password()?;
+    let bind_dn = l.bind_dn.clone().unwrap_or_default();
+    let bind = ldap
+        .with_timeout(op_timeout)
+        .simple_bind(
+            &bind_dn,
+            password.as_ref().map(Secret::expose).unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| fail(format!("bind as {bind_dn:?} failed: {e}")))?;
+    if bind.rc != 0 {
+        return Err(fail(format!(
+            "bind as {bind_dn:?} refused: rc={} {}",
+            bind.rc,
+            result_text(&bind)
+        )));
+    }
+
+    let scope = match l.scope {
+        SearchScope::Base => Scope::Base,
+        SearchScope::One => Scope::OneLevel,
+        SearchScope::Sub => Scope::Subtree,
+    };
+    let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(l.page_size as i32)),
+    ];
+    let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+    let mut stream = ldap
+        .with_timeout(op_timeout)
+        .streaming_search_with(adapters, &l.base_dn, scope, &l.filter, attrs)
+        .await
+        .map_err(|e| fail(format!("search of {:?} failed: {e}", l.base_dn)))?;
+    let mut entries = Vec::new();
+    loop {
+        let next = tokio::time::timeout(op_timeout, stream.next())
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no answer within {} s after {} entries of {:?}; nothing was changed",
+                    l.timeout_seconds,
+                    entries.len(),
+                    l.base_dn
+                ))
+            })?
+            .map_err(|e| {
+                fail(format!(
+                    "search of {:?} broke off after {} entries: {e}; nothing was changed",
+                    l.base_dn,
+                    entries.len()
+                ))
+            })?;
+        match next {
+            Some(re) => entries.push(entry_of(SearchEntry::construct(re))),
+            None => break,
+        }
+    }
+    let res = stream.finish().await;
+    match res.rc {
+        0 => {}
+        4 => {
+            return Err(fail(format!(
+                "the server stopped the search of {:?} at its size limit after {} entries \
+                 (rc=4 sizeLimitExceeded{}); the bind account must be allowed to page through \
+                 every entry (OpenLDAP: limits … size.prtotal=unlimited); nothing was changed",
+                l.base_dn,
+                entries.len(),
+                text_suffix(&res)
+            )));
+        }
+        3 => {
+            return Err(fail(format!(
+                "the server stopped the search of {:?} at its time limit after {} entries \
+                 (rc=3 timeLimitExceeded{}); nothing was changed",
+                l.base_dn,
+                entries.len(),
+                text_suffix(&res)
+            )));
+        }
+        rc => {
+            return Err(fail(format!(
+                "search of {:?} ended with rc={rc} after {} entries{}; nothing was changed",
+                l.base_dn,
+                entries.len(),
+                text_suffix(&res)
+            )));
+        }
+    }
+    let _ = ldap.unbind().await;
+    driver.abort();
+    entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+    tracing::info!(
+        url = %l.url,
+        base_dn = %l.base_dn,
+        entries = entries.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "read the directory"
+    );
+    Ok(entries)
+}
+
+fn result_text(r: &ldap3::LdapResult) -> String {
+    if r.text.is_empty() {
+        ldap3::LdapError::from(r.clone()).to_string()
+    } else {
+        r.text.clone()
+    }
+}
+
+fn text_suffix(r: &ldap3::LdapResult) -> String {
+    if r.text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", r.text)
+    }
 }

@@ -6,6 +6,8 @@
 pub mod csv;
 pub mod dropfolder;
 pub mod ldap;
+pub mod ldap_filter;
+pub mod ldap_map;
 pub mod ldif;
 pub mod scim;
 
@@ -70,6 +72,16 @@ pub enum SourceError {
     },
     #[error("{file}: [source.csv] delimiter {delimiter:?} cannot separate fields")]
     BadDelimiter { file: String, delimiter: char },
+    #[error("{file}:{line}: malformed LDIF: {reason}")]
+    Ldif {
+        file: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("LDAP {url}: {message}")]
+    Ldap { url: String, message: String },
+    #[error(transparent)]
+    Mapping(#[from] ldap_map::MappingError),
     #[error("source kind {kind}: {message}")]
     Unsupported { kind: String, message: String },
 }

@@ -167,3 +167,18 @@ pub fn row(i: usize, last_suffix: &str) -> String {
 pub fn rows(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| row(i, "")).collect()
 }
+
+impl Rig {
+    /// Rewrites this rig's config with `source` (TOML from `[source]` on, e.g. kind `ldap` with a
+    /// `[source.ldap]` table, or kind `ldif`) in place of the CSV source.
+    pub fn write_source_config(&self, source: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let start = text.find("[source]\n").unwrap();
+        let end = text.find("[defaults]\n").unwrap();
+        let mut out = String::from(&text[..start]);
+        out.push_str(source.trim_end());
+        out.push('\n');
+        out.push_str(&text[end..]);
+        std::fs::write(&self.config, out).unwrap();
+    }
+}

@@ -1,0 +1,626 @@
+//! Directory entries → raw records: the attribute mapping shared by `ldif` and `ldap`.
+//!
+//! An [`Entry`] is what either reader produced for one directory object: its DN, where it came
+//! from, and its attribute values as bytes (base64 values and binary attributes need not be
+//! text). [`map_entries`] turns a complete read into [`SourceItem`]s: it maps attributes to
+//! canonical fields through a [`Mapping`], resolves `manager` DNs to the manager's own employee
+//! id within the same read, applies `inactive_when`, and rejects what cannot be used, naming the
+//! entry and the rule.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Field, FieldKind, Rejection};
+use crate::validate::RawRecord;
+
+use super::SourceItem;
+use super::ldap::{AttributeTargets, InactiveWhen, LdapConfig};
+
+/// One directory object as read from an LDIF file or a live search.
+#[derive(Debug, Default, Clone)]
+pub struct Entry {
+    pub dn: String,
+    /// `file:line (dn)` for LDIF, the DN for a live read.
+    pub origin: String,
+    /// Attribute description (lowercase, options included, e.g. `cn;lang-de`) and one value, in
+    /// the order read; a multi-valued attribute appears once per value.
+    pub values: Vec<(String, Vec<u8>)>,
+    /// Problems the reader found in this entry (attribute or `dn`, message naming the line).
+    pub problems: Vec<(String, String)>,
+}
+
+impl Entry {
+    /// Every value of an attribute description (case-insensitive), in the order read.
+    pub fn all<'a, 'b>(&'a self, attr: &'b str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'b> {
+        self.values
+            .iter()
+            .filter(move |(a, _)| a.eq_ignore_ascii_case(attr))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of an attribute description.
+    pub fn first(&self, attr: &str) -> Option<&[u8]> {
+        self.all(attr).next()
+    }
+
+    /// The entry's stable identity: `entryUUID` (OpenLDAP, 389-DS) or `objectGUID` (Active
+    /// Directory, 16 bytes shown in the usual GUID form).
+    pub fn stable_id(&self) -> Option<String> {
+        if let Some(v) = self.first("entryuuid") {
+            return std::str::from_utf8(v)
+                .ok()
+                .map(|s| format!("entryUUID={}", s.trim()));
+        }
+        let g = self.first("objectguid")?;
+        if g.len() != 16 {
+            return None;
+        }
+        // Active Directory stores the first three groups little-endian.
+        Some(format!(
+            "objectGUID={:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            g[3],
+            g[2],
+            g[1],
+            g[0],
+            g[5],
+            g[4],
+            g[7],
+            g[6],
+            g[8],
+            g[9],
+            g[10],
+            g[11],
+            g[12],
+            g[13],
+            g[14],
+            g[15]
+        ))
+    }
+}
+
+/// The inetOrgPerson defaults: LDAP attribute → canonical fields.
+pub const DEFAULT_ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("employeeNumber", &["employee_id"]),
+    ("mail", &["login_id", "email"]),
+    ("givenName", &["first_name"]),
+    ("sn", &["last_name"]),
+    ("initials", &["middle_initial"]),
+    ("preferredLanguage", &["locale"]),
+    ("c", &["country"]),
+    ("departmentNumber", &["org_unit1"]),
+    ("ou", &["org_unit1"]),
+    ("manager", &["manager_employee_id"]),
+];
+
+/// Which attributes feed which canonical field, and the inactive rule.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// Canonical field → attribute descriptions in priority order (the first one an entry has
+    /// wins), as configured (original case, for the search request).
+    fields: Vec<(Field, Vec<String>)>,
+    inactive: Option<InactiveWhen>,
+}
+
+/// Why the mapping configuration cannot be used; names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration key {key}: {message}")]
+pub struct MappingError {
+    pub key: String,
+    pub message: String,
+}
+
+impl Mapping {
+    /// The inetOrgPerson defaults overlaid with `[source.ldap.attributes]`: a configured
+    /// attribute replaces every default that fed the same canonical fields, and an attribute
+    /// mapped to `""` (or `[]`) is not used at all.
+    pub fn from_config(cfg: &LdapConfig) -> Result<Mapping, MappingError> {
+        let mut table: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
+        let mut configured: Vec<(String, String, Vec<Field>)> = Vec::new();
+        for (attr, targets) in &cfg.attributes {
+            let key = format!("source.ldap.attributes.{attr}");
+            if attr.trim().is_empty() || attr.contains([' ', ':', '=', ',']) {
+                return Err(MappingError {
+                    key,
+                    message: "not an LDAP attribute description".into(),
+                });
+            }
+            let mut fields = Vec::new();
+            for name in targets.names() {
+                if name.is_empty() {
+                    continue;
+                }
+                let field = Field::from_name(name).ok_or_else(|| MappingError {
+                    key: key.clone(),
+                    message: format!("\"{name}\" is not a canonical field name"),
+                })?;
+                fields.push(field);
+            }
+            configured.push((attr.to_ascii_lowercase(), attr.clone(), fields));
+        }
+        let overridden: Vec<Field> = configured
+            .iter()
+            .flat_map(|(_, _, f)| f.iter().copied())
+            .collect();
+        for (attr, names) in DEFAULT_ATTRIBUTES {
+            let fields: Vec<Field> = names
+                .iter()
+                .filter_map(|n| Field::from_name(n))
+                .filter(|f| !overridden.contains(f))
+                .collect();
+            if !fields.is_empty() {
+                table.insert(attr.to_ascii_lowercase(), ((*attr).to_owned(), fields));
+            }
+        }
+        for (lower, attr, fields) in configured {
+            if fields.is_empty() {
+                table.remove(&lower);
+            } else {
+                table.insert(lower, (attr, fields));
+            }
+        }
+        // Alphabetical by attribute description: several attributes for one field are tried in
+        // that order (departmentNumber before ou).
+        let mut by_field: BTreeMap<Field, Vec<String>> = BTreeMap::new();
+        for (attr, fields) in table.into_values() {
+            for f in fields {
+                by_field.entry(f).or_default().push(attr.clone());
+            }
+        }
+        if !by_field.contains_key(&Field::EMPLOYEE_ID) {
+            return Err(MappingError {
+                key: "source.ldap.attributes".into(),
+                message: "no attribute maps to employee_id (the key of every user)".into(),
+            });
+        }
+        if let Some(rule) = &cfg.inactive_when {
+            if rule.attribute.trim().is_empty() {
+                return Err(MappingError {
+                    key: "source.ldap.inactive_when.attribute".into(),
+                    message: "must name an attribute".into(),
+                });
+            }
+            if rule.values.is_empty() && rule.bitmask.is_none() {
+                return Err(MappingError {
+                    key: "source.ldap.inactive_when".into(),
+                    message: "give values = [\"…\"] or bitmask = N".into(),
+                });
+            }
+        }
+        Ok(Mapping {
+            fields: by_field.into_iter().collect(),
+            inactive: cfg.inactive_when.clone(),
+        })
+    }
+
+    /// The attribute descriptions a search must return: every mapped one, the inactive rule's
+    /// and the stable identities. Sorted, without duplicates.
+    pub fn requested_attributes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .fields
+            .iter()
+            .flat_map(|(_, attrs)| attrs.iter().cloned())
+            .collect();
+        if let Some(rule) = &self.inactive {
+            out.push(rule.attribute.clone());
+        }
+        out.push("entryUUID".into());
+        out.push("objectGUID".into());
+        out.sort_by_key(|a| a.to_ascii_lowercase());
+        out.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        out
+    }
+
+    fn attrs_for(&self, field: Field) -> &[String] {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, a)| a.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The first value of the first mapped attribute the entry has, with the attribute name.
+    fn value<'e>(&'e self, entry: &'e Entry, field: Field) -> Option<(&'e str, &'e [u8])> {
+        self.attrs_for(field)
+            .iter()
+            .find_map(|a| entry.first(a).map(|v| (a.as_str(), v)))
+    }
+
+    /// The entry's employee id, if it has the key attribute as text.
+    pub fn employee_id(&self, entry: &Entry) -> Option<String> {
+        let (_, v) = self.value(entry, Field::EMPLOYEE_ID)?;
+        let s = std::str::from_utf8(v).ok()?.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    }
+
+    fn is_inactive(&self, entry: &Entry) -> bool {
+        let Some(rule) = &self.inactive else {
+            return false;
+        };
+        entry.all(&rule.attribute).any(|v| {
+            let Ok(s) = std::str::from_utf8(v) else {
+                return false;
+            };
+            let s = s.trim();
+            if rule
+                .values
+                .iter()
+                .any(|want| want == "*" || want.trim().eq_ignore_ascii_case(s))
+            {
+                return true;
+            }
+            match (rule.bitmask, parse_int(s)) {
+                (Some(mask), Some(n)) => n & mask != 0,
+                _ => false,
+            }
+        })
+    }
+}
+
+/// An integer as directories write it: decimal (possibly negative, as AD's signed 32-bit
+/// `userAccountControl` may be) or `0x…` hex.
+fn parse_int(s: &str) -> Option<u64> {
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    s.parse::<i64>().ok().map(|n| n as u64)
+}
+
+/// A DN in a form that compares equal for equal names: attribute types and values lowercased,
+/// spaces around `,` `+` `=` dropped, escapes (`\,` `\2C`) decoded and re-escaped one way.
+pub fn normalize_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut rdn_parts: Vec<String> = Vec::new();
+    let mut cur = Vec::<u8>::new();
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    let flush = |cur: &mut Vec<u8>, parts: &mut Vec<String>| {
+        let text = String::from_utf8_lossy(cur).into_owned();
+        cur.clear();
+        let (t, v) = match text.split_once('=') {
+            Some((t, v)) => (t.trim().to_ascii_lowercase(), v.trim().to_lowercase()),
+            None => (String::new(), text.trim().to_lowercase()),
+        };
+        let mut esc = String::with_capacity(v.len());
+        for c in v.chars() {
+            if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+                esc.push('\\');
+            }
+            esc.push(c);
+        }
+        parts.push(format!("{t}={esc}"));
+    };
+    let mut rdns: Vec<String> = Vec::new();
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\\' if i + 1 < bytes.len() => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                    std::str::from_utf8(h)
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                });
+                match hex {
+                    Some(h) => {
+                        cur.push(h);
+                        i += 3;
+                    }
+                    None => {
+                        cur.push(bytes[i + 1]);
+                        i += 2;
+                    }
+                }
+                continue;
+            }
+            b',' | b';' => {
+                flush(&mut cur, &mut rdn_parts);
+                rdn_parts.sort();
+                rdns.push(rdn_parts.join("+"));
+                rdn_parts.clear();
+            }
+            b'+' => flush(&mut cur, &mut rdn_parts),
+            _ => cur.push(b),
+        }
+        i += 1;
+    }
+    flush(&mut cur, &mut rdn_parts);
+    rdn_parts.sort();
+    rdns.push(rdn_parts.join("+"));
+    for (n, r) in rdns.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
+    }
+    out
+}
+
+fn reject(entry: &Entry, id: Option<&str>, field: &str, message: String) -> SourceItem {
+    SourceItem::Rejected(Rejection {
+        source: entry.origin.clone(),
+        employee_id: id.map(str::to_owned),
+        field: field.to_owned(),
+        message,
+    })
+}
+
+fn utf8<'a>(v: &'a [u8], attr: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(v).map_err(|_| format!("attribute {attr}: the value is not UTF-8 text"))
+}
+
+/// Turns a complete read into records and rejections, in the order of `entries`.
+///
+/// A manager DN resolves through the manager's own entry in `entries`. A DN that names no
+/// entry of this read, or an entry without the key attribute, rejects the subordinate (naming
+/// both DNs): its last acknowledged state, approver included, stays in Concur until the
+/// directory is fixed.
+pub fn map_entries(entries: &[Entry], mapping: &Mapping) -> Vec<SourceItem> {
+    let mut by_dn: HashMap<String, Option<String>> = HashMap::with_capacity(entries.len());
+    let ids: Vec<Option<String>> = entries.iter().map(|e| mapping.employee_id(e)).collect();
+    for (e, id) in entries.iter().zip(&ids) {
+        by_dn.insert(normalize_dn(&e.dn), id.clone());
+    }
+    let key_attrs = mapping.attrs_for(Field::EMPLOYEE_ID).join(" or ");
+    let mut out = Vec::with_capacity(entries.len());
+    for (entry, id) in entries.iter().zip(ids) {
+        if !entry.problems.is_empty() {
+            for (field, message) in &entry.problems {
+                out.push(reject(entry, id.as_deref(), field, message.clone()));
+            }
+            continue;
+        }
+        let Some(id) = id else {
+            out.push(reject(
+                entry,
+                None,
+                Field::EMPLOYEE_ID.name(),
+                format!(
+                    "the entry has no {key_attrs} attribute (the key of every user): it cannot be matched to a Concur user"
+                ),
+            ));
+            continue;
+        };
+        match map_one(entry, mapping, &by_dn) {
+            Ok(raw) => out.push(SourceItem::Record(raw)),
+            Err((field, message)) => out.push(reject(entry, Some(&id), field, message)),
+        }
+    }
+    out
+}
+
+fn map_one(
+    entry: &Entry,
+    mapping: &Mapping,
+    by_dn: &HashMap<String, Option<String>>,
+) -> Result<RawRecord, (&'static str, String)> {
+    let mut values = Vec::with_capacity(mapping.fields.len() + 1);
+    for (field, _) in &mapping.fields {
+        let field = *field;
+        let Some((attr, raw)) = mapping.value(entry, field) else {
+            continue;
+        };
+        let text = utf8(raw, attr).map_err(|m| (field.name(), m))?.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let value = if field == Field::MANAGER_EMPLOYEE_ID {
+            match by_dn.get(&normalize_dn(text)) {
+                Some(Some(mgr)) => mgr.clone(),
+                Some(None) => {
+                    return Err((
+                        field.name(),
+                        format!(
+                            "{attr} {text:?} names an entry without {}: the manager of {:?} cannot be resolved",
+                            mapping.attrs_for(Field::EMPLOYEE_ID).join(" or "),
+                            entry.dn
+                        ),
+                    ));
+                }
+                None => {
+                    return Err((
+                        field.name(),
+                        format!(
+                            "{attr} {text:?} is not among the entries read: the manager of {:?} cannot be resolved",
+                            entry.dn
+                        ),
+                    ));
+                }
+            }
+        } else {
+            match field.spec().kind {
+                // `initials` may hold "J." or "JR": Concur keeps one character.
+                FieldKind::Initial => text
+                    .chars()
+                    .find(|c| c.is_alphanumeric())
+                    .map(String::from)
+                    .unwrap_or_default(),
+                // preferredLanguage is an Accept-Language list ("en-US, de;q=0.5"): the first
+                // tag; a bare language ("en") has no region and is left to [defaults].
+                FieldKind::Locale => {
+                    let tag = text.split([',', ';']).next().unwrap_or("").trim();
+                    if tag.contains(['-', '_']) {
+                        tag.to_owned()
+                    } else {
+                        String::new()
+                    }
+                }
+                _ => text.to_owned(),
+            }
+        };
+        values.push((field, value));
+    }
+    if mapping.is_inactive(entry) {
+        values.push((Field::ACTIVE, "N".to_owned()));
+    }
+    // The entry's own identity travels with the record (outbox, failures), so that a record
+    // can be traced to its directory object across DN renames.
+    let origin = match entry.stable_id() {
+        Some(id) => format!("{} [{id}]", entry.origin),
+        None => entry.origin.clone(),
+    };
+    Ok(RawRecord {
+        origin,
+        values,
+        password: None,
+        previous_employee_id: None,
+    })
+}
+
+impl AttributeTargets {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            AttributeTargets::One(s) => vec![s.trim()],
+            AttributeTargets::Many(v) => v.iter().map(|s| s.trim()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dn: &str, attrs: &[(&str, &str)]) -> Entry {
+        Entry {
+            dn: dn.into(),
+            origin: dn.into(),
+            values: attrs
+                .iter()
+                .map(|(a, v)| (a.to_ascii_lowercase(), v.as_bytes().to_vec()))
+                .collect(),
+            problems: vec![],
+        }
+    }
+
+    fn record(item: &SourceItem) -> BTreeMap<&'static str, String> {
+        match item {
+            SourceItem::Record(r) => r
+                .values
+                .iter()
+                .map(|(f, v)| (f.name(), v.clone()))
+                .collect(),
+            SourceItem::Rejected(r) => panic!("rejected: {r}"),
+        }
+    }
+
+    #[test]
+    fn dns_compare_by_name_not_spelling() {
+        assert_eq!(
+            normalize_dn("UID=Alice , OU=People,dc=Example,DC=com"),
+            normalize_dn("uid=alice,ou=people,dc=example,dc=com")
+        );
+        assert_eq!(
+            normalize_dn(r"cn=Smith\, John,ou=x"),
+            normalize_dn(r"cn=smith\2c john,ou=x")
+        );
+        assert_ne!(normalize_dn("cn=a,ou=x"), normalize_dn("cn=a,ou=y"));
+    }
+
+    #[test]
+    fn defaults_map_inet_org_person_and_resolve_the_manager() {
+        let m = Mapping::from_config(&LdapConfig::default()).unwrap();
+        let boss = entry(
+            "uid=boss,ou=people,dc=example,dc=com",
+            &[("employeeNumber", "E1"), ("mail", "boss@example.com")],
+        );
+        let alice = entry(
+            "uid=alice,ou=people,dc=example,dc=com",
+            &[
+                ("employeeNumber", " E2 "),
+                ("mail", "alice@example.com"),
+                ("mail", "alias@example.com"),
+                ("givenName", "Alice"),
+                ("sn", "Ångström"),
+                ("initials", "J."),
+                ("preferredLanguage", "de-DE, en;q=0.5"),
+                ("c", "DE"),
+                ("ou", "People"),
+                ("departmentNumber", "4711"),
+                ("manager", "UID=Boss, ou=People,dc=example,dc=com"),
+            ],
+        );
+        let items = map_entries(&[boss, alice], &m);
+        let r = record(&items[1]);
+        assert_eq!(r["employee_id"], "E2");
+        assert_eq!(r["login_id"], "alice@example.com");
+        assert_eq!(r["email"], "alice@example.com");
+        assert_eq!(r["last_name"], "Ångström");
+        assert_eq!(r["middle_initial"], "J");
+        assert_eq!(r["locale"], "de-DE");
+        assert_eq!(r["org_unit1"], "4711", "departmentNumber wins over ou");
+        assert_eq!(r["manager_employee_id"], "E1");
+        assert!(!r.contains_key("active"));
+    }
+
+    #[test]
+    fn an_unresolvable_manager_or_missing_key_is_rejected_naming_the_entry() {
+        let m = Mapping::from_config(&LdapConfig::default()).unwrap();
+        let items = map_entries(
+            &[
+                entry(
+                    "uid=a,dc=x",
+                    &[("employeeNumber", "E1"), ("manager", "uid=gone,dc=x")],
+                ),
+                entry("uid=b,dc=x", &[("mail", "b@x.com")]),
+            ],
+            &m,
+        );
+        let SourceItem::Rejected(r) = &items[0] else {
+            panic!()
+        };
+        assert_eq!(r.employee_id.as_deref(), Some("E1"));
+        assert!(r.message.contains("uid=gone,dc=x") && r.message.contains("uid=a,dc=x"));
+        let SourceItem::Rejected(r) = &items[1] else {
+            panic!()
+        };
+        assert_eq!(r.field, "employee_id");
+        assert!(r.message.contains("employeeNumber"), "{}", r.message);
+    }
+
+    #[test]
+    fn configured_attributes_replace_the_defaults_for_their_fields() {
+        let cfg: LdapConfig = serde_json::from_value(serde_json::json!({
+            "attributes": {"employeeID": "employee_id", "userPrincipalName": "login_id", "ou": ""},
+            "inactive_when": {"attribute": "userAccountControl", "bitmask": 2}
+        }))
+        .unwrap();
+        let m = Mapping::from_config(&cfg).unwrap();
+        let attrs = m.requested_attributes();
+        assert!(attrs.contains(&"employeeID".to_owned()));
+        assert!(!attrs.iter().any(|a| a == "employeeNumber" || a == "ou"));
+        let e = entry(
+            "cn=x,dc=ad",
+            &[
+                ("employeeID", "7"),
+                ("userPrincipalName", "x@ad.example"),
+                ("mail", "x@example.com"),
+                ("userAccountControl", "514"),
+            ],
+        );
+        let r = record(&map_entries(&[e], &m)[0]);
+        assert_eq!(r["login_id"], "x@ad.example");
+        assert_eq!(r["email"], "x@example.com");
+        assert_eq!(r["active"], "N");
+        let e = entry(
+            "cn=y,dc=ad",
+            &[("employeeID", "8"), ("userAccountControl", "512")],
+        );
+        assert!(!record(&map_entries(&[e], &m)[0]).contains_key("active"));
+    }
+
+    #[test]
+    fn object_guid_is_shown_in_guid_form() {
+        let mut e = entry("cn=x", &[]);
+        e.values.push((
+            "objectguid".into(),
+            vec![
+                0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff,
+            ],
+        ));
+        assert_eq!(
+            e.stable_id().unwrap(),
+            "objectGUID=00112233-4455-6677-8899-aabbccddeeff"
+        );
+    }
+}
