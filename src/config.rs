@@ -291,6 +291,9 @@ impl Config {
                 "missing: the file to read is required for kind csv and ldif",
             ));
         }
+        if self.source.kind == SourceKind::Scim {
+            self.source.scim.validate()?;
+        }
         self.delimiter()?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()
@@ -344,7 +347,7 @@ impl Config {
     }
 }
 
-fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
+pub(crate) fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
     match (inline, file) {
         (true, true) => Err(invalid(
             key,
@@ -355,7 +358,7 @@ fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
     }
 }
 
-fn resolve(
+pub(crate) fn resolve(
     key: &str,
     inline: &Option<Secret>,
     file: &Option<PathBuf>,

@@ -71,6 +71,8 @@ pub enum SourceError {
     BadDelimiter { file: String, delimiter: char },
     #[error("source kind {kind}: {message}")]
     Unsupported { kind: String, message: String },
+    #[error("SCIM {0}")]
+    Scim(scim::ScimError),
 }
 
 /// One item a source hands to the planner: a raw record to normalize, or a record the source

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the SCIM 2.0 test peer (scim2-server from PyPI) into a venv at a fixed path; the SCIM
+# tests and bench/scim-50k.sh look for it there (or at $CONCUR_SYNC_SCIM_PYTHON).
+# Idempotent: a second run only checks that the server imports.
+set -euo pipefail
+VENV=${CONCUR_SYNC_SCIM_VENV:-/opt/concur-sync-test/venv}
+PY=${PYTHON:-python3}
+if [ -x "$VENV/bin/python3" ] && "$VENV/bin/python3" -c 'import scim2_server.testserver.cli' 2>/dev/null; then
+  echo "scim2-server already installed in $VENV"
+  exit 0
+fi
+if ! "$PY" -m venv --help >/dev/null 2>&1; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+  PY=python3
+fi
+mkdir -p "$(dirname "$VENV")"
+"$PY" -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-server>=0.8,<0.9'
+"$VENV/bin/python3" -c 'import scim2_server.testserver.cli'
+echo "scim2-server installed in $VENV"
