@@ -126,3 +126,48 @@ pub fn record(store: &Store, start: &str, full: bool, digest: &str) -> Result<()
     let json = serde_json::to_vec(&p).unwrap_or_default();
     store.kv_set(PENDING, &json)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CycleCounts;
+
+    fn cycle(store: &Store, start: &str, full: bool, outcome: &str) -> Watermarks {
+        let marks = settle(store).unwrap();
+        let id = store.begin_cycle("scim").unwrap();
+        record(store, start, full, "d1").unwrap();
+        store
+            .finish_cycle(id, outcome, &CycleCounts::default(), None)
+            .unwrap();
+        marks
+    }
+
+    #[test]
+    fn watermarks_move_only_after_acknowledged_cycles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), None).unwrap();
+        assert_eq!(settle(&store).unwrap(), Watermarks::default());
+        // A failed full read leaves nothing behind; a read outside a cycle records nothing.
+        cycle(&store, "2026-01-01T00:00:00Z", true, "failed");
+        record(&store, "2026-01-01T00:30:00Z", true, "d1").unwrap();
+        assert_eq!(settle(&store).unwrap(), Watermarks::default());
+        cycle(&store, "2026-01-01T01:00:00Z", true, "partial");
+        let m = cycle(&store, "2026-01-01T02:00:00Z", false, "success");
+        assert_eq!(m.last_full.as_deref(), Some("2026-01-01T01:00:00Z"));
+        assert_eq!(m.delta_since.as_deref(), Some("2026-01-01T01:00:00Z"));
+        assert_eq!(m.digest.as_deref(), Some("d1"));
+        // A successful delta moves only the delta watermark; partial, held and interrupted
+        // deltas move nothing, so their users are read again.
+        for outcome in ["partial", "held", "interrupted"] {
+            let m = cycle(&store, "2026-01-01T03:00:00Z", false, outcome);
+            assert_eq!(
+                m.delta_since.as_deref(),
+                Some("2026-01-01T02:00:00Z"),
+                "{outcome}"
+            );
+        }
+        let m = settle(&store).unwrap();
+        assert_eq!(m.delta_since.as_deref(), Some("2026-01-01T02:00:00Z"));
+        assert_eq!(m.last_full.as_deref(), Some("2026-01-01T01:00:00Z"));
+    }
+}
