@@ -4,18 +4,20 @@
 # Idempotent: a second run only checks that the server imports.
 set -euo pipefail
 VENV=${CONCUR_SYNC_SCIM_VENV:-/opt/concur-sync-test/venv}
-PY=${PYTHON:-python3}
 if [ -x "$VENV/bin/python3" ] && "$VENV/bin/python3" -c 'import scim2_server.testserver.cli' 2>/dev/null; then
   echo "scim2-server already installed in $VENV"
   exit 0
 fi
-if ! "$PY" -m venv --help >/dev/null 2>&1; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
-  PY=python3
-fi
+rm -rf "$VENV"
 mkdir -p "$(dirname "$VENV")"
-"$PY" -m venv "$VENV"
+PY=$(command -v python3 || true)
+if [ -z "$PY" ] || ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
+  # Debian's python3 needs python3-venv (ensurepip) to make a venv.
+  rm -rf "$VENV"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
+  /usr/bin/python3 -m venv "$VENV"
+fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-server>=0.8,<0.9'
 "$VENV/bin/python3" -c 'import scim2_server.testserver.cli'
 echo "scim2-server installed in $VENV"

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::harness::{Rig, code, text};
+use concur_sync::simulator::{Faults, SimConfig};
 
 const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -271,7 +272,7 @@ async fn scim_full_sync_then_patch_and_delete_arrive_as_delta_updates_and_full_r
         .bulk_create(&(0..250).map(user).collect::<Vec<_>>())
         .await;
     assert_eq!(ids.len(), 250);
-    let rig = Rig::start().await;
+    let rig = Rig::with(SimConfig::default(), "max_attempts = 1").await;
     rig.use_scim(&server.table("delta_overlap = \"0s\""));
     // The service's clock has whole seconds: let the seeding fall before the first read's second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -348,7 +349,34 @@ async fn scim_full_sync_then_patch_and_delete_arrive_as_delta_updates_and_full_r
     assert_eq!(users["E00150"]["Active"], "N");
     assert_eq!(users["E00200"]["Active"], "Y");
 
-    // Cycle 3: a full read (full_every = 0s) deactivates the deleted user, and only them.
+    // A change whose cycle fails to write is not skipped by the next delta.
+    server
+        .patch(
+            &ids["E00007"],
+            json!([{"op": "replace", "path": "name.familyName", "value": "Later"}]),
+        )
+        .await;
+    rig.sim.set_faults(Faults {
+        rate_5xx: 1.0,
+        ..Faults::default()
+    });
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    rig.sim.set_faults(Faults::default());
+    assert_eq!(sim_users(&rig)["E00007"]["LastName"], "Family7");
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        server
+            .user_list_requests()
+            .last()
+            .unwrap()
+            .contains("lastModified"),
+        "a delta read"
+    );
+    assert_eq!(sim_users(&rig)["E00007"]["LastName"], "Later");
+
+    // Cycle 5: a full read (full_every = 0s) deactivates the deleted user, and only them.
     rig.use_scim(&server.table("delta_overlap = \"0s\"\nfull_every = \"0s\""));
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -361,7 +389,7 @@ async fn scim_full_sync_then_patch_and_delete_arrive_as_delta_updates_and_full_r
     );
     let full = server.user_list_requests();
     assert!(
-        full[4..].iter().all(|p| !p.contains("lastModified")),
+        full[6..].iter().all(|p| !p.contains("lastModified")),
         "{full:?}"
     );
     let users = sim_users(&rig);
