@@ -717,6 +717,58 @@ mod tests {
         }
     }
 
+    fn config(scim: &str) -> Result<crate::config::Config, String> {
+        crate::config::Config::from_toml(&format!(
+            "[source]\nkind = \"scim\"\n[source.scim]\n{scim}\n[concur]\nclient_id = \"i\"\n\
+             client_secret = \"s\"\ncompany_id = \"c\"\nrequest_token = \"t\"\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_keys_are_checked_by_name() {
+        let c = config("url = \"https://idp.example.com/scim/v2\"\ntoken = \"tok\"").unwrap();
+        let s = &c.source.scim;
+        assert_eq!(
+            (s.page_size, s.full_every.as_str(), s.max_attempts),
+            (100, "24h", 6)
+        );
+        for (scim, key) in [
+            ("token = \"t\"", "source.scim.url"),
+            ("url = \"ftp://x\"\ntoken = \"t\"", "source.scim.url"),
+            ("url = \"https://x\"", "source.scim.token"),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\ntoken_file = \"/f\"",
+                "source.scim.token",
+            ),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\nfull_every = \"soon\"",
+                "source.scim.full_every",
+            ),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\npage_size = 0",
+                "source.scim.page_size",
+            ),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\n[source.scim.attributes]\nbogus = \"title\"",
+                "source.scim.attributes.bogus",
+            ),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\n[source.scim.attributes]\nemail = \"emails[type]\"",
+                "source.scim.attributes.email",
+            ),
+            (
+                "url = \"https://x\"\ntoken = \"t\"\nbogus_key = 1",
+                "bogus_key",
+            ),
+        ] {
+            let e = config(scim).unwrap_err();
+            assert!(e.contains(key), "{scim}: {e}");
+        }
+        let e = config("url = \"https://x\"\ntoken = \"secret-value\"\npage_size = 0").unwrap_err();
+        assert!(!e.contains("secret-value"), "{e}");
+    }
+
     #[test]
     fn timestamps_round_trip() {
         let t = parse_rfc3339("2026-11-23T06:48:09Z").unwrap();
