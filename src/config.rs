@@ -459,6 +459,9 @@ impl Config {
                 "missing: the file to read is required for kind csv and ldif",
             ));
         }
+        if self.source.kind == SourceKind::Scim {
+            self.source.scim.validate()?;
+        }
         self.delimiter()?;
         if !(0.0..=1.0).contains(&self.sync.min_source_ratio) {
             return Err(invalid("sync.min_source_ratio", "must be between 0 and 1"));
@@ -535,7 +538,7 @@ impl Config {
     }
 }
 
-fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
+pub(crate) fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
     match (inline, file) {
         (true, true) => Err(invalid(
             key,
@@ -546,7 +549,7 @@ fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
     }
 }
 
-fn resolve(
+pub(crate) fn resolve(
     key: &str,
     inline: &Option<Secret>,
     file: &Option<PathBuf>,

@@ -84,6 +84,8 @@ pub enum SourceError {
     Mapping(#[from] ldap_map::MappingError),
     #[error("source kind {kind}: {message}")]
     Unsupported { kind: String, message: String },
+    #[error("SCIM {0}")]
+    Scim(scim::ScimError),
 }
 
 /// One item a source hands to the planner: a raw record to normalize, or a record the source

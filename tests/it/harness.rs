@@ -181,4 +181,17 @@ impl Rig {
         out.push_str(&text[end..]);
         std::fs::write(&self.config, out).unwrap();
     }
+
+    /// Switches this rig to `source.kind = "scim"` with `table` as the `[source.scim]` table;
+    /// calling it again replaces the table.
+    pub fn use_scim(&self, table: &str) {
+        const MARK: &str = "\n[source.scim]\n";
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let base = text
+            .split(MARK)
+            .next()
+            .unwrap()
+            .replace("[source]\nkind = \"csv\"", "[source]\nkind = \"scim\"");
+        std::fs::write(&self.config, format!("{base}{MARK}{table}\n")).unwrap();
+    }
 }

@@ -5,6 +5,7 @@
 mod harness;
 mod ldap;
 mod readback;
+mod scim;
 mod service;
 mod simulator;
 mod sync_cycle;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the SCIM 2.0 test peer (scim2-server from PyPI) into a venv at a fixed path; the SCIM
+# tests and bench/scim-50k.sh look for it there (or at $CONCUR_SYNC_SCIM_PYTHON).
+# Idempotent: a second run only checks that the server imports.
+set -euo pipefail
+VENV=${CONCUR_SYNC_SCIM_VENV:-/opt/concur-sync-test/venv}
+if [ -x "$VENV/bin/python3" ] && "$VENV/bin/python3" -c 'import scim2_server.testserver.cli' 2>/dev/null; then
+  echo "scim2-server already installed in $VENV"
+  exit 0
+fi
+rm -rf "$VENV"
+mkdir -p "$(dirname "$VENV")"
+PY=$(command -v python3 || true)
+if [ -z "$PY" ] || ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
+  # Debian's python3 needs python3-venv (ensurepip) to make a venv.
+  rm -rf "$VENV"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
+  /usr/bin/python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-server>=0.8,<0.9'
+"$VENV/bin/python3" -c 'import scim2_server.testserver.cli'
+echo "scim2-server installed in $VENV"
