@@ -197,6 +197,14 @@ fn watch(dir: &std::path::Path, shared: Arc<Shared>) -> Option<notify::Recommend
     let dir_owned = dir.to_path_buf();
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
+        // Our own scans of the folder open and read it: only changes may wake the worker.
+        if !matches!(
+            ev.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        ) || matches!(ev.kind, EventKind::Modify(ModifyKind::Metadata(_)))
+        {
+            return;
+        }
         let renamed: Vec<PathBuf> = match ev.kind {
             EventKind::Modify(ModifyKind::Name(RenameMode::To)) => ev.paths.clone(),
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
@@ -266,6 +274,7 @@ fn worker(
             if cancel.is_cancelled() {
                 break;
             }
+            metrics.wakeup();
             if let Some(f) = input.folder() {
                 let renamed: Vec<PathBuf> =
                     std::mem::take(&mut *shared.renamed.lock().unwrap_or_else(|p| p.into_inner()));

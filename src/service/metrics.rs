@@ -26,6 +26,7 @@ pub struct Metrics {
     last_success: Gauge,
     token_expiry: Gauge,
     drift_repaired: IntGauge,
+    wakeups: IntCounter,
     seen_client: Mutex<ClientStats>,
 }
 
@@ -91,8 +92,13 @@ impl Metrics {
             "concur_sync_drift_repaired_total",
             "Managed users whose drifted Concur record was repaired by reconcile.",
         ));
+        let wakeups = must(IntCounter::new(
+            "concur_sync_worker_wakeups_total",
+            "Times the cycle worker woke up (schedule, file events, polling, approvals).",
+        ));
         for c in [
             Box::new(drift_repaired.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(wakeups.clone()),
             Box::new(cycles.clone()),
             Box::new(records.clone()),
             Box::new(rejected.clone()),
@@ -133,6 +139,7 @@ impl Metrics {
             last_success,
             token_expiry,
             drift_repaired,
+            wakeups,
             seen_client: Mutex::new(ClientStats::default()),
         }
     }
@@ -158,6 +165,11 @@ impl Metrics {
             .with_label_values(&["any", "failed"])
             .inc_by(c.failed);
         self.rejected.inc_by(c.rejected);
+    }
+
+    /// Counts one wake-up of the cycle worker.
+    pub fn wakeup(&self) {
+        self.wakeups.inc();
     }
 
     /// Counts a cycle that failed before finishing.

@@ -278,6 +278,19 @@ async fn the_daemon_takes_complete_files_guards_deactivations_and_stops_cleanly(
     let active = d.active_ids();
     assert!(active.iter().all(|id| id.as_str() < "E00091"), "{active:?}");
 
+    // Idle, the worker only wakes for its polling interval (0.3 s here): scanning the folder
+    // must not wake it again through its own file events.
+    let wakeups = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("concur_sync_worker_wakeups_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let before = wakeups(&d.get("/metrics").await.1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = wakeups(&d.get("/metrics").await.1) - before;
+    assert!(idle <= 20, "the idle worker woke {idle} times in 3 s");
+
     // SIGTERM: exit 0 inside the timeout.
     let (exit, took) = d.stop().await;
     assert_eq!(exit, 0, "{}", d.log());
