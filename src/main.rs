@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Set passwords from a CSV of login_id,password (`-` reads stdin); stores only an audit record.
+    Passwords {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
@@ -137,6 +142,9 @@ async fn main() -> ExitCode {
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
+                Command::Passwords { file } => concur_sync::passwords::run(&cfg, &file)
+                    .await
+                    .map_err(Into::into),
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
             }
         }

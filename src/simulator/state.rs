@@ -163,6 +163,8 @@ pub(crate) struct Inner {
     pub requests: Vec<RequestRecord>,
     pub faults: Faults,
     pub rejects: HashMap<String, String>,
+    /// Every access and refresh token issued, in order (for leak scans in tests).
+    pub issued_tokens: Vec<String>,
 }
 
 impl Inner {
