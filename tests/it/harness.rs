@@ -219,3 +219,17 @@ impl Rig {
             .collect()
     }
 }
+
+/// Starts the real binary without waiting for it (stdout and stderr piped; killed on drop).
+pub fn spawn_bin(config: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
+}

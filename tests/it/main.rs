@@ -4,5 +4,8 @@
 
 mod harness;
 mod passwords;
+mod renames;
+mod secrets;
 mod simulator;
 mod sync_cycle;
+mod tokens;
