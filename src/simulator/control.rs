@@ -19,7 +19,7 @@ pub(crate) const INDEX: &str = "\
 GET    /_sim/users            all users, every element, JSON, sorted by EmpId (no passwords)
 POST   /_sim/users            seed users: JSON array of {element: value} (a Password element is hashed)
 PUT    /_sim/users/{empid}    edit elements of one user: {element: value}; \"\" or null removes
-GET    /_sim/requests         request log: method, path, status (0 = no response), time_ms, records, fault
+GET    /_sim/requests         request log: method, path, status (0 = no response), time_ms, arrived_ms, records, fault
 DELETE /_sim/requests         clear the request log
 GET    /_sim/faults           fault settings
 POST   /_sim/faults[?seed=N]  replace fault settings (JSON, missing keys = off); optional RNG reseed

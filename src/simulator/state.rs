@@ -60,8 +60,13 @@ pub struct RequestRecord {
     pub path: String,
     /// HTTP status sent; 0 when the connection was closed without a response.
     pub status: u16,
-    /// Milliseconds since the simulator started.
+    /// Milliseconds since the simulator started, when the answer was sent (or the connection
+    /// closed).
     pub time_ms: u64,
+    /// Milliseconds since the simulator started, when the request arrived (before any injected
+    /// latency): the order in which the client sent its requests.
+    #[serde(default)]
+    pub arrived_ms: u64,
     /// Number of records in a write batch (User v1 batch, password batch).
     pub records: Option<usize>,
     /// Injected fault, if any: `latency`, `429`, `5xx`, `drop`, `lost_response`.
