@@ -10,9 +10,9 @@ use std::time::Duration;
 use super::harness::{Rig, code, row, rows, spawn_bin, text};
 use concur_sync::simulator::{Faults, RequestRecord, RetryAfterMode, SimConfig};
 
-/// Every API and token request, in the order the client sent them.
-fn sent(rig: &Rig) -> Vec<RequestRecord> {
-    let mut all = rig.sim.requests();
+/// The requests after the first `before` of the log, in the order the client sent them.
+fn sent_since(rig: &Rig, before: usize) -> Vec<RequestRecord> {
+    let mut all = rig.sim.requests().split_off(before);
     all.sort_by_key(|r| r.arrived_ms);
     all
 }
@@ -121,8 +121,7 @@ async fn every_retry_after_form_is_honoured_globally() {
         eprintln!("{mode:?}: {:?}", started.elapsed());
         assert_exact(&rig, 150, &suffix);
 
-        let mut all = rig.sim.requests().split_off(before);
-        all.sort_by_key(|r| r.arrived_ms);
+        let all = sent_since(&rig, before);
         let checked = assert_waits_after_429(&all, min_wait);
         assert!(checked >= 1, "{mode:?}: no 429 was served");
         assert_rate(&all, 20.0, 4);
@@ -244,8 +243,7 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
         tokio::time::sleep(Duration::from_millis(timeout_ms + 400)).await;
         assert_exact(&rig, users, suffix);
 
-        let mut all = rig.sim.requests().split_off(before);
-        all.sort_by_key(|r| r.arrived_ms);
+        let all = sent_since(&rig, before);
         let faults = |kind: &str| {
             all.iter()
                 .filter(|r| r.fault.as_deref() == Some(kind))
