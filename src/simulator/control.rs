@@ -80,6 +80,7 @@ pub(crate) async fn edit(
             inner.users[i].set(&k, &v);
         }
     }
+    inner.index(i);
     let user = inner.users[i].to_sim_user();
     shared.persist(&inner);
     (StatusCode::OK, Json(user)).into_response()
