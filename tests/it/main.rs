@@ -7,6 +7,7 @@ mod faults;
 mod harness;
 mod passwords;
 mod renames;
+mod roundtrip;
 mod secrets;
 mod simulator;
 mod sync_cycle;
