@@ -229,7 +229,13 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
         let mut phase = round;
         let status = loop {
             rig.sim.set_faults(phases[phase % phases.len()].clone());
-            let hold = Duration::from_millis(hold_ms);
+            // The latency phase outlasts the longest served Retry-After (2 s), so that requests
+            // certainly leave during it.
+            let hold = if phases[phase % phases.len()].latency_ms > 0 {
+                Duration::from_millis(hold_ms.max(2500))
+            } else {
+                Duration::from_millis(hold_ms)
+            };
             tokio::select! {
                 s = child.wait() => break s.unwrap(),
                 _ = tokio::time::sleep(hold) => phase += 1,
@@ -268,13 +274,13 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
         assert_eq!(st["failed"].as_array().unwrap().len(), 0, "{st}");
         let expected = if round == 0 { "create" } else { "update" };
         assert_eq!(c[expected], users as u64, "{st}");
-        // Every request the simulator saw was counted (one written to a connection the
-        // simulator had just closed may never reach it).
+        // Every request the simulator answered was counted; those the client gave up on in the
+        // latency phase were dropped by the simulator unanswered, and are not in its log.
         let counted = c["requests"].as_u64().unwrap();
         let seen = all.len() as u64;
         assert!(
-            seen <= counted && counted <= seen + 3,
-            "{counted} counted, {seen} seen"
+            seen < counted,
+            "{counted} counted, {seen} answered: some must have timed out"
         );
         assert!(st["retries"].as_u64().unwrap() >= injected as u64, "{st}");
         assert!(st["throttled_seconds"].as_f64().unwrap() > 0.0, "{st}");
