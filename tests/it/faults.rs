@@ -138,7 +138,7 @@ async fn every_retry_after_form_is_honoured_globally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_is_given_up_after_bounded_attempts_with_the_reason_recorded() {
-    let rig = Rig::with(SimConfig::default(), "max_attempts = 3").await;
+    let rig = Rig::with(SimConfig::default(), "max_attempts = 3\nbatch_size = 10").await;
     rig.write_hr(&rows(0..20));
     rig.sim.set_faults(Faults {
         rate_5xx: 1.0,
@@ -147,12 +147,13 @@ async fn a_record_is_given_up_after_bounded_attempts_with_the_reason_recorded() 
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 1, "{}", text(&out));
     let writes = rig.sim_requests_to("/api/user/v1.0/users");
+    // The first batch is tried exactly max_attempts times; the cycle stops there.
     assert_eq!(writes.len(), 3, "exactly max_attempts sends: {writes:?}");
     assert!(writes.iter().all(|w| w.fault.as_deref() == Some("5xx")));
 
     let st = rig.status().await;
     let failed = st["failed"].as_array().unwrap();
-    assert_eq!(failed.len(), 20, "{st}");
+    assert_eq!(failed.len(), 10, "{st}");
     for f in failed {
         let m = f["message"].as_str().unwrap();
         assert!(m.starts_with("not applied: HTTP 50"), "{m}");
@@ -171,6 +172,8 @@ async fn a_record_is_given_up_after_bounded_attempts_with_the_reason_recorded() 
     let st = rig.status().await;
     assert_eq!(st["failed"].as_array().unwrap().len(), 0, "{st}");
     assert_eq!(st["users"]["managed"], 20);
+    // The unsent half of the failed cycle was re-planned, not left pending.
+    assert_eq!(st["outbox"]["pending"], 0, "{st}");
 }
 
 /// The fault phases the soak cycles through while a sync runs.
