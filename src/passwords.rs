@@ -39,7 +39,6 @@ pub enum PasswordsError {
 
 /// One row of the password file.
 struct Row {
-    line: u64,
     login_id: String,
     password: Secret,
 }
@@ -126,7 +125,6 @@ fn read_rows(label: &str, bytes: &[u8]) -> Result<(Vec<Row>, Vec<RowOutcome>), P
             None => {
                 seen.insert(login_id.to_lowercase(), line);
                 rows.push(Row {
-                    line,
                     login_id,
                     password: Secret::new(password),
                 });
@@ -228,11 +226,6 @@ pub async fn run(cfg: &Config, file: &Path) -> Result<u8, PasswordsError> {
         let client = sync::client(cfg, &store)?;
         send(&client, &rows).await?
     };
-    tracing::debug!(
-        sent = rows.len(),
-        first_line = rows.first().map_or(0, |r| r.line),
-        "password file processed"
-    );
     outcomes.append(&mut refused);
     let failed: Vec<&RowOutcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
     let ok = outcomes.len() - failed.len();
@@ -274,7 +267,6 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].login_id, "a@example.com");
         assert_eq!(rows[0].password.expose(), "S3cret!");
-        assert_eq!(rows[0].line, 2);
         let msgs: Vec<String> = refused
             .iter()
             .map(|r| r.result.clone().unwrap_err())
