@@ -37,7 +37,7 @@ start_sim() {
 # run NAME N RPS: initial load of N users; prints wall time and users/s.
 run() {
   local name=$1 n=$2 rps=$3
-  python3 bench/gen_hr.py "$n" "$W/$name.csv" "$W/$name-changed.csv"
+  python3 bench/gen_hr.py "$n" "$W/$name.csv" "$W/$name-changed.csv" > /dev/null 2>&1
   start_sim
   cat > "$W/$name.toml" <<TOML
 [state]
@@ -63,9 +63,10 @@ TOML
   local users
   users=$(curl -s "$SIM_URL/_sim/users" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   [ "$users" = "$n" ] || { echo "$name: the simulator holds $users users, expected $n" >&2; exit 1; }
-  python3 - "$name" "$n" "$rps" "$t0" "$t1" "$W/$name.out" <<'PY'
-import sys
-name, n, rps, t0, t1, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+  curl -s "$SIM_URL/_sim/requests" > "$W/$name.requests.json"
+  python3 - "$name" "$n" "$rps" "$t0" "$t1" "$W/$name.out" "$W/$name.requests.json" <<'PY'
+import json, sys
+name, n, rps, t0, t1, out, reqs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7]
 secs = t1 - t0
 rate = n / secs
 line = f"{name}: {n} users in {secs:.2f} s end to end = {rate:,.0f} users/s"
@@ -73,6 +74,13 @@ if rps > 0:
     ceiling = 500 * rps
     line += f" ({100 * rate / ceiling:.1f} % of the {ceiling:,.0f} users/s ceiling at {rps:g} requests/s)"
 print(line)
+# On the wire: from the first request's arrival (the token) to the last batch's answer.
+log = json.load(open(reqs))
+span = (max(r["time_ms"] for r in log) - min(r["arrived_ms"] for r in log)) / 1000
+wire = f"  on the wire: {len(log)} requests in {span:.2f} s = {n / span:,.0f} users/s"
+if rps > 0:
+    wire += f" ({100 * n / span / (500 * rps):.1f} % of the ceiling)"
+print(wire)
 print("  " + open(out).read().strip())
 PY
 }
