@@ -74,6 +74,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Set passwords from a CSV of login_id,password (`-` reads stdin); stores only an audit record.
+    Passwords {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
@@ -169,6 +174,9 @@ async fn main() -> ExitCode {
                     Ok(concur_sync::readback::command_check(&cfg, json).await)
                 }
                 Command::Reconcile => concur_sync::readback::command_reconcile(&cfg)
+                    .await
+                    .map_err(Into::into),
+                Command::Passwords { file } => concur_sync::passwords::run(&cfg, &file)
                     .await
                     .map_err(Into::into),
                 Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),

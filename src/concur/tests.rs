@@ -827,3 +827,37 @@ async fn logs_never_carry_secrets() {
     }
     assert!(!logs.to_ascii_lowercase().contains("authorization"));
 }
+
+#[tokio::test]
+async fn code_16_moves_the_token_request_to_the_returned_geolocation() {
+    let geo = fake(|req, _| match req.path.as_str() {
+        "/oauth2/v0/token" => ok(token_json("A", "R", "3600")),
+        _ => ok(all_succeeded(&req.body)),
+    })
+    .await;
+    let geo_base = geo.base.clone();
+    let home = fake(move |_, _| {
+        (
+            400,
+            vec![],
+            format!(
+                r#"{{"error":"invalid_grant","error_description":"user lives elsewhere","code":16,"geolocation":"{geo_base}"}}"#
+            ),
+        )
+    })
+    .await;
+    let store = Arc::new(MemStore::default());
+    let c = client(config(&home.base), Some(store.clone()));
+    let us = users(1);
+    c.post_user_batch(&[BatchRecord::new(&us[0])])
+        .await
+        .expect("token and batch at the geolocation");
+    assert_eq!(home.count("/oauth2/v0/token"), 1);
+    assert_eq!(geo.count("/oauth2/v0/token"), 1);
+    assert_eq!(geo.count(USERS_PATH), 1);
+    assert_eq!(c.stats().token_requests, 2);
+    assert_eq!(
+        store.saved.lock().expect("lock")[0].geolocation.as_deref(),
+        Some(geo.base.as_str())
+    );
+}

@@ -19,7 +19,7 @@ pub(crate) const INDEX: &str = "\
 GET    /_sim/users            all users, every element, JSON, sorted by EmpId (no passwords)
 POST   /_sim/users            seed users: JSON array of {element: value} (a Password element is hashed)
 PUT    /_sim/users/{empid}    edit elements of one user: {element: value}; \"\" or null removes
-GET    /_sim/requests         request log: method, path, status (0 = no response), time_ms, records, fault
+GET    /_sim/requests         request log: method, path, status (0 = no response), time_ms, arrived_ms, records, fault
 DELETE /_sim/requests         clear the request log
 GET    /_sim/faults           fault settings
 POST   /_sim/faults[?seed=N]  replace fault settings (JSON, missing keys = off); optional RNG reseed
@@ -80,6 +80,7 @@ pub(crate) async fn edit(
             inner.users[i].set(&k, &v);
         }
     }
+    inner.index(i);
     let user = inner.users[i].to_sim_user();
     shared.persist(&inner);
     (StatusCode::OK, Json(user)).into_response()

@@ -275,6 +275,7 @@ pub(crate) async fn middleware(
     let path = req.uri().path().to_string();
     let fam = family(&path);
     let faults = shared.lock().faults.clone();
+    let arrived_ms = shared.elapsed_ms();
     let eligible = match fam {
         Family::Control => false,
         Family::Token => faults.include_token_endpoint,
@@ -288,6 +289,7 @@ pub(crate) async fn middleware(
                 path: path.clone(),
                 status,
                 time_ms: shared.elapsed_ms(),
+                arrived_ms,
                 records,
                 fault: fault.map(str::to_string),
             };

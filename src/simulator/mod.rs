@@ -179,6 +179,12 @@ impl SimHandle {
         self.shared.lock().requests.clone()
     }
 
+    /// Every access and refresh token the token endpoint issued so far, oldest first, so that a
+    /// test can scan what the client wrote for them.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.lock().issued_tokens.clone()
+    }
+
     /// Replaces the fault settings.
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = faults;

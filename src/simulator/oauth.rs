@@ -133,6 +133,8 @@ fn issue(shared: &Shared, principal: Principal) -> Response {
             },
         );
         inner.refresh_tokens.insert(refresh.clone(), principal);
+        inner.issued_tokens.push(access.clone());
+        inner.issued_tokens.push(refresh.clone());
     }
     let refresh_expires = chrono::Utc::now().timestamp() + REFRESH_TTL_SECS;
     let body = json!({

@@ -60,8 +60,13 @@ pub struct RequestRecord {
     pub path: String,
     /// HTTP status sent; 0 when the connection was closed without a response.
     pub status: u16,
-    /// Milliseconds since the simulator started.
+    /// Milliseconds since the simulator started, when the answer was sent (or the connection
+    /// closed).
     pub time_ms: u64,
+    /// Milliseconds since the simulator started, when the request arrived (before any injected
+    /// latency): the order in which the client sent its requests.
+    #[serde(default)]
+    pub arrived_ms: u64,
     /// Number of records in a write batch (User v1 batch, password batch).
     pub records: Option<usize>,
     /// Injected fault, if any: `latency`, `429`, `5xx`, `drop`, `lost_response`.
@@ -163,17 +168,47 @@ pub(crate) struct Inner {
     pub requests: Vec<RequestRecord>,
     pub faults: Faults,
     pub rejects: HashMap<String, String>,
+    /// Every access and refresh token issued, in order (for leak scans in tests).
+    pub issued_tokens: Vec<String>,
+    /// EmpId → position in `users`; kept by [`Inner::index`] wherever an identity changes.
+    /// An entry is checked against the user it points to, so a stale one is never trusted.
+    emp_index: HashMap<String, usize>,
+    /// Lowercased LoginId → position in `users`, like `emp_index`.
+    login_index: HashMap<String, usize>,
 }
 
 impl Inner {
     pub fn user_by_emp(&self, emp: &str) -> Option<usize> {
-        self.users.iter().position(|u| u.get("EmpId") == emp)
+        match self.emp_index.get(emp) {
+            Some(&i) if self.users.get(i).is_some_and(|u| u.get("EmpId") == emp) => Some(i),
+            // The user it pointed to moved on (renamed): look for another holder.
+            Some(_) => self.users.iter().position(|u| u.get("EmpId") == emp),
+            None => None,
+        }
     }
 
     pub fn user_by_login(&self, login: &str) -> Option<usize> {
-        self.users
-            .iter()
-            .position(|u| u.get("LoginId").eq_ignore_ascii_case(login) && !login.is_empty())
+        if login.is_empty() {
+            return None;
+        }
+        let matches = |u: &StoredUser| u.get("LoginId").eq_ignore_ascii_case(login);
+        match self.login_index.get(&login.to_ascii_lowercase()) {
+            Some(&i) if self.users.get(i).is_some_and(matches) => Some(i),
+            Some(_) => self.users.iter().position(matches),
+            None => None,
+        }
+    }
+
+    /// Records the current EmpId and LoginId of `users[i]` in the look-up indexes; called after
+    /// every change that may touch them.
+    pub fn index(&mut self, i: usize) {
+        let Some(u) = self.users.get(i) else { return };
+        let emp = u.get("EmpId").to_string();
+        let login = u.get("LoginId").to_ascii_lowercase();
+        self.emp_index.insert(emp, i);
+        if !login.is_empty() {
+            self.login_index.insert(login, i);
+        }
     }
 
     pub fn sorted_users(&self) -> Vec<&StoredUser> {
@@ -207,6 +242,7 @@ impl Inner {
             if let Some(p) = password {
                 stored.password = Some(PasswordHash::new(&p));
             }
+            self.index(idx);
         }
     }
 }
@@ -250,6 +286,9 @@ impl Shared {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             inner.users = persisted.users;
             inner.attendees = persisted.attendees;
+            for i in 0..inner.users.len() {
+                inner.index(i);
+            }
         }
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),

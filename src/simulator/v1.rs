@@ -221,6 +221,8 @@ fn apply_record(
             user.set("EmpId", &final_emp);
             user.set("LoginId", &final_login);
             inner.users.push(user);
+            let at = inner.users.len() - 1;
+            inner.index(at);
         }
         Some(i) => {
             let user = &mut inner.users[i];
@@ -231,6 +233,7 @@ fn apply_record(
             }
             user.set("EmpId", &final_emp);
             user.set("LoginId", &final_login);
+            inner.index(i);
         }
     }
     Outcome {

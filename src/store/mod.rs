@@ -401,6 +401,14 @@ impl Store {
                 params![id, at],
             )?;
         }
+        // A cycle that ended early (failed: Concur unreachable after its retries) leaves its
+        // unsent entries open; they are re-planned just the same.
+        tx.execute(
+            "UPDATE outbox SET state = 'abandoned', updated_at = ?1,
+               last_error = COALESCE(last_error, 'cycle ended before this was sent; re-planned')
+             WHERE state IN ('pending', 'inflight')",
+            params![at],
+        )?;
         tx.commit()?;
         Ok(ids)
     }

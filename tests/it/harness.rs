@@ -194,4 +194,68 @@ impl Rig {
             .replace("[source]\nkind = \"csv\"", "[source]\nkind = \"scim\"");
         std::fs::write(&self.config, format!("{base}{MARK}{table}\n")).unwrap();
     }
+
+    /// Writes the HR file with its own header (e.g. with `password` or `previous_employee_id`).
+    pub fn write_csv(&self, header: &str, rows: &[String]) {
+        let mut s = String::from(header);
+        s.push('\n');
+        for r in rows {
+            s.push_str(r);
+            s.push('\n');
+        }
+        std::fs::write(&self.hr, s).unwrap();
+    }
+
+    /// Runs the real binary with `stdin` as its standard input.
+    pub async fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env_remove("RUST_LOG");
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin).await.unwrap();
+        drop(input);
+        child.wait_with_output().await.unwrap()
+    }
+
+    /// Sends a request to the simulator's `/_sim/` control API; returns the status.
+    pub async fn sim_control(&self, method: &str, path: &str, body: serde_json::Value) -> u16 {
+        let url = format!("{}{path}", self.sim.base_url());
+        let client = reqwest::Client::new();
+        let req = match method {
+            "PUT" => client.put(&url).json(&body),
+            "POST" => client.post(&url).json(&body),
+            "DELETE" => client.delete(&url),
+            _ => client.get(&url),
+        };
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    /// The simulator's log of requests whose path ends with `suffix` (case-insensitive).
+    pub fn sim_requests_to(&self, suffix: &str) -> Vec<concur_sync::simulator::RequestRecord> {
+        let suffix = suffix.to_ascii_lowercase();
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.to_ascii_lowercase().ends_with(&suffix))
+            .collect()
+    }
+}
+
+/// Starts the real binary without waiting for it (stdout and stderr piped; killed on drop).
+pub fn spawn_bin(config: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
 }
