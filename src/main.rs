@@ -187,7 +187,7 @@ async fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "fatal");
-            eprintln!("concur-sync: {e:#}");
+            eprintln!("concur-sync: {e}");
             ExitCode::from(EXIT_FATAL)
         }
     }

@@ -308,11 +308,26 @@ pub async fn run_cycle(
     if !interrupted.is_empty() {
         tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
     }
-    // FormFields refresh (daily) and, before the very first cycle, adoption of Concur's users.
-    crate::readback::before_cycle(cfg, store, client).await?;
-    let cycle = store.begin_cycle(&cfg.source.path.display().to_string())?;
+    let cycle = store.begin_cycle(&source_label(cfg))?;
     let span = tracing::info_span!("cycle", id = cycle);
     let _guard = span.enter();
+    let before = client.stats();
+    // A token first (a rejected credential fails here, once), then the FormFields refresh
+    // (daily) and, before the very first cycle, adoption of Concur's existing users.
+    let prepared = match client.authenticate().await {
+        Ok(()) => crate::readback::before_cycle(cfg, store, client).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = prepared {
+        let msg = e.to_string();
+        tracing::error!(error = %msg, "cycle failed before any write");
+        let mut counts = CycleCounts::default();
+        let after = client.stats();
+        counts.requests = after.requests.saturating_sub(before.requests);
+        counts.retries = after.retries.saturating_sub(before.retries);
+        store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+        return Err(e);
+    }
     let planned = match read_and_plan(cfg, store).await {
         Ok(p) => p,
         Err(e) => {
@@ -377,7 +392,6 @@ pub async fn run_cycle(
         store.write_outbox(cycle, &held, "held")?;
     }
     let ids = store.write_outbox(cycle, &ops, "pending")?;
-    let before = client.stats();
     let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
@@ -424,6 +438,15 @@ pub async fn run_cycle(
             store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
             Err(e)
         }
+    }
+}
+
+/// What a cycle reads, for the cycle history.
+fn source_label(cfg: &Config) -> String {
+    match cfg.source.kind {
+        SourceKind::Csv | SourceKind::Ldif => cfg.source.path.display().to_string(),
+        SourceKind::Ldap => format!("{} {}", cfg.source.ldap.url, cfg.source.ldap.base_dn),
+        SourceKind::Scim => cfg.source.scim.url.clone(),
     }
 }
 
