@@ -58,19 +58,11 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
             );
         }
     }
-    let c = &report.counts;
     println!(
-        "cycle {} {}: {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged",
+        "cycle {} {}: {}",
         report.cycle_id,
         report.outcome.as_str(),
-        c.create,
-        c.update,
-        c.reactivate,
-        c.deactivate,
-        c.password,
-        c.failed,
-        c.rejected,
-        c.unchanged
+        report.counts.summary()
     );
     if report.outcome == crate::sync::Outcome::Held {
         println!(
@@ -208,15 +200,8 @@ pub fn status_text(st: &Status) -> String {
             );
             let _ = writeln!(
                 o,
-                "  {} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged; {} requests, {} retries, {:.1}s throttled",
-                k.create,
-                k.update,
-                k.reactivate,
-                k.deactivate,
-                k.password,
-                k.failed,
-                k.rejected,
-                k.unchanged,
+                "  {}; {} requests, {} retries, {:.1}s throttled",
+                k.summary(),
                 k.requests,
                 k.retries,
                 k.throttled_seconds

@@ -67,18 +67,12 @@ max_deactivations = 5
         println!("-- plan");
         print!("{}", planned.to_text());
         let report = sync::run_cycle(&cfg, &mut store, &client, &Default::default()).await?;
-        let c = &report.counts;
         println!(
-            "-- outcome: cycle {} {} ({} created, {} updated, {} reactivated, {} deactivated, {} failed, {} rejected) in {} requests",
+            "-- outcome: cycle {} {}: {} ({} requests)",
             report.cycle_id,
             report.outcome.as_str(),
-            c.create,
-            c.update,
-            c.reactivate,
-            c.deactivate,
-            c.failed,
-            c.rejected,
-            c.requests
+            report.counts.summary(),
+            report.counts.requests
         );
         let users = sim.users();
         let active = users.iter().filter(|u| u.active()).count();

@@ -445,7 +445,7 @@ async fn send(
             match outcome {
                 RecordOutcome::Acknowledged => {
                     tally(op, true);
-                    count_ack(cc, op.kind);
+                    cc.count(op.kind);
                     results.push((id, op, EntryResult::Acknowledged));
                 }
                 RecordOutcome::Failed(m) => {
@@ -459,16 +459,6 @@ async fn send(
         store.record_results(cycle, &results)?;
     }
     Ok(())
-}
-
-fn count_ack(c: &mut CycleCounts, kind: OpKind) {
-    match kind {
-        OpKind::Create => c.create += 1,
-        OpKind::Update => c.update += 1,
-        OpKind::Deactivate => c.deactivate += 1,
-        OpKind::Reactivate => c.reactivate += 1,
-        OpKind::Password => c.password += 1,
-    }
 }
 
 // ---- check -------------------------------------------------------------------------------

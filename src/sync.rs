@@ -617,13 +617,7 @@ async fn apply(
         let outcomes = match concur::write_users(client, &records).await {
             Ok(o) => o,
             Err(e) => {
-                let msg = format!("not applied: {e}");
-                let results: Vec<(i64, &Op, EntryResult)> = chunk
-                    .iter()
-                    .map(|&i| (ids[i], &ops[i], EntryResult::Failed(msg.clone())))
-                    .collect();
-                store.record_results(cycle, &results)?;
-                counts.failed += results.len() as u64;
+                record_unsent(store, cycle, chunk, ops, ids, counts, &e)?;
                 return Err(e.into());
             }
         };
@@ -633,7 +627,7 @@ async fn apply(
             .map(|(&i, o)| {
                 let r = match o {
                     RecordOutcome::Acknowledged => {
-                        counts_add(counts, ops[i].kind);
+                        counts.count(ops[i].kind);
                         EntryResult::Acknowledged
                     }
                     RecordOutcome::Failed(m) => {
@@ -664,13 +658,7 @@ async fn apply(
         let outcomes = match client.post_password_batch(&items).await {
             Ok(o) => o,
             Err(e) => {
-                let msg = format!("not applied: {e}");
-                let results: Vec<(i64, &Op, EntryResult)> = chunk
-                    .iter()
-                    .map(|&i| (ids[i], &ops[i], EntryResult::Failed(msg.clone())))
-                    .collect();
-                store.record_results(cycle, &results)?;
-                counts.failed += results.len() as u64;
+                record_unsent(store, cycle, chunk, ops, ids, counts, &e)?;
                 return Err(e.into());
             }
         };
@@ -702,14 +690,24 @@ async fn apply(
     Ok(true)
 }
 
-fn counts_add(c: &mut CycleCounts, kind: OpKind) {
-    match kind {
-        OpKind::Create => c.create += 1,
-        OpKind::Update => c.update += 1,
-        OpKind::Deactivate => c.deactivate += 1,
-        OpKind::Reactivate => c.reactivate += 1,
-        OpKind::Password => c.password += 1,
-    }
+/// Records every entry of a batch Concur could not be reached for as failed.
+fn record_unsent(
+    store: &mut Store,
+    cycle: i64,
+    chunk: &[usize],
+    ops: &[Op],
+    ids: &[i64],
+    counts: &mut CycleCounts,
+    error: &concur::ConcurError,
+) -> Result<(), SyncError> {
+    let msg = format!("not applied: {error}");
+    let results: Vec<(i64, &Op, EntryResult)> = chunk
+        .iter()
+        .map(|&i| (ids[i], &ops[i], EntryResult::Failed(msg.clone())))
+        .collect();
+    store.record_results(cycle, &results)?;
+    counts.failed += results.len() as u64;
+    Ok(())
 }
 
 // ---- plan rendering ------------------------------------------------------------------------

@@ -129,6 +129,34 @@ pub struct CycleCounts {
     pub throttled_seconds: f64,
 }
 
+impl CycleCounts {
+    /// Counts one acknowledged operation.
+    pub fn count(&mut self, kind: OpKind) {
+        match kind {
+            OpKind::Create => self.create += 1,
+            OpKind::Update => self.update += 1,
+            OpKind::Deactivate => self.deactivate += 1,
+            OpKind::Reactivate => self.reactivate += 1,
+            OpKind::Password => self.password += 1,
+        }
+    }
+
+    /// One line for people: what a cycle did.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged",
+            self.create,
+            self.update,
+            self.reactivate,
+            self.deactivate,
+            self.password,
+            self.failed,
+            self.rejected,
+            self.unchanged
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OutboxCounts {
     pub pending: u64,
