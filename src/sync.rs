@@ -308,16 +308,17 @@ pub async fn run_cycle(
     if !interrupted.is_empty() {
         tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
     }
-    let cycle = store.begin_cycle(&source_label(cfg))?;
-    let span = tracing::info_span!("cycle", id = cycle);
-    let _guard = span.enter();
     let before = client.stats();
     // A token first (a rejected credential fails here, once), then the FormFields refresh
-    // (daily) and, before the very first cycle, adoption of Concur's existing users.
+    // (daily) and, before the very first cycle, adoption of Concur's existing users (which
+    // records its own repairs as a cycle of its own, before this one).
     let prepared = match client.authenticate().await {
         Ok(()) => crate::readback::before_cycle(cfg, store, client).await,
         Err(e) => Err(e.into()),
     };
+    let cycle = store.begin_cycle(&source_label(cfg))?;
+    let span = tracing::info_span!("cycle", id = cycle);
+    let _guard = span.enter();
     if let Err(e) = prepared {
         let msg = e.to_string();
         tracing::error!(error = %msg, "cycle failed before any write");
