@@ -423,18 +423,12 @@ impl Config {
         if c.company_id.trim().is_empty() {
             return Err(invalid("concur.company_id", "must not be empty"));
         }
-        if !(c.requests_per_second >= 0.0 && c.requests_per_second.is_finite()) {
-            return Err(invalid(
-                "concur.requests_per_second",
-                "must be a number ≥ 0 (0 turns the limiter off)",
-            ));
-        }
-        if !(c.timeout_seconds > 0.0 && c.timeout_seconds.is_finite()) {
-            return Err(invalid("concur.timeout_seconds", "must be > 0"));
-        }
-        if c.max_attempts == 0 {
-            return Err(invalid("concur.max_attempts", "must be at least 1"));
-        }
+        validate_http_limits(
+            "concur",
+            c.requests_per_second,
+            c.timeout_seconds,
+            c.max_attempts,
+        )?;
         if c.batch_size == 0 || c.batch_size > 500 {
             return Err(invalid(
                 "concur.batch_size",
@@ -536,6 +530,34 @@ impl Config {
             )?,
         })
     }
+}
+
+/// Checks the limiter and retry settings every HTTP client section has (`section.*`).
+pub(crate) fn validate_http_limits(
+    section: &str,
+    requests_per_second: f64,
+    timeout_seconds: f64,
+    max_attempts: u32,
+) -> Result<(), ConfigError> {
+    if !(requests_per_second >= 0.0 && requests_per_second.is_finite()) {
+        return Err(invalid(
+            &format!("{section}.requests_per_second"),
+            "must be a number ≥ 0 (0 turns the limiter off)",
+        ));
+    }
+    if !(timeout_seconds > 0.0 && timeout_seconds.is_finite()) {
+        return Err(invalid(
+            &format!("{section}.timeout_seconds"),
+            "must be > 0",
+        ));
+    }
+    if max_attempts == 0 {
+        return Err(invalid(
+            &format!("{section}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {

@@ -243,8 +243,41 @@ fn apply_record(
     }
 }
 
-fn find_root<'a>(root: &'a Element, name: &str) -> Option<&'a Element> {
-    root.name.eq_ignore_ascii_case(name).then_some(root)
+/// Authenticates a v1 batch request and parses its body, whose root must be `root_name`.
+fn batch_root(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    root_name: &str,
+) -> Result<Element, Response> {
+    auth_v1(shared, headers)?;
+    match parse(body) {
+        Some(root) if root.name.eq_ignore_ascii_case(root_name) => Ok(root),
+        _ => Err(error_xml(
+            StatusCode::BAD_REQUEST,
+            "The Request XML is invalid",
+        )),
+    }
+}
+
+/// The batch's `item` children, refusing empty batches and batches over the 500 limit.
+fn batch_items<'a>(batch: &'a Element, item: &str) -> Result<Vec<&'a Element>, Response> {
+    let items: Vec<&Element> = batch.children_named(item).collect();
+    if items.len() > MAX_BATCH {
+        let mut resp = error_xml(
+            StatusCode::BAD_REQUEST,
+            "Maximum User Records per Batch Exceeded",
+        );
+        resp.extensions_mut().insert(BatchSize(items.len()));
+        return Err(resp);
+    }
+    if items.is_empty() {
+        return Err(error_xml(
+            StatusCode::BAD_REQUEST,
+            "Missing Required Parameters",
+        ));
+    }
+    Ok(items)
 }
 
 pub(crate) async fn post_users(
@@ -252,27 +285,14 @@ pub(crate) async fn post_users(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = auth_v1(&shared, &headers) {
-        return resp;
-    }
-    let Some(root) = parse(&body) else {
-        return error_xml(StatusCode::BAD_REQUEST, "The Request XML is invalid");
+    let batch = match batch_root(&shared, &headers, &body, "batch") {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
-    let Some(batch) = find_root(&root, "batch") else {
-        return error_xml(StatusCode::BAD_REQUEST, "The Request XML is invalid");
+    let records = match batch_items(&batch, "UserProfile") {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let records: Vec<&Element> = batch.children_named("UserProfile").collect();
-    if records.len() > MAX_BATCH {
-        let mut resp = error_xml(
-            StatusCode::BAD_REQUEST,
-            "Maximum User Records per Batch Exceeded",
-        );
-        resp.extensions_mut().insert(BatchSize(records.len()));
-        return resp;
-    }
-    if records.is_empty() {
-        return error_xml(StatusCode::BAD_REQUEST, "Missing Required Parameters");
-    }
     let specs = element_specs();
     let outcomes: Vec<Outcome> = {
         let mut inner = shared.lock();
@@ -450,27 +470,14 @@ pub(crate) async fn post_passwords(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = auth_v1(&shared, &headers) {
-        return resp;
-    }
-    let Some(root) = parse(&body) else {
-        return error_xml(StatusCode::BAD_REQUEST, "The Request XML is invalid");
+    let batch = match batch_root(&shared, &headers, &body, "UserBatch") {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
-    let Some(batch) = find_root(&root, "UserBatch") else {
-        return error_xml(StatusCode::BAD_REQUEST, "The Request XML is invalid");
+    let users = match batch_items(&batch, "User") {
+        Ok(u) => u,
+        Err(resp) => return resp,
     };
-    let users: Vec<&Element> = batch.children_named("User").collect();
-    if users.len() > MAX_BATCH {
-        let mut resp = error_xml(
-            StatusCode::BAD_REQUEST,
-            "Maximum User Records per Batch Exceeded",
-        );
-        resp.extensions_mut().insert(BatchSize(users.len()));
-        return resp;
-    }
-    if users.is_empty() {
-        return error_xml(StatusCode::BAD_REQUEST, "Missing Required Parameters");
-    }
     let mut statuses: Vec<(String, Result<(), String>)> = Vec::new();
     {
         let mut inner = shared.lock();

@@ -132,19 +132,12 @@ impl ScimConfig {
         parse_duration(&self.full_every).map_err(|m| invalid("full_every", m))?;
         parse_duration(&self.delta_overlap).map_err(|m| invalid("delta_overlap", m))?;
         Mapping::new(&self.attributes).map_err(|(k, m)| invalid(&format!("attributes.{k}"), m))?;
-        if !(self.requests_per_second >= 0.0 && self.requests_per_second.is_finite()) {
-            return Err(invalid(
-                "requests_per_second",
-                "must be a number ≥ 0 (0 turns the limiter off)",
-            ));
-        }
-        if !(self.timeout_seconds > 0.0 && self.timeout_seconds.is_finite()) {
-            return Err(invalid("timeout_seconds", "must be > 0"));
-        }
-        if self.max_attempts == 0 {
-            return Err(invalid("max_attempts", "must be at least 1"));
-        }
-        Ok(())
+        crate::config::validate_http_limits(
+            "source.scim",
+            self.requests_per_second,
+            self.timeout_seconds,
+            self.max_attempts,
+        )
     }
 
     /// What identifies the user set and its mapping: a change forces a full read.
