@@ -19,7 +19,7 @@ use crate::plan::{self, PlanOptions, Planner};
 use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
 use crate::store::{CycleCounts, EntryResult, Store, StoreError};
-use crate::validate::{Normalizer, RawRecord};
+use crate::validate::Normalizer;
 
 /// Why a cycle could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -99,36 +99,24 @@ pub struct CycleReport {
 }
 
 /// Reads the configured source and plans against the snapshot. No writes anywhere.
+///
+/// A CSV file is parsed and validated on a second thread while this one loads the snapshot
+/// and plans, through a small bounded channel: the two cores share the work and memory stays
+/// bounded by the channel, not by the file.
 pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
             key: "defaults".into(),
             message: m,
         })?;
-    let t0 = std::time::Instant::now();
-    let snapshot = store.snapshot_index()?;
-    let t_snapshot = t0.elapsed();
-    let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
-    let mut planner = Planner::new(
-        &snapshot,
-        &mac,
-        PlanOptions {
-            source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
-        },
-    );
-    let mut records = 0u64;
-    let mut feed = |item: Result<RawRecord, Rejection>| {
-        records += 1;
-        match item {
-            Ok(raw) => match normalizer.normalize(raw) {
-                Ok(rec) => planner.push(rec),
-                Err(rejections) => planner.push_rejected(rejections),
-            },
-            Err(r) => planner.push_rejected(vec![r]),
-        }
+    let options = PlanOptions {
+        source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
     };
+    let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
+    let t0 = std::time::Instant::now();
+    let mut records = 0u64;
     let mut suspicious = None;
-    let (label, digest, complete) = match cfg.source.kind {
+    let (draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
         SourceKind::Csv => {
             let path = &cfg.source.path;
             let digest = file_digest(path)?;
@@ -140,61 +128,97 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
             }
-            let mut last_row_short = None;
-            for item in reader {
-                match item {
-                    Ok(raw) => {
-                        last_row_short = None;
-                        feed(Ok(raw))
+            let normalizer = &normalizer;
+            let (draft, snapshot_users, last_row_short) =
+                std::thread::scope(|scope| -> Result<_, SyncError> {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Validated>>(16);
+                    let producer = scope.spawn(move || validate_csv(reader, normalizer, tx));
+                    let snapshot = store.snapshot_index();
+                    let snapshot = match snapshot {
+                        Ok(s) => s,
+                        Err(e) => {
+                            drop(rx);
+                            let _ = producer.join();
+                            return Err(e.into());
+                        }
+                    };
+                    let mut planner = Planner::new(&snapshot, &mac, options);
+                    for batch in rx {
+                        for item in batch {
+                            records += 1;
+                            match item {
+                                Ok(rec) => planner.push(rec),
+                                Err(rejections) => planner.push_rejected(rejections),
+                            }
+                        }
                     }
-                    Err(RowIssue::Rejected(r)) => {
-                        last_row_short =
-                            (r.field == crate::source::csv::ROW_FIELD).then(|| r.source.clone());
-                        feed(Err(r))
+                    let (last_row_short, fatal) = producer.join().map_err(|_| {
+                        SyncError::Refused(format!(
+                            "{}: the reader stopped unexpectedly; nothing was changed",
+                            path.display()
+                        ))
+                    })?;
+                    if let Some(e) = fatal {
+                        return Err(e.into());
                     }
-                    Err(RowIssue::Fatal(e)) => return Err(e.into()),
-                }
-            }
+                    Ok((planner.finish(true), snapshot.len(), last_row_short))
+                })?;
             if let Some(at) = last_row_short {
                 suspicious = Some(format!(
                     "the last row ({at}) has too few fields: the file looks truncated"
                 ));
             }
-            (path.display().to_string(), digest, true)
+            (
+                draft,
+                snapshot_users,
+                path.display().to_string(),
+                digest,
+                true,
+            )
         }
         _ => {
             let read = crate::source::read(cfg, store).await?;
+            let snapshot = store.snapshot_index()?;
+            let mut planner = Planner::new(&snapshot, &mac, options);
             let mut h = blake3::Hasher::new();
             for item in read.items {
-                match item {
+                records += 1;
+                let validated = match item {
                     SourceItem::Record(raw) => {
                         h.update(format!("{raw:?}").as_bytes());
-                        feed(Ok(raw))
+                        normalizer.normalize(raw)
                     }
                     SourceItem::Rejected(r) => {
                         h.update(r.to_string().as_bytes());
-                        feed(Err(r))
+                        Err(vec![r])
                     }
+                };
+                match validated {
+                    Ok(rec) => planner.push(rec),
+                    Err(rejections) => planner.push_rejected(rejections),
                 }
             }
-            (read.label, h.finalize().to_hex().to_string(), read.complete)
+            let digest = h.finalize().to_hex().to_string();
+            (
+                planner.finish(read.complete),
+                snapshot.len(),
+                read.label,
+                digest,
+                read.complete,
+            )
         }
     };
     let t_read = t0.elapsed();
-    let draft = planner.finish(complete);
     let source_ids = draft.source_ids;
-    let t_finish = t0.elapsed();
     let skipped_inactive = draft.skipped_inactive;
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
     let (ops, rejections) = crate::readback::apply_company_rules(store, ops, rejections)?;
     tracing::debug!(
-        snapshot_ms = t_snapshot.as_millis() as u64,
-        read_ms = (t_read - t_snapshot).as_millis() as u64,
-        finish_ms = (t_finish - t_read).as_millis() as u64,
-        complete_ms = (t0.elapsed() - t_finish).as_millis() as u64,
-        snapshot_users = snapshot.len(),
+        read_and_plan_ms = t_read.as_millis() as u64,
+        complete_ms = (t0.elapsed() - t_read).as_millis() as u64,
+        snapshot_users,
         "plan timings"
     );
     Ok(PlannedCycle {
@@ -209,6 +233,48 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         source_ids,
         suspicious,
     })
+}
+
+/// One source row after validation.
+type Validated = Result<crate::model::SourceRecord, Vec<Rejection>>;
+
+/// The CSV half of [`read_and_plan`]: reads and validates rows, sending them in batches.
+/// Returns where the last row was short (a truncated file), and the error that made the file
+/// unusable, if any (then the cycle changes nothing).
+fn validate_csv(
+    reader: CsvReader,
+    normalizer: &Normalizer,
+    tx: std::sync::mpsc::SyncSender<Vec<Validated>>,
+) -> (Option<String>, Option<SourceError>) {
+    const BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_row_short = None;
+    for item in reader {
+        let validated = match item {
+            Ok(raw) => {
+                last_row_short = None;
+                normalizer.normalize(raw)
+            }
+            Err(RowIssue::Rejected(r)) => {
+                last_row_short =
+                    (r.field == crate::source::csv::ROW_FIELD).then(|| r.source.clone());
+                Err(vec![r])
+            }
+            Err(RowIssue::Fatal(e)) => return (last_row_short, Some(e)),
+        };
+        batch.push(validated);
+        if batch.len() == BATCH
+            && tx
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_err()
+        {
+            return (last_row_short, None);
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    (last_row_short, None)
 }
 
 pub fn file_digest(path: &Path) -> Result<String, SyncError> {
