@@ -319,7 +319,8 @@ async fn a_second_writer_is_refused_naming_the_holder() {
 async fn csv_quirks_round_trip_exactly() {
     let rig = Rig::start().await;
     let body = format!(
-        "\u{feff}{}\r\n{}\r\n\"E2\",\" spaced@example.com \",,\"Multi\nLine\",,Name,TRUE,us,usd,en-us,,\"a, b\",\r\n\r\n\r\n",
+        "\u{feff}{}\r\n{}\r\n\"E2\",\" spaced@example.com \",spaced@example.com,Spaced,,Name,TRUE,us,usd,en-us,,\"a, b\",\r\n\
+         E3,multi@example.com,multi@example.com,\"Multi\r\nLine\",,Name,true,US,USD,en_US,,R&D,\r\n\r\n\r\n",
         super::harness::HEADER,
         [
             "E1",
@@ -351,14 +352,28 @@ async fn csv_quirks_round_trip_exactly() {
         text(&out)
     );
     assert_eq!(users["E1"]["FirstName"], "Seán");
-    // A name with a line break cannot be carried by Concur: that row is rejected, named by line.
+    // Surrounding spaces trimmed, a quoted comma kept, spellings normalized.
+    let e2 = &users["E2"];
+    assert_eq!(e2["LoginId"], "spaced@example.com");
+    assert_eq!(e2["OrgUnit1"], "a, b");
+    assert_eq!(
+        (
+            &*e2["Active"],
+            &*e2["CtryCode"],
+            &*e2["CrnKey"],
+            &*e2["LocaleName"]
+        ),
+        ("Y", "US", "USD", "en_US")
+    );
+    // A name with a line break cannot be carried by Concur: that row is rejected, named by the
+    // line where it starts, and the rows around it still go through.
+    assert!(!users.contains_key("E3"));
     let st = rig.status().await;
-    if users.contains_key("E2") {
-        assert_eq!(users["E2"]["LoginId"], "spaced@example.com");
-        assert_eq!(users["E2"]["OrgUnit1"], "a, b");
-    } else {
-        assert_eq!(st["rejected"][0]["source"], "hr.csv:3", "{st}");
-    }
+    let rejected = st["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{st}");
+    assert_eq!(rejected[0]["source"], "hr.csv:4", "{st}");
+    assert_eq!(rejected[0]["field"], "first_name", "{st}");
+    assert_eq!(code(&out), 2, "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
