@@ -34,12 +34,17 @@ pub fn is_loopback(host: &Host<&str>) -> bool {
 /// Whether `host` is one of [`CONCUR_DOMAINS`] or a host under one (on a label boundary:
 /// `evilconcursolutions.com` is not).
 pub fn is_concur_host(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return false;
+    }
     CONCUR_DOMAINS.iter().any(|domain| {
-        host == *domain
-            || host
-                .strip_suffix(domain)
-                .is_some_and(|label| label.len() > 1 && label.ends_with('.'))
+        let tail: Vec<&str> = domain.split('.').collect();
+        labels.len() >= tail.len()
+            && labels[labels.len() - tail.len()..]
+                .iter()
+                .zip(&tail)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
     })
 }
 
