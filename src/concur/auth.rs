@@ -1,8 +1,9 @@
 //! Company-token lifecycle: the stored refresh token first, the company request token when it is
 //! refused; proactive refresh before expiry and forced refresh after a 401/403; rotation saved
-//! to the [`TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever it
-//! comes from: the token answer, a code-16 refusal or the store). One token request at a time: the state mutex
-//! is held across the request, so concurrent callers wait and then share its result.
+//! to the [`TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever
+//! it comes from: the token answer, a code-16 refusal or the store). One token request at a
+//! time: the state mutex is held across the request, so concurrent callers wait and then share
+//! its result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -132,11 +132,14 @@ impl Keys {
     }
 }
 
-/// Warns when the key file may be read or changed by users other than its owner.
+/// Warns (once per process) when the key file may be read or changed by users other than its
+/// owner.
 fn warn_if_exposed(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
     {
         tracing::warn!(
             key_file = %path.display(),
