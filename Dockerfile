@@ -22,6 +22,8 @@ COPY --from=build --chown=10001:10001 /out/state/ /var/lib/
 USER 10001:10001
 WORKDIR /var/lib/concur-sync
 # Admin HTTP (/healthz, /readyz, /metrics, /status); set admin.listen = "0.0.0.0:9464" to publish it.
+# It has no authentication (`run` warns when it is not loopback): publish it on the host's
+# loopback only. `concur-sync probe` checks it from inside the container.
 EXPOSE 9464
 ENTRYPOINT ["concur-sync"]
 CMD ["run"]

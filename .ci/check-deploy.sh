@@ -7,6 +7,8 @@
 #   - kubernetes-validate --strict and yamllint on every manifest under deploy/kubernetes/;
 #   - the shipped config.toml files load in the built binary, and the stop timeouts of the unit
 #     and the StatefulSet leave room for service.shutdown_timeout;
+#   - no shipped configuration binds the admin endpoint to a non-loopback address, and the
+#     StatefulSet's probes run `concur-sync probe` inside the pod;
 #   - the Dockerfile's Rust image matches Cargo.toml's rust-version.
 # Needs .ci/install-deploy.sh. Run after `cargo test` (uses target/debug/concur-sync).
 set -euo pipefail
@@ -79,7 +81,7 @@ echo "ok"
 
 echo "-- shipped configurations"
 python3 - "$W" <<'PY'
-import pathlib, re, sys, tomllib, yaml
+import ipaddress, pathlib, re, sys, tomllib, yaml
 
 w = pathlib.Path(sys.argv[1])
 errors = []
@@ -102,6 +104,40 @@ unit = pathlib.Path("deploy/systemd/concur-sync.service").read_text()
 m = re.search(r"^TimeoutStopSec=(\d+)s?$", unit, re.M)
 if not m or int(m.group(1)) <= cfg_sd["service"]["shutdown_timeout"]:
     errors.append("concur-sync.service: TimeoutStopSec must be above service.shutdown_timeout")
+
+# The admin endpoint has no authentication: every shipped configuration binds it to loopback
+# (the file, and any CONCUR_SYNC__ADMIN__LISTEN override in the unit or the StatefulSet).
+def loopback(listen):
+    host = str(listen).rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+listens = [
+    ("deploy/systemd/config.toml [admin] listen", cfg_sd.get("admin", {}).get("listen")),
+    ("deploy/kubernetes/configmap.yaml [admin] listen", cfg_k8s.get("admin", {}).get("listen")),
+]
+for m in re.finditer(r"CONCUR_SYNC__ADMIN__LISTEN=(\S+)", unit):
+    listens.append(("concur-sync.service Environment=", m.group(1)))
+containers = sts["template"]["spec"]["containers"]
+for c in containers:
+    for env in c.get("env", []):
+        if env.get("name") == "CONCUR_SYNC__ADMIN__LISTEN":
+            listens.append((f"StatefulSet container {c['name']} env", env.get("value")))
+for where, listen in listens:
+    if listen is None:
+        continue  # the default, 127.0.0.1:9464
+    if not loopback(listen):
+        errors.append(f"{where}: {listen} is not a loopback address (the admin endpoint is unprotected)")
+# Probes sent by the kubelet from the node cannot reach a loopback listener.
+for c in containers:
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if "httpGet" in c.get(probe, {}) or "tcpSocket" in c.get(probe, {}):
+            errors.append(f"StatefulSet: {probe} of {c['name']} must be an exec probe (concur-sync probe)")
+
 for e in errors:
     print("check-deploy:", e, file=sys.stderr)
 sys.exit(1 if errors else 0)

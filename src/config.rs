@@ -377,6 +377,8 @@ impl Config {
                 "file not found (give --config FILE or set CONCUR_SYNC_CONFIG)".into(),
             ));
         }
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        check_toml_syntax(&text).map_err(err)?;
         let built = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
@@ -394,6 +396,10 @@ impl Config {
 
     /// Parses a TOML string (no environment), for tests and the demo.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        check_toml_syntax(text).map_err(|message| ConfigError::Load {
+            path: "<inline>".into(),
+            message,
+        })?;
         let built = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
@@ -417,6 +423,7 @@ impl Config {
                 "must start with https:// (or http:// for the simulator)",
             ));
         }
+        check_base_url(&c.base_url)?;
         if c.client_id.trim().is_empty() {
             return Err(invalid("concur.client_id", "must not be empty"));
         }
@@ -435,15 +442,15 @@ impl Config {
                 "must be between 1 and 500 (the User v1 batch limit)",
             ));
         }
-        one_of(
+        secret_keys(
             "concur.client_secret",
-            c.client_secret.is_some(),
-            c.client_secret_file.is_some(),
+            &c.client_secret,
+            &c.client_secret_file,
         )?;
-        one_of(
+        secret_keys(
             "concur.request_token",
-            c.request_token.is_some(),
-            c.request_token_file.is_some(),
+            &c.request_token,
+            &c.request_token_file,
         )?;
         if matches!(self.source.kind, SourceKind::Csv | SourceKind::Ldif)
             && self.source.path.as_os_str().is_empty()
@@ -465,6 +472,9 @@ impl Config {
                 "sync.schedule",
                 "must be a six-field cron expression (sec min hour day month weekday), e.g. \"0 */15 * * * *\"",
             ));
+        }
+        if let Some(level) = &self.log.level {
+            log_filter("log.level", level)?;
         }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
@@ -499,6 +509,14 @@ impl Config {
         }
         crate::readback::validate_config(self)?;
         Ok(())
+    }
+
+    /// Whether `admin.listen` is a loopback address (the endpoint has no authentication).
+    pub fn admin_is_loopback(&self) -> bool {
+        self.admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
     }
 
     /// The CSV delimiter byte.
@@ -560,6 +578,134 @@ pub(crate) fn validate_http_limits(
     Ok(())
 }
 
+/// `concur.base_url`: plain `http://` only to a loopback host (the bundled simulator).
+fn check_base_url(value: &str) -> Result<(), ConfigError> {
+    let key = "concur.base_url";
+    let url = url::Url::parse(value.trim()).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
+    let Some(host) = url.host() else {
+        return Err(invalid(key, "has no host"));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(key, "must not carry user information"));
+    }
+    if url.scheme() == "http" && !crate::concur::geo::is_loopback(&host) {
+        return Err(invalid(
+            key,
+            "http:// is only allowed to a loopback host (127.0.0.0/8, ::1, localhost); use https://",
+        ));
+    }
+    Ok(())
+}
+
+/// A TOML syntax check that reports the position (and the key, when the line names one) but
+/// never the text of the line, which may hold a secret.
+fn check_toml_syntax(text: &str) -> Result<(), String> {
+    let Err(e) = toml::de::DeTable::parse(text) else {
+        return Ok(());
+    };
+    let mut message = format!("TOML syntax error: {}", e.message().trim());
+    if let Some(span) = e.span() {
+        let mut start = span.start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let before = &text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        message = format!("line {line}, column {column}: {message}");
+        if let Some(key) = key_at(text, line_start) {
+            message.push_str(&format!(" (key {key})"));
+        }
+    }
+    Err(message)
+}
+
+/// The dotted key assigned on the line starting at `line_start`, with its table, if it
+/// looks like one (`name = ...` below a `[table]` header).
+fn key_at(text: &str, line_start: usize) -> Option<String> {
+    let bare = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    if !bare(name) {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?.strip_suffix(']')?;
+        let inner = inner.trim_start_matches('[').trim_end_matches(']').trim();
+        bare(inner).then(|| inner.to_owned())
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{name}"),
+        None => name.to_owned(),
+    })
+}
+
+/// A tracing filter (`log.level` or `RUST_LOG`), parsed strictly: every directive must parse and
+/// a directive without `=` must be a level (`info`), not a word that would silently be taken as
+/// a target name and switch every other log off.
+pub fn log_filter(key: &str, value: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let bad = |why: String| {
+        invalid(
+            key,
+            format!(
+                "{value:?} is not a log filter ({why}); use a level (off, error, warn, info, debug, trace) or target=level, e.g. \"info,concur_sync=debug\""
+            ),
+        )
+    };
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '['])
+            && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive))
+        {
+            return Err(bad(format!("{directive:?} is not a level")));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Checks a secret given as `key` or `key_file`: exactly one of them, neither empty.
+pub(crate) fn secret_keys(
+    key: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    one_of(key, inline.is_some(), file.is_some())?;
+    non_empty_secret(key, inline, file)
+}
+
+/// An optional secret `key` / `key_file`, if given, is not empty or whitespace.
+pub(crate) fn non_empty_secret(
+    key: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if inline
+        .as_ref()
+        .is_some_and(|s| s.expose().trim().is_empty())
+    {
+        return Err(invalid(key, "is empty"));
+    }
+    if file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().to_string_lossy().trim().is_empty())
+    {
+        return Err(invalid(
+            &format!("{key}_file"),
+            "is empty: give the path of the file",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
     match (inline, file) {
         (true, true) => Err(invalid(
@@ -589,7 +735,7 @@ pub(crate) fn resolve(
         )
     })?;
     let value = text.trim_end_matches(['\r', '\n']);
-    if value.is_empty() {
+    if value.trim().is_empty() {
         return Err(invalid(
             &format!("{key}_file"),
             format!("{} is empty", path.display()),

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use concur_sync::commands::{self, EXIT_FATAL};
-use concur_sync::config::{Config, LogFormat};
+use concur_sync::config::{Config, LogFormat, log_filter};
 
 #[derive(Parser)]
 #[command(
@@ -79,13 +79,34 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Check the local admin endpoint for container probes: exit 0 if it answers 2xx, else 1.
+    Probe {
+        /// Default: /readyz on admin.listen from the configuration (loopback when it listens on
+        /// every interface).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+        timeout: f64,
+    },
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level.unwrap_or(default)))
-        .unwrap_or_else(|_| EnvFilter::new(default));
+/// Sets up logging; `RUST_LOG` (when set) wins over `level`. A filter that does not parse is a
+/// configuration error naming `RUST_LOG` or `log.level`.
+fn init_logging(
+    format: LogFormat,
+    level: Option<&str>,
+    default: &str,
+) -> Result<(), concur_sync::config::ConfigError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => log_filter("RUST_LOG", &v)?,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(concur_sync::config::ConfigError::Invalid {
+                key: "RUST_LOG".into(),
+                message: "is not valid UTF-8".into(),
+            });
+        }
+        _ => log_filter("log.level", level.unwrap_or(default))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -94,12 +115,21 @@ fn init_logging(format: LogFormat, level: Option<&str>, default: &str) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    Ok(())
+}
+
+/// [`init_logging`], or the exit code of a configuration error.
+fn start_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
+    init_logging(format, level, default).map_err(|e| {
+        eprintln!("concur-sync: {e}");
+        ExitCode::from(EXIT_FATAL)
+    })
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = commands::config_path(path);
     Config::load(&path).map_err(|e| {
-        init_logging(LogFormat::Text, None, "info");
+        let _ = init_logging(LogFormat::Text, None, "info");
         eprintln!("concur-sync: {e}");
         ExitCode::from(EXIT_FATAL)
     })
@@ -133,13 +163,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<u8> = match cli.command {
         Command::Simulate(args) => {
-            init_logging(LogFormat::Text, None, "info");
+            if let Err(code) = start_logging(LogFormat::Text, None, "info") {
+                return code;
+            }
             concur_sync::simulator::run_cli(*args, shutdown_signal())
                 .await
                 .map(|()| 0)
         }
         Command::Demo => {
-            init_logging(LogFormat::Text, None, "warn");
+            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
+                return code;
+            }
             concur_sync::demo::run().await
         }
         Command::Status { json, state } => {
@@ -150,15 +184,38 @@ async fn main() -> ExitCode {
                     Err(code) => return code,
                 },
             };
-            init_logging(LogFormat::Text, None, "warn");
+            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
+                return code;
+            }
             commands::status(&state, key.as_deref(), json).map_err(Into::into)
+        }
+        Command::Probe { url, timeout } => {
+            let url = match url {
+                Some(u) => u,
+                None => match load_config(cli.config) {
+                    Ok(c) => concur_sync::service::probe::default_url(&c),
+                    Err(code) => return code,
+                },
+            };
+            let timeout = std::time::Duration::try_from_secs_f64(timeout)
+                .unwrap_or(std::time::Duration::from_secs(3));
+            Ok(concur_sync::service::probe::run(&url, timeout).await)
         }
         command => {
             let cfg = match load_config(cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cfg.log.format, cfg.log.level.as_deref(), "info");
+            if let Err(code) = start_logging(cfg.log.format, cfg.log.level.as_deref(), "info") {
+                return code;
+            }
+            if matches!(command, Command::Run) && !cfg.admin_is_loopback() {
+                tracing::warn!(
+                    key = "admin.listen",
+                    listen = %cfg.admin.listen,
+                    "admin.listen is not a loopback address: /status and /metrics are open to anyone who can reach it; bind 127.0.0.1 or put an authenticating proxy in front"
+                );
+            }
             match command {
                 Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
                 Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
@@ -179,7 +236,10 @@ async fn main() -> ExitCode {
                 Command::Passwords { file } => concur_sync::passwords::run(&cfg, &file)
                     .await
                     .map_err(Into::into),
-                Command::Simulate(_) | Command::Demo | Command::Status { .. } => Ok(0),
+                Command::Simulate(_)
+                | Command::Demo
+                | Command::Status { .. }
+                | Command::Probe { .. } => Ok(0),
             }
         }
     };

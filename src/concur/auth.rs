@@ -1,7 +1,9 @@
 //! Company-token lifecycle: the stored refresh token first, the company request token when it is
 //! refused; proactive refresh before expiry and forced refresh after a 401/403; rotation saved
-//! to the [`TokenStore`]; `geolocation` followed. One token request at a time: the state mutex
-//! is held across the request, so concurrent callers wait and then share its result.
+//! to the [`TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever
+//! it comes from: the token answer, a code-16 refusal or the store). One token request at a
+//! time: the state mutex is held across the request, so concurrent callers wait and then share
+//! its result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,6 +108,26 @@ fn normalize_base(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
 }
 
+/// The origin to use for `value`, or the error that refuses it; `from` names where it came from.
+fn trusted_geolocation(
+    inner: &Inner,
+    value: &str,
+    from: &'static str,
+) -> Result<String, ConcurError> {
+    #[cfg(test)]
+    let extra: &[String] = &inner.config.trusted_test_origins;
+    #[cfg(not(test))]
+    let extra: &[String] = &[];
+    super::geo::trusted_origin(value, &inner.config.base_url, extra).map_err(|u| {
+        tracing::error!(geolocation = %u.value, from, reason = %u.reason, "untrusted geolocation refused");
+        ConcurError::UntrustedGeolocation {
+            value: u.value,
+            from,
+            reason: u.reason,
+        }
+    })
+}
+
 impl Auth {
     pub(crate) fn new() -> Auth {
         Auth {
@@ -138,11 +160,25 @@ impl Auth {
                 if !stored.refresh_token.is_empty() {
                     st.refresh = Some(stored.refresh_token.clone());
                 }
-                st.geolocation = stored
+                if let Some(raw) = stored
                     .geolocation
                     .as_deref()
-                    .map(normalize_base)
-                    .filter(|g| !g.is_empty());
+                    .filter(|g| !g.trim().is_empty())
+                {
+                    match trusted_geolocation(inner, raw, "the state database") {
+                        Ok(geo) => st.geolocation = Some(geo),
+                        Err(e) => {
+                            // Forget it, so that the next request goes to concur.base_url.
+                            if let Some(store) = &inner.store {
+                                store.save(&StoredToken {
+                                    geolocation: None,
+                                    ..stored
+                                });
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
             }
         }
         let usable = st.access.is_some()
@@ -250,14 +286,15 @@ impl Auth {
             );
             if code == Some(CODE_ELSEWHERE)
                 && hop == 0
-                && let Some(geo) = err.geolocation.as_deref().map(normalize_base)
-                && !geo.is_empty()
-                && geo != base
+                && let Some(raw) = err.geolocation.as_deref().filter(|g| !g.trim().is_empty())
             {
-                tracing::info!(geolocation = %geo, "company lives at another geolocation; retrying there");
-                st.geolocation = Some(geo.clone());
-                base = geo;
-                continue;
+                let geo = trusted_geolocation(inner, raw, "a code-16 token answer")?;
+                if geo != base {
+                    tracing::info!(geolocation = %geo, "company lives at another geolocation; retrying there");
+                    st.geolocation = Some(geo.clone());
+                    base = geo;
+                    continue;
+                }
             }
             if (400..500).contains(&reply.status) && reply.status != 429 {
                 let error = err.error.as_deref().unwrap_or("");
@@ -293,6 +330,14 @@ impl Auth {
         reply: TokenReply,
         base: String,
     ) -> Result<(), ConcurError> {
+        let geo = match reply
+            .geolocation
+            .as_deref()
+            .filter(|g| !g.trim().is_empty())
+        {
+            Some(raw) => Some(trusted_geolocation(inner, raw, "the token answer")?),
+            None => None,
+        };
         let access = reply
             .access_token
             .filter(|t| !t.is_empty())
@@ -311,11 +356,6 @@ impl Auth {
         if let Some(r) = reply.refresh_token.filter(|r| !r.is_empty()) {
             st.refresh = Some(Secret::new(r));
         }
-        let geo = reply
-            .geolocation
-            .as_deref()
-            .map(normalize_base)
-            .filter(|g| !g.is_empty());
         st.geolocation = geo.or(st.geolocation.take()).or_else(|| {
             let configured = normalize_base(&inner.config.base_url);
             (base != configured).then_some(base)

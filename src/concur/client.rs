@@ -37,6 +37,10 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Origins trusted as a geolocation besides Concur's hosts, so that unit tests can follow
+    /// one fake server to another.
+    #[cfg(test)]
+    pub(crate) trusted_test_origins: Vec<String>,
 }
 
 impl ClientConfig {
@@ -61,6 +65,8 @@ impl ClientConfig {
             max_attempts: defaults.max_attempts,
             backoff_base: defaults.backoff_base,
             backoff_max: defaults.backoff_max,
+            #[cfg(test)]
+            trusted_test_origins: Vec::new(),
         }
     }
 }

@@ -56,6 +56,17 @@ pub enum ConcurError {
     /// The batch as a whole was refused (too many records, invalid XML, batch-level message).
     #[error("batch refused: {0}")]
     Batch(String),
+    /// A `geolocation` that is not one of Concur's hosts: nothing was sent there.
+    #[error(
+        "refused the geolocation {value} from {from}: {reason}; nothing was sent there (check concur.base_url and the network path to Concur)"
+    )]
+    UntrustedGeolocation {
+        /// The value received, cut and escaped.
+        value: String,
+        /// Where it came from: the token answer, a code-16 refusal or the state database.
+        from: &'static str,
+        reason: String,
+    },
 }
 
 impl ConcurError {
@@ -65,9 +76,10 @@ impl ConcurError {
         match self {
             ConcurError::Transport { .. } => true,
             ConcurError::Http { status, .. } => is_retryable_status(*status),
-            ConcurError::AuthRejected { .. } | ConcurError::Decode(_) | ConcurError::Batch(_) => {
-                false
-            }
+            ConcurError::AuthRejected { .. }
+            | ConcurError::Decode(_)
+            | ConcurError::Batch(_)
+            | ConcurError::UntrustedGeolocation { .. } => false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! - `xml`: pure encoders and tolerant decoders of the v1 documents.
 //! - `retry`: pacing (limiter + global `Retry-After` gate) and retries, free of Concur types.
 //! - `auth`: token acquisition, refresh, rotation and geolocation.
+//! - `geo`: which geolocations may be followed (Concur's domains, in one list).
 //! - `client`: [`ConcurClient`], the only thing here that talks to the network.
 //! - `users`: [`write_users`], which resolves every record's outcome.
 
@@ -12,6 +13,7 @@ pub mod attendees;
 mod auth;
 mod client;
 pub mod error;
+pub mod geo;
 pub mod readback;
 pub mod retry;
 mod users;

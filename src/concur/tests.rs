@@ -335,7 +335,9 @@ async fn stored_refresh_token_is_tried_first_and_code_108_falls_back() {
         }),
         ..MemStore::default()
     });
-    let c = client(config(&server.base), Some(store.clone()));
+    let mut cfg = config(&server.base);
+    cfg.trusted_test_origins = vec![expired.base.clone()];
+    let c = client(cfg, Some(store.clone()));
     c.authenticate()
         .await
         .expect("falls back to the company token");
@@ -364,7 +366,9 @@ async fn follows_geolocation_for_api_calls() {
     })
     .await;
     let store = Arc::new(MemStore::default());
-    let c = client(config(&login.base), Some(store.clone()));
+    let mut cfg = config(&login.base);
+    cfg.trusted_test_origins = vec![geo.base.clone()];
+    let c = client(cfg, Some(store.clone()));
     let us = users(1);
     c.post_user_batch(&[BatchRecord::new(&us[0])])
         .await
@@ -847,7 +851,9 @@ async fn code_16_moves_the_token_request_to_the_returned_geolocation() {
     })
     .await;
     let store = Arc::new(MemStore::default());
-    let c = client(config(&home.base), Some(store.clone()));
+    let mut cfg = config(&home.base);
+    cfg.trusted_test_origins = vec![geo.base.clone()];
+    let c = client(cfg, Some(store.clone()));
     let us = users(1);
     c.post_user_batch(&[BatchRecord::new(&us[0])])
         .await
@@ -860,4 +866,74 @@ async fn code_16_moves_the_token_request_to_the_returned_geolocation() {
         store.saved.lock().expect("lock")[0].geolocation.as_deref(),
         Some(geo.base.as_str())
     );
+}
+
+#[tokio::test]
+async fn an_untrusted_geolocation_is_refused_from_every_source() {
+    // `hostile` stands for any host that is not Concur's: nothing may ever reach it.
+    let hostile = fake(|_, _| ok(token_json("A", "R", "3600"))).await;
+    let bad = format!("{}/", hostile.base);
+
+    // 1. A code-16 refusal naming it.
+    let bad16 = bad.clone();
+    let home = fake(move |_, _| {
+        (
+            400,
+            vec![],
+            format!(r#"{{"error":"invalid_grant","code":16,"geolocation":"{bad16}"}}"#),
+        )
+    })
+    .await;
+    let c = client(config(&home.base), None);
+    let err = c
+        .authenticate()
+        .await
+        .expect_err("code 16 to a hostile host");
+    assert!(
+        matches!(
+            &err,
+            ConcurError::UntrustedGeolocation {
+                from: "a code-16 token answer",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&hostile.base), "{err}");
+
+    // 2. A value stored by an earlier version: refused once and forgotten, so that the next
+    //    request goes to concur.base_url with the stored refresh token.
+    let server = api_server(|req, _| ok(all_succeeded(&req.body))).await;
+    let store = Arc::new(MemStore {
+        initial: Some(StoredToken {
+            refresh_token: Secret::new("R-old"),
+            geolocation: Some(bad.clone()),
+            access_expires_at: None,
+        }),
+        ..MemStore::default()
+    });
+    let c = client(config(&server.base), Some(store.clone()));
+    let err = c
+        .authenticate()
+        .await
+        .expect_err("stored hostile geolocation");
+    assert!(
+        matches!(
+            &err,
+            ConcurError::UntrustedGeolocation {
+                from: "the state database",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let saved = store.saved.lock().expect("lock").clone();
+    assert_eq!(saved[0].geolocation, None);
+    assert_eq!(saved[0].refresh_token.expose(), "R-old");
+    c.authenticate()
+        .await
+        .expect("then the configured base URL");
+    assert_eq!(server.seen()[0].form["grant_type"], "refresh_token");
+
+    assert!(hostile.seen().is_empty(), "{:?}", hostile.seen());
 }

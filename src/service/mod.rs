@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod metrics;
+pub mod probe;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

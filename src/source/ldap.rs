@@ -178,6 +178,11 @@ pub fn validate(cfg: &crate::config::Config) -> Result<(), crate::config::Config
             return Err(invalid(&format!("source.ldap.{key}"), "must be > 0"));
         }
     }
+    crate::config::non_empty_secret(
+        "source.ldap.bind_password",
+        &l.bind_password,
+        &l.bind_password_file,
+    )?;
     match (
         &l.bind_dn,
         l.bind_password.is_some(),

@@ -121,11 +121,7 @@ impl ScimConfig {
         {
             return Err(invalid("url", "must be an https:// (or http://) URL"));
         }
-        crate::config::one_of(
-            "source.scim.token",
-            self.token.is_some(),
-            self.token_file.is_some(),
-        )?;
+        crate::config::secret_keys("source.scim.token", &self.token, &self.token_file)?;
         if self.page_size == 0 || self.page_size > 10_000 {
             return Err(invalid("page_size", "must be between 1 and 10000"));
         }

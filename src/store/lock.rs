@@ -1,9 +1,11 @@
 //! The single-writer lock: an exclusive OS lock on `<state>.lock`, held for the life of a
 //! `sync` or `run`. The kernel releases it when the holder dies, so a crashed process never
-//! blocks the next one; the file's content names the holder for the error message.
+//! blocks the next one; the file's content names the holder for the error message. It is
+//! created with mode 0600.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
@@ -26,6 +28,7 @@ impl WriterLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),

@@ -279,11 +279,18 @@ impl Store {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_key_path(path));
         let keys = Keys::load_or_create(&key_path)?;
+        let created = create_private(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot create: {e}"),
+        })?;
         let mut conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
         configure(&conn)?;
+        if created {
+            restrict_side_files(path);
+        }
         migrate::migrate(&mut conn)?;
         Ok(Store {
             conn,
@@ -957,6 +964,36 @@ pub fn default_key_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push(".key");
     PathBuf::from(p)
+}
+
+/// Creates an empty state DB file readable by its owner only (whatever the umask), so that
+/// SQLite, which gives its `-wal` and `-shm` files the database's mode, never widens them.
+/// Returns whether the file was created.
+fn create_private(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the `-wal` and `-shm` files of a database this process created to mode 0600.
+fn restrict_side_files(db: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -47,6 +47,7 @@ impl Keys {
     pub fn load_or_create(path: &Path) -> Result<Keys, StoreError> {
         let master = match std::fs::read(path) {
             Ok(bytes) => {
+                warn_if_exposed(path);
                 let text = String::from_utf8_lossy(&bytes);
                 let decoded = hex::decode(text.trim()).map_err(|_| StoreError::Key {
                     path: path.display().to_string(),
@@ -128,6 +129,23 @@ impl Keys {
             .decrypt(Nonce::from_slice(&data[..12]), &data[12..])
             .ok()?;
         String::from_utf8(pt).ok().map(Secret::new)
+    }
+}
+
+/// Warns (once per process) when the key file may be read or changed by users other than its
+/// owner.
+fn warn_if_exposed(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            key_file = %path.display(),
+            mode = format!("{:04o}", meta.permissions().mode() & 0o7777),
+            "the state key file is accessible by other users; restrict it with chmod 600"
+        );
     }
 }
 

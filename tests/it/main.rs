@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config_hardening;
 mod crash;
 mod faults;
 mod harness;
