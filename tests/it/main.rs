@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod dropfolder_hardening;
 mod faults;
 mod harness;
 mod ldap;
