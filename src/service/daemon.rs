@@ -281,6 +281,9 @@ fn worker(
                 for p in renamed {
                     f.note_renamed(&p);
                 }
+                if let Err(e) = super::set_aside_strays(&store, f) {
+                    tracing::error!(error = %e, "cannot set aside links in the drop folder");
+                }
             }
             if let Err(e) =
                 super::apply_requested_approvals(&cfg, &mut store, &client, &mut input).await

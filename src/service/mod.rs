@@ -298,9 +298,9 @@ fn archive_and_record(
     Ok(moved_to)
 }
 
-/// Moves symbolic links and other entries that are not regular files to `rejected/`: they are
-/// never followed or read.
-fn set_aside_strays(store: &Store, folder: &mut DropFolder) -> Result<(), SyncError> {
+/// Moves symbolic links and other entries that are not regular files to `rejected/` (they are
+/// never followed or read), with an alert; the daemon does this on every wake-up.
+pub fn set_aside_strays(store: &Store, folder: &mut DropFolder) -> Result<(), SyncError> {
     for stray in folder.strays() {
         let kind = match std::fs::symlink_metadata(&stray) {
             Ok(m) if m.file_type().is_symlink() => "a symbolic link",

@@ -511,3 +511,86 @@ async fn plan_and_check_preview_the_next_file_without_moving_it() {
     assert!(next.exists());
     assert!(rig.sim.users().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_sets_unusable_files_aside_at_once_and_raises_an_alert() {
+    let rig = Rig::start().await;
+    let inbox = use_folder(&rig);
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cfg = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!(
+            "{cfg}[sync]\nschedule = \"0 0 0 1 1 *\"\n[admin]\nlisten = \"{admin}\"\n[service]\npoll_seconds = 0.3\n"
+        ),
+    )
+    .unwrap();
+    let now = SystemTime::now();
+    drop_file(
+        &inbox,
+        "bad.csv",
+        b"employee_id,login_id\n\0\0",
+        now - Duration::from_secs(10),
+    );
+    drop_file(&inbox, "good.csv", csv(&rows(0..3)).as_bytes(), now);
+    let _daemon = super::harness::spawn_bin(&rig.config, &["run"], &[]);
+    let get = |path: &'static str| {
+        let url = format!("http://{admin}{path}");
+        async move {
+            match reqwest::get(&url).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        }
+    };
+    // The good file behind the unusable one is applied well before the 60 s retry pause.
+    let t = Instant::now();
+    while active(&rig) < 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the file behind was not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rejected_reason(&inbox, "bad.csv").contains("binary content"));
+    while !entries(&inbox)
+        .iter()
+        .all(|n| n == "archive" || n == "rejected")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            entries(&inbox)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A link dropped while the service runs is set aside without a cycle, and the service
+    // says so until a later cycle succeeds.
+    std::os::unix::fs::symlink(inbox.join("archive"), inbox.join("link.csv")).unwrap();
+    let (code, body) = loop {
+        let (code, body) = get("/readyz").await;
+        if code == 503 {
+            break (code, body);
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{code} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("drop folder: link.csv: moved to rejected/: a symbolic link"),
+        "{body}"
+    );
+    let (_, metrics) = get("/metrics").await;
+    assert!(
+        metrics.contains("concur_sync_drop_folder_alerts 2"),
+        "{metrics}"
+    );
+    let (_, status) = get("/status").await;
+    let st: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(st["alerts"].as_array().unwrap().len(), 2, "{st}");
+    assert_eq!(st["last_file"]["name"], "good.csv");
+}
