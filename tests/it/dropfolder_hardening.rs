@@ -594,3 +594,65 @@ async fn the_service_sets_unusable_files_aside_at_once_and_raises_an_alert() {
     assert_eq!(st["alerts"].as_array().unwrap().len(), 2, "{st}");
     assert_eq!(st["last_file"]["name"], "good.csv");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldif_values_collapse_line_breaks_and_huge_lines_fail_the_file() {
+    use base64::Engine;
+    let rig = Rig::start().await;
+    let ldif = rig.dir.path().join("people.ldif");
+    rig.write_source_config(&format!(
+        "[source]\nkind = \"ldif\"\npath = {:?}\n",
+        ldif.display().to_string()
+    ));
+    let entry = |i: usize, given: &str| {
+        format!(
+            "dn: uid=u{i},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: u{i}\n\
+             employeeNumber: E{i}\nmail: u{i}@example.com\ngivenName:: {}\nsn: Person\ncn: U {i}\n\n",
+            base64::engine::general_purpose::STANDARD.encode(given)
+        )
+    };
+    std::fs::write(
+        &ldif,
+        format!("{}{}", entry(1, "Multi\r\nLine"), entry(2, "Plain")),
+    )
+    .unwrap();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let first = rig
+        .sim
+        .users()
+        .into_iter()
+        .find(|u| u.emp_id() == "E1")
+        .and_then(|u| u.get("FirstName").map(str::to_owned));
+    assert_eq!(first.as_deref(), Some("Multi Line"));
+    let st = rig.status().await;
+    assert_eq!(st["warnings"][0]["field"], "first_name", "{st}");
+    assert!(
+        st["warnings"][0]["source"]
+            .as_str()
+            .unwrap()
+            .contains("people.ldif"),
+        "{st}"
+    );
+
+    // A value of 300 KB on one line: the file fails before it is read whole; nobody changes.
+    std::fs::write(
+        &ldif,
+        format!(
+            "{}{}\ndescription: {}\n\n",
+            entry(1, "Multi Line"),
+            entry(2, "Plain").trim_end(),
+            "d".repeat(300 << 10)
+        ),
+    )
+    .unwrap();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("a line is longer than source.max_field_bytes = 65536 bytes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(active(&rig), 2);
+}
