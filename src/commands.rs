@@ -313,6 +313,22 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         );
         return Ok(EXIT_FATAL);
     }
+    // A drop folder: the file the next cycle would take, else the current one.
+    let previewed;
+    let cfg = match crate::service::preview(cfg, &store)? {
+        None => cfg,
+        Some((Preview::Nothing, _)) => {
+            eprintln!(
+                "no file in the drop folder {}: nothing to record",
+                crate::escape::path(&cfg.source.path)
+            );
+            return Ok(EXIT_FATAL);
+        }
+        Some((_, c)) => {
+            previewed = c;
+            &previewed
+        }
+    };
     let planned = sync::read_and_plan(cfg, &store).await?;
     let users: Vec<_> = planned
         .ops

@@ -99,7 +99,7 @@ impl Metrics {
         ));
         let drop_folder_alerts = must(IntGauge::new(
             "concur_sync_drop_folder_alerts",
-            "Drop-folder files of the last 24 hours that could not be applied, archived or rejected (see status).",
+            "Drop-folder alerts of the last 24 hours: files set aside or passed over, links, unusable archive/ or rejected/ (see status).",
         ));
         for c in [
             Box::new(drift_repaired.clone()) as Box<dyn prometheus::core::Collector>,

@@ -320,6 +320,10 @@ impl DropFolder {
     /// removed.
     pub fn prune(&self, now: SystemTime, keep: Option<&Path>) -> usize {
         let limit = Duration::from_secs(self.archive_days.saturating_mul(86_400));
+        // Never through a link to somewhere else.
+        if !std::fs::symlink_metadata(self.dir.join(ARCHIVE)).is_ok_and(|m| m.is_dir()) {
+            return 0;
+        }
         let Ok(rd) = std::fs::read_dir(self.dir.join(ARCHIVE)) else {
             return 0;
         };
