@@ -179,7 +179,7 @@ impl Normalizer {
             let field = Field(i as u8);
             let checked = match slot.take() {
                 Some(mut v) => {
-                    if collapse_breaks(&mut v) {
+                    if collapsible(field) && collapse_breaks(&mut v) {
                         collapsed.push(field.name());
                     }
                     normalize_value(field, v, &mut problems)
@@ -392,6 +392,13 @@ fn check_password(p: Secret, problems: &mut Vec<Problem>) -> Option<Secret> {
 /// NO-BREAK SPACE and its kin), ZERO WIDTH SPACE and a stray BOM.
 pub fn is_space(c: char) -> bool {
     c.is_whitespace() || c == '\u{200B}' || c == '\u{FEFF}'
+}
+
+/// Free-text fields, whose line breaks and tabs are collapsed; identifiers, logins, emails,
+/// codes and flags keep rejecting them.
+fn collapsible(field: Field) -> bool {
+    field.spec().kind == FieldKind::Text
+        && !matches!(field, Field::EMPLOYEE_ID | Field::MANAGER_EMPLOYEE_ID)
 }
 
 /// A line break or tab inside a value (a multi-line cost-centre name, a pasted address) does
@@ -695,7 +702,21 @@ mod tests {
                  was replaced by a space",
             ]
         );
-        // A rejected record reports its rejections, not warnings; passwords are not changed.
+        // A rejected record reports its rejections, not warnings; identifiers keep rejecting
+        // line breaks.
+        let mut warnings = Vec::new();
+        let rejected = n.normalize_noting(
+            raw(&[("employee_id", "E1\nE2"), ("login_id", "j@x.com")]),
+            &mut warnings,
+        );
+        assert_eq!(
+            rejected.err().map(|r| r[0].to_string()),
+            Some(
+                "hr.csv:7: employee E1\nE2: field employee_id: contains a control character \
+                 (U+000A) at character 3"
+                    .to_owned()
+            )
+        );
         let mut warnings = Vec::new();
         let rejected = n.normalize_noting(
             raw(&[("employee_id", "E2"), ("first_name", "A\nB")]),
