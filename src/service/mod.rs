@@ -104,9 +104,14 @@ pub struct Current {
 /// content the last cycle read, once.
 pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current>, SyncError> {
     let Some(last) = store.last_processed_file()? else {
+        const TRIED: &str = "source_files.adoption_tried";
         let Some(digest) = store.last_source_digest()? else {
             return Ok(None);
         };
+        if store.kv_get(TRIED)?.is_some() {
+            return Ok(None);
+        }
+        store.kv_set(TRIED, crate::store::now().as_bytes())?;
         for path in folder.archived_files() {
             if sync::file_digest_of(&path, true).ok().as_deref() == Some(digest.as_str()) {
                 let name = dropfolder::display_name(&path);

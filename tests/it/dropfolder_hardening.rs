@@ -656,3 +656,40 @@ async fn ldif_values_collapse_line_breaks_and_huge_lines_fail_the_file() {
     );
     assert_eq!(active(&rig), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_upgrade_the_archived_file_the_last_cycle_read_is_current_not_the_newest_name() {
+    let rig = Rig::start().await;
+    let inbox = use_folder(&rig);
+    drop_file(
+        &inbox,
+        "hr-1.csv",
+        csv(&rows(0..3)).as_bytes(),
+        SystemTime::now(),
+    );
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // A database from before files were recorded, and a file put in archive/ by hand whose
+    // name sorts last.
+    rusqlite::Connection::open(rig.state_path())
+        .unwrap()
+        .execute("DELETE FROM source_files", [])
+        .unwrap();
+    std::fs::write(
+        inbox.join("archive").join("hr-9.csv.29991231T000000.000Z"),
+        csv(&rows(0..1)),
+    )
+    .unwrap();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let st = rig.status().await;
+    assert_eq!(st["last_cycle"]["counts"]["deactivate"], 0, "{st}");
+    assert_eq!(active(&rig), 3);
+    assert!(
+        st["last_file"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("hr-1.csv."),
+        "{st}"
+    );
+}
