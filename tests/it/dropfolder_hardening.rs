@@ -693,3 +693,34 @@ async fn after_an_upgrade_the_archived_file_the_last_cycle_read_is_current_not_t
         "{st}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_concur_are_escaped_in_text_output() {
+    let rig = Rig::start().await;
+    rig.write_hr(&rows(0..3));
+    rig.sim.reject(
+        &["E00001"],
+        "Invalid Input\n2026-11-28T10:00:00Z  INFO forged line \u{202e}desrever",
+    );
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains('\u{202e}') && !log.contains("\n2026-11-28T10:00:00Z"),
+        "{log}"
+    );
+    assert!(log.contains("forged line \\u{202e}desrever"), "{log}");
+    let out = rig.run(&["status"]).await;
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("E00001 create: Invalid Input\\n2026-11-28T10:00:00Z  INFO forged line \\u{202e}desrever"),
+        "{s}"
+    );
+    assert!(!s.contains('\u{202e}'), "{s}");
+    // JSON keeps the message as it came.
+    let st = rig.status().await;
+    assert_eq!(
+        st["failed"][0]["message"],
+        "Invalid Input\n2026-11-28T10:00:00Z  INFO forged line \u{202e}desrever"
+    );
+}
