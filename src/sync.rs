@@ -798,6 +798,7 @@ struct PlanJson<'a> {
     summary: PlanSummary,
     operations: Vec<OpJson<'a>>,
     rejected: &'a [Rejection],
+    warnings: &'a [Rejection],
 }
 
 #[derive(Serialize, Default)]
@@ -862,6 +863,7 @@ impl PlannedCycle {
                 })
                 .collect(),
             rejected: &self.rejections,
+            warnings: &self.warnings,
         };
         serde_json::to_string_pretty(&j).unwrap_or_default()
     }
