@@ -118,6 +118,16 @@ async fn line_breaks_inside_quoted_values_become_spaces_with_a_warning() {
         &format!(",{},", q("Sales &\r\n  Marketing\tEMEA")),
     );
     rig.write_hr(&r);
+    let out = rig.run(&["plan"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("warning    hr.csv:3: employee E00001: field org_unit1"),
+        "{}",
+        text(&out)
+    );
+    let out = rig.run(&["plan", "--json"]).await;
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["warnings"][0]["source"], "hr.csv:3");
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     let user = rig
