@@ -170,10 +170,12 @@ fn resolve(path: &Path) -> Result<PathBuf, SourceError> {
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(path).map_err(open_err)? {
         let p = entry.map_err(open_err)?.path();
-        if !p.is_file() || !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        // Links are never followed in a drop folder.
+        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+        if !regular || !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             continue;
         }
-        let mtime = std::fs::metadata(&p)
+        let mtime = std::fs::symlink_metadata(&p)
             .and_then(|m| m.modified())
             .map_err(open_err)?;
         if newest.as_ref().is_none_or(|(t, n)| (mtime, &p) > (*t, n)) {
@@ -198,15 +200,23 @@ pub fn read_source(cfg: &AttendeesConfig) -> Result<AttendeeRead, SyncError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| file.clone());
-    let f = std::fs::File::open(&path).map_err(|error| SourceError::Open {
-        file: file.clone(),
-        error,
-    })?;
+    let from_folder = cfg.source.path.is_dir();
+    let f =
+        crate::source::csv::open_file(&path, from_folder).map_err(|error| SourceError::Open {
+            file: file.clone(),
+            error,
+        })?;
+    let delimiter = cfg.delimiter()?;
+    // Records are bounded while reading, like the user CSV's (source.max_record_bytes default).
     let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(cfg.delimiter()?)
+        .delimiter(delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(std::io::BufReader::new(f));
+        .from_reader(crate::source::csv::LimitedRecords::new(
+            std::io::BufReader::new(f),
+            delimiter,
+            crate::source::csv::DEFAULT_MAX_RECORD_BYTES,
+        ));
     let mapping: HashMap<String, String> = cfg
         .source
         .csv

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::service::{Input, Ran, apply_requested_approvals, cycle_once};
+use crate::escape::escape;
+use crate::service::{Input, Preview, Ran, apply_requested_approvals, cycle_once};
 use crate::store::{Status, Store, lock::WriterLock};
 use crate::sync::{self, SyncError};
 
@@ -38,7 +39,7 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
         Ran::Duplicate(file) => {
             println!(
                 "{}: same content as the last file processed; archived without a cycle",
-                file.display()
+                crate::escape::path(&file)
             );
             return Ok(0);
         }
@@ -85,7 +86,7 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             let mut store = open_store(cfg)?;
             let client = sync::client(cfg, &store)?;
             let mut input = Input::new(cfg);
-            let digest = crate::service::current_source_digest(cfg, &mut input);
+            let digest = crate::service::current_source_digest(cfg, &store, &mut input);
             match sync::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
                 Ok(r) => {
                     println!(
@@ -152,6 +153,39 @@ pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
 /// `concur-sync plan [--json]`: what a cycle would do; writes nothing.
 pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
     let store = open_store(cfg)?;
+    // A drop folder: the file the next cycle would take (left where it is), else the current.
+    let previewed;
+    let cfg = match crate::service::preview(cfg, &store)? {
+        None => cfg,
+        Some((preview, c)) => {
+            let note = match &preview {
+                Preview::Next(p) => format!(
+                    "previewing {} (the next file in the drop folder; it is not moved)",
+                    crate::escape::path(p)
+                ),
+                Preview::Current(p) => format!(
+                    "no new file waiting in {}; previewing the current file {}",
+                    crate::escape::path(&cfg.source.path),
+                    crate::escape::path(p)
+                ),
+                Preview::Nothing => {
+                    println!(
+                        "no file waiting in the drop folder {}: nothing to preview",
+                        crate::escape::path(&cfg.source.path)
+                    );
+                    return Ok(0);
+                }
+            };
+            // JSON on stdout stays one document.
+            if json {
+                eprintln!("{note}");
+            } else {
+                println!("{note}");
+            }
+            previewed = c;
+            &previewed
+        }
+    };
     let planned = sync::read_and_plan(cfg, &store).await?;
     let text = if json {
         planned.to_json()
@@ -207,7 +241,7 @@ pub fn status_text(st: &Status) -> String {
                 k.throttled_seconds
             );
             if let Some(m) = &c.message {
-                let _ = writeln!(o, "  {m}");
+                let _ = writeln!(o, "  {}", escape(m));
             }
         }
         None => {
@@ -227,14 +261,39 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(
                 o,
                 "  {} {}: {} (attempts {}, last {})",
-                f.employee_id, f.operation, f.message, f.attempts, f.last_failed_at
+                escape(&f.employee_id),
+                f.operation,
+                escape(&f.message),
+                f.attempts,
+                f.last_failed_at
             );
         }
     }
     if !st.rejected.is_empty() {
         let _ = writeln!(o, "rejected ({}):", st.rejected.len());
         for r in &st.rejected {
-            let _ = writeln!(o, "  {r}");
+            let _ = writeln!(o, "  {}", escape(&r.to_string()));
+        }
+    }
+    if !st.warnings.is_empty() {
+        let _ = writeln!(o, "warnings ({}):", st.warnings.len());
+        for w in &st.warnings {
+            let _ = writeln!(o, "  {}", escape(&w.to_string()));
+        }
+    }
+    if let Some(f) = &st.last_file {
+        let _ = writeln!(
+            o,
+            "last file processed: {} (modified {}, processed {})",
+            escape(&f.name),
+            f.modified_at.as_deref().unwrap_or("-"),
+            f.at
+        );
+    }
+    if !st.alerts.is_empty() {
+        let _ = writeln!(o, "drop-folder alerts ({}):", st.alerts.len());
+        for a in &st.alerts {
+            let _ = writeln!(o, "  {} {}: {}", a.at, escape(&a.file), escape(&a.message));
         }
     }
     o.push_str(&crate::readback::status_text(st));
@@ -254,6 +313,22 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         );
         return Ok(EXIT_FATAL);
     }
+    // A drop folder: the file the next cycle would take, else the current one.
+    let previewed;
+    let cfg = match crate::service::preview(cfg, &store)? {
+        None => cfg,
+        Some((Preview::Nothing, _)) => {
+            eprintln!(
+                "no file in the drop folder {}: nothing to record",
+                crate::escape::path(&cfg.source.path)
+            );
+            return Ok(EXIT_FATAL);
+        }
+        Some((_, c)) => {
+            previewed = c;
+            &previewed
+        }
+    };
     let planned = sync::read_and_plan(cfg, &store).await?;
     let users: Vec<_> = planned
         .ops

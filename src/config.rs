@@ -100,6 +100,16 @@ pub struct SourceConfig {
     /// Days processed files stay in the drop folder's `archive/`.
     #[serde(default = "default_archive_days")]
     pub archive_days: u64,
+    /// Longest source record (a CSV row, an LDIF entry) in bytes; a longer one fails the file.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// Longest source value in bytes; a longer one rejects its record.
+    #[serde(default = "default_max_field_bytes")]
+    pub max_field_bytes: u64,
+    /// Set (never from the file) when `path` is a file taken from a drop folder: it is then
+    /// opened without following symbolic links.
+    #[serde(skip)]
+    pub in_drop_folder: bool,
     #[serde(default)]
     pub csv: CsvConfig,
     /// Connection and attribute mapping for `ldap`; the mapping also applies to `ldif`.
@@ -151,6 +161,12 @@ fn default_settle() -> f64 {
 }
 fn default_archive_days() -> u64 {
     30
+}
+fn default_max_record_bytes() -> u64 {
+    crate::source::csv::DEFAULT_MAX_RECORD_BYTES
+}
+fn default_max_field_bytes() -> u64 {
+    crate::source::csv::DEFAULT_MAX_FIELD_BYTES
 }
 
 fn default_base_url() -> String {
@@ -488,6 +504,12 @@ impl Config {
         if self.source.settle_seconds.is_nan() || self.source.settle_seconds < 0.0 {
             return Err(invalid("source.settle_seconds", "must be ≥ 0"));
         }
+        if self.source.max_field_bytes == 0 || self.source.max_record_bytes == 0 {
+            return Err(invalid(
+                "source.max_record_bytes",
+                "source.max_record_bytes and source.max_field_bytes must be > 0",
+            ));
+        }
         crate::source::ldap::validate(self)?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()
@@ -517,6 +539,17 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The CSV reader's options: delimiter, column mapping, size limits.
+    pub fn csv_options(&self) -> Result<crate::source::csv::CsvOptions, ConfigError> {
+        Ok(crate::source::csv::CsvOptions {
+            delimiter: self.delimiter()?,
+            columns: self.source.csv.columns.clone(),
+            max_record_bytes: self.source.max_record_bytes,
+            max_field_bytes: self.source.max_field_bytes,
+            no_follow: self.source.in_drop_folder,
+        })
     }
 
     /// The CSV delimiter byte.

@@ -113,7 +113,22 @@ fn init_logging(
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Every field value escaped: a file name or a message from Concur cannot forge a line
+        // or send terminal escapes.
+        LogFormat::Text => {
+            use tracing_subscriber::field::MakeExt;
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let v = format!("{value:?}");
+                let v = concur_sync::escape::escape(&v);
+                if field.name() == "message" {
+                    write!(w, "{v}")
+                } else {
+                    write!(w, "{field}={v}")
+                }
+            })
+            .delimited(" ");
+            builder.fmt_fields(fields).try_init()
+        }
     };
     Ok(())
 }
@@ -247,7 +262,10 @@ async fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "fatal");
-            eprintln!("concur-sync: {e}");
+            eprintln!(
+                "concur-sync: {}",
+                concur_sync::escape::escape(&e.to_string())
+            );
             ExitCode::from(EXIT_FATAL)
         }
     }

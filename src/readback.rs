@@ -22,7 +22,7 @@ use crate::concur::{BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
-use crate::source::csv::{Column, CsvOptions, CsvReader, RowIssue};
+use crate::source::csv::{Column, CsvReader, RowIssue};
 use crate::store::readback::ReconcileCounts;
 use crate::store::{CycleCounts, EntryResult, Store};
 use crate::sync::SyncError;
@@ -70,10 +70,7 @@ async fn read_source(cfg: &Config, store: &Store) -> Result<Vec<SourceRecord>, S
     let mut out = Vec::new();
     match cfg.source.kind {
         SourceKind::Csv => {
-            let opts = CsvOptions {
-                delimiter: cfg.delimiter()?,
-                columns: cfg.source.csv.columns.clone(),
-            };
+            let opts = cfg.csv_options()?;
             for item in CsvReader::open(&cfg.source.path, &opts)? {
                 match item {
                     Ok(raw) => out.extend(normalizer.normalize(raw).ok()),
@@ -196,7 +193,9 @@ pub async fn reconcile(
     client: &ConcurClient,
 ) -> Result<ReconcileReport, SyncError> {
     refresh_form_fields(store, client, false).await;
-    run(cfg, store, client, "reconcile", true).await
+    // A drop folder: its current (last processed) file.
+    let cfg = crate::service::with_current_file(cfg, store)?;
+    run(&cfg, store, client, "reconcile", true).await
 }
 
 async fn run(
@@ -476,14 +475,15 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn to_text(&self) -> String {
         let mut o = String::new();
+        use crate::escape::escape;
         for l in &self.ok {
-            o.push_str(&format!("ok       {l}\n"));
+            o.push_str(&format!("ok       {}\n", escape(l)));
         }
         for l in &self.notes {
-            o.push_str(&format!("note     {l}\n"));
+            o.push_str(&format!("note     {}\n", escape(l)));
         }
         for l in &self.problems {
-            o.push_str(&format!("PROBLEM  {l}\n"));
+            o.push_str(&format!("PROBLEM  {}\n", escape(l)));
         }
         if self.problems.is_empty() {
             o.push_str("check passed\n");
@@ -544,13 +544,43 @@ pub async fn check(cfg: &Config) -> CheckReport {
             Err(e) => r.problems.push(format!("attendees.source.path: {e}")),
         }
     }
+    // A drop folder: check the file the next cycle would take, else the current one.
+    let previewed;
+    let mut cfg = cfg;
+    let mut nothing_waiting = false;
+    if let Ok(store) = Store::open(&cfg.state.path, cfg.state.key_file.as_deref()) {
+        match crate::service::preview(cfg, &store) {
+            Ok(None) => {}
+            Ok(Some((preview, c))) => {
+                match &preview {
+                    crate::service::Preview::Next(p) => r.notes.push(format!(
+                        "source.path: drop folder {}; checking the next file {} (not moved)",
+                        cfg.source.path.display(),
+                        p.display()
+                    )),
+                    crate::service::Preview::Current(p) => r.notes.push(format!(
+                        "source.path: drop folder {}; no new file waiting; checking the current file {}",
+                        cfg.source.path.display(),
+                        p.display()
+                    )),
+                    crate::service::Preview::Nothing => {
+                        nothing_waiting = true;
+                        r.ok.push(format!(
+                            "source.path: drop folder {}: no file waiting",
+                            cfg.source.path.display()
+                        ));
+                    }
+                }
+                previewed = c;
+                cfg = &previewed;
+            }
+            Err(e) => r.problems.push(format!("source.path: {e}")),
+        }
+    }
     // What the source fills.
     let mut filled: Option<HashSet<Field>> = None;
-    if cfg.source.kind == SourceKind::Csv {
-        let opts = CsvOptions {
-            delimiter: cfg.delimiter().unwrap_or(b','),
-            columns: cfg.source.csv.columns.clone(),
-        };
+    if cfg.source.kind == SourceKind::Csv && !nothing_waiting {
+        let opts = cfg.csv_options().unwrap_or_default();
         match CsvReader::open(&cfg.source.path, &opts) {
             Ok(reader) => {
                 r.ok.push(format!(
@@ -748,6 +778,7 @@ pub async fn command_reconcile(cfg: &Config) -> Result<u8, SyncError> {
 
 /// The part of the human `status` this module adds: unmanaged users, reconcile, attendees.
 pub fn status_text(st: &crate::store::Status) -> String {
+    use crate::escape::escape;
     use std::fmt::Write;
     let mut o = String::new();
     if !st.unmanaged_users.is_empty() {
@@ -760,8 +791,8 @@ pub fn status_text(st: &crate::store::Status) -> String {
             let _ = writeln!(
                 o,
                 "  {} {}{}",
-                u.employee_id,
-                u.login_id,
+                escape(&u.employee_id),
+                escape(&u.login_id),
                 if u.active { "" } else { " (inactive)" }
             );
         }
@@ -805,14 +836,17 @@ pub fn status_text(st: &crate::store::Status) -> String {
             let _ = writeln!(
                 o,
                 "  failed {} {} {}: {}",
-                f.external_id, f.attendee_type_code, f.operation, f.message
+                escape(&f.external_id),
+                f.attendee_type_code,
+                f.operation,
+                escape(&f.message)
             );
             for v in &f.validation_errors {
-                let _ = writeln!(o, "    {}: {}", v.id, v.message);
+                let _ = writeln!(o, "    {}: {}", escape(&v.id), escape(&v.message));
             }
         }
         for r in &a.rejected {
-            let _ = writeln!(o, "  rejected {r}");
+            let _ = writeln!(o, "  rejected {}", escape(&r.to_string()));
         }
         for m in &a.missing_from_source {
             let _ = writeln!(

@@ -16,7 +16,7 @@ use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, PasswordOnCreate, SourceKind};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
+use crate::source::csv::{CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
 use crate::store::{CycleCounts, EntryResult, Store, StoreError};
 use crate::validate::Normalizer;
@@ -77,6 +77,8 @@ impl Outcome {
 pub struct PlannedCycle {
     pub ops: Vec<Op>,
     pub rejections: Vec<Rejection>,
+    /// Values changed to let a record through (a line break collapsed to a space).
+    pub warnings: Vec<Rejection>,
     pub unchanged: u64,
     pub skipped_inactive: u64,
     pub source_records: u64,
@@ -116,14 +118,12 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let t0 = std::time::Instant::now();
     let mut records = 0u64;
     let mut suspicious = None;
+    let mut warnings = Vec::new();
     let (draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
         SourceKind::Csv => {
             let path = &cfg.source.path;
-            let digest = file_digest(path)?;
-            let opts = CsvOptions {
-                delimiter: cfg.delimiter()?,
-                columns: cfg.source.csv.columns.clone(),
-            };
+            let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
+            let opts = cfg.csv_options()?;
             let reader = CsvReader::open(path, &opts)?;
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
@@ -132,7 +132,9 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             let (draft, snapshot_users, last_row_short) =
                 std::thread::scope(|scope| -> Result<_, SyncError> {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Validated>>(16);
-                    let producer = scope.spawn(move || validate_csv(reader, normalizer, tx));
+                    let warnings = &mut warnings;
+                    let producer =
+                        scope.spawn(move || validate_csv(reader, normalizer, tx, warnings));
                     let snapshot = store.snapshot_index();
                     let snapshot = match snapshot {
                         Ok(s) => s,
@@ -186,7 +188,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                 let validated = match item {
                     SourceItem::Record(raw) => {
                         h.update(format!("{raw:?}").as_bytes());
-                        normalizer.normalize(raw)
+                        normalizer.normalize_noting(raw, &mut warnings)
                     }
                     SourceItem::Rejected(r) => {
                         h.update(r.to_string().as_bytes());
@@ -224,6 +226,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     Ok(PlannedCycle {
         ops,
         rejections,
+        warnings,
         unchanged,
         skipped_inactive,
         source_records: records,
@@ -245,6 +248,7 @@ fn validate_csv(
     reader: CsvReader,
     normalizer: &Normalizer,
     tx: std::sync::mpsc::SyncSender<Vec<Validated>>,
+    warnings: &mut Vec<Rejection>,
 ) -> (Option<String>, Option<SourceError>) {
     const BATCH: usize = 1024;
     let mut batch = Vec::with_capacity(BATCH);
@@ -253,7 +257,7 @@ fn validate_csv(
         let validated = match item {
             Ok(raw) => {
                 last_row_short = None;
-                normalizer.normalize(raw)
+                normalizer.normalize_noting(raw, warnings)
             }
             Err(RowIssue::Rejected(r)) => {
                 last_row_short =
@@ -278,11 +282,17 @@ fn validate_csv(
 }
 
 pub fn file_digest(path: &Path) -> Result<String, SyncError> {
+    file_digest_of(path, false)
+}
+
+/// The digest of a file; with `no_follow`, a symbolic link is refused.
+pub fn file_digest_of(path: &Path, no_follow: bool) -> Result<String, SyncError> {
     let mut h = blake3::Hasher::new();
-    let file = std::fs::File::open(path).map_err(|error| SourceError::Open {
-        file: path.display().to_string(),
-        error,
-    })?;
+    let file =
+        crate::source::csv::open_file(path, no_follow).map_err(|error| SourceError::Open {
+            file: path.display().to_string(),
+            error,
+        })?;
     h.update_reader(std::io::BufReader::with_capacity(1 << 20, file))
         .map_err(|error| SourceError::Read {
             file: path.display().to_string(),
@@ -406,9 +416,13 @@ pub async fn run_cycle(
     };
     store.set_cycle_source_digest(cycle, &planned.source_digest)?;
     store.replace_rejections(cycle, &planned.rejections)?;
+    store.replace_warnings(cycle, &planned.warnings)?;
     store.supersede_held(cycle)?;
     for r in &planned.rejections {
         tracing::warn!(rejection = %r, "record rejected");
+    }
+    for w in &planned.warnings {
+        tracing::warn!(warning = %w, "value changed to let the record through");
     }
     let mut counts = CycleCounts {
         rejected: planned.rejections.len() as u64,
@@ -784,6 +798,7 @@ struct PlanJson<'a> {
     summary: PlanSummary,
     operations: Vec<OpJson<'a>>,
     rejected: &'a [Rejection],
+    warnings: &'a [Rejection],
 }
 
 #[derive(Serialize, Default)]
@@ -848,6 +863,7 @@ impl PlannedCycle {
                 })
                 .collect(),
             rejected: &self.rejections,
+            warnings: &self.warnings,
         };
         serde_json::to_string_pretty(&j).unwrap_or_default()
     }
@@ -857,9 +873,14 @@ impl PlannedCycle {
         use std::fmt::Write;
         let mut out = String::new();
         for op in &self.ops {
-            let _ = write!(out, "{:<10} {}", op.kind.as_str(), op.employee_id);
+            let _ = write!(
+                out,
+                "{:<10} {}",
+                op.kind.as_str(),
+                crate::escape::escape(&op.employee_id)
+            );
             if !op.origin.is_empty() {
-                let _ = write!(out, "  ({})", op.origin);
+                let _ = write!(out, "  ({})", crate::escape::escape(&op.origin));
             } else if op.kind == OpKind::Deactivate {
                 out.push_str("  (no longer in the source)");
             }
@@ -869,13 +890,17 @@ impl PlannedCycle {
                     .user
                     .iter()
                     .filter(|(f, _)| *f != crate::model::Field::EMPLOYEE_ID)
-                    .map(|(f, v)| format!("{f}={v:?}"))
+                    .map(|(f, v)| crate::escape::escape(&format!("{f}={v:?}")).into_owned())
                     .collect();
                 let _ = writeln!(out, "    {}", fields.join(" "));
                 continue;
             }
             if let Some(old) = &op.old_employee_id {
-                let _ = writeln!(out, "    employee_id renamed from {old:?}");
+                let _ = writeln!(
+                    out,
+                    "    employee_id renamed from {}",
+                    crate::escape::escape(&format!("{old:?}"))
+                );
             }
             if op.kind == OpKind::Password {
                 let _ = writeln!(out, "    password: changed (not shown)");
@@ -891,7 +916,10 @@ impl PlannedCycle {
             }
         }
         for r in &self.rejections {
-            let _ = writeln!(out, "rejected   {r}");
+            let _ = writeln!(out, "rejected   {}", crate::escape::escape(&r.to_string()));
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning    {}", crate::escape::escape(&w.to_string()));
         }
         let s = self.summary();
         let _ = writeln!(
@@ -912,7 +940,7 @@ impl PlannedCycle {
 
 fn show(v: Option<&str>) -> String {
     match v {
-        Some(s) => format!("{s:?}"),
+        Some(s) => crate::escape::escape(&format!("{s:?}")).into_owned(),
         None => "∅".into(),
     }
 }

@@ -148,6 +148,16 @@ impl Normalizer {
     /// Normalizes and checks one record. A record with any failure is rejected whole, with one
     /// [`Rejection`] per failure, in field-table order.
     pub fn normalize(&self, raw: RawRecord) -> Result<SourceRecord, Vec<Rejection>> {
+        self.normalize_noting(raw, &mut Vec::new())
+    }
+
+    /// [`Normalizer::normalize`], pushing onto `warnings` one entry per value of an accepted
+    /// record that was changed to let it through (a line break or tab collapsed to a space).
+    pub fn normalize_noting(
+        &self,
+        raw: RawRecord,
+        warnings: &mut Vec<Rejection>,
+    ) -> Result<SourceRecord, Vec<Rejection>> {
         let RawRecord {
             origin,
             values,
@@ -162,12 +172,18 @@ impl Normalizer {
         }
 
         let mut problems = Vec::new();
+        let mut collapsed: Vec<&'static str> = Vec::new();
         let mut user = User::new();
         let mut bad_employee_id = None;
         for (i, slot) in slots.iter_mut().enumerate() {
             let field = Field(i as u8);
             let checked = match slot.take() {
-                Some(v) => normalize_value(field, v, &mut problems),
+                Some(mut v) => {
+                    if collapsible(field) && collapse_breaks(&mut v) {
+                        collapsed.push(field.name());
+                    }
+                    normalize_value(field, v, &mut problems)
+                }
                 None => Checked::Empty,
             };
             match checked {
@@ -220,6 +236,12 @@ impl Normalizer {
         let password = password.and_then(|p| check_password(p, &mut problems));
 
         if problems.is_empty() {
+            warnings.extend(collapsed.into_iter().map(|field| Rejection {
+                source: origin.clone(),
+                employee_id: Some(user.employee_id().to_owned()),
+                field: field.to_owned(),
+                message: "a line break or tab inside the value was replaced by a space".to_owned(),
+            }));
             return Ok(SourceRecord {
                 origin,
                 user,
@@ -370,6 +392,48 @@ fn check_password(p: Secret, problems: &mut Vec<Problem>) -> Option<Secret> {
 /// NO-BREAK SPACE and its kin), ZERO WIDTH SPACE and a stray BOM.
 pub fn is_space(c: char) -> bool {
     c.is_whitespace() || c == '\u{200B}' || c == '\u{FEFF}'
+}
+
+/// Free-text fields, whose line breaks and tabs are collapsed; identifiers, logins, emails,
+/// codes and flags keep rejecting them.
+fn collapsible(field: Field) -> bool {
+    field.spec().kind == FieldKind::Text
+        && !matches!(field, Field::EMPLOYEE_ID | Field::MANAGER_EMPLOYEE_ID)
+}
+
+/// A line break or tab inside a value (a multi-line cost-centre name, a pasted address) does
+/// not keep a record out: each run of white space holding one becomes a single space, and
+/// the ends are trimmed. Other control characters stay rejected. Returns whether a line break
+/// or tab was found inside the trimmed value.
+fn collapse_breaks(v: &mut String) -> bool {
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\t');
+    if !v.contains(is_break) {
+        return false;
+    }
+    trim_in_place(v);
+    if !v.contains(is_break) {
+        return false;
+    }
+    let mut out = String::with_capacity(v.len());
+    let mut run = String::new();
+    let mut run_breaks = false;
+    for c in v.chars() {
+        if is_break(c) || is_space(c) {
+            run_breaks |= is_break(c);
+            run.push(c);
+            continue;
+        }
+        if run_breaks {
+            out.push(' ');
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        run_breaks = false;
+        out.push(c);
+    }
+    *v = out;
+    true
 }
 
 /// Trims [`is_space`] characters from both ends without reallocating.
@@ -611,6 +675,58 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_and_tabs_become_spaces() {
+        let n = normalizer(&[]).expect("defaults");
+        let mut warnings = Vec::new();
+        let rec = n
+            .normalize_noting(
+                raw(&[
+                    ("employee_id", "E1"),
+                    ("login_id", "j@x.com"),
+                    ("org_unit1", " Cost centre\r\n  Sales \n"),
+                    ("first_name", "Jo\thn"),
+                    ("last_name", "Doe"),
+                ]),
+                &mut warnings,
+            )
+            .expect("valid");
+        assert_eq!(rec.user.get(Field::ORG_UNIT1), Some("Cost centre Sales"));
+        assert_eq!(rec.user.get(Field::FIRST_NAME), Some("Jo hn"));
+        let lines: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "hr.csv:7: employee E1: field first_name: a line break or tab inside the value \
+                 was replaced by a space",
+                "hr.csv:7: employee E1: field org_unit1: a line break or tab inside the value \
+                 was replaced by a space",
+            ]
+        );
+        // A rejected record reports its rejections, not warnings; identifiers keep rejecting
+        // line breaks.
+        let mut warnings = Vec::new();
+        let rejected = n.normalize_noting(
+            raw(&[("employee_id", "E1\nE2"), ("login_id", "j@x.com")]),
+            &mut warnings,
+        );
+        assert_eq!(
+            rejected.err().map(|r| r[0].to_string()),
+            Some(
+                "hr.csv:7: employee E1\nE2: field employee_id: contains a control character \
+                 (U+000A) at character 3"
+                    .to_owned()
+            )
+        );
+        let mut warnings = Vec::new();
+        let rejected = n.normalize_noting(
+            raw(&[("employee_id", "E2"), ("first_name", "A\nB")]),
+            &mut warnings,
+        );
+        assert!(rejected.is_err());
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
     fn normalizes_values() {
         check(&[], &[]);
         check(
@@ -800,17 +916,19 @@ mod tests {
             &[("middle_initial", "AB")],
             &["hr.csv:7: employee E1: field middle_initial: \"AB\" must be exactly one character"],
         );
+        // Line breaks and tabs are collapsed (see `line_breaks_and_tabs_become_spaces`);
+        // other control characters are not.
         check(
-            &[("first_name", "Jo\thn")],
+            &[("first_name", "Jo\u{b}hn")],
             &[
-                "hr.csv:7: employee E1: field first_name: contains a control character (U+0009) \
+                "hr.csv:7: employee E1: field first_name: contains a control character (U+000B) \
                at character 3",
             ],
         );
         check(
-            &[("last_name", "Doe\nSmith")],
+            &[("last_name", "Doe\u{85}Smith")],
             &[
-                "hr.csv:7: employee E1: field last_name: contains a control character (U+000A) \
+                "hr.csv:7: employee E1: field last_name: contains a control character (U+0085) \
                at character 4",
             ],
         );

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = CsvOptions {
         delimiter,
         columns: BTreeMap::from([("Mail".to_owned(), "email".to_owned())]),
+        ..CsvOptions::default()
     };
     let Ok(reader) = CsvReader::open(file.path(), &opts) else {
         return;

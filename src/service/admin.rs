@@ -61,6 +61,23 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
                     }),
                 );
             }
+            // A drop-folder alert newer than the last cycle that applied its source.
+            let since = st.last_success.as_ref().and_then(|c| c.finished_at.clone());
+            if let Some(a) = st
+                .alerts
+                .iter()
+                .find(|a| since.as_deref().is_none_or(|t| a.at.as_str() > t))
+            {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({
+                        "ready": false,
+                        "reason": format!("drop folder: {}: {}", a.file, a.message),
+                        "alerts": st.alerts,
+                        "last_cycle": last,
+                    }),
+                );
+            }
             let held = last
                 .filter(|c| c.outcome == "held" && st.outbox.held > 0)
                 .map(|c| {

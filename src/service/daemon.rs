@@ -281,6 +281,9 @@ fn worker(
                 for p in renamed {
                     f.note_renamed(&p);
                 }
+                if let Err(e) = super::set_aside_strays(&store, f) {
+                    tracing::error!(error = %e, "cannot set aside links in the drop folder");
+                }
             }
             if let Err(e) =
                 super::apply_requested_approvals(&cfg, &mut store, &client, &mut input).await
@@ -292,6 +295,9 @@ fn worker(
             let due = shared.schedule_due.swap(false, Ordering::SeqCst);
             if file_ready || due {
                 shared.running.store(true, Ordering::SeqCst);
+                let head = input
+                    .folder()
+                    .and_then(|f| f.next_ready(std::time::SystemTime::now()));
                 let result = super::cycle_once(&cfg, &mut store, &client, &mut input, &cancel).await;
                 shared.running.store(false, Ordering::SeqCst);
                 match result {
@@ -316,8 +322,17 @@ fn worker(
                     Err(e) => {
                         metrics.cycle_failed();
                         tracing::error!(error = %e, "cycle failed");
-                        // A file that could not be sent stays; try it again after a pause.
-                        file_backoff_until = Some(Instant::now() + Duration::from_secs(60));
+                        // A file that could not be used was moved aside (or is passed over):
+                        // the files behind it go on at once. A file that could not be sent
+                        // stays; try it again after a pause.
+                        let moved_on = head.is_some()
+                            && input
+                                .folder()
+                                .and_then(|f| f.next_ready(std::time::SystemTime::now()))
+                                != head;
+                        if !moved_on {
+                            file_backoff_until = Some(Instant::now() + Duration::from_secs(60));
+                        }
                     }
                 }
                 if !cancel.is_cancelled() && input.has_ready() && file_backoff_until.is_none() {

@@ -27,6 +27,7 @@ pub struct Metrics {
     token_expiry: Gauge,
     drift_repaired: IntGauge,
     wakeups: IntCounter,
+    drop_folder_alerts: IntGauge,
     seen_client: Mutex<ClientStats>,
 }
 
@@ -96,8 +97,13 @@ impl Metrics {
             "concur_sync_worker_wakeups_total",
             "Times the cycle worker woke up (schedule, file events, polling, approvals).",
         ));
+        let drop_folder_alerts = must(IntGauge::new(
+            "concur_sync_drop_folder_alerts",
+            "Drop-folder alerts of the last 24 hours: files set aside or passed over, links, unusable archive/ or rejected/ (see status).",
+        ));
         for c in [
             Box::new(drift_repaired.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drop_folder_alerts.clone()),
             Box::new(wakeups.clone()),
             Box::new(cycles.clone()),
             Box::new(records.clone()),
@@ -140,6 +146,7 @@ impl Metrics {
             token_expiry,
             drift_repaired,
             wakeups,
+            drop_folder_alerts,
             seen_client: Mutex::new(ClientStats::default()),
         }
     }
@@ -203,6 +210,7 @@ impl Metrics {
                 self.token_expiry.set(at as f64);
             }
             self.drift_repaired.set(st.drift_repaired as i64);
+            self.drop_folder_alerts.set(st.alerts.len() as i64);
         }
         if let Some(now) = client {
             let mut seen = self.seen_client.lock().unwrap_or_else(|p| p.into_inner());

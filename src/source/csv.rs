@@ -20,13 +20,28 @@ pub struct CsvOptions {
     pub delimiter: u8,
     /// File header name → canonical name (`[source.csv.columns]`).
     pub columns: BTreeMap<String, String>,
+    /// Longest record in bytes (`source.max_record_bytes`); a longer one fails the file,
+    /// checked while reading so that memory stays bounded.
+    pub max_record_bytes: u64,
+    /// Longest field in bytes (`source.max_field_bytes`); a longer one rejects its row.
+    pub max_field_bytes: u64,
+    /// Refuse to open the file through a symbolic link (drop-folder files).
+    pub no_follow: bool,
 }
+
+/// Default of `source.max_record_bytes`: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+/// Default of `source.max_field_bytes`: 64 KiB, far above the longest Concur field.
+pub const DEFAULT_MAX_FIELD_BYTES: u64 = 64 << 10;
 
 impl Default for CsvOptions {
     fn default() -> CsvOptions {
         CsvOptions {
             delimiter: b',',
             columns: BTreeMap::new(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
+            no_follow: false,
         }
     }
 }
@@ -99,23 +114,169 @@ pub struct CsvReader {
     /// Number of columns feeding `RawRecord.values`.
     mapped: usize,
     employee_id_col: usize,
+    login_id_col: usize,
+    max_field_bytes: u64,
+    no_follow: bool,
     /// Byte offset where the last record read began (before any blank lines).
     last_start: u64,
     done: bool,
 }
 
 /// The file, counting what the CSV parser pulled from it, so that the line a record starts on
-/// can be told even when the last one has no line break.
+/// can be told even when the last one has no line break. It also follows the quoting of what
+/// it hands over and fails the read as soon as one record grows past the record limit: the
+/// CSV parser grows its buffer to hold a whole record, so the limit must hold before it.
 struct Tracked {
     inner: File,
     total: u64,
     last: u8,
     eof: bool,
+    limit: Limiter,
+}
+
+/// Follows the CSV quoting of a byte stream and measures each record against a limit.
+#[derive(Debug)]
+struct Limiter {
+    delimiter: u8,
+    max_record: u64,
+    quote: Quoting,
+    /// Bytes of the record being read so far, and the line it started on.
+    record_bytes: u64,
+    record_line: u64,
+    line: u64,
+    /// The record limit was passed: the next read fails with this.
+    too_long: Option<RecordTooLong>,
+}
+
+/// A record longer than `source.max_record_bytes`; carried through the CSV parser as the
+/// payload of an IO error.
+#[derive(Debug, Clone, Copy)]
+struct RecordTooLong {
+    line: u64,
+    limit: u64,
+}
+
+impl fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a record is longer than source.max_record_bytes = {} bytes",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+impl Limiter {
+    fn new(delimiter: u8, max_record: u64) -> Limiter {
+        Limiter {
+            delimiter,
+            max_record: max_record.max(1),
+            quote: Quoting::FieldStart,
+            record_bytes: 0,
+            record_line: 1,
+            line: 1,
+            too_long: None,
+        }
+    }
+
+    /// The error for a read at or past the limit.
+    fn error(&self) -> io::Error {
+        io::Error::other(self.too_long.unwrap_or(RecordTooLong {
+            line: self.record_line,
+            limit: self.max_record,
+        }))
+    }
+
+    /// Follows `bytes` (quote state, record length); notes the first record past the limit.
+    /// The states are those of [`CsvReader::check_tail`]: a quote only opens at a field start.
+    /// Returns how many bytes to hand over: up to the one past the limit.
+    fn follow(&mut self, bytes: &[u8]) -> usize {
+        for (i, &b) in bytes.iter().enumerate() {
+            self.record_bytes += 1;
+            self.quote = match self.quote {
+                Quoting::FieldStart | Quoting::Unquoted if b == b'\n' => Quoting::FieldStart,
+                Quoting::FieldStart | Quoting::Unquoted if b == self.delimiter => {
+                    Quoting::FieldStart
+                }
+                Quoting::FieldStart if b == b'"' => Quoting::Quoted,
+                Quoting::FieldStart | Quoting::Unquoted => Quoting::Unquoted,
+                Quoting::Quoted if b == b'"' => Quoting::QuoteInQuoted,
+                Quoting::Quoted => Quoting::Quoted,
+                Quoting::QuoteInQuoted if b == b'"' => Quoting::Quoted,
+                Quoting::QuoteInQuoted if b == b'\n' || b == self.delimiter => Quoting::FieldStart,
+                Quoting::QuoteInQuoted => Quoting::Unquoted,
+            };
+            if b == b'\n' {
+                self.line += 1;
+                if self.quote == Quoting::FieldStart {
+                    self.record_bytes = 0;
+                    self.record_line = self.line;
+                    continue;
+                }
+            }
+            if self.record_bytes > self.max_record {
+                self.too_long = Some(RecordTooLong {
+                    line: self.record_line,
+                    limit: self.max_record,
+                });
+                return i;
+            }
+        }
+        bytes.len()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+/// A reader that fails (with an IO error carrying the line) as soon as one CSV record grows
+/// past `max_record` bytes: for CSV readers other than [`CsvReader`], such as the attendees'.
+pub struct LimitedRecords<R> {
+    inner: R,
+    limit: Limiter,
+}
+
+impl<R: Read> LimitedRecords<R> {
+    pub fn new(inner: R, delimiter: u8, max_record: u64) -> LimitedRecords<R> {
+        LimitedRecords {
+            inner,
+            limit: Limiter::new(delimiter, max_record),
+        }
+    }
+}
+
+impl<R: Read> Read for LimitedRecords<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.limit.too_long.is_some() {
+            return Err(self.limit.error());
+        }
+        let read = self.inner.read(buf)?;
+        let n = self.limit.follow(&buf[..read]);
+        if n == 0 && read > 0 {
+            return Err(self.limit.error());
+        }
+        Ok(n)
+    }
 }
 
 impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        if self.limit.too_long.is_some() {
+            return Err(self.limit.error());
+        }
+        let read = self.inner.read(buf)?;
+        // The file fails at the record past the limit: what follows it is never handed over.
+        let n = self.limit.follow(&buf[..read]);
+        if n == 0 && read > 0 {
+            return Err(self.limit.error());
+        }
         match buf[..n].last() {
             Some(&b) => {
                 self.total += n as u64;
@@ -125,6 +286,24 @@ impl Read for Tracked {
         }
         Ok(n)
     }
+}
+
+/// Opens a source file; with `no_follow`, a symbolic link is refused instead of followed.
+pub fn open_file(path: &Path, no_follow: bool) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    if no_follow {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(path)?;
+    if no_follow && !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
 }
 
 impl CsvReader {
@@ -155,7 +334,7 @@ impl CsvReader {
                 }
             }
         }
-        let inner = match File::open(path) {
+        let inner = match open_file(path, opts.no_follow) {
             Ok(f) => f,
             Err(error) => return Err(SourceError::Open { file, error }),
         };
@@ -172,6 +351,7 @@ impl CsvReader {
                 total: 0,
                 last: 0,
                 eof: false,
+                limit: Limiter::new(d, opts.max_record_bytes),
             });
         let mut me = CsvReader {
             file,
@@ -184,6 +364,9 @@ impl CsvReader {
             unknown: Vec::new(),
             mapped: 0,
             employee_id_col: 0,
+            login_id_col: 0,
+            max_field_bytes: opts.max_field_bytes.max(1),
+            no_follow: opts.no_follow,
             last_start: 0,
             done: false,
         };
@@ -274,7 +457,7 @@ impl CsvReader {
                 .position(|c| *c == Column::Field(required))
             {
                 Some(i) if required == Field::EMPLOYEE_ID => self.employee_id_col = i,
-                Some(_) => {}
+                Some(i) => self.login_id_col = i,
                 None => {
                     let mut found = self.headers.iter().take(12).fold(String::new(), |acc, h| {
                         if acc.is_empty() {
@@ -334,6 +517,12 @@ impl CsvReader {
                     line: line + count_newlines(&bytes[..at]),
                 });
             }
+            if inside > 0
+                && !self.columns.is_empty()
+                && let Some(e) = self.swallowed_rows(line)
+            {
+                return Err(e);
+            }
             if inside > MAX_RECORD_LINES {
                 return Err(self.malformed(
                     line,
@@ -358,10 +547,22 @@ impl CsvReader {
     fn read_failure(&self, e: csv::Error, before: &csv::Position) -> SourceError {
         let end = self.rdr.position();
         match e.into_kind() {
-            csv::ErrorKind::Io(error) => SourceError::Read {
-                file: self.file.clone(),
-                line: end.line(),
-                error,
+            csv::ErrorKind::Io(error) => match error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<RecordTooLong>())
+            {
+                Some(too_long) => self.malformed(
+                    too_long.line,
+                    format!(
+                        "{too_long}; is a quote left open, or is this not a CSV file? \
+                         Nothing from this file was applied"
+                    ),
+                ),
+                None => SourceError::Read {
+                    file: self.file.clone(),
+                    line: end.line(),
+                    error,
+                },
             },
             csv::ErrorKind::Utf8 { err, .. } => {
                 let column = match self.headers.get(err.field()) {
@@ -369,9 +570,11 @@ impl CsvReader {
                     _ => format!("#{}", err.field() + 1),
                 };
                 let mut raw = Vec::new();
-                let reread = File::open(&self.path).and_then(|mut f| {
+                // The record is at most the record limit plus one read-ahead buffer.
+                let reread = open_file(&self.path, self.no_follow).and_then(|mut f| {
                     f.seek(SeekFrom::Start(before.byte()))?;
-                    f.take(end.byte() - before.byte()).read_to_end(&mut raw)
+                    f.take((end.byte() - before.byte()).min(64 << 20))
+                        .read_to_end(&mut raw)
                 });
                 let line = match (reread, std::str::from_utf8(&raw)) {
                     (Ok(_), Err(bad)) => before.line() + count_newlines(&raw[..bad.valid_up_to()]),
@@ -395,7 +598,7 @@ impl CsvReader {
             line: self.rdr.position().line(),
             error,
         };
-        let mut f = File::open(&self.path).map_err(read_error)?;
+        let mut f = open_file(&self.path, self.no_follow).map_err(read_error)?;
         f.seek(SeekFrom::Start(self.last_start))
             .map_err(read_error)?;
         let mut line = self.rdr.position().line();
@@ -449,6 +652,57 @@ impl CsvReader {
         Ok(())
     }
 
+    /// A quoted field that runs over a line shaped like a record of its own: a quote left open
+    /// swallowed rows, and the employees in them would vanish from the read. The whole file is
+    /// suspect then. `line` is the line the record starts on.
+    fn swallowed_rows(&self, line: u64) -> Option<SourceError> {
+        let mut at = line;
+        for (i, field) in self.record.iter().enumerate() {
+            let mut lines = field.split('\n');
+            let _first = lines.next();
+            for (k, embedded) in lines.enumerate() {
+                if self.looks_like_row(embedded) {
+                    let column = match self.headers.get(i) {
+                        Some(h) if !h.is_empty() => h.clone(),
+                        _ => format!("#{}", i + 1),
+                    };
+                    return Some(self.malformed(
+                        at,
+                        format!(
+                            "a quoted field (column {column}) opened on line {at} runs over line \
+                             {}, which looks like a row of its own: a quote is probably not \
+                             closed and swallowed rows. Nothing from this file was applied",
+                            at + k as u64 + 1
+                        ),
+                    ));
+                }
+            }
+            at += count_newlines(field.as_bytes());
+        }
+        None
+    }
+
+    /// Is an embedded line shaped like a data row: as many delimiters as the header needs, or
+    /// an id-like first value and an `@` where the login id goes?
+    fn looks_like_row(&self, line: &str) -> bool {
+        let d = char::from(self.delimiter);
+        let parts: Vec<&str> = line.split(d).collect();
+        if parts.len() >= self.columns.len() {
+            return true;
+        }
+        let (Some(id), Some(login)) = (
+            parts.get(self.employee_id_col),
+            parts.get(self.login_id_col),
+        ) else {
+            return false;
+        };
+        let id = id.trim_matches(|c: char| is_space(c) || c == '"');
+        !id.is_empty()
+            && !id.chars().any(char::is_whitespace)
+            && id.len() <= REJECTION_ID_MAX_BYTES
+            && login.contains('@')
+    }
+
     fn malformed(&self, line: u64, reason: String) -> SourceError {
         SourceError::Malformed {
             file: self.file.clone(),
@@ -477,6 +731,32 @@ impl CsvReader {
                     "{} fields where the header has {}",
                     rec.len(),
                     self.columns.len()
+                ),
+            }));
+        }
+        if let Some((i, f)) = rec
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.len() as u64 > self.max_field_bytes)
+        {
+            let id = text(self.employee_id_col);
+            let employee_id =
+                (!id.is_empty() && id.len() <= REJECTION_ID_MAX_BYTES).then(|| id.to_owned());
+            let field = match self.columns[i] {
+                Column::Ignored => match self.headers.get(i) {
+                    Some(h) if !h.is_empty() => h.clone(),
+                    _ => format!("#{}", i + 1),
+                },
+                c => c.name().to_owned(),
+            };
+            return Err(RowIssue::Rejected(Rejection {
+                source: origin,
+                employee_id,
+                field,
+                message: format!(
+                    "{} bytes, longer than source.max_field_bytes = {}",
+                    f.len(),
+                    self.max_field_bytes
                 ),
             }));
         }
@@ -573,6 +853,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..CsvOptions::default()
         }
     }
 
@@ -615,6 +896,13 @@ mod tests {
             "input {:?}",
             String::from_utf8_lossy(&input[..input.len().min(200)])
         );
+    }
+
+    fn read_all_with(input: &[u8], opts: &CsvOptions) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, input).expect("write");
+        read_all(&path, opts)
     }
 
     fn check(input: &[u8], expected: &[&str]) {
@@ -873,20 +1161,104 @@ mod tests {
     }
 
     #[test]
-    fn a_one_megabyte_field_is_rejected_cleanly() {
+    fn a_field_past_the_field_limit_rejects_its_row() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("big.csv");
         let mut data = b"employee_id,login_id,last_name\nE1,a@x,\"".to_vec();
-        data.extend(std::iter::repeat_n(b'A', 1 << 20));
+        data.extend(std::iter::repeat_n(b'A', 512 << 10));
         data.extend(b"\"\nE2,b@x,<Lee & Sons>\n");
         std::fs::write(&path, data).expect("write");
         assert_eq!(
             pipeline(&path, &CsvOptions::default(), &[]),
             [
-                "big.csv:2: employee E1: field last_name: 1048576 characters, at most 32 allowed",
+                "big.csv:2: employee E1: field last_name: 524288 bytes, longer than \
+                 source.max_field_bytes = 65536",
                 "big.csv:3 {\"employee_id\": \"E2\", \"login_id\": \"b@x\", \"active\": \"Y\", \
                  \"last_name\": \"<Lee & Sons>\"}",
             ]
+        );
+    }
+
+    #[test]
+    fn a_record_past_the_record_limit_fails_the_file() {
+        let small = CsvOptions {
+            max_record_bytes: 64,
+            max_field_bytes: 16,
+            ..CsvOptions::default()
+        };
+        // A long unquoted row, a quote left open over many short rows, a long header.
+        let mut long_row = b"employee_id,login_id\nE1,a@x\nE2,".to_vec();
+        long_row.extend(b"b".repeat(100));
+        long_row.extend(b"@x\nE3,c@x\n");
+        check_with(
+            &small,
+            &long_row,
+            &[
+                "t.csv:2 employee_id=E1 login_id=a@x",
+                "fatal: t.csv:3: malformed CSV: a record is longer than source.max_record_bytes \
+                 = 64 bytes; is a quote left open, or is this not a CSV file? Nothing from this \
+                 file was applied",
+            ],
+        );
+        let mut open_quote = b"employee_id,login_id\nE1,\"a@x\n".to_vec();
+        open_quote.extend(b"x\n".repeat(100));
+        check_with(
+            &small,
+            &open_quote,
+            &[
+                "fatal: t.csv:2: malformed CSV: a record is longer than source.max_record_bytes \
+                 = 64 bytes; is a quote left open, or is this not a CSV file? Nothing from this \
+                 file was applied",
+            ],
+        );
+        check_with(
+            &small,
+            &b"x".repeat(1000),
+            &[
+                "open: t.csv:1: malformed CSV: a record is longer than source.max_record_bytes = \
+               64 bytes; is a quote left open, or is this not a CSV file? Nothing from this file \
+               was applied",
+            ],
+        );
+        // Quotes inside unquoted values do not open a field: rows are still counted apart.
+        let mut many = b"employee_id,login_id,last_name\n".to_vec();
+        for i in 0..50 {
+            many.extend(format!("E{i},u{i}@x,O\"Brien\n").as_bytes());
+        }
+        let out = read_all_with(&many, &small);
+        assert_eq!(out.len(), 50, "{out:?}");
+    }
+
+    #[test]
+    fn a_quote_that_swallows_rows_fails_the_file() {
+        // The quote opened on line 3 is closed by the quote on line 5: rows 4 and 5 vanish
+        // into one value.
+        check(
+            b"employee_id,login_id,last_name\nE1,a@x,Smith\nE2,b@x,\"Unclosed\nE3,c@x,Lee\n\
+              E4,d@x,\"Quoted\"\nE5,e@x,Ng\n",
+            &[
+                "t.csv:2 employee_id=E1 login_id=a@x last_name=Smith",
+                "fatal: t.csv:3: malformed CSV: a quoted field (column last_name) opened on line 3 \
+                 runs over line 4, which looks like a row of its own: a quote is probably not \
+                 closed and swallowed rows. Nothing from this file was applied",
+            ],
+        );
+        // Fewer delimiters than the header needs, but an id and a login where they belong.
+        check(
+            b"employee_id,login_id,first_name,last_name\nE1,a@x,\"Ann\nE2,b@x\n\",Lee\n",
+            &[
+                "fatal: t.csv:2: malformed CSV: a quoted field (column first_name) opened on line \
+               2 runs over line 3, which looks like a row of its own: a quote is probably not \
+               closed and swallowed rows. Nothing from this file was applied",
+            ],
+        );
+        // A real multi-line value (an address with a comma) is not taken for a row.
+        check(
+            b"employee_id,login_id,first_name,last_name\nE1,a@x,\"12 Main St,\nSpringfield\",Lee\n",
+            &[
+                "t.csv:2 employee_id=E1 login_id=a@x first_name=12 Main St,\\nSpringfield \
+               last_name=Lee",
+            ],
         );
     }
 

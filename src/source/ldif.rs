@@ -27,6 +27,7 @@ pub fn read(cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
         reason: m,
     })?;
     let path = &cfg.source.path;
+    check_sizes(path, cfg)?;
     let all = read_file(path)?;
     let read = all.len();
     let entries = select(all, &filter, &l.base_dn);
@@ -57,6 +58,77 @@ pub fn select(entries: Vec<Entry>, filter: &Filter, base_dn: &str) -> Vec<Entry>
 }
 
 /// Reads and parses an LDIF file into entries (with per-entry problems).
+/// Streams the file once before it is read whole: an entry longer than
+/// `source.max_record_bytes` or a line longer than `source.max_field_bytes` (a file without
+/// line breaks, a huge value) fails it in constant memory. Drop-folder files are opened without
+/// following links.
+fn check_sizes(path: &Path, cfg: &crate::config::Config) -> Result<(), SourceError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let f = super::csv::open_file(path, cfg.source.in_drop_folder).map_err(|error| {
+        SourceError::Open {
+            file: file.clone(),
+            error,
+        }
+    })?;
+    let (max_entry, max_line) = (cfg.source.max_record_bytes, cfg.source.max_field_bytes);
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, f);
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut line, mut entry_line) = (1u64, 1u64);
+    let (mut line_bytes, mut entry_bytes) = (0u64, 0u64);
+    // UTF-16 files (ldifde) hold two bytes a character.
+    let mut factor = 1;
+    let mut first = true;
+    loop {
+        let n = reader.read(&mut buf).map_err(|error| SourceError::Read {
+            file: file.clone(),
+            line,
+            error,
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        if first {
+            first = false;
+            if buf[..n].starts_with(&[0xFF, 0xFE]) {
+                factor = 2;
+            }
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                // A blank line (only CR or UTF-16 zero bytes) ends an entry.
+                if line_bytes <= 1 + factor {
+                    entry_bytes = 0;
+                    entry_line = line + 1;
+                }
+                line += 1;
+                line_bytes = 0;
+                continue;
+            }
+            line_bytes += 1;
+            entry_bytes += 1;
+            if line_bytes > max_line.saturating_mul(factor) {
+                return Err(SourceError::Ldif {
+                    file,
+                    line,
+                    reason: format!(
+                        "a line is longer than source.max_field_bytes = {max_line} bytes; nothing from this file was applied"
+                    ),
+                });
+            }
+            if entry_bytes > max_entry.saturating_mul(factor) {
+                return Err(SourceError::Ldif {
+                    file,
+                    line: entry_line,
+                    reason: format!(
+                        "an entry is longer than source.max_record_bytes = {max_entry} bytes; nothing from this file was applied"
+                    ),
+                });
+            }
+        }
+    }
+}
+
 pub fn read_file(path: &Path) -> Result<Vec<Entry>, SourceError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|error| SourceError::Open {

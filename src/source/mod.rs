@@ -86,6 +86,9 @@ pub enum SourceError {
     Unsupported { kind: String, message: String },
     #[error("SCIM {0}")]
     Scim(scim::ScimError),
+    /// A drop-folder file that is not applied (older than the last processed one, a link).
+    #[error("{file}: {reason}")]
+    SetAside { file: String, reason: String },
 }
 
 /// One item a source hands to the planner: a raw record to normalize, or a record the source

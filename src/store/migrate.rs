@@ -15,6 +15,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002-readback-attendees.sql",
         include_str!("../../migrations/0002-readback-attendees.sql"),
     ),
+    (
+        "0003-source-files-warnings.sql",
+        include_str!("../../migrations/0003-source-files-warnings.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 //! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
 //! entry Concur acknowledged. Nothing here talks to the network.
 
+pub mod files;
 pub mod lock;
 pub mod migrate;
 pub mod readback;
@@ -78,6 +79,13 @@ pub struct Status {
     /// The Attendees v4 job, once it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attendees: Option<readback::AttendeeStatus>,
+    /// Values the latest cycle that read its source changed to let a record through.
+    pub warnings: Vec<Rejection>,
+    /// Drop-folder problems of the last 24 hours, newest first.
+    pub alerts: Vec<files::Alert>,
+    /// The last file taken from a drop folder and processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_file: Option<files::SourceFile>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -928,6 +936,9 @@ impl Store {
             drift_repaired: self.drift_repaired_total()?,
             last_reconcile: self.last_reconcile()?,
             attendees: self.attendee_status()?,
+            warnings: self.warnings()?,
+            alerts: self.recent_alerts()?,
+            last_file: self.last_processed_file()?,
         })
     }
 

@@ -4,6 +4,7 @@
 
 mod config_hardening;
 mod crash;
+mod dropfolder_hardening;
 mod faults;
 mod harness;
 mod ldap;
