@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,7 +31,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one sync cycle now and exit (0 ok, 1 fatal, 2 some records rejected or failed, 3 held).
-    Sync,
+    Sync {
+        /// Read a SCIM source in full (every user, so deletions are seen); other sources
+        /// always read in full.
+        #[arg(long)]
+        full: bool,
+    },
     /// Show what a cycle would do; writes nothing to Concur and does not advance the snapshot.
     Plan {
         #[arg(long)]
@@ -128,6 +134,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// The one cancellation token of the process: SIGTERM or SIGINT fires it.
+fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let fire = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stop requested (SIGTERM/SIGINT): no further request is sent to Concur");
+        fire.cancel();
+    });
+    cancel
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -143,15 +161,15 @@ async fn main() -> ExitCode {
             concur_sync::demo::run().await
         }
         Command::Status { json, state } => {
-            let (state, key) = match state {
-                Some(s) => (s, None),
+            let state = match state {
+                Some(s) => s,
                 None => match load_config(cli.config) {
-                    Ok(c) => (c.state.path, c.state.key_file),
+                    Ok(c) => c.state.path,
                     Err(code) => return code,
                 },
             };
             init_logging(LogFormat::Text, None, "warn");
-            commands::status(&state, key.as_deref(), json).map_err(Into::into)
+            commands::status(&state, json).map_err(Into::into)
         }
         command => {
             let cfg = match load_config(cli.config) {
@@ -160,12 +178,22 @@ async fn main() -> ExitCode {
             };
             init_logging(cfg.log.format, cfg.log.level.as_deref(), "info");
             match command {
-                Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
+                Command::Sync { full } => commands::sync(&cfg, &cancel_on_signal(), full)
+                    .await
+                    .map_err(Into::into),
                 Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
-                Command::Run => concur_sync::service::daemon::run(cfg, shutdown_signal()).await,
+                Command::Run => {
+                    let cancel = cancel_on_signal();
+                    concur_sync::service::daemon::run_until(
+                        cfg,
+                        cancel.clone().cancelled_owned(),
+                        cancel,
+                    )
+                    .await
+                }
                 Command::Approve { cycle } => {
                     commands::approve(&cfg, cycle).await.map_err(Into::into)
                 }

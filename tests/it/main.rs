@@ -6,6 +6,7 @@ mod crash;
 mod faults;
 mod harness;
 mod ldap;
+mod lifecycle_hardening;
 mod passwords;
 mod readback;
 mod renames;
