@@ -400,7 +400,7 @@ pub fn random_password() -> Secret {
 }
 
 /// Runs one full cycle: recover, plan, guard, store the plan, apply it, record everything.
-/// `cancel` stops the cycle between batches (what finished is committed; the rest is
+/// `cancel` stops the cycle at once, also inside a batch (what finished is committed; the rest is
 /// re-planned by the next cycle).
 pub async fn run_cycle(
     cfg: &Config,
@@ -701,7 +701,8 @@ pub async fn apply_held(
 }
 
 /// Sends `ops` in batches and records every outcome. Returns `Ok(false)` when `cancel` stopped
-/// it between batches.
+/// it (between batches, or inside one: the client drops the request and that batch stays
+/// unacknowledged).
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     cfg: &Config,

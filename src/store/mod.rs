@@ -328,10 +328,20 @@ impl Store {
             path: path.display().to_string(),
             message,
         };
+        if !path.exists() {
+            // Nothing has run yet: the status of an empty database, without creating one.
+            tracing::warn!(state = %path.display(), "no state database yet: nothing has run");
+            let mut conn = Connection::open_in_memory()?;
+            migrate::migrate(&mut conn)?;
+            return Ok(Store {
+                conn,
+                keys: Keys::ephemeral(),
+                path: path.to_path_buf(),
+                key_path: PathBuf::new(),
+            });
+        }
         if !path.is_file() {
-            return Err(open_err(
-                "no state database here (has a cycle run yet? check state.path)".into(),
-            ));
+            return Err(open_err("not a file (check state.path)".into()));
         }
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");

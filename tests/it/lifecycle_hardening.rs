@@ -380,6 +380,19 @@ async fn status_reads_a_read_only_copy_without_creating_files() {
             .status();
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Before anything ran there is no database: status says so and creates none.
+    let missing = copy_dir.path().join("none.db");
+    let out = rig
+        .run(&["status", "--state", missing.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no cycle has run yet"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(files_in(copy_dir.path()), ["ro"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
