@@ -165,11 +165,6 @@ impl Pacer {
         }
     }
 
-    /// The cancellation token every wait of this pacer observes.
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
     fn current_not_before(&self) -> Option<Instant> {
         *self.not_before.lock().unwrap_or_else(|e| e.into_inner())
     }
