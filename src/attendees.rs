@@ -748,7 +748,7 @@ pub async fn command_run(
 ) -> Result<u8, SyncError> {
     let report = run(cfg, store, client).await?;
     let c = &report.counts;
-    println!(
+    crate::outln!(
         "attendees {} {}: {} created, {} updated, {} adopted, {} failed, {} rejected, {} unchanged, {} gone from the source",
         report.run_id,
         report.outcome,

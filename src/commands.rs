@@ -18,33 +18,30 @@ fn open_store(cfg: &Config) -> Result<Store, SyncError> {
     Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)
 }
 
-/// `concur-sync sync`: one cycle now (with a drop folder: on the oldest complete new file, else
-/// on the newest processed one).
-pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
+/// `concur-sync sync [--full]`: one cycle now (with a drop folder: on the oldest complete new
+/// file, else on the newest processed one). `full` makes a SCIM source read every user (other
+/// sources always do). `cancel` (SIGTERM/SIGINT) ends every wait and request at once: the
+/// cycle is recorded as interrupted and what Concur did not acknowledge is planned again.
+pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Result<u8, SyncError> {
     let _lock = WriterLock::acquire(&cfg.state.path)?;
+    if full {
+        crate::source::scim::request_full_read();
+    }
     let mut store = open_store(cfg)?;
-    let client = sync::client(cfg, &store)?;
+    let client = sync::client_with(cfg, &store, cancel, sync::Waits::OneShot)?;
     let mut input = Input::new(cfg);
     apply_requested_approvals(cfg, &mut store, &client, &mut input).await?;
-    let report = match cycle_once(
-        cfg,
-        &mut store,
-        &client,
-        &mut input,
-        &CancellationToken::new(),
-    )
-    .await?
-    {
+    let report = match cycle_once(cfg, &mut store, &client, &mut input, cancel).await? {
         Ran::Cycle(r, _) => r,
         Ran::Duplicate(file) => {
-            println!(
+            crate::outln!(
                 "{}: same content as the last file processed; archived without a cycle",
                 crate::escape::path(&file)
             );
             return Ok(0);
         }
         Ran::NoSource => {
-            println!(
+            crate::outln!(
                 "no source file yet in {}: nothing to do",
                 cfg.source.path.display()
             );
@@ -54,25 +51,27 @@ pub async fn sync(cfg: &Config) -> Result<u8, SyncError> {
     if let Some(f) = input.folder() {
         let waiting = f.pending(std::time::SystemTime::now()).len();
         if waiting > 0 {
-            println!(
+            crate::outln!(
                 "{waiting} more file(s) waiting in the drop folder; run sync again or let `run` take them"
             );
         }
     }
-    println!(
+    crate::outln!(
         "cycle {} {}: {}",
         report.cycle_id,
         report.outcome.as_str(),
         report.counts.summary()
     );
     if report.outcome == crate::sync::Outcome::Held {
-        println!(
+        crate::outln!(
             "deactivations held for approval: `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
             id = report.cycle_id
         );
     }
     let mut code = report.outcome.exit_code();
-    if let Some(attendees) = &cfg.attendees {
+    if let Some(attendees) = &cfg.attendees
+        && !cancel.is_cancelled()
+    {
         code = code.max(crate::attendees::command_run(attendees, &mut store, &client).await?);
     }
     Ok(code)
@@ -89,9 +88,10 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             let digest = crate::service::current_source_digest(cfg, &store, &mut input);
             match sync::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
                 Ok(r) => {
-                    println!(
+                    crate::outln!(
                         "cycle {cycle}: held plan applied: {} deactivated, {} failed",
-                        r.counts.deactivate, r.counts.failed
+                        r.counts.deactivate,
+                        r.counts.failed
                     );
                     Ok(if r.counts.failed > 0 { 2 } else { 0 })
                 }
@@ -109,7 +109,7 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
                 Some(c) if c.outcome == "held" => {
                     store.request_approval(cycle)?;
                     store.audit("approve-requested", &format!("cycle {cycle}"))?;
-                    println!(
+                    crate::outln!(
                         "cycle {cycle}: approval recorded; the running service applies it shortly ({holder})"
                     );
                     Ok(0)
@@ -146,7 +146,7 @@ pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
         "reject",
         &format!("cycle {cycle}: held plan of {n} deactivations dropped"),
     )?;
-    println!("cycle {cycle}: held plan dropped ({n} deactivations not sent)");
+    crate::outln!("cycle {cycle}: held plan dropped ({n} deactivations not sent)");
     Ok(0)
 }
 
@@ -199,14 +199,15 @@ pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
     Ok(0)
 }
 
-/// `concur-sync status [--json]`.
-pub fn status(state: &Path, key_file: Option<&Path>, json: bool) -> Result<u8, SyncError> {
-    let store = Store::open(state, key_file)?;
+/// `concur-sync status [--json]`: reads the state database without writing to it (a read-only
+/// copy or directory works; no migration, no key file, no file created beside it).
+pub fn status(state: &Path, json: bool) -> Result<u8, SyncError> {
+    let store = Store::open_read_only(state)?;
     let st = store.status()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
-        print!("{}", status_text(&st));
+        crate::out!("{}", status_text(&st));
     }
     Ok(0)
 }
@@ -345,7 +346,7 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
             planned.source_label
         ),
     )?;
-    println!(
+    crate::outln!(
         "baseline: {} users recorded as present in Concur; {} rejected",
         users.len(),
         planned.rejections.len()

@@ -154,6 +154,21 @@ pub struct ConcurConfig {
     /// Records per User v1 batch (at most 500).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Longest served throttle (`Retry-After`) a one-shot command waits for; a longer one ends
+    /// it with "throttled until …". `run` always waits (and stays stoppable).
+    #[serde(default = "default_max_wait")]
+    pub max_wait_seconds: f64,
+    /// Largest Concur response body read; a longer answer fails the request.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+fn default_max_wait() -> f64 {
+    300.0
+}
+
+fn default_max_response_bytes() -> u64 {
+    crate::concur::retry::DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_settle() -> f64 {
@@ -452,6 +467,15 @@ impl Config {
             c.timeout_seconds,
             c.max_attempts,
         )?;
+        if !(c.max_wait_seconds >= 0.0 && c.max_wait_seconds.is_finite()) {
+            return Err(invalid("concur.max_wait_seconds", "must be a number ≥ 0"));
+        }
+        if c.max_response_bytes < 1024 {
+            return Err(invalid(
+                "concur.max_response_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
         if c.batch_size == 0 || c.batch_size > 500 {
             return Err(invalid(
                 "concur.batch_size",

@@ -45,7 +45,7 @@ max_deactivations = 5
         hr = hr.display().to_string(),
         base = sim.base_url(),
     ))?;
-    println!(
+    crate::outln!(
         "concur-sync demo: simulator at {}, state in {}",
         sim.base_url(),
         dir.path().display()
@@ -61,13 +61,13 @@ max_deactivations = 5
             DAY2,
         ),
     ] {
-        println!("\n== {title}");
+        crate::outln!("\n== {title}");
         std::fs::write(&hr, content)?;
         let planned = sync::read_and_plan(&cfg, &store).await?;
-        println!("-- plan");
-        print!("{}", planned.to_text());
+        crate::outln!("-- plan");
+        crate::out!("{}", planned.to_text());
         let report = sync::run_cycle(&cfg, &mut store, &client, &Default::default()).await?;
-        println!(
+        crate::outln!(
             "-- outcome: cycle {} {}: {} ({} requests)",
             report.cycle_id,
             report.outcome.as_str(),
@@ -76,7 +76,7 @@ max_deactivations = 5
         );
         let users = sim.users();
         let active = users.iter().filter(|u| u.active()).count();
-        println!(
+        crate::outln!(
             "-- Concur (simulator) now holds {} users, {} active",
             users.len(),
             active
@@ -88,8 +88,8 @@ max_deactivations = 5
             _ => 3,
         });
     }
-    println!("\n== status");
-    print!("{}", crate::commands::status_text(&store.status()?));
+    crate::outln!("\n== status");
+    crate::out!("{}", crate::commands::status_text(&store.status()?));
     sim.shutdown().await;
     Ok(worst)
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod escape;
 pub mod model;
+pub mod output;
 pub mod passwords;
 pub mod plan;
 pub mod readback;

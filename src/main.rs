@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,7 +31,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one sync cycle now and exit (0 ok, 1 fatal, 2 some records rejected or failed, 3 held).
-    Sync,
+    Sync {
+        /// Read a SCIM source in full (every user, so deletions are seen); other sources
+        /// always read in full.
+        #[arg(long)]
+        full: bool,
+    },
     /// Show what a cycle would do; writes nothing to Concur and does not advance the snapshot.
     Plan {
         #[arg(long)]
@@ -173,6 +179,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// The one cancellation token of the process: SIGTERM or SIGINT fires it.
+fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let fire = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stop requested (SIGTERM/SIGINT): no further request is sent to Concur");
+        fire.cancel();
+    });
+    cancel
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -192,17 +210,17 @@ async fn main() -> ExitCode {
             concur_sync::demo::run().await
         }
         Command::Status { json, state } => {
-            let (state, key) = match state {
-                Some(s) => (s, None),
+            let state = match state {
+                Some(s) => s,
                 None => match load_config(cli.config) {
-                    Ok(c) => (c.state.path, c.state.key_file),
+                    Ok(c) => c.state.path,
                     Err(code) => return code,
                 },
             };
             if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
                 return code;
             }
-            commands::status(&state, key.as_deref(), json).map_err(Into::into)
+            commands::status(&state, json).map_err(Into::into)
         }
         Command::Probe { url, timeout } => {
             let url = match url {
@@ -232,12 +250,22 @@ async fn main() -> ExitCode {
                 );
             }
             match command {
-                Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
+                Command::Sync { full } => commands::sync(&cfg, &cancel_on_signal(), full)
+                    .await
+                    .map_err(Into::into),
                 Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
-                Command::Run => concur_sync::service::daemon::run(cfg, shutdown_signal()).await,
+                Command::Run => {
+                    let cancel = cancel_on_signal();
+                    concur_sync::service::daemon::run_until(
+                        cfg,
+                        cancel.clone().cancelled_owned(),
+                        cancel,
+                    )
+                    .await
+                }
                 Command::Approve { cycle } => {
                     commands::approve(&cfg, cycle).await.map_err(Into::into)
                 }

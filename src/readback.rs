@@ -737,12 +737,12 @@ pub async fn check(cfg: &Config) -> CheckReport {
 pub async fn command_check(cfg: &Config, json: bool) -> u8 {
     let report = check(cfg).await;
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", report.to_text());
+        crate::out!("{}", report.to_text());
     }
     if report.problems.is_empty() {
         0
@@ -762,7 +762,7 @@ pub async fn command_reconcile(cfg: &Config) -> Result<u8, SyncError> {
     }
     let report = reconcile(cfg, &mut store, &client).await?;
     let c = &report.counts;
-    println!(
+    crate::outln!(
         "reconcile {} {}: {} Concur users, {} adopted, {} unmanaged, {} drifted, {} drift repaired, {} failed",
         report.id,
         report.outcome,

@@ -48,7 +48,7 @@ pub enum Outcome {
     Held,
     /// The read looked incomplete, so nobody was deactivated (exit 3).
     Degraded,
-    /// Stopped by shutdown between batches (the daemon only).
+    /// Stopped by shutdown (SIGTERM/SIGINT) before it finished (exit 1).
     Interrupted,
 }
 
@@ -302,8 +302,29 @@ pub fn file_digest_of(path: &Path, no_follow: bool) -> Result<String, SyncError>
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Builds the Concur client, wiring its token persistence to the state DB.
+/// How long a client built for a command may wait on Concur.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waits {
+    /// A one-shot command: a served throttle longer than `concur.max_wait_seconds` fails it.
+    OneShot,
+    /// The service: waits however long Concur asks (cancellable by shutdown).
+    Service,
+}
+
+/// Builds the Concur client for a one-shot command, wiring its token persistence to the state
+/// DB; nothing cancels it.
 pub fn client(cfg: &Config, store: &Store) -> Result<ConcurClient, SyncError> {
+    client_with(cfg, store, &CancellationToken::new(), Waits::OneShot)
+}
+
+/// Builds the Concur client: token and served throttle persisted in the state DB, every wait
+/// and request ended by `cancel`.
+pub fn client_with(
+    cfg: &Config,
+    store: &Store,
+    cancel: &CancellationToken,
+    waits: Waits,
+) -> Result<ConcurClient, SyncError> {
     let secrets = cfg.secrets()?;
     let tokens = Arc::new(TokenBridge(store.token_store()?));
     let c = &cfg.concur;
@@ -317,6 +338,12 @@ pub fn client(cfg: &Config, store: &Store) -> Result<ConcurClient, SyncError> {
     config.requests_per_second = c.requests_per_second;
     config.timeout = std::time::Duration::from_secs_f64(c.timeout_seconds);
     config.max_attempts = c.max_attempts;
+    config.max_response_bytes = c.max_response_bytes;
+    config.max_wait = match waits {
+        Waits::OneShot => Some(std::time::Duration::from_secs_f64(c.max_wait_seconds)),
+        Waits::Service => None,
+    };
+    config.cancel = cancel.clone();
     let client = ConcurClient::new(config, Some(tokens))?;
     Ok(client)
 }
@@ -336,6 +363,17 @@ impl concur::TokenStore for TokenBridge {
                 tracing::warn!(error = %e, "cannot read the stored refresh token");
                 None
             }
+        }
+    }
+    fn load_not_before(&self) -> Option<std::time::SystemTime> {
+        self.0.load_not_before().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the stored Concur throttle");
+            None
+        })
+    }
+    fn save_not_before(&self, until: std::time::SystemTime) {
+        if let Err(e) = self.0.save_not_before(until) {
+            tracing::error!(error = %e, "cannot persist the throttle Concur served");
         }
     }
     fn save(&self, token: &concur::StoredToken) {
@@ -372,7 +410,7 @@ pub fn random_password() -> Secret {
 }
 
 /// Runs one full cycle: recover, plan, guard, store the plan, apply it, record everything.
-/// `cancel` stops the cycle between batches (what finished is committed; the rest is
+/// `cancel` stops the cycle at once, also inside a batch (what finished is committed; the rest is
 /// re-planned by the next cycle).
 pub async fn run_cycle(
     cfg: &Config,
@@ -396,6 +434,24 @@ pub async fn run_cycle(
     let span = tracing::info_span!("cycle", id = cycle);
     let _guard = span.enter();
     if let Err(e) = prepared {
+        if matches!(&e, SyncError::Concur(c) if c.is_cancelled()) {
+            let counts = CycleCounts {
+                requests: client.stats().requests.saturating_sub(before.requests),
+                ..CycleCounts::default()
+            };
+            store.finish_cycle(
+                cycle,
+                "interrupted",
+                &counts,
+                Some("stopped by shutdown before any write; the next cycle plans everything again"),
+            )?;
+            tracing::warn!("cycle stopped by shutdown before any write");
+            return Ok(CycleReport {
+                cycle_id: cycle,
+                outcome: Outcome::Interrupted,
+                counts,
+            });
+        }
         let msg = e.to_string();
         tracing::error!(error = %msg, "cycle failed before any write");
         let mut counts = CycleCounts::default();
@@ -503,9 +559,9 @@ pub async fn run_cycle(
                 cycle,
                 "interrupted",
                 &counts,
-                Some("stopped by shutdown between batches; unsent operations are re-planned next cycle"),
+                Some("stopped by shutdown; operations Concur had not acknowledged are re-planned next cycle"),
             )?;
-            tracing::warn!(?counts, "cycle stopped by shutdown between batches");
+            tracing::warn!(?counts, "cycle stopped by shutdown");
             Ok(CycleReport {
                 cycle_id: cycle,
                 outcome: Outcome::Interrupted,
@@ -659,7 +715,8 @@ pub async fn apply_held(
 }
 
 /// Sends `ops` in batches and records every outcome. Returns `Ok(false)` when `cancel` stopped
-/// it between batches.
+/// it (between batches, or inside one: the client drops the request and that batch stays
+/// unacknowledged).
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     cfg: &Config,
@@ -697,6 +754,8 @@ async fn apply(
             .collect();
         let outcomes = match concur::write_users(client, &records).await {
             Ok(o) => o,
+            // Shutdown: the batch stays unacknowledged (abandoned, planned again next cycle).
+            Err(e) if e.is_cancelled() => return Ok(false),
             Err(e) => {
                 record_unsent(store, cycle, chunk, ops, ids, counts, &e)?;
                 return Err(e.into());
@@ -738,6 +797,7 @@ async fn apply(
         }
         let outcomes = match client.post_password_batch(&items).await {
             Ok(o) => o,
+            Err(e) if e.is_cancelled() => return Ok(false),
             Err(e) => {
                 record_unsent(store, cycle, chunk, ops, ids, counts, &e)?;
                 return Err(e.into());

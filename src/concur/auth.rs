@@ -19,10 +19,16 @@ use super::retry::send_with_retry;
 use super::xml::error_message;
 use crate::model::Secret;
 
-/// Where the refresh token survives restarts.
+/// Where the refresh token (and a served throttle) survives restarts.
 pub trait TokenStore: Send + Sync {
     fn load(&self) -> Option<StoredToken>;
     fn save(&self, token: &StoredToken);
+    /// The wall-clock end of the last throttle Concur served, as saved by `save_not_before`.
+    fn load_not_before(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+    /// Remembers that Concur asked for no request before `until`, for the next process too.
+    fn save_not_before(&self, _until: std::time::SystemTime) {}
 }
 
 /// What the [`TokenStore`] keeps. The access token itself is never stored.

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::auth::{Auth, TokenStore};
@@ -41,6 +43,13 @@ pub struct ClientConfig {
     /// one fake server to another.
     #[cfg(test)]
     pub(crate) trusted_test_origins: Vec<String>,
+    /// Largest response body read; a longer answer fails the request.
+    pub max_response_bytes: u64,
+    /// Longest served throttle (`Retry-After`) waited for; a longer one fails the request with
+    /// [`ConcurError::Throttled`]. `None` waits however long (the service).
+    pub max_wait: Option<Duration>,
+    /// Shutdown: every wait and every request in flight ends, and nothing more is sent.
+    pub cancel: CancellationToken,
 }
 
 impl ClientConfig {
@@ -67,6 +76,9 @@ impl ClientConfig {
             backoff_max: defaults.backoff_max,
             #[cfg(test)]
             trusted_test_origins: Vec::new(),
+            max_response_bytes: defaults.max_body_bytes,
+            max_wait: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -139,11 +151,23 @@ impl ConcurClient {
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
             timeout: config.timeout,
+            max_body_bytes: config.max_response_bytes,
             ..RetryPolicy::default()
         };
+        let mut pacer = Pacer::new(config.requests_per_second)
+            .with_cancel(config.cancel.clone())
+            .with_max_wait(config.max_wait);
+        if let Some(store) = &store {
+            // A throttle served to an earlier process still holds.
+            if let Some(until) = store.load_not_before() {
+                pacer.restore_not_before(until);
+            }
+            let store = store.clone();
+            pacer = pacer.with_throttle_hook(Box::new(move |until| store.save_not_before(until)));
+        }
         Ok(ConcurClient {
             inner: Arc::new(Inner {
-                pacer: Pacer::new(config.requests_per_second),
+                pacer,
                 config,
                 http,
                 policy,

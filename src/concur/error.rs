@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::retry::{SendFailure, is_retryable_status};
+use super::retry::{SendError, SendFailure, is_retryable_status};
 
 /// Which credential the token endpoint rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,15 @@ pub enum ConcurError {
         from: &'static str,
         reason: String,
     },
+    /// Shutdown began: the request was dropped or never sent, and nothing more is sent.
+    #[error("stopped by shutdown before Concur answered {path}")]
+    Cancelled { path: String },
+    /// Concur served a `Retry-After` that ends later than this command may wait
+    /// (`concur.max_wait_seconds`); nothing was sent.
+    #[error(
+        "throttled until {until}: Concur asked to wait longer than concur.max_wait_seconds; nothing more was sent, run again after that time"
+    )]
+    Throttled { until: String },
 }
 
 impl ConcurError {
@@ -79,27 +88,40 @@ impl ConcurError {
             ConcurError::AuthRejected { .. }
             | ConcurError::Decode(_)
             | ConcurError::Batch(_)
-            | ConcurError::UntrustedGeolocation { .. } => false,
+            | ConcurError::UntrustedGeolocation { .. }
+            | ConcurError::Cancelled { .. }
+            | ConcurError::Throttled { .. } => false,
         }
     }
 
     /// A request that got no answer after its retries.
     pub fn from_send_failure(path: &str, failure: SendFailure) -> ConcurError {
-        let timeout = failure.error.is_timeout();
-        let error = failure.error.without_url();
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
+        match failure.error {
+            SendError::Cancelled => ConcurError::Cancelled {
+                path: path.to_owned(),
+            },
+            SendError::ThrottledUntil(t) => ConcurError::Throttled {
+                until: chrono::DateTime::<chrono::Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            },
+            SendError::TooLarge { limit } => ConcurError::Decode(format!(
+                "{path}: the response body exceeds concur.max_response_bytes ({limit} bytes)"
+            )),
+            SendError::Transport(error) => {
+                let timeout = error.is_timeout();
+                let error = SendError::Transport(error.without_url());
+                ConcurError::Transport {
+                    path: path.to_owned(),
+                    message: format!("{error} (after {} attempts)", failure.attempts),
+                    timeout,
+                }
+            }
         }
-        message.push_str(&format!(" (after {} attempts)", failure.attempts));
-        ConcurError::Transport {
-            path: path.to_owned(),
-            message,
-            timeout,
-        }
+    }
+
+    /// Whether shutdown stopped the request (not a failure of Concur or of the records).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ConcurError::Cancelled { .. })
     }
 
     /// The HTTP status, when there was one.

@@ -160,6 +160,7 @@ pub fn decode_form_fields(xml: &str) -> Result<Vec<FormField>, ConcurError> {
     let mut element = String::new();
     let mut value = String::new();
     let mut saw_root = false;
+    let mut closed_root = false;
     let local = |raw: &str| -> String { raw.rsplit(':').next().unwrap_or("").to_ascii_lowercase() };
     loop {
         let event = reader
@@ -197,7 +198,9 @@ pub fn decode_form_fields(xml: &str) -> Result<Vec<FormField>, ConcurError> {
             }
             Event::End(e) => {
                 let name = local(e.name().as_ref());
-                if name == "formfield" {
+                if name == "formfieldslist" {
+                    closed_root = true;
+                } else if name == "formfield" {
                     if let Some(f) = current.take().filter(|f| !f.id.is_empty()) {
                         out.push(f);
                     }
@@ -224,9 +227,22 @@ pub fn decode_form_fields(xml: &str) -> Result<Vec<FormField>, ConcurError> {
             _ => {}
         }
     }
+    // A cut-off or empty answer must never read as "the company has no fields".
     if !saw_root {
+        return Err(ConcurError::Decode(if xml.trim().is_empty() {
+            "FormFields: the answer is empty".into()
+        } else {
+            "FormFields: the answer is not a FormFieldsList".into()
+        }));
+    }
+    if !closed_root {
         return Err(ConcurError::Decode(
-            "FormFields: the answer is not a FormFieldsList".into(),
+            "FormFields: the answer is truncated (FormFieldsList is not closed)".into(),
+        ));
+    }
+    if out.is_empty() {
+        return Err(ConcurError::Decode(
+            "FormFields: the answer lists no fields (the employee form always has some)".into(),
         ));
     }
     out.sort_by(|a, b| a.sequence.cmp(&b.sequence).then_with(|| a.id.cmp(&b.id)));
@@ -300,6 +316,17 @@ mod tests {
         assert!(f[0].custom && f[0].required);
         assert_eq!(f[1].max_length, Some(128));
         assert!(decode_form_fields("<Error><Message>no</Message></Error>").is_err());
+        // Cut off, empty or listing nothing: an error, never "no required fields".
+        let cut = &xml[..xml.find("</FormFieldsList>").unwrap()];
+        for bad in [
+            cut,
+            "",
+            "  ",
+            "<FormFieldsList/>",
+            "<FormFieldsList></FormFieldsList>",
+        ] {
+            assert!(decode_form_fields(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! same `Pacer` leaves before it ends. 500/502/503/504 (honouring a `Retry-After` the same way),
 //! timeouts and connection errors are retried after a task-local backoff. Every other status is
 //! final. At most `max_attempts` sends in all.
+//!
+//! Every wait (the served throttle, the limiter, a backoff, the request and its body) ends at
+//! once when the pacer's cancellation token fires, and no request leaves after that. A served
+//! throttle is reported to an optional hook as wall-clock time, so another process can honour
+//! it too; a pacer with a `max_wait` refuses to wait longer than that and reports until when it
+//! is throttled instead. Response bodies are read up to `max_body_bytes`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +23,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Default cap on a response body: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How often and how patiently to retry.
 #[derive(Clone, Debug)]
@@ -30,6 +40,8 @@ pub struct RetryPolicy {
     pub timeout: Duration,
     /// Longest `Retry-After` honoured; longer ones are cut to this.
     pub retry_after_max: Duration,
+    /// Largest response body read; a longer one fails the request.
+    pub max_body_bytes: u64,
 }
 
 impl Default for RetryPolicy {
@@ -40,6 +52,7 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_secs(60),
             timeout: Duration::from_secs(60),
             retry_after_max: Duration::from_secs(15 * 60),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -73,10 +86,25 @@ pub struct PacerStats {
     pub throttled_seconds: f64,
 }
 
+/// Called with the wall-clock end of every served throttle, e.g. to persist it.
+pub type ThrottleHook = Box<dyn Fn(SystemTime) + Send + Sync>;
+
+/// Why [`Pacer::ready`] let no request leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The cancellation token fired (shutdown).
+    Cancelled,
+    /// A served throttle lasts longer than the pacer's `max_wait`; no request before this time.
+    ThrottledUntil(SystemTime),
+}
+
 /// One rate limiter (burst 1) and one global "not before" instant for every request to a service.
 pub struct Pacer {
     limiter: Option<DefaultDirectRateLimiter>,
     not_before: Mutex<Option<Instant>>,
+    cancel: CancellationToken,
+    max_wait: Option<Duration>,
+    on_throttle: Option<ThrottleHook>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttled_429: AtomicU64,
@@ -95,10 +123,45 @@ impl Pacer {
         Pacer {
             limiter,
             not_before: Mutex::new(None),
+            cancel: CancellationToken::new(),
+            max_wait: None,
+            on_throttle: None,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled_429: AtomicU64::new(0),
             throttled_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Every wait of this pacer ends when `cancel` fires, and no request leaves after that.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Pacer {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Refuses to wait for a served throttle longer than `max_wait` (`None`: waits however long).
+    pub fn with_max_wait(mut self, max_wait: Option<Duration>) -> Pacer {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Calls `hook` with the wall-clock end of every served throttle.
+    pub fn with_throttle_hook(mut self, hook: ThrottleHook) -> Pacer {
+        self.on_throttle = Some(hook);
+        self
+    }
+
+    /// Holds every request back until the wall-clock time `until` (e.g. a throttle another
+    /// process was served), without counting it as throttled time of this pacer.
+    pub fn restore_not_before(&self, until: SystemTime) {
+        if let Ok(left) = until.duration_since(SystemTime::now())
+            && !left.is_zero()
+        {
+            let mut guard = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+            let at = Instant::now() + left;
+            if guard.is_none_or(|t| t < at) {
+                *guard = Some(at);
+            }
         }
     }
 
@@ -107,20 +170,36 @@ impl Pacer {
     }
 
     /// Waits until a request may leave: past the global "not before", then a limiter cell.
-    pub async fn ready(&self) {
+    /// Stops at once when cancelled; refuses a throttle longer than `max_wait`.
+    pub async fn ready(&self) -> Result<(), Halt> {
         loop {
-            if let Some(t) = self.current_not_before()
-                && t > Instant::now()
-            {
-                tokio::time::sleep_until(t).await;
+            if self.cancel.is_cancelled() {
+                return Err(Halt::Cancelled);
+            }
+            if let Some(t) = self.current_not_before() {
+                let now = Instant::now();
+                if t > now {
+                    let left = t - now;
+                    if self.max_wait.is_some_and(|max| left > max) {
+                        return Err(Halt::ThrottledUntil(SystemTime::now() + left));
+                    }
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(Halt::Cancelled),
+                        _ = tokio::time::sleep_until(t) => {}
+                    }
+                }
             }
             if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(Halt::Cancelled),
+                    _ = limiter.until_ready() => {}
+                }
             }
             // A 429 served while this task waited for the limiter moves the gate again.
             match self.current_not_before() {
                 Some(t) if t > Instant::now() => continue,
-                _ => return,
+                _ if self.cancel.is_cancelled() => return Err(Halt::Cancelled),
+                _ => return Ok(()),
             }
         }
     }
@@ -135,6 +214,18 @@ impl Pacer {
             self.throttled_micros
                 .fetch_add(added.as_micros() as u64, Ordering::Relaxed);
             *guard = Some(until);
+            drop(guard);
+            if let Some(hook) = &self.on_throttle {
+                hook(SystemTime::now() + (until - now));
+            }
+        }
+    }
+
+    /// Sleeps for `wait` unless cancelled first.
+    async fn sleep(&self, wait: Duration) -> Result<(), Halt> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Halt::Cancelled),
+            _ = tokio::time::sleep(wait) => Ok(()),
         }
     }
 
@@ -159,8 +250,75 @@ pub struct Reply {
 /// Why no final answer came back.
 #[derive(Debug)]
 pub struct SendFailure {
-    pub error: reqwest::Error,
+    pub error: SendError,
     pub attempts: u32,
+}
+
+/// What stopped a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer (connection, timeout, TLS) or a body cut off in transit.
+    #[error("{}", transport_text(.0))]
+    Transport(reqwest::Error),
+    /// The answer's body is larger than the pacer's policy allows.
+    #[error("the response body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// Shutdown began before an answer came back; nothing more is sent.
+    #[error("stopped by shutdown")]
+    Cancelled,
+    /// A served throttle lasts longer than this process may wait.
+    #[error("throttled by the server until {}", httpdate::fmt_http_date(*.0))]
+    ThrottledUntil(SystemTime),
+}
+
+impl SendError {
+    /// Whether the request timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendError::Transport(e) if e.is_timeout())
+    }
+}
+
+/// A transport error with its chain of causes, without the URL.
+fn transport_text(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+impl From<Halt> for SendError {
+    fn from(h: Halt) -> Self {
+        match h {
+            Halt::Cancelled => SendError::Cancelled,
+            Halt::ThrottledUntil(t) => SendError::ThrottledUntil(t),
+        }
+    }
+}
+
+/// Reads a response body of at most `limit` bytes: a `Content-Length` above it fails at once,
+/// and the chunks stop as soon as they pass it.
+pub async fn read_body_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<String, SendError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(SendError::TooLarge { limit });
+    }
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(SendError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(body) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// Whether a status is worth sending again.
@@ -200,7 +358,7 @@ where
         attempt += 1;
         let (client, request) = build().build_split();
         let mut request = request.map_err(|error| SendFailure {
-            error,
+            error: SendError::Transport(error),
             attempts: attempt,
         })?;
         if request.timeout().is_none() {
@@ -209,23 +367,35 @@ where
         let method = request.method().clone();
         let path = request.url().path().to_owned();
 
-        pacer.ready().await;
+        let fail = move |error: SendError| SendFailure {
+            error,
+            attempts: attempt,
+        };
+        pacer.ready().await.map_err(|h| fail(h.into()))?;
         if attempt > 1 {
             pacer.retries.fetch_add(1, Ordering::Relaxed);
         }
         pacer.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = match client.execute(request).await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                response.text().await.map(|body| Reply {
-                    status,
-                    headers,
-                    body,
-                })
-            }
-            Err(e) => Err(e),
+        let exchange = async {
+            let response = client
+                .execute(request)
+                .await
+                .map_err(SendError::Transport)?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = read_body_capped(response, policy.max_body_bytes).await?;
+            Ok::<Reply, SendError>(Reply {
+                status,
+                headers,
+                body,
+            })
+        };
+        // Shutdown drops the request in flight: its answer is never recorded, so whatever it
+        // carried stays unacknowledged and is planned again by the next cycle.
+        let result = tokio::select! {
+            _ = pacer.cancel.cancelled() => return Err(fail(SendError::Cancelled)),
+            r = exchange => r,
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let last = attempt >= max_attempts;
@@ -236,11 +406,18 @@ where
                 if reply.status == 429 {
                     pacer.throttled_429.fetch_add(1, Ordering::Relaxed);
                 }
-                if !is_retryable_status(reply.status) || last {
+                if !is_retryable_status(reply.status) {
                     return Ok(reply);
                 }
                 let served = parse_retry_after(&reply.headers, SystemTime::now())
                     .map(|d| d.min(policy.retry_after_max));
+                if last {
+                    // Out of attempts, but a served throttle still holds back what follows.
+                    if let Some(wait) = served {
+                        pacer.defer_until(Instant::now() + wait);
+                    }
+                    return Ok(reply);
+                }
                 match served {
                     Some(wait) => {
                         tracing::info!(%method, path, status = reply.status, wait_ms = wait.as_millis() as u64, "server asked to retry later");
@@ -254,21 +431,22 @@ where
                     None => {
                         let wait = policy.backoff(attempt);
                         tracing::info!(%method, path, status = reply.status, wait_ms = wait.as_millis() as u64, "transient server error; retrying");
-                        tokio::time::sleep(wait).await;
+                        pacer.sleep(wait).await.map_err(|h| fail(h.into()))?;
                     }
                 }
             }
             Err(error) => {
                 tracing::debug!(%method, path, duration_ms = elapsed_ms, attempt, timeout = error.is_timeout(), "http request failed");
-                if last || error.is_builder() {
-                    return Err(SendFailure {
-                        error,
-                        attempts: attempt,
-                    });
+                let final_error = match &error {
+                    SendError::Transport(e) => e.is_builder(),
+                    _ => true,
+                };
+                if last || final_error {
+                    return Err(fail(error));
                 }
                 let wait = policy.backoff(attempt);
                 tracing::info!(%method, path, wait_ms = wait.as_millis() as u64, timeout = error.is_timeout(), "no answer; retrying");
-                tokio::time::sleep(wait).await;
+                pacer.sleep(wait).await.map_err(|h| fail(h.into()))?;
             }
         }
     }
@@ -325,9 +503,46 @@ mod tests {
         pacer.defer_until(until);
         pacer.defer_until(until - Duration::from_millis(100)); // earlier: ignored
         let start = Instant::now();
-        pacer.ready().await;
+        pacer.ready().await.expect("ready");
         assert!(start.elapsed() >= Duration::from_millis(140));
         let s = pacer.stats().throttled_seconds;
         assert!((0.13..0.16).contains(&s), "{s}");
+    }
+
+    #[tokio::test]
+    async fn cancel_ends_a_long_wait_and_max_wait_refuses_it() {
+        let cancel = CancellationToken::new();
+        let saved = std::sync::Arc::new(Mutex::new(None));
+        let hook_saved = saved.clone();
+        let pacer = Pacer::new(0.0)
+            .with_cancel(cancel.clone())
+            .with_throttle_hook(Box::new(move |t| {
+                *hook_saved.lock().expect("lock") = Some(t);
+            }));
+        pacer.defer_until(Instant::now() + Duration::from_secs(600));
+        let until = saved
+            .lock()
+            .expect("lock")
+            .expect("the throttle was reported");
+        let left = until.duration_since(SystemTime::now()).expect("ahead");
+        assert!(left > Duration::from_secs(590), "{left:?}");
+        let fire = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            fire.cancel();
+        });
+        let start = Instant::now();
+        assert_eq!(pacer.ready().await, Err(Halt::Cancelled));
+        assert!(start.elapsed() < Duration::from_secs(5));
+
+        // Another pacer restored from the reported time refuses to wait that long.
+        let next = Pacer::new(0.0).with_max_wait(Some(Duration::from_secs(10)));
+        next.restore_not_before(until);
+        assert!(
+            matches!(next.ready().await, Err(Halt::ThrottledUntil(t)) if t >= until - Duration::from_secs(1))
+        );
+        let patient = Pacer::new(0.0).with_max_wait(Some(Duration::from_secs(10)));
+        patient.restore_not_before(SystemTime::now() + Duration::from_millis(100));
+        assert_eq!(patient.ready().await, Ok(()));
     }
 }

@@ -69,12 +69,27 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
 
 /// Runs the service until `shutdown` resolves; returns the exit code.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<u8> {
+    run_until(cfg, shutdown, CancellationToken::new()).await
+}
+
+/// [`run`] with the caller's cancellation token: when `shutdown` resolves (or `cancel` fires)
+/// every wait on Concur ends, no request is sent any more, and the process returns within
+/// `service.shutdown_timeout`.
+pub async fn run_until(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    cancel: CancellationToken,
+) -> anyhow::Result<u8> {
     let lock = WriterLock::acquire(&cfg.state.path)?;
+    if matches!(cfg.source.kind, crate::config::SourceKind::Scim) {
+        // A (re)started service reads a SCIM source in full first: deletions it missed while
+        // down reach Concur at once.
+        crate::source::scim::request_full_read();
+    }
     let store = Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?;
     let admin_store = Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?;
-    let client = sync::client(&cfg, &store)?;
+    let client = sync::client_with(&cfg, &store, &cancel, sync::Waits::Service)?;
     let metrics = Arc::new(Metrics::new());
-    let cancel = CancellationToken::new();
     let shared = Arc::new(Shared {
         wake: Notify::new(),
         // A (re)started daemon runs a cycle at once: it resumes what a stop interrupted.
@@ -132,16 +147,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         Input::Fixed => None,
     };
 
-    // The worker.
-    let worker = {
+    // The worker. It reports its end through a channel rather than being joined: a join on
+    // the runtime's blocking pool would keep the process alive past the shutdown timeout.
+    let (worker_done, worker_ended) = tokio::sync::oneshot::channel::<()>();
+    {
         let cfg = cfg.clone();
         let shared = shared.clone();
         let cancel = cancel.clone();
         let metrics = metrics.clone();
         std::thread::Builder::new()
             .name("cycle-worker".into())
-            .spawn(move || worker(cfg, store, client, input, shared, metrics, cancel))?
-    };
+            .spawn(move || {
+                worker(cfg, store, client, input, shared, metrics, cancel);
+                let _ = worker_done.send(());
+            })?;
+    }
 
     notify_systemd(&[
         sd_notify::NotifyState::Ready,
@@ -170,19 +190,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     }
     tracing::info!(schedule = %cfg.sync.schedule, source = %cfg.source.path.display(), "concur-sync running");
 
-    shutdown.await;
-    tracing::info!("stopping: no new cycle starts; the batch in flight finishes");
+    tokio::select! {
+        _ = shutdown => {}
+        _ = cancel.cancelled() => {}
+    }
+    tracing::info!(
+        "stopping: no new cycle starts and no further request is sent to Concur; what Concur acknowledged stays committed"
+    );
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
     shared.wake.notify_one();
     let timeout = Duration::from_secs_f64(cfg.service.shutdown_timeout);
     let deadline = Instant::now() + timeout;
-    let joined = tokio::task::spawn_blocking(move || worker.join());
-    match tokio::time::timeout(timeout, joined).await {
+    match tokio::time::timeout(timeout, worker_ended).await {
         Ok(_) => tracing::info!("stopped cleanly"),
         Err(_) => tracing::warn!(
             timeout_s = timeout.as_secs_f64(),
-            "the batch in flight did not finish within service.shutdown_timeout; exiting anyway (it is re-planned at the next start)"
+            "the cycle did not stop within service.shutdown_timeout; exiting anyway (what Concur did not acknowledge is re-planned at the next start)"
         ),
     }
     let _ = scheduler.shutdown().await;

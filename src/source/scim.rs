@@ -85,7 +85,7 @@ fn default_page_size() -> u32 {
     100
 }
 fn default_full_every() -> String {
-    "24h".into()
+    "1h".into()
 }
 fn default_delta_overlap() -> String {
     "60s".into()
@@ -268,7 +268,12 @@ impl Http {
         let reply = result.map_err(|f| ScimError::Unreachable {
             url: shown.clone(),
             attempts: f.attempts,
-            error: f.error.without_url().to_string(),
+            error: match f.error {
+                crate::concur::retry::SendError::Transport(e) => {
+                    crate::concur::retry::SendError::Transport(e.without_url()).to_string()
+                }
+                other => other.to_string(),
+            },
         })?;
         match reply.status {
             200 => {}
@@ -383,7 +388,7 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
         key: format!("source.scim.attributes.{k}"),
         message: m,
     })?;
-    let full_every = parse_duration(&sc.full_every).unwrap_or(Duration::from_secs(86_400));
+    let full_every = parse_duration(&sc.full_every).unwrap_or(Duration::from_secs(3_600));
     let overlap = parse_duration(&sc.delta_overlap).unwrap_or(Duration::from_secs(60));
     let timeout = Duration::from_secs_f64(sc.timeout_seconds);
     let client = reqwest::Client::builder()
@@ -720,7 +725,7 @@ mod tests {
         let s = &c.source.scim;
         assert_eq!(
             (s.page_size, s.full_every.as_str(), s.max_attempts),
-            (100, "24h", 6)
+            (100, "1h", 6)
         );
         for (scim, key) in [
             ("token = \"t\"", "source.scim.url"),

@@ -215,6 +215,27 @@ impl TokenDb {
             access_expires_at,
         )
     }
+
+    /// The wall-clock end of the last throttle Concur served (any process), if recorded.
+    pub fn load_not_before(&self) -> Result<Option<std::time::SystemTime>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(kv_get(&conn, KV_NOT_BEFORE)?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc))))
+    }
+
+    /// Records that Concur asked for no request before `until`; an earlier value never
+    /// replaces a later one.
+    pub fn save_not_before(&self, until: std::time::SystemTime) -> Result<(), StoreError> {
+        if self.load_not_before()?.is_some_and(|t| t >= until) {
+            return Ok(());
+        }
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let text = chrono::DateTime::<chrono::Utc>::from(until)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        kv_set(&conn, KV_NOT_BEFORE, text.as_bytes())
+    }
 }
 
 fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -272,6 +293,8 @@ fn token_save(
 const KV_REFRESH_TOKEN: &str = "concur.refresh_token";
 const KV_GEOLOCATION: &str = "concur.geolocation";
 const KV_ACCESS_EXPIRES: &str = "concur.access_expires_at";
+/// RFC 3339 UTC: no request to Concur before this (a served `Retry-After`).
+const KV_NOT_BEFORE: &str = "concur.not_before";
 
 impl Store {
     /// Opens (creating if needed) the state DB at `path`, applies migrations, loads the keys
@@ -305,6 +328,79 @@ impl Store {
             keys,
             path: path.to_path_buf(),
             key_path,
+        })
+    }
+
+    /// Opens an existing state DB for reading only (`status`): no migration, no key file, no
+    /// journal-mode change, and no file created beside it, so a read-only copy in a read-only
+    /// directory works. Without a `-wal` file no process has the database open (SQLite removes
+    /// it when the last connection closes), so it is read as immutable, which creates no
+    /// `-wal`/`-shm` files and takes no locks; with one, a writer may be active and the read
+    /// goes through its WAL, read-only.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.exists() {
+            // Nothing has run yet: the status of an empty database, without creating one.
+            tracing::warn!(state = %path.display(), "no state database yet: nothing has run");
+            let mut conn = Connection::open_in_memory()?;
+            migrate::migrate(&mut conn)?;
+            return Ok(Store {
+                conn,
+                keys: Keys::ephemeral(),
+                path: path.to_path_buf(),
+                key_path: PathBuf::new(),
+            });
+        }
+        if !path.is_file() {
+            return Err(open_err("not a file (check state.path)".into()));
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let immutable = !Path::new(&wal).exists();
+        let absolute = std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
+        let mut uri = String::from("file:");
+        for c in absolute.to_string_lossy().chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str(if immutable {
+            "?mode=ro&immutable=1"
+        } else {
+            "?mode=ro"
+        });
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version != migrate::LATEST {
+            return Err(StoreError::Schema(format!(
+                "the state database has schema version {version}, this build reads {}; {}",
+                migrate::LATEST,
+                if version < migrate::LATEST {
+                    "run any writing command (e.g. `concur-sync plan`) once to upgrade it"
+                } else {
+                    "run a newer concur-sync"
+                }
+            )));
+        }
+        Ok(Store {
+            conn,
+            keys: Keys::ephemeral(),
+            path: path.to_path_buf(),
+            key_path: PathBuf::new(),
         })
     }
 

@@ -8,6 +8,7 @@ mod dropfolder_hardening;
 mod faults;
 mod harness;
 mod ldap;
+mod lifecycle_hardening;
 mod passwords;
 mod readback;
 mod renames;

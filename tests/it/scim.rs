@@ -36,7 +36,7 @@ fn peers_required() -> bool {
 }
 
 /// A scim2-server process on 127.0.0.1, killed on drop.
-struct ScimServer {
+pub(super) struct ScimServer {
     child: Child,
     base: String,
     token: String,
@@ -47,7 +47,7 @@ struct ScimServer {
 
 impl ScimServer {
     /// Starts the server, or returns `None` (test skipped) when it is not installed.
-    async fn start(test: &str) -> Option<ScimServer> {
+    pub(super) async fn start(test: &str) -> Option<ScimServer> {
         let Some(py) = scim_python() else {
             assert!(
                 !peers_required(),
@@ -106,7 +106,7 @@ impl ScimServer {
     }
 
     /// The `[source.scim]` table for this server.
-    fn table(&self, extra: &str) -> String {
+    pub(super) fn table(&self, extra: &str) -> String {
         format!(
             "url = \"{}\"\ntoken = \"{}\"\nrequests_per_second = 0\n{extra}",
             self.base, self.token
@@ -123,7 +123,7 @@ impl ScimServer {
             .collect()
     }
 
-    fn user_list_requests(&self) -> Vec<String> {
+    pub(super) fn user_list_requests(&self) -> Vec<String> {
         self.requests()
             .into_iter()
             .filter(|r| r.starts_with("GET /v2/Users?"))
@@ -131,7 +131,7 @@ impl ScimServer {
     }
 
     /// Creates users in one Bulk request; returns employee number → SCIM id.
-    async fn bulk_create(&self, users: &[Value]) -> BTreeMap<String, String> {
+    pub(super) async fn bulk_create(&self, users: &[Value]) -> BTreeMap<String, String> {
         let ops: Vec<Value> = users
             .iter()
             .map(|u| {
@@ -184,7 +184,7 @@ impl ScimServer {
         assert!(r.status().is_success(), "PATCH {id}: {}", r.status());
     }
 
-    async fn delete(&self, id: &str) {
+    pub(super) async fn delete(&self, id: &str) {
         let r = self
             .http
             .delete(format!("{}/Users/{id}", self.base))
@@ -231,7 +231,7 @@ fn decode(s: &str) -> String {
 
 /// Employee `i` (`E00007`) reports to `(i - 1) / 10`; employee 0 is the root. Managers come first,
 /// so a Bulk request can refer to them by bulkId.
-fn user(i: usize) -> Value {
+pub(super) fn user(i: usize) -> Value {
     const DEPARTMENTS: [&str; 4] = ["R&D", "Sales & Marketing", "Finance", "Ops"];
     const GIVEN: [&str; 4] = ["Zoë", "José", "Ana", "Søren"];
     let mut ent = json!({"employeeNumber": format!("E{i:05}"),
