@@ -480,15 +480,16 @@ async fn a_key_file_readable_by_others_is_warned_about() {
     assert_eq!(st["users"]["managed"], 0);
     let mut key = rig.state_path().into_os_string();
     key.push(".key");
-    let out = rig.run(&["status"]).await;
+    let out = rig.run(&["plan"]).await;
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("key file"),
         "{}",
         text(&out)
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = rig.run(&["status"]).await;
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    // The key is read by every command that opens the database for writing (the plan itself
+    // fails here: the rig has no source file).
+    let out = rig.run(&["plan"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("WARN") && stderr.contains("state key file") && stderr.contains("0644"),
