@@ -48,7 +48,8 @@ pub fn is_concur_host(host: &str) -> bool {
     })
 }
 
-/// `value` for an error message: at most 120 characters, control characters and quotes escaped.
+/// `value` for an error message: at most 120 characters, quoted, with control and bidi
+/// characters escaped.
 pub fn escaped(value: &str) -> String {
     let cut: String = value.chars().take(120).collect();
     let more = if value.chars().count() > 120 {
@@ -56,7 +57,7 @@ pub fn escaped(value: &str) -> String {
     } else {
         ""
     };
-    format!("{cut:?}{more}")
+    format!("\"{}\"{more}", crate::escape::escape(&cut))
 }
 
 /// The origin to send requests to if `value` may be trusted as the company's geolocation,
@@ -178,9 +179,9 @@ mod tests {
 
     #[test]
     fn the_refused_value_is_escaped() {
-        let e = trusted_origin("http://evil\n\u{1b}[31m", CONFIGURED, &[]).unwrap_err();
+        let e = trusted_origin("http://evil\n\u{1b}[31m\u{202e}", CONFIGURED, &[]).unwrap_err();
         assert!(
-            !e.value.contains('\n') && !e.value.contains('\u{1b}'),
+            !e.value.contains('\n') && !e.value.contains('\u{1b}') && !e.value.contains('\u{202e}'),
             "{e:?}"
         );
     }
