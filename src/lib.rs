@@ -8,6 +8,7 @@ pub mod commands;
 pub mod concur;
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod model;
 pub mod passwords;
 pub mod plan;

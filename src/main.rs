@@ -30,7 +30,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one sync cycle now and exit (0 ok, 1 fatal, 2 some records rejected or failed, 3 held).
-    Sync,
+    Sync {
+        /// The state key file is lost: start a new key. Stored passwords become unknown (none is
+        /// sent until the source changes it) and a new refresh token is requested.
+        #[arg(long)]
+        new_key: bool,
+    },
     /// Show what a cycle would do; writes nothing to Concur and does not advance the snapshot.
     Plan {
         #[arg(long)]
@@ -49,7 +54,11 @@ enum Command {
     /// Self-contained tour against the bundled simulator.
     Demo,
     /// Run as a service: cycles on the schedule and when files land in the drop folder.
-    Run,
+    Run {
+        /// The state key file is lost: start a new key (see `sync --new-key`).
+        #[arg(long)]
+        new_key: bool,
+    },
     /// Release a held plan (its deactivations are sent) if the source has not changed since.
     Approve {
         #[arg(value_name = "CYCLE_ID")]
@@ -159,13 +168,21 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(cfg.log.format, cfg.log.level.as_deref(), "info");
+            if let Command::Sync { new_key: true } | Command::Run { new_key: true } = command
+                && let Err(e) = commands::new_key(&cfg)
+            {
+                eprintln!("concur-sync: {e}");
+                return ExitCode::from(EXIT_FATAL);
+            }
             match command {
-                Command::Sync => commands::sync(&cfg).await.map_err(Into::into),
+                Command::Sync { .. } => commands::sync(&cfg).await.map_err(Into::into),
                 Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
-                Command::Run => concur_sync::service::daemon::run(cfg, shutdown_signal()).await,
+                Command::Run { .. } => {
+                    concur_sync::service::daemon::run(cfg, shutdown_signal()).await
+                }
                 Command::Approve { cycle } => {
                     commands::approve(&cfg, cycle).await.map_err(Into::into)
                 }

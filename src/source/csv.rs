@@ -5,7 +5,7 @@
 //! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
 
 use super::SourceError;
-use crate::model::{Field, PASSWORD_COLUMN, Rejection, Secret};
+use crate::model::{Field, PASSWORD_COLUMN, Rejection, RowIdentity, Secret};
 use crate::validate::{PREVIOUS_EMPLOYEE_ID, RawRecord, is_space};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -469,6 +469,15 @@ impl CsvReader {
             let id = text(self.employee_id_col);
             let employee_id =
                 (!id.is_empty() && id.len() <= REJECTION_ID_MAX_BYTES).then(|| id.to_owned());
+            // The values may be shifted; whatever stands in an identifying column still
+            // protects the users it could name.
+            let identity =
+                RowIdentity::from_values(self.columns.iter().enumerate().filter_map(|(i, col)| {
+                    match *col {
+                        Column::Field(f) => Some((f, text(i))),
+                        _ => None,
+                    }
+                }));
             return Err(RowIssue::Rejected(Rejection {
                 source: origin,
                 employee_id,
@@ -478,6 +487,7 @@ impl CsvReader {
                     rec.len(),
                     self.columns.len()
                 ),
+                identity,
             }));
         }
         let mut raw = RawRecord {

@@ -5,6 +5,7 @@
 mod crash;
 mod faults;
 mod harness;
+mod identity_safety;
 mod ldap;
 mod passwords;
 mod readback;
