@@ -59,12 +59,13 @@ enum Command {
         #[arg(long)]
         new_key: bool,
     },
-    /// Release a held plan (its deactivations are sent) if the source has not changed since.
+    /// Release a held plan (its deactivations and identity changes are sent) if the source has
+    /// not changed since.
     Approve {
         #[arg(value_name = "CYCLE_ID")]
         cycle: i64,
     },
-    /// Drop a held plan: nobody in it is deactivated.
+    /// Drop a held plan: nobody in it is deactivated or changed.
     Reject {
         #[arg(value_name = "CYCLE_ID")]
         cycle: i64,
