@@ -64,7 +64,7 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
     );
     if report.outcome == crate::sync::Outcome::Held {
         crate::outln!(
-            "deactivations held for approval: `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
+            "held for approval (deactivations or identity changes beyond the sync.max_* limits): `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
             id = report.cycle_id
         );
     }
@@ -75,6 +75,25 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
         code = code.max(crate::attendees::command_run(attendees, &mut store, &client).await?);
     }
     Ok(code)
+}
+
+/// `sync --new-key` / `run --new-key`: when the state key file is missing or does not match the
+/// database, starts a new key (stored passwords become unknown, the refresh token is dropped);
+/// a matching key is kept as it is.
+pub fn new_key(cfg: &Config) -> Result<(), SyncError> {
+    let _lock = WriterLock::acquire(&cfg.state.path)?;
+    let (_store, unknown) =
+        Store::open_with_new_key(&cfg.state.path, cfg.state.key_file.as_deref())?;
+    match unknown {
+        Some(n) => {
+            tracing::warn!(passwords_unknown = n, "started a new state key");
+            println!(
+                "new state key written; {n} stored passwords are now unknown (none is sent until the source changes it); a new refresh token is requested"
+            );
+        }
+        None => println!("the state key matches the database: --new-key changed nothing"),
+    }
+    Ok(())
 }
 
 /// `concur-sync approve CYCLE_ID`: releases exactly that held plan if the source has not
@@ -89,8 +108,9 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             match sync::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
                 Ok(r) => {
                     crate::outln!(
-                        "cycle {cycle}: held plan applied: {} deactivated, {} failed",
+                        "cycle {cycle}: held plan applied: {} deactivated, {} updated, {} failed",
                         r.counts.deactivate,
+                        r.counts.update,
                         r.counts.failed
                     );
                     Ok(if r.counts.failed > 0 { 2 } else { 0 })
@@ -144,9 +164,9 @@ pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
     store.clear_approval(cycle)?;
     store.audit(
         "reject",
-        &format!("cycle {cycle}: held plan of {n} deactivations dropped"),
+        &format!("cycle {cycle}: held plan of {n} operations dropped"),
     )?;
-    crate::outln!("cycle {cycle}: held plan dropped ({n} deactivations not sent)");
+    crate::outln!("cycle {cycle}: held plan dropped ({n} held operations not sent)");
     Ok(0)
 }
 

@@ -222,6 +222,11 @@ pub struct SyncConfig {
     /// a count (`50`) or a share of the managed active users (`"5%"`).
     #[serde(default = "default_max_deactivations")]
     pub max_deactivations: DeactivationLimit,
+    /// A plan changing the login, e-mail or name (or, by a rename, the employee id) of more
+    /// users than this holds those changes until an operator approves them, as
+    /// `max_deactivations` does: a count or a share of the managed active users.
+    #[serde(default = "default_max_identity_changes")]
+    pub max_identity_changes: DeactivationLimit,
     /// A complete read that returns fewer than this share of the managed active users
     /// deactivates nobody (the rest of the plan still applies; the cycle is `degraded`).
     #[serde(default = "default_min_source_ratio")]
@@ -245,6 +250,7 @@ impl Default for SyncConfig {
             password_on_create: PasswordOnCreate::Source,
             schedule: default_schedule(),
             max_deactivations: default_max_deactivations(),
+            max_identity_changes: default_max_identity_changes(),
             min_source_ratio: default_min_source_ratio(),
             manage_unmatched: false,
             reconcile_schedule: default_reconcile_schedule(),
@@ -258,11 +264,15 @@ fn default_schedule() -> String {
 fn default_max_deactivations() -> DeactivationLimit {
     DeactivationLimit::Share(5.0)
 }
+fn default_max_identity_changes() -> DeactivationLimit {
+    DeactivationLimit::Share(5.0)
+}
 fn default_min_source_ratio() -> f64 {
     0.9
 }
 
-/// `sync.max_deactivations`: a count or a percentage of the managed active users.
+/// `sync.max_deactivations` and `sync.max_identity_changes`: a count or a percentage of the
+/// managed active users.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DeactivationLimit {
     Count(u64),
@@ -300,7 +310,7 @@ impl<'de> Deserialize<'de> for DeactivationLimit {
         }
         let bad = || {
             serde::de::Error::custom(
-                "sync.max_deactivations must be a count like 50 or a share like \"5%\"",
+                "sync.max_deactivations and sync.max_identity_changes must be a count like 50 or a share like \"5%\"",
             )
         };
         match Raw::deserialize(d)? {
@@ -835,6 +845,12 @@ request_token = "t"
         assert_eq!(c.sync.max_deactivations.allowed(1000), 50);
         let c = Config::from_toml(&format!("{MINIMAL}[sync]\nmax_deactivations = 12\n")).unwrap();
         assert_eq!(c.sync.max_deactivations, DeactivationLimit::Count(12));
+        assert_eq!(c.sync.max_identity_changes, DeactivationLimit::Share(5.0));
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}[sync]\nmax_identity_changes = \"20%\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sync.max_identity_changes.allowed(50), 10);
         assert_eq!(c.secrets().unwrap().client_secret.expose(), "s");
     }
 

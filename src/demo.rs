@@ -40,6 +40,8 @@ requests_per_second = 20
 [sync]
 # The sample company is small: allow its two departures without an operator's approval.
 max_deactivations = 5
+# … and its one changed name.
+max_identity_changes = 5
 "#,
         state = state.display().to_string(),
         hr = hr.display().to_string(),

@@ -9,6 +9,7 @@ pub mod concur;
 pub mod config;
 pub mod demo;
 pub mod escape;
+pub mod identity;
 pub mod model;
 pub mod output;
 pub mod passwords;

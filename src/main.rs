@@ -36,6 +36,10 @@ enum Command {
         /// always read in full.
         #[arg(long)]
         full: bool,
+        /// The state key file is lost: start a new key. Stored passwords become unknown (none is
+        /// sent until the source changes it) and a new refresh token is requested.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Show what a cycle would do; writes nothing to Concur and does not advance the snapshot.
     Plan {
@@ -55,13 +59,18 @@ enum Command {
     /// Self-contained tour against the bundled simulator.
     Demo,
     /// Run as a service: cycles on the schedule and when files land in the drop folder.
-    Run,
-    /// Release a held plan (its deactivations are sent) if the source has not changed since.
+    Run {
+        /// The state key file is lost: start a new key (see `sync --new-key`).
+        #[arg(long)]
+        new_key: bool,
+    },
+    /// Release a held plan (its deactivations and identity changes are sent) if the source has
+    /// not changed since.
     Approve {
         #[arg(value_name = "CYCLE_ID")]
         cycle: i64,
     },
-    /// Drop a held plan: nobody in it is deactivated.
+    /// Drop a held plan: nobody in it is deactivated or changed.
     Reject {
         #[arg(value_name = "CYCLE_ID")]
         cycle: i64,
@@ -242,22 +251,28 @@ async fn main() -> ExitCode {
             if let Err(code) = start_logging(cfg.log.format, cfg.log.level.as_deref(), "info") {
                 return code;
             }
-            if matches!(command, Command::Run) && !cfg.admin_is_loopback() {
+            if matches!(command, Command::Run { .. }) && !cfg.admin_is_loopback() {
                 tracing::warn!(
                     key = "admin.listen",
                     listen = %cfg.admin.listen,
                     "admin.listen is not a loopback address: /status and /metrics are open to anyone who can reach it; bind 127.0.0.1 or put an authenticating proxy in front"
                 );
             }
+            if let Command::Sync { new_key: true, .. } | Command::Run { new_key: true } = command
+                && let Err(e) = commands::new_key(&cfg)
+            {
+                eprintln!("concur-sync: {e}");
+                return ExitCode::from(EXIT_FATAL);
+            }
             match command {
-                Command::Sync { full } => commands::sync(&cfg, &cancel_on_signal(), full)
+                Command::Sync { full, .. } => commands::sync(&cfg, &cancel_on_signal(), full)
                     .await
                     .map_err(Into::into),
                 Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
-                Command::Run => {
+                Command::Run { .. } => {
                     let cancel = cancel_on_signal();
                     concur_sync::service::daemon::run_until(
                         cfg,

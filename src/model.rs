@@ -328,6 +328,50 @@ pub struct Rejection {
     pub employee_id: Option<String>,
     pub field: String,
     pub message: String,
+    /// Every identifying value the row carried, valid or not; never stored or shown.
+    #[serde(skip)]
+    pub identity: RowIdentity,
+}
+
+/// The identifying values of a rejected row (the raw employee id text even if invalid, login,
+/// e-mail, previous employee id): the planner keeps every managed user they could name from
+/// being deactivated for the rejection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowIdentity(pub Vec<String>);
+
+impl RowIdentity {
+    /// Longest value kept, in bytes (a longer one is cut at a character boundary).
+    const MAX_LEN: usize = 512;
+
+    /// Adds a value (trimmed; empty values and repeats are skipped).
+    pub fn push(&mut self, v: &str) {
+        let mut v = v.trim();
+        if v.len() > Self::MAX_LEN {
+            let mut end = Self::MAX_LEN;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v = &v[..end];
+        }
+        if !v.is_empty() && !self.0.iter().any(|x| x == v) {
+            self.0.push(v.to_owned());
+        }
+    }
+
+    /// The identifying fields (employee id, login, e-mail) among raw field values.
+    pub fn from_values<'a>(values: impl IntoIterator<Item = (Field, &'a str)>) -> RowIdentity {
+        let mut id = RowIdentity::default();
+        for (f, v) in values {
+            if matches!(f, Field::EMPLOYEE_ID | Field::LOGIN_ID | Field::EMAIL) {
+                id.push(v);
+            }
+        }
+        id
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -348,6 +392,11 @@ pub struct SnapshotEntry {
     /// Keyed hash of the last password Concur accepted for this user, if any.
     pub password_mac: Option<[u8; 16]>,
 }
+
+/// The `password_mac` of a user whose password is unknown because the state key was replaced
+/// (`--new-key`): the next source password seen is recorded, not sent. A real keyed hash is
+/// never all zeros (a chance of 2⁻¹²⁸).
+pub const PASSWORD_MAC_UNKNOWN: [u8; 16] = [0; 16];
 
 /// A 128-bit key of an identifier (employee id, lower-cased login): XXH3-128. Sets of a
 /// million users are keyed by it without one allocation per user; at that size the chance of

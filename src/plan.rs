@@ -9,9 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::identity::lookalike_key;
 use crate::model::{
-    Field, KeyMap, Op, OpKind, Origin, Rejection, SnapshotIndex, SourceRecord, User, id_key,
-    login_key,
+    Field, KeyMap, Op, OpKind, Origin, PASSWORD_MAC_UNKNOWN, Rejection, RowIdentity, SnapshotIndex,
+    SourceRecord, User, id_key, login_key,
 };
 
 /// Options of a plan that come from configuration.
@@ -109,6 +110,12 @@ pub struct Planner<'a> {
     candidates: Vec<Candidate>,
     /// Employee ids of the snapshot taken over by a rename this cycle.
     renamed_away: HashSet<String>,
+    /// Look-alike keys of the identifying values of rejected rows → the first such row: managed
+    /// users they could name are not deactivated.
+    protect: HashMap<String, String>,
+    /// Users whose password was unknown (a new state key) with the keyed hash of the source
+    /// password now seen: recorded, not sent.
+    learned_macs: Vec<(String, [u8; 16])>,
     rejections: Vec<Rejection>,
     unchanged: u64,
     skipped_inactive: u64,
@@ -125,6 +132,12 @@ pub struct Draft {
     pub skipped_inactive: u64,
     /// Distinct employee ids the source named (valid or not).
     pub source_ids: u64,
+    /// Look-alike keys of what rejected rows carried (ids, logins, e-mails) → the row:
+    /// [`complete`] deactivates no vanished user whose id, login or e-mail matches one.
+    pub protect: HashMap<String, String>,
+    /// Employee id → keyed hash of the source password, for users whose password was unknown
+    /// (after a new state key): to be recorded without sending anything.
+    pub learned_macs: Vec<(String, [u8; 16])>,
 }
 
 impl<'a> Planner<'a> {
@@ -144,19 +157,29 @@ impl<'a> Planner<'a> {
             dup_login_holders: Vec::new(),
             candidates: Vec::new(),
             renamed_away: HashSet::new(),
+            protect: HashMap::new(),
+            learned_macs: Vec::new(),
             rejections: Vec::new(),
             unchanged: 0,
             skipped_inactive: 0,
         }
     }
 
-    /// A source row that failed validation: its rejections are kept, and the user it names
-    /// keeps its last good state (it is never deactivated for being rejected).
+    /// A source row that failed validation: its rejections are kept, and every managed user
+    /// it could name (by employee id, login or e-mail, even an invalid or look-alike one)
+    /// keeps its last good state: nobody is deactivated for a rejected row.
     pub fn push_rejected(&mut self, rejections: Vec<Rejection>) {
         let (id, origin) = match rejections.first() {
             Some(r) => (r.employee_id.clone(), r.source.clone()),
             None => return,
         };
+        for r in &rejections {
+            for v in r.identity.0.iter().chain(r.employee_id.as_ref()) {
+                self.protect
+                    .entry(lookalike_key(v))
+                    .or_insert_with(|| origin.clone());
+            }
+        }
         self.rejections.extend(rejections);
         if let Some(id) = id.filter(|s| !s.is_empty()) {
             let key = id_key(&id);
@@ -195,6 +218,7 @@ impl<'a> Planner<'a> {
                         "login_id \"{}\" is also used by employee {holder_id} at {holder_origin}; both rows rejected",
                         record.user.login_id()
                     ),
+                    identity: RowIdentity::default(),
                 });
                 self.seen.invalidate(row);
                 if !self.dup_login_holders.contains(&holder) {
@@ -208,6 +232,7 @@ impl<'a> Planner<'a> {
                             record.user.login_id(),
                             record.origin
                         ),
+                        identity: RowIdentity::default(),
                     });
                 }
                 return;
@@ -244,6 +269,23 @@ impl<'a> Planner<'a> {
                     old_employee_id: None,
                 });
             }
+            Some(_)
+                if record
+                    .previous_employee_id
+                    .as_deref()
+                    .is_some_and(|p| p != id && self.snapshot.contains(p)) =>
+            {
+                let prev = record.previous_employee_id.as_deref().unwrap_or_default();
+                self.reject_rename(
+                    row,
+                    &record,
+                    format!(
+                        "previous_employee_id \"{prev}\" belongs to another managed user, and employee \"{id}\" already exists: the row cannot rename one into the other"
+                    ),
+                );
+                // Neither user is deactivated for it.
+                self.renamed_away.insert(prev.to_owned());
+            }
             Some(entry) => {
                 let kind = if entry.active != active || entry.hash != record.user.content_hash() {
                     Some(match (entry.active, active) {
@@ -253,9 +295,17 @@ impl<'a> Planner<'a> {
                     })
                 } else if self.options.source_passwords
                     && let Some(pw) = record.password.as_ref()
-                    && entry.password_mac != Some((self.mac)(id, pw))
+                    && let Some(mac) =
+                        Some((self.mac)(id, pw)).filter(|m| entry.password_mac != Some(*m))
                 {
-                    Some(OpKind::Password)
+                    if entry.password_mac == Some(PASSWORD_MAC_UNKNOWN) {
+                        // The first password seen after a new state key is what Concur is
+                        // taken to hold: recorded, not sent.
+                        self.learned_macs.push((id.to_owned(), mac));
+                        None
+                    } else {
+                        Some(OpKind::Password)
+                    }
                 } else {
                     None
                 };
@@ -269,6 +319,29 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+    }
+
+    /// Rejects a rename row: it is not planned, and both its ids stay protected.
+    fn reject_rename(&mut self, row: u32, record: &SourceRecord, message: String) {
+        self.seen.invalidate(row);
+        let mut identity = RowIdentity::default();
+        identity.push(record.user.employee_id());
+        identity.push(record.user.login_id());
+        if let Some(p) = &record.previous_employee_id {
+            identity.push(p);
+        }
+        for v in &identity.0 {
+            self.protect
+                .entry(lookalike_key(v))
+                .or_insert_with(|| record.origin.clone());
+        }
+        self.rejections.push(Rejection {
+            source: record.origin.clone(),
+            employee_id: Some(record.user.employee_id().to_owned()),
+            field: crate::validate::PREVIOUS_EMPLOYEE_ID.into(),
+            message,
+            identity,
+        });
     }
 
     /// Applies the cross-record rules and orders the result. `complete` says the source was
@@ -296,6 +369,7 @@ impl<'a> Planner<'a> {
                         "employee_id \"{id}\" appears again at {}; all rows with it rejected",
                         others.join(", ")
                     ),
+                    identity: RowIdentity::default(),
                 });
             }
             self.seen.invalidate(first);
@@ -303,6 +377,7 @@ impl<'a> Planner<'a> {
         for &holder in &self.dup_login_holders {
             self.seen.invalidate(holder);
         }
+        self.check_renames();
         let seen = &self.seen;
         let valid = |id: &str| seen.get(id_key(id)).is_some_and(|i| seen.valid(i));
         let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
@@ -337,6 +412,7 @@ impl<'a> Planner<'a> {
                         employee_id: Some(u.employee_id().to_owned()),
                         field: "manager_employee_id".into(),
                         message: format!("manager \"{m}\" is not a known user: {why}"),
+                        identity: RowIdentity::default(),
                     },
                 );
             }
@@ -369,6 +445,7 @@ impl<'a> Planner<'a> {
                                 "manager chain of new users loops back: {}",
                                 chain.join(" → ")
                             ),
+                            identity: RowIdentity::default(),
                         });
                     break;
                 }
@@ -419,7 +496,67 @@ impl<'a> Planner<'a> {
             unchanged: self.unchanged,
             skipped_inactive: self.skipped_inactive,
             source_ids: self.seen.len() as u64,
+            protect: self.protect,
+            learned_macs: self.learned_macs,
         }
+    }
+
+    /// A rename (`previous_employee_id`) never takes over a present employee: a rename row is
+    /// rejected when the previous id still has its own row, or when another row claims the
+    /// same previous id (then every such row is rejected).
+    fn check_renames(&mut self) {
+        let mut claims: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, c) in self.candidates.iter().enumerate() {
+            if let Some(prev) = &c.old_employee_id {
+                claims.entry(prev.clone()).or_default().push(i);
+            }
+        }
+        let mut rejected: Vec<(usize, String)> = Vec::new();
+        for (prev, rows) in &claims {
+            if let Some(own) = self.seen.get(id_key(prev)) {
+                let at = self.seen.origin(own).to_owned();
+                for &i in rows {
+                    rejected.push((
+                        i,
+                        format!(
+                            "previous_employee_id \"{prev}\" still has its own row at {at}: a present employee cannot be renamed"
+                        ),
+                    ));
+                }
+            } else if rows.len() > 1 {
+                for &i in rows {
+                    let others: Vec<&str> = rows
+                        .iter()
+                        .filter(|&&j| j != i)
+                        .map(|&j| self.candidates[j].record.origin.as_str())
+                        .collect();
+                    rejected.push((
+                        i,
+                        format!(
+                            "previous_employee_id \"{prev}\" is also claimed at {}; all rows claiming it rejected",
+                            others.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if rejected.is_empty() {
+            return;
+        }
+        rejected.sort_by_key(|(i, _)| *i);
+        let mut drop = HashSet::new();
+        for (i, message) in rejected {
+            let record = self.candidates[i].record.clone();
+            if let Some(row) = self.seen.get(id_key(record.user.employee_id())) {
+                self.reject_rename(row, &record, message);
+            }
+            drop.insert(i);
+        }
+        let mut i = 0;
+        self.candidates.retain(|_| {
+            i += 1;
+            !drop.contains(&(i - 1))
+        });
     }
 }
 
@@ -526,8 +663,23 @@ pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Reje
             origin: c.record.origin,
         });
     }
+    let protect = &draft.protect;
+    let protected = |u: &User| {
+        !protect.is_empty()
+            && [
+                u.employee_id(),
+                u.login_id(),
+                u.get(Field::EMAIL).unwrap_or(""),
+            ]
+            .iter()
+            .filter(|v| !v.is_empty())
+            .any(|v| protect.contains_key(&lookalike_key(v)))
+    };
     for id in draft.vanished {
         let Some(prev) = old.get(&id) else { continue };
+        if protected(prev) {
+            continue;
+        }
         let mut user = prev.clone();
         user.set(Field::ACTIVE, "N");
         let changes = user.changes_from(prev);
@@ -655,6 +807,89 @@ mod tests {
                 .contains("neither in the source nor in Concur")
         );
         assert!(d.rejections[1].message.contains("loops"));
+    }
+
+    fn snapshot_of(users: &[User]) -> (SnapshotIndex, HashMap<String, User>) {
+        let mut snap = SnapshotIndex::default();
+        for u in users {
+            snap.insert(
+                u.employee_id(),
+                SnapshotEntry {
+                    hash: u.content_hash(),
+                    active: true,
+                    password_mac: None,
+                },
+            );
+        }
+        let old = users
+            .iter()
+            .map(|u| (u.employee_id().to_owned(), u.clone()))
+            .collect();
+        (snap, old)
+    }
+
+    #[test]
+    fn a_rejected_row_protects_every_user_it_could_name() {
+        let users: Vec<User> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| {
+                let mut u = rec(0, id, &format!("{id}@x"), None).user;
+                u.set(Field::EMAIL, format!("{id}.mail@x"));
+                u
+            })
+            .collect();
+        let (snap, old) = snapshot_of(&users);
+        let mut p = Planner::new(
+            &snap,
+            &mac,
+            PlanOptions {
+                source_passwords: false,
+            },
+        );
+        let rejected = |ident: &[&str]| Rejection {
+            source: "hr.csv:9".into(),
+            employee_id: None,
+            field: "employee_id".into(),
+            message: "is missing; it is required".into(),
+            identity: RowIdentity(ident.iter().map(|s| s.to_string()).collect()),
+        };
+        // By login (any case), by e-mail, by a look-alike id; "d" is simply gone.
+        p.push_rejected(vec![rejected(&["A@X"])]);
+        p.push_rejected(vec![rejected(&["b.mail@x"])]);
+        p.push_rejected(vec![rejected(&["\u{0441}"])]);
+        let (ops, rejections, _) = complete(p.finish(true), &old);
+        let deactivated: Vec<&str> = ops.iter().map(|o| o.employee_id.as_str()).collect();
+        assert_eq!(deactivated, ["d"]);
+        assert_eq!(rejections.len(), 3);
+    }
+
+    #[test]
+    fn a_rename_never_takes_over_a_present_employee() {
+        let users: Vec<User> = ["a", "b", "c"]
+            .iter()
+            .map(|id| rec(0, id, &format!("{id}@x"), None).user)
+            .collect();
+        let (snap, old) = snapshot_of(&users);
+        let renamed = |line: u32, id: &str, login: &str, prev: &str| {
+            let mut r = rec(line, id, login, None);
+            r.previous_employee_id = Some(prev.into());
+            r
+        };
+        let d = run(
+            &snap,
+            vec![
+                rec(2, "a", "a@x", None),
+                renamed(3, "x", "x@x", "a"),
+                renamed(4, "y", "y@x", "b"),
+                renamed(5, "z", "z@x", "b"),
+                renamed(6, "c", "c@x", "a"),
+            ],
+        );
+        let (ops, rejections, _) = complete(d, &old);
+        assert!(ops.is_empty(), "{ops:?}");
+        let lines: Vec<&str> = rejections.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(lines, ["hr.csv:6", "hr.csv:3", "hr.csv:4", "hr.csv:5"]);
+        assert!(rejections.iter().all(|r| r.field == "previous_employee_id"));
     }
 
     #[test]

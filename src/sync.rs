@@ -90,6 +90,9 @@ pub struct PlannedCycle {
     pub source_ids: u64,
     /// Why the read looks cut short (e.g. a truncated last row); such a read deactivates nobody.
     pub suspicious: Option<String>,
+    /// Users whose password was unknown (after a new state key): the keyed hash of the source
+    /// password now seen, recorded by the cycle without sending anything.
+    pub learned_password_macs: Vec<(String, [u8; 16])>,
 }
 
 /// What a finished cycle reports.
@@ -119,7 +122,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let mut records = 0u64;
     let mut suspicious = None;
     let mut warnings = Vec::new();
-    let (draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
+    let (mut draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
         SourceKind::Csv => {
             let path = &cfg.source.path;
             let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
@@ -213,6 +216,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let t_read = t0.elapsed();
     let source_ids = draft.source_ids;
     let skipped_inactive = draft.skipped_inactive;
+    let learned_password_macs = std::mem::take(&mut draft.learned_macs);
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
@@ -235,6 +239,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         complete,
         source_ids,
         suspicious,
+        learned_password_macs,
     })
 }
 
@@ -471,6 +476,13 @@ pub async fn run_cycle(
         }
     };
     store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    if !planned.learned_password_macs.is_empty() {
+        store.learn_password_macs(&planned.learned_password_macs)?;
+        tracing::info!(
+            users = planned.learned_password_macs.len(),
+            "recorded source passwords of users whose password was unknown after a new state key; none was sent"
+        );
+    }
     store.replace_rejections(cycle, &planned.rejections)?;
     store.replace_warnings(cycle, &planned.warnings)?;
     store.supersede_held(cycle)?;
@@ -498,26 +510,23 @@ pub async fn run_cycle(
     let verdict = guard(cfg, &planned, managed_active);
     let mut ops = planned.ops;
     let mut held: Vec<Op> = Vec::new();
-    let mut message = None;
-    match &verdict {
-        Verdict::Proceed => {}
-        Verdict::Degraded(why) => {
-            let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
-            ops.retain(|o| o.kind != OpKind::Deactivate);
-            tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
-            message = Some(format!("degraded: {why}; {dropped} deactivations skipped"));
-        }
-        Verdict::Hold(why) => {
-            let (h, rest): (Vec<Op>, Vec<Op>) =
-                ops.into_iter().partition(|o| o.kind == OpKind::Deactivate);
-            held = h;
-            ops = rest;
-            tracing::warn!(reason = %why, held = held.len(), cycle, "deactivations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
-            message = Some(format!(
-                "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
-            ));
-        }
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(why) = &verdict.degraded {
+        let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
+        ops.retain(|o| o.kind != OpKind::Deactivate);
+        tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
+        notes.push(format!("degraded: {why}; {dropped} deactivations skipped"));
     }
+    if let Some(why) = verdict.hold_reason() {
+        let (h, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| verdict.holds(o));
+        held = h;
+        ops = rest;
+        tracing::warn!(reason = %why, held = held.len(), cycle, "operations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
+        notes.push(format!(
+            "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
+        ));
+    }
+    let message = (!notes.is_empty()).then(|| notes.join("; "));
     for op in &mut ops {
         if op.kind == OpKind::Create
             && (op.password.is_none() || cfg.sync.password_on_create == PasswordOnCreate::Random)
@@ -536,11 +545,14 @@ pub async fn run_cycle(
     counts.throttled_seconds = (after.throttled_seconds - before.throttled_seconds).max(0.0);
     match result {
         Ok(true) => {
-            let outcome = match verdict {
-                Verdict::Hold(_) => Outcome::Held,
-                Verdict::Degraded(_) => Outcome::Degraded,
-                Verdict::Proceed if counts.failed > 0 || counts.rejected > 0 => Outcome::Partial,
-                Verdict::Proceed => Outcome::Success,
+            let outcome = if verdict.hold_reason().is_some() {
+                Outcome::Held
+            } else if verdict.degraded.is_some() {
+                Outcome::Degraded
+            } else if counts.failed > 0 || counts.rejected > 0 {
+                Outcome::Partial
+            } else {
+                Outcome::Success
             };
             store.finish_cycle(cycle, outcome.as_str(), &counts, message.as_deref())?;
             tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
@@ -587,44 +599,84 @@ fn source_label(cfg: &Config) -> String {
     }
 }
 
-/// What the safety guards say about a whole plan, before any write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Proceed,
+/// What the safety guards say about a whole plan, before any write. The default proceeds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdict {
     /// The read looks incomplete: apply everything but deactivations.
-    Degraded(String),
-    /// Too many deactivations: hold them all for an operator; apply the rest.
-    Hold(String),
+    pub degraded: Option<String>,
+    /// Too many deactivations: hold them all for an operator.
+    pub hold_deactivations: Option<String>,
+    /// Too many login, e-mail, name or employee id changes: hold them all for an operator.
+    pub hold_identity_changes: Option<String>,
+}
+
+impl Verdict {
+    /// Why part of the plan is held, if it is.
+    pub fn hold_reason(&self) -> Option<String> {
+        let reasons: Vec<&str> = [&self.hold_deactivations, &self.hold_identity_changes]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Whether `op` waits for an operator's approval.
+    pub fn holds(&self, op: &Op) -> bool {
+        (self.hold_deactivations.is_some() && op.kind == OpKind::Deactivate)
+            || (self.hold_identity_changes.is_some() && changes_identity(op))
+    }
+}
+
+/// Whether an operation changes who a user is: a rename of the employee id, or a new login,
+/// e-mail, first or last name of an existing user.
+pub fn changes_identity(op: &Op) -> bool {
+    use crate::model::Field;
+    matches!(op.kind, OpKind::Update | OpKind::Reactivate)
+        && (op.old_employee_id.is_some()
+            || op.changes.iter().any(|c| {
+                matches!(
+                    c.field,
+                    Field::LOGIN_ID | Field::EMAIL | Field::FIRST_NAME | Field::LAST_NAME
+                )
+            }))
 }
 
 /// The safety guards, evaluated on the whole plan.
 pub fn guard(cfg: &Config, planned: &PlannedCycle, managed_active: u64) -> Verdict {
+    let mut verdict = Verdict::default();
     let deactivations = planned
         .ops
         .iter()
         .filter(|o| o.kind == OpKind::Deactivate)
         .count() as u64;
-    if deactivations == 0 {
-        return Verdict::Proceed;
-    }
-    if let Some(why) = &planned.suspicious {
-        return Verdict::Degraded(why.clone());
-    }
     let ratio = cfg.sync.min_source_ratio;
-    if planned.complete && (planned.source_ids as f64) < ratio * managed_active as f64 {
-        return Verdict::Degraded(format!(
-            "the source named {} users, fewer than sync.min_source_ratio = {ratio} of the {managed_active} managed active users",
-            planned.source_ids
+    let deactivation_limit = cfg.sync.max_deactivations.allowed(managed_active);
+    if deactivations > 0 {
+        if let Some(why) = &planned.suspicious {
+            verdict.degraded = Some(why.clone());
+        } else if planned.complete && (planned.source_ids as f64) < ratio * managed_active as f64 {
+            verdict.degraded = Some(format!(
+                "the source named {} users, fewer than sync.min_source_ratio = {ratio} of the {managed_active} managed active users",
+                planned.source_ids
+            ));
+        } else if deactivations > deactivation_limit {
+            verdict.hold_deactivations = Some(format!(
+                "{deactivations} deactivations exceed sync.max_deactivations = {} ({deactivation_limit} of {managed_active} managed active users)",
+                cfg.sync.max_deactivations
+            ));
+        }
+    }
+    // A user counts once, however many of its identifying fields change.
+    let identity_changes = planned.ops.iter().filter(|o| changes_identity(o)).count() as u64;
+    let identity_limit = cfg.sync.max_identity_changes.allowed(managed_active);
+    if identity_changes > identity_limit {
+        verdict.hold_identity_changes = Some(format!(
+            "{identity_changes} users with a changed login, e-mail, name or employee id exceed sync.max_identity_changes = {} ({identity_limit} of {managed_active} managed active users)",
+            cfg.sync.max_identity_changes
         ));
     }
-    let allowed = cfg.sync.max_deactivations.allowed(managed_active);
-    if deactivations > allowed {
-        return Verdict::Hold(format!(
-            "{deactivations} deactivations exceed sync.max_deactivations = {} ({allowed} of {managed_active} managed active users)",
-            cfg.sync.max_deactivations
-        ));
-    }
-    Verdict::Proceed
+    verdict
 }
 
 /// Sends the deactivations a held cycle kept back, after an operator approved them. Refused
@@ -659,11 +711,15 @@ pub async fn apply_held(
             "the source changed since cycle {cycle} was planned; let the next cycle re-plan and approve that one"
         )));
     }
-    // Only users still active in the snapshot: anything else changed since.
+    // Only deactivations of users still active in the snapshot, and changes of users it
+    // still holds under the id they were planned for: anything else changed since.
     let snapshot = store.snapshot_index()?;
     let (ops, ids): (Vec<Op>, Vec<i64>) = entries
         .into_iter()
-        .filter(|e| snapshot.get(&e.op.employee_id).is_some_and(|s| s.active))
+        .filter(|e| match e.op.kind {
+            OpKind::Deactivate => snapshot.get(&e.op.employee_id).is_some_and(|s| s.active),
+            _ => snapshot.contains(e.op.old_employee_id.as_deref().unwrap_or(&e.op.employee_id)),
+        })
         .map(|e| (e.op, e.id))
         .unzip();
     store.release_held(cycle)?;
@@ -688,10 +744,12 @@ pub async fn apply_held(
     } else {
         Outcome::Success
     };
+    let deactivations = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
     let msg = format!(
-        "held plan approved by an operator at {}: {} deactivations sent",
+        "held plan approved by an operator at {}: {} deactivations and {} identity changes sent",
         crate::store::now(),
-        ops.len()
+        deactivations,
+        ops.len() - deactivations
     );
     match done {
         Ok(_) => {

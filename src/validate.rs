@@ -5,7 +5,9 @@
 //! and checks every rule that concerns one record alone. Rules across records (duplicate ids,
 //! managers that exist) belong to the planner. No IO happens here.
 
-use crate::model::{FIELD_COUNT, Field, FieldKind, Origin, Rejection, Secret, SourceRecord, User};
+use crate::model::{
+    FIELD_COUNT, Field, FieldKind, Origin, Rejection, RowIdentity, Secret, SourceRecord, User,
+};
 use std::collections::BTreeMap;
 
 /// Canonical name of the optional column holding the id a user had before.
@@ -57,6 +59,7 @@ impl CompanyRules {
                 employee_id: Some(user.employee_id().to_owned()),
                 field: p.field.to_owned(),
                 message: p.message,
+                identity: RowIdentity::default(),
             })
             .collect()
     }
@@ -175,6 +178,8 @@ impl Normalizer {
         let mut collapsed: Vec<&'static str> = Vec::new();
         let mut user = User::new();
         let mut bad_employee_id = None;
+        // Identifying values that failed a rule: a rejected row still names its user by them.
+        let mut identity = RowIdentity::default();
         for (i, slot) in slots.iter_mut().enumerate() {
             let field = Field(i as u8);
             let checked = match slot.take() {
@@ -189,6 +194,9 @@ impl Normalizer {
             match checked {
                 Checked::Valid(v) => user.set(field, v),
                 Checked::Invalid(v) => {
+                    if matches!(field, Field::EMPLOYEE_ID | Field::LOGIN_ID | Field::EMAIL) {
+                        identity.push(&v);
+                    }
                     if field == Field::EMPLOYEE_ID {
                         bad_employee_id = Some(v);
                     }
@@ -230,6 +238,9 @@ impl Normalizer {
             });
         }
 
+        if let Some(prev) = &previous_employee_id {
+            identity.push(prev);
+        }
         let previous_employee_id = previous_employee_id
             .and_then(|v| check_previous_id(v, &mut problems))
             .filter(|v| v != user.employee_id());
@@ -241,6 +252,7 @@ impl Normalizer {
                 employee_id: Some(user.employee_id().to_owned()),
                 field: field.to_owned(),
                 message: "a line break or tab inside the value was replaced by a space".to_owned(),
+                identity: Default::default(),
             }));
             return Ok(SourceRecord {
                 origin,
@@ -253,6 +265,11 @@ impl Normalizer {
             Some(id) => Some(id.to_owned()),
             None => bad_employee_id.map(|id| cut(&id, REJECTION_ID_MAX_CHARS)),
         };
+        for f in [Field::EMPLOYEE_ID, Field::LOGIN_ID, Field::EMAIL] {
+            if let Some(v) = user.get(f) {
+                identity.push(v);
+            }
+        }
         Err(problems
             .into_iter()
             .map(|p| Rejection {
@@ -260,6 +277,7 @@ impl Normalizer {
                 employee_id: employee_id.clone(),
                 field: p.field.to_owned(),
                 message: p.message,
+                identity: identity.clone(),
             })
             .collect())
     }
@@ -280,6 +298,10 @@ fn normalize_value(field: Field, mut v: String, problems: &mut Vec<Problem>) -> 
         })
     };
     if let Some(message) = control_char_rule(&v) {
+        fail(message);
+    } else if is_identifier(field)
+        && let Some(message) = crate::identity::identifier_rule(&v)
+    {
         fail(message);
     }
     match spec.kind {
@@ -359,7 +381,7 @@ fn check_previous_id(mut v: String, problems: &mut Vec<Problem>) -> Option<Strin
     trim_in_place(&mut v);
     let before = problems.len();
     let rules = [
-        control_char_rule(&v),
+        control_char_rule(&v).or_else(|| crate::identity::identifier_rule(&v)),
         length_rule(&v, PREVIOUS_EMPLOYEE_ID_MAX_LEN),
     ];
     for message in rules.into_iter().flatten() {
@@ -369,6 +391,14 @@ fn check_previous_id(mut v: String, problems: &mut Vec<Problem>) -> Option<Strin
         });
     }
     (problems.len() == before && !v.is_empty()).then_some(v)
+}
+
+/// Fields that name a user (or another user): they must be exactly what people see.
+fn is_identifier(field: Field) -> bool {
+    matches!(
+        field,
+        Field::EMPLOYEE_ID | Field::LOGIN_ID | Field::MANAGER_EMPLOYEE_ID
+    )
 }
 
 /// Trims the password; its value never appears in a message.
@@ -777,6 +807,43 @@ mod tests {
         );
         check(&[(PREVIOUS_EMPLOYEE_ID, "E1")], &[]);
         check(&[("custom1", "a\u{200B}")], &["custom1=a"]);
+    }
+
+    #[test]
+    fn identifiers_are_exact_and_a_rejection_carries_what_names_the_user() {
+        check(
+            &[("employee_id", "E\u{200B}1")],
+            &[
+                "hr.csv:7: employee E\u{200B}1: field employee_id: contains an invisible format character U+200B at character 2; identifiers must be exactly what people see",
+            ],
+        );
+        let n = normalizer(&[]).expect("defaults");
+        let rejected = n
+            .normalize(raw(&[
+                ("employee_id", "\u{0415}1"),
+                ("login_id", "j@x.com"),
+                ("email", "J@X.com"),
+                (PREVIOUS_EMPLOYEE_ID, "OLD\u{2066}1"),
+                ("manager_employee_id", "M\u{0430}nager"),
+            ]))
+            .expect_err("rejected");
+        let fields: Vec<&str> = rejected.iter().map(|r| r.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["employee_id", "manager_employee_id", PREVIOUS_EMPLOYEE_ID]
+        );
+        assert!(
+            rejected[0].message.contains("looks like \"E1\""),
+            "{rejected:?}"
+        );
+        assert!(
+            rejected[1].message.contains("mixes Latin and Cyrillic"),
+            "{rejected:?}"
+        );
+        assert!(rejected[2].message.contains("U+2066"), "{rejected:?}");
+        let mut ids = rejected[0].identity.0.clone();
+        ids.sort();
+        assert_eq!(ids, ["J@X.com", "OLD\u{2066}1", "j@x.com", "\u{0415}1"]);
     }
 
     #[test]

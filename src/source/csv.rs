@@ -5,7 +5,7 @@
 //! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
 
 use super::SourceError;
-use crate::model::{Field, PASSWORD_COLUMN, Rejection, Secret};
+use crate::model::{Field, PASSWORD_COLUMN, Rejection, RowIdentity, Secret};
 use crate::validate::{PREVIOUS_EMPLOYEE_ID, RawRecord, is_space};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -719,6 +719,16 @@ impl CsvReader {
         push_decimal(&mut origin, line);
         let rec = &self.record;
         let text = |i: usize| trim(rec.get(i).unwrap_or_default());
+        // A rejected row still protects the users it could name: whatever stands in an
+        // identifying column (the values may be shifted) counts.
+        let identity = || {
+            RowIdentity::from_values(self.columns.iter().enumerate().filter_map(|(i, col)| {
+                match *col {
+                    Column::Field(f) => Some((f, text(i))),
+                    _ => None,
+                }
+            }))
+        };
         if rec.len() != self.columns.len() {
             let id = text(self.employee_id_col);
             let employee_id =
@@ -732,6 +742,7 @@ impl CsvReader {
                     rec.len(),
                     self.columns.len()
                 ),
+                identity: identity(),
             }));
         }
         if let Some((i, f)) = rec
@@ -758,6 +769,7 @@ impl CsvReader {
                     f.len(),
                     self.max_field_bytes
                 ),
+                identity: identity(),
             }));
         }
         let mut raw = RawRecord {

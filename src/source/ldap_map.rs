@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{Field, FieldKind, Rejection};
+use crate::model::{Field, FieldKind, Rejection, RowIdentity};
 use crate::validate::RawRecord;
 
 use super::SourceItem;
@@ -336,12 +336,28 @@ pub fn normalize_dn(dn: &str) -> String {
     out
 }
 
-fn reject(entry: &Entry, id: Option<&str>, field: &str, message: String) -> SourceItem {
+fn reject(
+    entry: &Entry,
+    mapping: &Mapping,
+    id: Option<&str>,
+    field: &str,
+    message: String,
+) -> SourceItem {
+    // Whatever identifying values the entry has still protect the users they could name.
+    let identity = RowIdentity::from_values(
+        [Field::EMPLOYEE_ID, Field::LOGIN_ID, Field::EMAIL]
+            .into_iter()
+            .filter_map(|f| {
+                let (_, v) = mapping.value(entry, f)?;
+                Some((f, std::str::from_utf8(v).ok()?))
+            }),
+    );
     SourceItem::Rejected(Rejection {
         source: entry.origin.clone(),
         employee_id: id.map(str::to_owned),
         field: field.to_owned(),
         message,
+        identity,
     })
 }
 
@@ -366,13 +382,20 @@ pub fn map_entries(entries: &[Entry], mapping: &Mapping) -> Vec<SourceItem> {
     for (entry, id) in entries.iter().zip(ids) {
         if !entry.problems.is_empty() {
             for (field, message) in &entry.problems {
-                out.push(reject(entry, id.as_deref(), field, message.clone()));
+                out.push(reject(
+                    entry,
+                    mapping,
+                    id.as_deref(),
+                    field,
+                    message.clone(),
+                ));
             }
             continue;
         }
         let Some(id) = id else {
             out.push(reject(
                 entry,
+                mapping,
                 None,
                 Field::EMPLOYEE_ID.name(),
                 format!(
@@ -383,7 +406,7 @@ pub fn map_entries(entries: &[Entry], mapping: &Mapping) -> Vec<SourceItem> {
         };
         match map_one(entry, mapping, &by_dn) {
             Ok(raw) => out.push(SourceItem::Record(raw)),
-            Err((field, message)) => out.push(reject(entry, Some(&id), field, message)),
+            Err((field, message)) => out.push(reject(entry, mapping, Some(&id), field, message)),
         }
     }
     out

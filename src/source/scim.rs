@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::{SourceError, SourceItem, SourceRead};
 use crate::concur::retry::{Pacer, RetryPolicy, is_retryable_status, send_with_retry};
 use crate::config::ConfigError;
-use crate::model::{Field, Rejection, Secret};
+use crate::model::{Field, Rejection, RowIdentity, Secret};
 use crate::validate::RawRecord;
 
 pub use map::{AttrPath, CORE_USER, ENTERPRISE, Mapping};
@@ -623,9 +623,12 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
                         .iter()
                         .find(|(f, _)| *f == Field::EMPLOYEE_ID)
                         .map(|(_, v)| v.trim().to_owned());
+                    let identity =
+                        RowIdentity::from_values(m.values.iter().map(|(f, v)| (*f, v.as_str())));
                     rejected.push(Rejection {
                         source: m.origin,
                         employee_id,
+                        identity,
                         field: Field::MANAGER_EMPLOYEE_ID.name().into(),
                         message: missing
                             .get(&r)

@@ -137,6 +137,7 @@ impl Store {
                     employee_id: r.get(1)?,
                     field: r.get(2)?,
                     message: r.get(3)?,
+                    identity: Default::default(),
                 })
             })?
             .collect::<Result<_, _>>()?)

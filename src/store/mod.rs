@@ -15,8 +15,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{Op, OpKind, Rejection, Secret, SnapshotEntry, SnapshotIndex, User};
-pub use secrets::Keys;
+use crate::model::{
+    Op, OpKind, Rejection, RowIdentity, Secret, SnapshotEntry, SnapshotIndex, User,
+};
+pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 
 /// Errors of the state database boundary.
 #[derive(Debug, thiserror::Error)]
@@ -295,11 +297,85 @@ const KV_GEOLOCATION: &str = "concur.geolocation";
 const KV_ACCESS_EXPIRES: &str = "concur.access_expires_at";
 /// RFC 3339 UTC: no request to Concur before this (a served `Retry-After`).
 const KV_NOT_BEFORE: &str = "concur.not_before";
+/// A value derived from the state key when it was created (see [`Keys::check_value`]).
+const KV_KEY_CHECK: &str = "state.key_check";
+
+/// What to do about the state key when opening the database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyMode {
+    /// Use the key file; create it only for a database that holds no secrets yet.
+    Existing,
+    /// `--new-key`: if the key file is missing or does not match, start a new key.
+    New,
+}
+
+/// Why the key file cannot be used with this database, and what the operator can do.
+fn key_refusal(key_path: &Path, db: &Path, problem: &str) -> StoreError {
+    StoreError::Key {
+        path: key_path.display().to_string(),
+        message: format!(
+            "{problem}, but the state database {} holds secrets made with it (password hashes, \
+             the refresh token). Restore this key file from the backup taken with the database; \
+             or start a new key with `concur-sync sync --new-key` (or `run --new-key`): every \
+             stored password is then unknown and none is sent until the source changes it, and \
+             a new refresh token is obtained from the configured credentials",
+            db.display()
+        ),
+    }
+}
+
+/// Whether the database already holds anything protected by a state key.
+fn holds_secrets(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(kv_get(conn, KV_KEY_CHECK)?.is_some()
+        || kv_get(conn, KV_REFRESH_TOKEN)?.is_some()
+        || conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE password_mac IS NOT NULL)",
+            [],
+            |r| r.get::<_, bool>(0),
+        )?)
+}
+
+/// Whether `keys` is the key the database's secrets were made with. A database from before
+/// key checks has none: its refresh token, if any, tells.
+fn key_matches(conn: &Connection, keys: &Keys) -> Result<bool, StoreError> {
+    match kv_get(conn, KV_KEY_CHECK)? {
+        Some(check) => Ok(check == keys.check_value()),
+        None => Ok(match kv_get(conn, KV_REFRESH_TOKEN)? {
+            Some(ct) => keys.decrypt(&ct).is_some(),
+            None => true,
+        }),
+    }
+}
 
 impl Store {
     /// Opens (creating if needed) the state DB at `path`, applies migrations, loads the keys
     /// from `key_file` (default: `<path>.key`).
+    ///
+    /// A missing key file is created only for a database that holds no secrets yet; a missing
+    /// or different key for a database that does is refused with what to restore (see
+    /// [`Store::open_with_new_key`]).
     pub fn open(path: &Path, key_file: Option<&Path>) -> Result<Store, StoreError> {
+        Self::open_mode(path, key_file, KeyMode::Existing).map(|(s, _)| s)
+    }
+
+    /// `--new-key`: opens the database like [`Store::open`], but when the key file is missing
+    /// or cannot decrypt what the database holds, starts a new key instead of refusing: every
+    /// stored password hash becomes unknown ([`PASSWORD_MAC_UNKNOWN`]: the next source password
+    /// is recorded, not sent) and the undecryptable refresh token is dropped. A key file that
+    /// does not match is kept aside as `<key>.replaced-<time>`, never deleted. Returns how many
+    /// stored passwords became unknown, or `None` when the key matched and nothing changed.
+    pub fn open_with_new_key(
+        path: &Path,
+        key_file: Option<&Path>,
+    ) -> Result<(Store, Option<u64>), StoreError> {
+        Self::open_mode(path, key_file, KeyMode::New)
+    }
+
+    fn open_mode(
+        path: &Path,
+        key_file: Option<&Path>,
+        mode: KeyMode,
+    ) -> Result<(Store, Option<u64>), StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
@@ -309,7 +385,6 @@ impl Store {
         let key_path = key_file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_key_path(path));
-        let keys = Keys::load_or_create(&key_path)?;
         let created = create_private(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             message: format!("cannot create: {e}"),
@@ -323,12 +398,49 @@ impl Store {
             restrict_side_files(path);
         }
         migrate::migrate(&mut conn)?;
-        Ok(Store {
-            conn,
-            keys,
-            path: path.to_path_buf(),
-            key_path,
-        })
+        let (keys, unknown) = match (Keys::read(&key_path)?, mode) {
+            (Some(keys), _) if key_matches(&conn, &keys)? => (keys, None),
+            (Some(_), KeyMode::Existing) => {
+                return Err(key_refusal(
+                    &key_path,
+                    path,
+                    "this key cannot decrypt what the database holds (it is not the key the database was used with)",
+                ));
+            }
+            (None, KeyMode::Existing) if holds_secrets(&conn)? => {
+                return Err(key_refusal(&key_path, path, "the key file is missing"));
+            }
+            (None, KeyMode::Existing) => (Keys::create(&key_path)?, None),
+            (old, KeyMode::New) => {
+                if old.is_some() {
+                    let mut aside = key_path.as_os_str().to_owned();
+                    aside.push(format!(
+                        ".replaced-{}",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                    ));
+                    std::fs::rename(&key_path, &aside).map_err(|e| StoreError::Key {
+                        path: key_path.display().to_string(),
+                        message: format!("cannot move the old key aside: {e}"),
+                    })?;
+                }
+                let keys = Keys::create(&key_path)?;
+                let n = forget_secrets(&mut conn)?;
+                (keys, Some(n))
+            }
+        };
+        let check = keys.check_value();
+        if kv_get(&conn, KV_KEY_CHECK)?.as_deref() != Some(&check[..]) {
+            kv_set(&conn, KV_KEY_CHECK, &check)?;
+        }
+        Ok((
+            Store {
+                conn,
+                keys,
+                path: path.to_path_buf(),
+                key_path,
+            },
+            unknown,
+        ))
     }
 
     /// Opens an existing state DB for reading only (`status`): no migration, no key file, no
@@ -475,6 +587,22 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Records the source passwords of users whose password was unknown (after a new state
+    /// key) as what Concur holds, without sending them: a later change is then sent as usual.
+    pub fn learn_password_macs(&mut self, macs: &[(String, [u8; 16])]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE users SET password_mac = ?2 WHERE employee_id = ?1 AND password_mac = ?3",
+            )?;
+            for (id, mac) in macs {
+                stmt.execute(params![id, &mac[..], &PASSWORD_MAC_UNKNOWN[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Employee ids whose login is `login` (case-insensitive), for rename handling.
@@ -924,7 +1052,10 @@ impl Store {
         configure(&conn)?;
         Ok(TokenDb {
             conn: std::sync::Mutex::new(conn),
-            keys: Keys::load_or_create(&self.key_path)?,
+            keys: Keys::read(&self.key_path)?.ok_or_else(|| StoreError::Key {
+                path: self.key_path.display().to_string(),
+                message: "the key file disappeared while the service was running".into(),
+            })?,
         })
     }
 
@@ -992,6 +1123,7 @@ impl Store {
                     employee_id: r.get(1)?,
                     field: r.get(2)?,
                     message: r.get(3)?,
+                    identity: RowIdentity::default(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?
@@ -1064,6 +1196,29 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// After a new state key: every stored password hash becomes unknown and the refresh token
+/// (encrypted with the lost key) is dropped. Returns how many passwords became unknown.
+fn forget_secrets(conn: &mut Connection) -> Result<u64, StoreError> {
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE users SET password_mac = ?1 WHERE password_mac IS NOT NULL",
+        [&PASSWORD_MAC_UNKNOWN[..]],
+    )?;
+    tx.execute(
+        "DELETE FROM kv WHERE key IN (?1, ?2)",
+        [KV_REFRESH_TOKEN, KV_ACCESS_EXPIRES],
+    )?;
+    tx.execute(
+        "INSERT INTO audit (at, action, detail) VALUES (?1, 'new-key', ?2)",
+        params![
+            now(),
+            format!("new state key: {n} stored passwords now unknown, refresh token dropped")
+        ],
+    )?;
+    tx.commit()?;
+    Ok(n as u64)
 }
 
 /// `<state>.key` beside the database.

@@ -3,8 +3,9 @@
 //! One 32-byte random key lives in a file beside the state DB (`<state>.key`, mode 0600) or at
 //! `state.key_file`. Two subkeys are derived from it: one for HMAC-SHA256 of passwords (so a
 //! changed source password can be detected without storing it), one for ChaCha20-Poly1305
-//! encryption of the persisted refresh token. Losing the key file only costs a password re-send
-//! and a fresh token request; it never exposes a secret.
+//! encryption of the persisted refresh token. A check value derived from the key is kept in the
+//! database, so a missing or wrong key file is noticed at start-up instead of making every
+//! stored password hash look changed; losing the key never exposes a secret.
 
 use chacha20poly1305::aead::{Aead, KeyInit as AeadKeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -42,7 +43,44 @@ fn derive(master: &[u8], label: &str) -> [u8; 32] {
     k
 }
 
+pub use crate::model::PASSWORD_MAC_UNKNOWN;
+
 impl Keys {
+    /// Reads the key file; `None` when there is none.
+    pub fn read(path: &Path) -> Result<Option<Keys>, StoreError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => Self::load_or_create(path).map(Some),
+        }
+    }
+
+    /// Creates the key file (mode 0600) with a fresh random key; fails if it exists.
+    pub fn create(path: &Path) -> Result<Keys, StoreError> {
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        write_private(path, hex::encode(&key).as_bytes()).map_err(|e| StoreError::Key {
+            path: path.display().to_string(),
+            message: format!("cannot create: {e}"),
+        })?;
+        Ok(Self::from_master(&key))
+    }
+
+    fn from_master(master: &[u8]) -> Keys {
+        Keys {
+            mac_key: derive(master, "concur-sync password mac v1"),
+            enc_key: derive(master, "concur-sync token encryption v1"),
+        }
+    }
+
+    /// A value the database keeps to tell whether a key file is the one its secrets were made
+    /// with; it reveals nothing about the key.
+    pub fn check_value(&self) -> Vec<u8> {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.mac_key)
+            .expect("HMAC accepts any key length");
+        mac.update(b"concur-sync key check v1");
+        mac.finalize().into_bytes()[..16].to_vec()
+    }
+
     /// Reads the key file, creating it (mode 0600) with a fresh random key when it is missing.
     pub fn load_or_create(path: &Path) -> Result<Keys, StoreError> {
         let master = match std::fs::read(path) {

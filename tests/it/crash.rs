@@ -143,7 +143,12 @@ async fn sigkill_at_random_moments_then_restart_converges_exactly() {
         eprintln!("skipped: set CONCUR_SYNC_SLOW_TESTS=1 to run the crash loop");
         return;
     }
-    let rig = Rig::with(SimConfig::default(), "batch_size = 100").await;
+    // Every user's name changes in the second version: not a mistake to hold here.
+    let rig = Rig::with(
+        SimConfig::default(),
+        "batch_size = 100\n[sync]\nmax_identity_changes = \"100%\"",
+    )
+    .await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut kills = 0;
     let mut ahead = 0;

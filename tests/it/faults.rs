@@ -93,7 +93,8 @@ async fn every_retry_after_form_is_honoured_globally() {
     };
     let rig = Rig::with(
         sim,
-        "requests_per_second = 20\nbatch_size = 25\nmax_attempts = 12",
+        "requests_per_second = 20\nbatch_size = 25\nmax_attempts = 12\n\
+         [sync]\nmax_identity_changes = \"100%\"",
     )
     .await;
     // (mode, shortest wait the client may take after such a 429)
@@ -226,7 +227,8 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
             ..SimConfig::default()
         },
         &format!(
-            "requests_per_second = {rps}\nbatch_size = {batch}\nmax_attempts = 10\ntimeout_seconds = {}",
+            "requests_per_second = {rps}\nbatch_size = {batch}\nmax_attempts = 10\ntimeout_seconds = {}\n\
+             [sync]\nmax_identity_changes = \"100%\"",
             timeout_ms as f64 / 1000.0
         ),
     )

@@ -7,6 +7,7 @@ mod crash;
 mod dropfolder_hardening;
 mod faults;
 mod harness;
+mod identity_safety;
 mod ldap;
 mod lifecycle_hardening;
 mod passwords;

@@ -4,6 +4,15 @@
 
 use super::harness::{HEADER, Rig, code, row, rows, text};
 
+/// A rig whose small company may change a few identities without an operator's approval.
+async fn renames_rig() -> Rig {
+    Rig::with(
+        concur_sync::simulator::SimConfig::default(),
+        "[sync]\nmax_identity_changes = 10",
+    )
+    .await
+}
+
 fn header() -> String {
     format!("{HEADER},previous_employee_id")
 }
@@ -28,7 +37,7 @@ fn snapshot_ids(rig: &Rig) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_login_changes_the_same_concur_user() {
-    let rig = Rig::start().await;
+    let rig = renames_rig().await;
     rig.write_hr(&rows(0..3));
     assert_eq!(code(&rig.run(&["sync"]).await), 0);
     let before = rig.sim.users()[1].fields.clone();
@@ -68,7 +77,7 @@ async fn a_new_login_changes_the_same_concur_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_previous_employee_id_moves_the_user_without_a_duplicate_or_a_deactivation() {
-    let rig = Rig::start().await;
+    let rig = renames_rig().await;
     rig.write_hr(&rows(0..4));
     assert_eq!(code(&rig.run(&["sync"]).await), 0);
 
@@ -106,7 +115,7 @@ async fn a_previous_employee_id_moves_the_user_without_a_duplicate_or_a_deactiva
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshot_follows_a_rename_only_after_concur_acknowledged_it() {
-    let rig = Rig::start().await;
+    let rig = renames_rig().await;
     rig.write_hr(&rows(0..3));
     assert_eq!(code(&rig.run(&["sync"]).await), 0);
 

@@ -41,6 +41,18 @@ fn token(max: usize) -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// An employee id or login part: identifiers are exact, so one script (Latin) and no spaces.
+fn id_token(max: usize) -> BoxedStrategy<String> {
+    proptest::collection::vec(
+        chars().prop_filter("Latin, no space", |c| {
+            !c.is_whitespace() && (c.is_ascii() || matches!(c, 'é' | 'ß' | 'Ø' | 'ñ'))
+        }),
+        1..=max,
+    )
+    .prop_map(|v| v.into_iter().collect::<String>())
+    .boxed()
+}
+
 /// A raw value for every field except the employee id, login and manager (set per case).
 fn field_values() -> impl Strategy<Value = Vec<Option<String>>> {
     let per_field: Vec<BoxedStrategy<Option<String>>> = FIELDS
@@ -88,7 +100,7 @@ fn field_values() -> impl Strategy<Value = Vec<Option<String>>> {
 
 /// Up to four users per batch, each with an id and login made unique by a counter.
 fn batch() -> impl Strategy<Value = Vec<(String, String, Vec<Option<String>>)>> {
-    proptest::collection::vec((token(40), token(40), field_values()), 1..=4)
+    proptest::collection::vec((id_token(40), id_token(40), field_values()), 1..=4)
 }
 
 #[test]

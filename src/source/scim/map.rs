@@ -365,6 +365,7 @@ impl Mapping {
                 return Err(vec![Rejection {
                     source: format!("scim:Resources[{position}]"),
                     employee_id: None,
+                    identity: Default::default(),
                     field: "id".into(),
                     message: if resource.is_object() {
                         "the resource has no id".into()
@@ -430,11 +431,18 @@ impl Mapping {
             );
         }
         if !problems.is_empty() {
+            let mut identity = crate::model::RowIdentity::from_values(
+                values.iter().map(|(f, v)| (*f, v.as_str())),
+            );
+            if let Some(Value::String(u)) = get_ci(resource, "userName") {
+                identity.push(u);
+            }
             return Err(problems
                 .into_iter()
                 .map(|(f, message)| Rejection {
                     source: origin.clone(),
                     employee_id: employee_id.clone(),
+                    identity: identity.clone(),
                     field: f.name().into(),
                     message,
                 })
