@@ -431,7 +431,10 @@ async fn state_files_are_private_under_a_permissive_umask() {
         std::path::PathBuf::from(p)
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !(side("-wal").exists() && side("-shm").exists() && side(".lock").exists()) {
+    while ![".key", "-wal", "-shm", ".lock"]
+        .iter()
+        .all(|s| side(s).exists())
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the daemon did not open its state"
