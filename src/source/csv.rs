@@ -127,11 +127,10 @@ pub struct CsvReader {
 /// it hands over and fails the read as soon as one record grows past the record limit: the
 /// CSV parser grows its buffer to hold a whole record, so the limit must hold before it.
 struct Tracked {
-    inner: File,
+    inner: LimitedRecords<File>,
     total: u64,
     last: u8,
     eof: bool,
-    limit: Limiter,
 }
 
 /// Follows the CSV quoting of a byte stream and measures each record against a limit.
@@ -268,15 +267,8 @@ impl<R: Read> Read for LimitedRecords<R> {
 
 impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.limit.too_long.is_some() {
-            return Err(self.limit.error());
-        }
-        let read = self.inner.read(buf)?;
         // The file fails at the record past the limit: what follows it is never handed over.
-        let n = self.limit.follow(&buf[..read]);
-        if n == 0 && read > 0 {
-            return Err(self.limit.error());
-        }
+        let n = self.inner.read(buf)?;
         match buf[..n].last() {
             Some(&b) => {
                 self.total += n as u64;
@@ -347,11 +339,10 @@ impl CsvReader {
             .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(64 * 1024)
             .from_reader(Tracked {
-                inner,
+                inner: LimitedRecords::new(inner, d, opts.max_record_bytes),
                 total: 0,
                 last: 0,
                 eof: false,
-                limit: Limiter::new(d, opts.max_record_bytes),
             });
         let mut me = CsvReader {
             file,

@@ -48,10 +48,22 @@ pub use crate::model::PASSWORD_MAC_UNKNOWN;
 impl Keys {
     /// Reads the key file; `None` when there is none.
     pub fn read(path: &Path) -> Result<Option<Keys>, StoreError> {
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            _ => Self::load_or_create(path).map(Some),
+        let refuse = |message: String| StoreError::Key {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(refuse(format!("cannot read: {e}"))),
+        };
+        warn_if_exposed(path);
+        let master = hex::decode(String::from_utf8_lossy(&bytes).trim())
+            .map_err(|_| refuse("not a hex-encoded key".into()))?;
+        if master.len() < 32 {
+            return Err(refuse("key shorter than 32 bytes".into()));
         }
+        Ok(Some(Self::from_master(&master)))
     }
 
     /// Creates the key file (mode 0600) with a fresh random key; fails if it exists.
@@ -83,52 +95,17 @@ impl Keys {
 
     /// Reads the key file, creating it (mode 0600) with a fresh random key when it is missing.
     pub fn load_or_create(path: &Path) -> Result<Keys, StoreError> {
-        let master = match std::fs::read(path) {
-            Ok(bytes) => {
-                warn_if_exposed(path);
-                let text = String::from_utf8_lossy(&bytes);
-                let decoded = hex::decode(text.trim()).map_err(|_| StoreError::Key {
-                    path: path.display().to_string(),
-                    message: "not a hex-encoded key".into(),
-                })?;
-                if decoded.len() < 32 {
-                    return Err(StoreError::Key {
-                        path: path.display().to_string(),
-                        message: "key shorter than 32 bytes".into(),
-                    });
-                }
-                decoded
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = vec![0u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                write_private(path, hex::encode(&key).as_bytes()).map_err(|e| StoreError::Key {
-                    path: path.display().to_string(),
-                    message: format!("cannot create: {e}"),
-                })?;
-                key
-            }
-            Err(e) => {
-                return Err(StoreError::Key {
-                    path: path.display().to_string(),
-                    message: format!("cannot read: {e}"),
-                });
-            }
-        };
-        Ok(Keys {
-            mac_key: derive(&master, "concur-sync password mac v1"),
-            enc_key: derive(&master, "concur-sync token encryption v1"),
-        })
+        match Self::read(path)? {
+            Some(keys) => Ok(keys),
+            None => Self::create(path),
+        }
     }
 
     /// Keys for tests and throwaway state (the demo).
     pub fn ephemeral() -> Keys {
         let mut master = [0u8; 32];
         rand::rng().fill_bytes(&mut master);
-        Keys {
-            mac_key: derive(&master, "concur-sync password mac v1"),
-            enc_key: derive(&master, "concur-sync token encryption v1"),
-        }
+        Self::from_master(&master)
     }
 
     /// Keyed hash of a password, bound to the user so equal passwords differ across users.
