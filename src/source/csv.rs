@@ -5,8 +5,9 @@
 //! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
 
 use super::SourceError;
+use crate::model::RawRecord;
 use crate::model::{Field, PASSWORD_COLUMN, Rejection, RowIdentity, Secret};
-use crate::validate::{PREVIOUS_EMPLOYEE_ID, RawRecord, is_space};
+use crate::validate::{PREVIOUS_EMPLOYEE_ID, is_space};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::model::RawRecord;
 use crate::model::{Field, FieldKind, Rejection, RowIdentity};
-use crate::validate::RawRecord;
 
 use super::SourceItem;
 use super::ldap::{AttributeTargets, InactiveWhen, LdapConfig};

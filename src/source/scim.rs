@@ -23,8 +23,8 @@ use serde_json::Value;
 use super::{SourceError, SourceItem, SourceRead};
 use crate::concur::retry::{Pacer, RetryPolicy, is_retryable_status, send_with_retry};
 use crate::config::ConfigError;
+use crate::model::RawRecord;
 use crate::model::{Field, Rejection, RowIdentity, Secret};
-use crate::validate::RawRecord;
 
 pub use map::{AttrPath, CORE_USER, ENTERPRISE, Mapping};
 
