@@ -24,10 +24,10 @@ use serde_json::Value;
 use crate::concur::ConcurClient;
 use crate::concur::attendees::{self as wire, RemoteAttendee, V4Error};
 use crate::config::{ConfigError, CsvConfig};
+use crate::error::SyncError;
 use crate::source::SourceError;
 use crate::store::Store;
 use crate::store::readback::{AttendeeCounts, AttendeeId, AttendeeRejection, KnownAttendee};
-use crate::sync::SyncError;
 
 /// `[attendees]`.
 #[derive(Debug, Clone, Deserialize)]

@@ -20,12 +20,12 @@ use serde::Serialize;
 use crate::concur::readback::{self as wire, ConcurUser, FormField};
 use crate::concur::{BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, ConfigError, SourceKind};
+use crate::error::{EXIT_FATAL, SyncError};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvReader, RowIssue};
 use crate::store::readback::ReconcileCounts;
 use crate::store::{CycleCounts, EntryResult, Store};
-use crate::sync::SyncError;
 use crate::validate::Normalizer;
 
 /// The FormFields cache is refreshed when older than this.
@@ -747,7 +747,7 @@ pub async fn command_check(cfg: &Config, json: bool) -> u8 {
     if report.problems.is_empty() {
         0
     } else {
-        crate::commands::EXIT_FATAL
+        EXIT_FATAL
     }
 }
 
