@@ -17,7 +17,7 @@ use crate::config::{Config, PasswordOnCreate, SourceKind};
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvReader, RowIssue};
+use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
 use crate::store::{CycleCounts, EntryResult, Store};
 use crate::validate::Normalizer;
@@ -112,7 +112,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         SourceKind::Csv => {
             let path = &cfg.source.path;
             let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
-            let opts = cfg.csv_options()?;
+            let opts = CsvOptions::from_config(cfg)?;
             let reader = CsvReader::open(path, &opts)?;
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");

@@ -13,7 +13,7 @@ use crate::model::RawRecord;
 use crate::model::{Field, FieldKind, Rejection, RowIdentity};
 
 use super::SourceItem;
-use super::ldap::{AttributeTargets, InactiveWhen, LdapConfig};
+use crate::config::{AttributeTargets, InactiveWhen, LdapConfig};
 
 /// One directory object as read from an LDIF file or a live search.
 #[derive(Debug, Default, Clone)]
