@@ -68,21 +68,20 @@ fn default_batch() -> usize {
 impl ConcurConfig {
     /// Checks `[concur]`: the URL, names, limits and that each secret is given once.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let c = self;
-        if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
             return Err(ConfigError::invalid(
                 "concur.base_url",
                 "must start with https:// (or http:// for the simulator)",
             ));
         }
-        check_base_url(&c.base_url)?;
-        if c.client_id.trim().is_empty() {
+        check_base_url(&self.base_url)?;
+        if self.client_id.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "concur.client_id",
                 "must not be empty",
             ));
         }
-        if c.company_id.trim().is_empty() {
+        if self.company_id.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "concur.company_id",
                 "must not be empty",
@@ -90,23 +89,23 @@ impl ConcurConfig {
         }
         validate_http_limits(
             "concur",
-            c.requests_per_second,
-            c.timeout_seconds,
-            c.max_attempts,
+            self.requests_per_second,
+            self.timeout_seconds,
+            self.max_attempts,
         )?;
-        if !(c.max_wait_seconds >= 0.0 && c.max_wait_seconds.is_finite()) {
+        if !(self.max_wait_seconds >= 0.0 && self.max_wait_seconds.is_finite()) {
             return Err(ConfigError::invalid(
                 "concur.max_wait_seconds",
                 "must be a number ≥ 0",
             ));
         }
-        if c.max_response_bytes < 1024 {
+        if self.max_response_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "concur.max_response_bytes",
                 "must be at least 1024 bytes",
             ));
         }
-        if c.batch_size == 0 || c.batch_size > 500 {
+        if self.batch_size == 0 || self.batch_size > 500 {
             return Err(ConfigError::invalid(
                 "concur.batch_size",
                 "must be between 1 and 500 (the User v1 batch limit)",
@@ -114,13 +113,13 @@ impl ConcurConfig {
         }
         secret_keys(
             "concur.client_secret",
-            &c.client_secret,
-            &c.client_secret_file,
+            &self.client_secret,
+            &self.client_secret_file,
         )?;
         secret_keys(
             "concur.request_token",
-            &c.request_token,
-            &c.request_token_file,
+            &self.request_token,
+            &self.request_token_file,
         )?;
         Ok(())
     }

@@ -117,44 +117,43 @@ pub struct InactiveWhen {
 impl LdapConfig {
     /// Checks the connection keys of `[source.ldap]` when `kind` is ldap.
     pub fn validate(&self, kind: SourceKind) -> Result<(), ConfigError> {
-        let l = self;
         if kind != SourceKind::Ldap {
             return Ok(());
         }
-        let scheme_ok = l.url.starts_with("ldap://") || l.url.starts_with("ldaps://");
+        let scheme_ok = self.url.starts_with("ldap://") || self.url.starts_with("ldaps://");
         if !scheme_ok {
             return Err(ConfigError::invalid(
                 "source.ldap.url",
                 "must start with ldap:// or ldaps://",
             ));
         }
-        if l.starttls && l.url.starts_with("ldaps://") {
+        if self.starttls && self.url.starts_with("ldaps://") {
             return Err(ConfigError::invalid(
                 "source.ldap.starttls",
                 "StartTLS upgrades ldap:// connections; ldaps:// is already encrypted",
             ));
         }
-        if l.base_dn.trim().is_empty() {
+        if self.base_dn.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "source.ldap.base_dn",
                 "missing: where to search",
             ));
         }
-        if ldap3::parse_filter(&l.filter).is_err() {
+        if ldap3::parse_filter(&self.filter).is_err() {
             return Err(ConfigError::invalid(
                 "source.ldap.filter",
-                format!("{:?} is not an LDAP filter", l.filter),
+                format!("{:?} is not an LDAP filter", self.filter),
             ));
         }
-        if l.page_size == 0 || l.page_size > i32::MAX as u32 {
+        if self.page_size == 0 || self.page_size > i32::MAX as u32 {
             return Err(ConfigError::invalid(
                 "source.ldap.page_size",
                 "must be at least 1",
             ));
         }
         for (key, v) in [
-            ("connect_timeout_seconds", l.connect_timeout_seconds),
-            ("timeout_seconds", l.timeout_seconds),
+            ("connect_timeout_seconds", self.connect_timeout_seconds),
+            ("timeout_seconds", self.timeout_seconds),
         ] {
             if !(v > 0.0 && v.is_finite()) {
                 return Err(ConfigError::invalid(
@@ -165,13 +164,13 @@ impl LdapConfig {
         }
         non_empty_secret(
             "source.ldap.bind_password",
-            &l.bind_password,
-            &l.bind_password_file,
+            &self.bind_password,
+            &self.bind_password_file,
         )?;
         match (
-            &l.bind_dn,
-            l.bind_password.is_some(),
-            l.bind_password_file.is_some(),
+            &self.bind_dn,
+            self.bind_password.is_some(),
+            self.bind_password_file.is_some(),
         ) {
             (_, true, true) => Err(ConfigError::invalid(
                 "source.ldap.bind_password",
