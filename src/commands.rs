@@ -6,13 +6,11 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::error::{EXIT_FATAL, SyncError};
 use crate::escape::escape;
 use crate::service::{Input, Preview, Ran, apply_requested_approvals, cycle_once};
 use crate::store::{Status, Store, lock::WriterLock};
-use crate::sync::{self, SyncError};
-
-/// Exit code of a fatal error.
-pub const EXIT_FATAL: u8 = 1;
+use crate::sync;
 
 fn open_store(cfg: &Config) -> Result<Store, SyncError> {
     Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod concur;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod escape;
 pub mod identity;
 pub mod model;

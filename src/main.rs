@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use concur_sync::commands::{self, EXIT_FATAL};
+use concur_sync::commands;
 use concur_sync::config::{Config, LogFormat, log_filter};
+use concur_sync::error::EXIT_FATAL;
 
 #[derive(Parser)]
 #[command(

@@ -310,6 +310,18 @@ impl<'de> Deserialize<'de> for Secret {
 /// Where a record came from, e.g. `hr.csv:12` or an LDAP DN; used in every message about it.
 pub type Origin = String;
 
+/// A record as a source read it: values not yet trimmed, defaulted or checked.
+#[derive(Clone, Debug, Default)]
+pub struct RawRecord {
+    /// Where the record came from, e.g. `hr.csv:12`.
+    pub origin: Origin,
+    /// Field values in any order; an empty value counts as absent. If a field appears twice the
+    /// last value wins.
+    pub values: Vec<(Field, String)>,
+    pub password: Option<Secret>,
+    pub previous_employee_id: Option<String>,
+}
+
 /// One valid, normalized record from a source.
 #[derive(Clone, Debug)]
 pub struct SourceRecord {

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use crate::concur::{ConcurClient, ConcurError, RecordOutcome};
 use crate::config::Config;
+use crate::error::SyncError;
 use crate::model::Secret;
 use crate::store::{Store, lock::WriterLock};
-use crate::sync::{self, SyncError};
+use crate::sync;
 
 /// The User Password endpoint takes at most this many users per request.
 const PASSWORD_BATCH: usize = 500;

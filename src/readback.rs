@@ -20,12 +20,12 @@ use serde::Serialize;
 use crate::concur::readback::{self as wire, ConcurUser, FormField};
 use crate::concur::{BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, ConfigError, SourceKind};
+use crate::error::{EXIT_FATAL, SyncError};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
-use crate::source::csv::{Column, CsvReader, RowIssue};
+use crate::source::csv::{Column, CsvOptions, CsvReader, RowIssue};
 use crate::store::readback::ReconcileCounts;
 use crate::store::{CycleCounts, EntryResult, Store};
-use crate::sync::SyncError;
 use crate::validate::Normalizer;
 
 /// The FormFields cache is refreshed when older than this.
@@ -39,38 +39,15 @@ pub struct ReconcileReport {
     pub counts: ReconcileCounts,
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
-
-/// Checks the keys this module adds (`sync.reconcile_schedule`, `[attendees]`).
-pub fn validate_config(cfg: &Config) -> Result<(), ConfigError> {
-    let schedule = cfg.sync.reconcile_schedule.trim();
-    if tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {})).is_err() {
-        return Err(invalid(
-            "sync.reconcile_schedule",
-            format!(
-                "{schedule:?} is not a cron schedule with seconds (six fields, e.g. \"0 0 2 * * *\" for 02:00 daily)"
-            ),
-        ));
-    }
-    if let Some(a) = &cfg.attendees {
-        a.validate()?;
-    }
-    Ok(())
-}
-
 /// Reads and normalizes every valid source user (rejected rows are left out: they are
 /// reported by the cycle).
 async fn read_source(cfg: &Config, store: &Store) -> Result<Vec<SourceRecord>, SyncError> {
-    let normalizer = Normalizer::new(&cfg.defaults).map_err(|m| invalid("defaults", m))?;
+    let normalizer =
+        Normalizer::new(&cfg.defaults).map_err(|m| ConfigError::invalid("defaults", m))?;
     let mut out = Vec::new();
     match cfg.source.kind {
         SourceKind::Csv => {
-            let opts = cfg.csv_options()?;
+            let opts = CsvOptions::from_config(cfg)?;
             for item in CsvReader::open(&cfg.source.path, &opts)? {
                 match item {
                     Ok(raw) => out.extend(normalizer.normalize(raw).ok()),
@@ -580,7 +557,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
     // What the source fills.
     let mut filled: Option<HashSet<Field>> = None;
     if cfg.source.kind == SourceKind::Csv && !nothing_waiting {
-        let opts = cfg.csv_options().unwrap_or_default();
+        let opts = CsvOptions::from_config(cfg).unwrap_or_default();
         match CsvReader::open(&cfg.source.path, &opts) {
             Ok(reader) => {
                 r.ok.push(format!(
@@ -747,7 +724,7 @@ pub async fn command_check(cfg: &Config, json: bool) -> u8 {
     if report.problems.is_empty() {
         0
     } else {
-        crate::commands::EXIT_FATAL
+        EXIT_FATAL
     }
 }
 

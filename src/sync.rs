@@ -14,27 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, PasswordOnCreate, SourceKind};
+use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvReader, RowIssue};
+use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
-use crate::store::{CycleCounts, EntryResult, Store, StoreError};
+use crate::store::{CycleCounts, EntryResult, Store};
 use crate::validate::Normalizer;
-
-/// Why a cycle could not run or finish.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("source: {0}")]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("Concur: {0}")]
-    Concur(#[from] concur::ConcurError),
-    #[error("{0}")]
-    Refused(String),
-}
 
 /// How a cycle ended; maps onto the CLI exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,10 +50,10 @@ impl Outcome {
     }
     pub fn exit_code(self) -> u8 {
         match self {
-            Outcome::Success => 0,
-            Outcome::Partial => 2,
-            Outcome::Held | Outcome::Degraded => 3,
-            Outcome::Interrupted => 1,
+            Outcome::Success => EXIT_SUCCESS,
+            Outcome::Partial => EXIT_PARTIAL,
+            Outcome::Held | Outcome::Degraded => EXIT_HELD,
+            Outcome::Interrupted => EXIT_FATAL,
         }
     }
 }
@@ -126,7 +112,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         SourceKind::Csv => {
             let path = &cfg.source.path;
             let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
-            let opts = cfg.csv_options()?;
+            let opts = CsvOptions::from_config(cfg)?;
             let reader = CsvReader::open(path, &opts)?;
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");

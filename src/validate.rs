@@ -6,7 +6,7 @@
 //! managers that exist) belong to the planner. No IO happens here.
 
 use crate::model::{
-    FIELD_COUNT, Field, FieldKind, Origin, Rejection, RowIdentity, Secret, SourceRecord, User,
+    FIELD_COUNT, Field, FieldKind, RawRecord, Rejection, RowIdentity, Secret, SourceRecord, User,
 };
 use std::collections::BTreeMap;
 
@@ -14,18 +14,6 @@ use std::collections::BTreeMap;
 pub const PREVIOUS_EMPLOYEE_ID: &str = "previous_employee_id";
 /// Maximum length of `previous_employee_id`, in characters (the same as `employee_id`).
 pub const PREVIOUS_EMPLOYEE_ID_MAX_LEN: usize = 48;
-
-/// A record as a source read it: values not yet trimmed, defaulted or checked.
-#[derive(Clone, Debug, Default)]
-pub struct RawRecord {
-    /// Where the record came from, e.g. `hr.csv:12`.
-    pub origin: Origin,
-    /// Field values in any order; an empty value counts as absent. If a field appears twice the
-    /// last value wins.
-    pub values: Vec<(Field, String)>,
-    pub password: Option<Secret>,
-    pub previous_employee_id: Option<String>,
-}
 
 /// Turns raw records into valid [`SourceRecord`]s or the list of everything wrong with them.
 #[derive(Clone, Debug)]

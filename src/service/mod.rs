@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concur::ConcurClient;
 use crate::config::{Config, SourceKind};
+use crate::error::SyncError;
 use crate::source::dropfolder::{self, DropFolder};
 use crate::store::Store;
 use crate::store::files::SourceFile;
-use crate::sync::{self, CycleReport, SyncError};
+use crate::sync::{self, CycleReport};
 
 /// What one trigger of the cycle driver did.
 #[derive(Debug)]

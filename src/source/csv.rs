@@ -5,8 +5,10 @@
 //! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
 
 use super::SourceError;
+use crate::config::{Config, ConfigError};
+use crate::model::RawRecord;
 use crate::model::{Field, PASSWORD_COLUMN, Rejection, RowIdentity, Secret};
-use crate::validate::{PREVIOUS_EMPLOYEE_ID, RawRecord, is_space};
+use crate::validate::{PREVIOUS_EMPLOYEE_ID, is_space};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
@@ -29,10 +31,20 @@ pub struct CsvOptions {
     pub no_follow: bool,
 }
 
-/// Default of `source.max_record_bytes`: 1 MiB.
-pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
-/// Default of `source.max_field_bytes`: 64 KiB, far above the longest Concur field.
-pub const DEFAULT_MAX_FIELD_BYTES: u64 = 64 << 10;
+pub use crate::config::{DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_RECORD_BYTES};
+
+impl CsvOptions {
+    /// The options `[source]` and `[source.csv]` give: delimiter, column mapping, size limits.
+    pub fn from_config(cfg: &Config) -> Result<CsvOptions, ConfigError> {
+        Ok(CsvOptions {
+            delimiter: cfg.delimiter()?,
+            columns: cfg.source.csv.columns.clone(),
+            max_record_bytes: cfg.source.max_record_bytes,
+            max_field_bytes: cfg.source.max_field_bytes,
+            no_follow: cfg.source.in_drop_folder,
+        })
+    }
+}
 
 impl Default for CsvOptions {
     fn default() -> CsvOptions {

@@ -1,5 +1,6 @@
-//! The live LDAP directory source (`source.kind = "ldap"`) and its configuration, whose
-//! attribute mapping also applies to LDIF exports (see [`super::ldap_map`]).
+//! The live LDAP directory source (`source.kind = "ldap"`). Its configuration `[source.ldap]`
+//! (`config::LdapConfig`) lives in `config`; its attribute mapping also applies to LDIF exports
+//! (see [`super::ldap_map`]), and `check_mapping` checks it when the configuration is loaded.
 //!
 //! One read is one bind and one paged subtree search (RFC 2696), so a directory with more
 //! entries than the server's size limit is read whole with an ordinary account. Anything short
@@ -7,201 +8,30 @@
 //! limit, timeout) is a [`SourceError`]: the cycle fails before any write, so nobody is
 //! deactivated because the directory could not be read.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
-use serde::Deserialize;
 
 use super::ldap_map::{Entry, Mapping, map_entries};
 use super::{SourceError, SourceRead};
+use crate::config::{Config, ConfigError, LdapConfig, SearchScope, SourceKind};
 use crate::model::Secret;
 
-/// `[source.ldap]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LdapConfig {
-    /// `ldap://host[:port]` (optionally with `starttls = true`) or `ldaps://host[:port]`.
-    #[serde(default)]
-    pub url: String,
-    /// Upgrade an `ldap://` connection with StartTLS before binding.
-    #[serde(default)]
-    pub starttls: bool,
-    /// PEM file with the CA certificate(s) that sign the server's certificate; default: the
-    /// system's trusted roots.
-    pub ca_file: Option<PathBuf>,
-    /// The account to bind as; none means an anonymous bind.
-    pub bind_dn: Option<String>,
-    pub bind_password: Option<Secret>,
-    pub bind_password_file: Option<PathBuf>,
-    /// Where the search starts.
-    #[serde(default)]
-    pub base_dn: String,
-    #[serde(default = "default_filter")]
-    pub filter: String,
-    #[serde(default)]
-    pub scope: SearchScope,
-    /// Entries per page (RFC 2696 paged results).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_seconds: f64,
-    /// Longest wait for any one answer of the server (the bind, each page of the search).
-    #[serde(default = "default_timeout")]
-    pub timeout_seconds: f64,
-    /// LDAP attribute description → canonical field name (or a list of them). Overlays the
-    /// inetOrgPerson defaults; `""` removes a default.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, AttributeTargets>,
-    /// Users whose entry matches this rule are sent as inactive.
-    pub inactive_when: Option<InactiveWhen>,
-}
-
-impl Default for LdapConfig {
-    fn default() -> Self {
-        LdapConfig {
-            url: String::new(),
-            starttls: false,
-            ca_file: None,
-            bind_dn: None,
-            bind_password: None,
-            bind_password_file: None,
-            base_dn: String::new(),
-            filter: default_filter(),
-            scope: SearchScope::default(),
-            page_size: default_page_size(),
-            connect_timeout_seconds: default_connect_timeout(),
-            timeout_seconds: default_timeout(),
-            attributes: BTreeMap::new(),
-            inactive_when: None,
-        }
-    }
-}
-
-fn default_filter() -> String {
-    "(objectClass=inetOrgPerson)".into()
-}
-fn default_page_size() -> u32 {
-    500
-}
-fn default_connect_timeout() -> f64 {
-    10.0
-}
-fn default_timeout() -> f64 {
-    60.0
-}
-
-/// `scope`: `sub` (default, the base and everything below), `one` (direct children) or `base`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SearchScope {
-    Base,
-    One,
-    #[default]
-    Sub,
-}
-
-/// A mapping target: one canonical field or several (`mail = ["login_id", "email"]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum AttributeTargets {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// `inactive_when = { attribute = "…", values = ["…"] }` or, for flag words such as Active
-/// Directory's `userAccountControl`, `{ attribute = "…", bitmask = 2 }`. A value `"*"` matches
-/// any value (the attribute is present).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InactiveWhen {
-    pub attribute: String,
-    #[serde(default)]
-    pub values: Vec<String>,
-    pub bitmask: Option<u64>,
-}
-
-fn invalid(key: &str, message: impl Into<String>) -> crate::config::ConfigError {
-    crate::config::ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
-
-/// Checks `[source.ldap]` when the source kind needs it (ldap, and the mapping for ldif).
-pub fn validate(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
-    use crate::config::SourceKind;
+/// Checks the attribute mapping of `[source.ldap]` (ldap and ldif) and, for ldif, the filter
+/// the export is matched against; the other keys are checked by `config`.
+pub fn check_mapping(cfg: &Config) -> Result<(), ConfigError> {
     let l = &cfg.source.ldap;
     if matches!(cfg.source.kind, SourceKind::Ldap | SourceKind::Ldif) {
-        Mapping::from_config(l).map_err(|e| invalid(&e.key, e.message))?;
+        Mapping::from_config(l).map_err(|e| ConfigError::invalid(&e.key, e.message))?;
     }
     if cfg.source.kind == SourceKind::Ldif {
-        super::ldap_filter::Filter::parse(&l.filter)
-            .map_err(|m| invalid("source.ldap.filter", format!("{:?}: {m}", l.filter)))?;
+        super::ldap_filter::Filter::parse(&l.filter).map_err(|m| {
+            ConfigError::invalid("source.ldap.filter", format!("{:?}: {m}", l.filter))
+        })?;
     }
-    if cfg.source.kind != SourceKind::Ldap {
-        return Ok(());
-    }
-    let scheme_ok = l.url.starts_with("ldap://") || l.url.starts_with("ldaps://");
-    if !scheme_ok {
-        return Err(invalid(
-            "source.ldap.url",
-            "must start with ldap:// or ldaps://",
-        ));
-    }
-    if l.starttls && l.url.starts_with("ldaps://") {
-        return Err(invalid(
-            "source.ldap.starttls",
-            "StartTLS upgrades ldap:// connections; ldaps:// is already encrypted",
-        ));
-    }
-    if l.base_dn.trim().is_empty() {
-        return Err(invalid("source.ldap.base_dn", "missing: where to search"));
-    }
-    if ldap3::parse_filter(&l.filter).is_err() {
-        return Err(invalid(
-            "source.ldap.filter",
-            format!("{:?} is not an LDAP filter", l.filter),
-        ));
-    }
-    if l.page_size == 0 || l.page_size > i32::MAX as u32 {
-        return Err(invalid("source.ldap.page_size", "must be at least 1"));
-    }
-    for (key, v) in [
-        ("connect_timeout_seconds", l.connect_timeout_seconds),
-        ("timeout_seconds", l.timeout_seconds),
-    ] {
-        if !(v > 0.0 && v.is_finite()) {
-            return Err(invalid(&format!("source.ldap.{key}"), "must be > 0"));
-        }
-    }
-    crate::config::non_empty_secret(
-        "source.ldap.bind_password",
-        &l.bind_password,
-        &l.bind_password_file,
-    )?;
-    match (
-        &l.bind_dn,
-        l.bind_password.is_some(),
-        l.bind_password_file.is_some(),
-    ) {
-        (_, true, true) => Err(invalid(
-            "source.ldap.bind_password",
-            "give either source.ldap.bind_password or source.ldap.bind_password_file, not both",
-        )),
-        (Some(_), false, false) => Err(invalid(
-            "source.ldap.bind_password",
-            "missing: give source.ldap.bind_password or source.ldap.bind_password_file for bind_dn",
-        )),
-        (None, true, _) | (None, _, true) => Err(invalid(
-            "source.ldap.bind_dn",
-            "missing: a bind password needs the bind_dn it belongs to",
-        )),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 impl LdapConfig {

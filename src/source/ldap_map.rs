@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::model::RawRecord;
 use crate::model::{Field, FieldKind, Rejection, RowIdentity};
-use crate::validate::RawRecord;
 
 use super::SourceItem;
-use super::ldap::{AttributeTargets, InactiveWhen, LdapConfig};
+use crate::config::{AttributeTargets, InactiveWhen, LdapConfig};
 
 /// One directory object as read from an LDIF file or a live search.
 #[derive(Debug, Default, Clone)]

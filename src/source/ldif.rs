@@ -407,8 +407,8 @@ fn valid_description(d: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LdapConfig;
     use crate::source::SourceItem;
-    use crate::source::ldap::LdapConfig;
     use std::collections::BTreeMap;
 
     fn items(text: &str) -> Vec<SourceItem> {

@@ -95,7 +95,7 @@ pub enum SourceError {
 /// itself could not use.
 #[derive(Debug)]
 pub enum SourceItem {
-    Record(crate::validate::RawRecord),
+    Record(crate::model::RawRecord),
     Rejected(crate::model::Rejection),
 }
 

@@ -7,9 +7,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use concur_sync::concur::{BatchRecord, ClientConfig, ConcurClient, RecordOutcome, write_users};
+use concur_sync::model::RawRecord;
 use concur_sync::model::{FIELDS, Field, FieldKind, Secret};
 use concur_sync::simulator::{self, SimConfig};
-use concur_sync::validate::{Normalizer, RawRecord};
+use concur_sync::validate::Normalizer;
 
 fn chars() -> impl Strategy<Value = char> {
     prop_oneof![

@@ -1,0 +1,190 @@
+//! `[source.ldap]`: the LDAP connection (URL, StartTLS, CA, bind, search) and the attribute
+//! mapping that also applies to LDIF exports, with the defaults and the connection checks. The
+//! mapping itself is compiled and checked by `source::ldap_map`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, SourceKind, non_empty_secret};
+use crate::model::Secret;
+
+/// `[source.ldap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host[:port]` (optionally with `starttls = true`) or `ldaps://host[:port]`.
+    #[serde(default)]
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with the CA certificate(s) that sign the server's certificate; default: the
+    /// system's trusted roots.
+    pub ca_file: Option<PathBuf>,
+    /// The account to bind as; none means an anonymous bind.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub bind_password_file: Option<PathBuf>,
+    /// Where the search starts.
+    #[serde(default)]
+    pub base_dn: String,
+    #[serde(default = "default_filter")]
+    pub filter: String,
+    #[serde(default)]
+    pub scope: SearchScope,
+    /// Entries per page (RFC 2696 paged results).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: f64,
+    /// Longest wait for any one answer of the server (the bind, each page of the search).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// LDAP attribute description → canonical field name (or a list of them). Overlays the
+    /// inetOrgPerson defaults; `""` removes a default.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeTargets>,
+    /// Users whose entry matches this rule are sent as inactive.
+    pub inactive_when: Option<InactiveWhen>,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            url: String::new(),
+            starttls: false,
+            ca_file: None,
+            bind_dn: None,
+            bind_password: None,
+            bind_password_file: None,
+            base_dn: String::new(),
+            filter: default_filter(),
+            scope: SearchScope::default(),
+            page_size: default_page_size(),
+            connect_timeout_seconds: default_connect_timeout(),
+            timeout_seconds: default_timeout(),
+            attributes: BTreeMap::new(),
+            inactive_when: None,
+        }
+    }
+}
+
+fn default_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_connect_timeout() -> f64 {
+    10.0
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+
+/// `scope`: `sub` (default, the base and everything below), `one` (direct children) or `base`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchScope {
+    Base,
+    One,
+    #[default]
+    Sub,
+}
+
+/// A mapping target: one canonical field or several (`mail = ["login_id", "email"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeTargets {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `inactive_when = { attribute = "…", values = ["…"] }` or, for flag words such as Active
+/// Directory's `userAccountControl`, `{ attribute = "…", bitmask = 2 }`. A value `"*"` matches
+/// any value (the attribute is present).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveWhen {
+    pub attribute: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+    pub bitmask: Option<u64>,
+}
+
+impl LdapConfig {
+    /// Checks the connection keys of `[source.ldap]` when `kind` is ldap.
+    pub fn validate(&self, kind: SourceKind) -> Result<(), ConfigError> {
+        if kind != SourceKind::Ldap {
+            return Ok(());
+        }
+        let scheme_ok = self.url.starts_with("ldap://") || self.url.starts_with("ldaps://");
+        if !scheme_ok {
+            return Err(ConfigError::invalid(
+                "source.ldap.url",
+                "must start with ldap:// or ldaps://",
+            ));
+        }
+        if self.starttls && self.url.starts_with("ldaps://") {
+            return Err(ConfigError::invalid(
+                "source.ldap.starttls",
+                "StartTLS upgrades ldap:// connections; ldaps:// is already encrypted",
+            ));
+        }
+        if self.base_dn.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "source.ldap.base_dn",
+                "missing: where to search",
+            ));
+        }
+        if ldap3::parse_filter(&self.filter).is_err() {
+            return Err(ConfigError::invalid(
+                "source.ldap.filter",
+                format!("{:?} is not an LDAP filter", self.filter),
+            ));
+        }
+        if self.page_size == 0 || self.page_size > i32::MAX as u32 {
+            return Err(ConfigError::invalid(
+                "source.ldap.page_size",
+                "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("connect_timeout_seconds", self.connect_timeout_seconds),
+            ("timeout_seconds", self.timeout_seconds),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(ConfigError::invalid(
+                    &format!("source.ldap.{key}"),
+                    "must be > 0",
+                ));
+            }
+        }
+        non_empty_secret(
+            "source.ldap.bind_password",
+            &self.bind_password,
+            &self.bind_password_file,
+        )?;
+        match (
+            &self.bind_dn,
+            self.bind_password.is_some(),
+            self.bind_password_file.is_some(),
+        ) {
+            (_, true, true) => Err(ConfigError::invalid(
+                "source.ldap.bind_password",
+                "give either source.ldap.bind_password or source.ldap.bind_password_file, not both",
+            )),
+            (Some(_), false, false) => Err(ConfigError::invalid(
+                "source.ldap.bind_password",
+                "missing: give source.ldap.bind_password or source.ldap.bind_password_file for bind_dn",
+            )),
+            (None, true, _) | (None, _, true) => Err(ConfigError::invalid(
+                "source.ldap.bind_dn",
+                "missing: a bind password needs the bind_dn it belongs to",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
