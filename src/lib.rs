@@ -9,6 +9,7 @@ pub mod concur;
 pub mod config;
 pub mod demo;
 pub mod escape;
+pub mod http;
 pub mod identity;
 pub mod model;
 pub mod output;

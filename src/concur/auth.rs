@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use super::client::Inner;
 use super::error::{ConcurError, Credential, excerpt};
-use super::retry::send_with_retry;
 use super::xml::error_message;
+use crate::http::retry::send_with_retry;
 use crate::model::Secret;
 
 /// Where the refresh token (and a served throttle) survives restarts.

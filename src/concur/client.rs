@@ -11,12 +11,12 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::auth::{Auth, TokenStore};
 use super::error::{ConcurError, excerpt};
-use super::retry::{Pacer, RetryPolicy, send_with_retry};
 use super::users::RecordOutcome;
 use super::xml::{
     BatchRecord, BatchResult, MAX_BATCH, decode_password_result, decode_user_batch_result,
     encode_password_batch, encode_user_batch, error_message,
 };
+use crate::http::retry::{Pacer, RetryPolicy, send_with_retry};
 use crate::model::Secret;
 
 pub const USERS_PATH: &str = "/api/user/v1.0/Users";
@@ -323,7 +323,7 @@ impl ConcurClient {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
         repeat: Repeat,
-    ) -> Result<super::retry::Reply, ConcurError> {
+    ) -> Result<crate::http::retry::Reply, ConcurError> {
         let inner = &*self.inner;
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         let once;
@@ -359,10 +359,12 @@ impl ConcurClient {
                 continue;
             }
             if repeat == Repeat::Once && reply.status == 429 {
-                let wait =
-                    super::retry::parse_retry_after(&reply.headers, std::time::SystemTime::now())
-                        .map(|d| d.min(policy.retry_after_max))
-                        .unwrap_or_else(|| policy.backoff(1));
+                let wait = crate::http::retry::parse_retry_after(
+                    &reply.headers,
+                    std::time::SystemTime::now(),
+                )
+                .map(|d| d.min(policy.retry_after_max))
+                .unwrap_or_else(|| policy.backoff(1));
                 inner.pacer.defer_until(tokio::time::Instant::now() + wait);
             }
             return Ok(reply);

@@ -3,7 +3,7 @@
 //!
 //! - `error`: [`ConcurError`], the one error type of this boundary, with `is_retryable()`.
 //! - `xml`: pure encoders and tolerant decoders of the v1 documents.
-//! - `retry`: pacing (limiter + global `Retry-After` gate) and retries, free of Concur types.
+//! - pacing and retries come from `crate::http::retry` (free of Concur types).
 //! - `auth`: token acquisition, refresh, rotation and geolocation.
 //! - `geo`: which geolocations may be followed (Concur's domains, in one list).
 //! - `client`: [`ConcurClient`], the only thing here that talks to the network.
@@ -15,7 +15,6 @@ mod client;
 pub mod error;
 pub mod geo;
 pub mod readback;
-pub mod retry;
 mod users;
 pub mod xml;
 
