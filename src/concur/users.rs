@@ -10,18 +10,11 @@
 
 use super::client::ConcurClient;
 use super::error::ConcurError;
+use super::target::RecordOutcome;
 use super::xml::{BatchRecord, BatchResult};
 
 /// Re-sends of unresolved records use batches this small: Concur lists up to ten errors.
 const ISOLATION_BATCH: usize = 10;
-
-/// What Concur said about one record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordOutcome {
-    Acknowledged,
-    /// Concur's message.
-    Failed(String),
-}
 
 /// Writes `records` (at most 500; the caller batches) and returns one outcome per record, in
 /// order. `Err` means a request failed after its retries; nothing can be said about the records.
