@@ -9,8 +9,9 @@
 //! - `auth`: token acquisition, refresh, rotation and geolocation.
 //! - `geo`: which geolocations may be followed (Concur's domains, in one list).
 //! - `client`: [`ConcurClient`], the only thing here that talks to the network.
-//! - `target`: [`RecordOutcome`] and [`PasswordOutcome`], what a writer answers per record.
-//! - `users`: [`write_users`], which resolves every record's outcome.
+//! - `target`: [`UserTarget`], what a cycle needs from Concur, and what it answers per record.
+//! - `users`: [`write_users`], which resolves every record's outcome, and User v1's
+//!   [`UserTarget`] implementation.
 
 pub mod attendees;
 mod auth;
@@ -25,7 +26,7 @@ pub mod xml;
 
 pub use client::{ClientStats, ConcurClient, PASSWORDS_PATH, USERS_PATH};
 pub use error::{ConcurError, Credential};
-pub use target::{PasswordOutcome, RecordOutcome};
+pub use target::{PasswordOutcome, RecordOutcome, UserTarget};
 pub use transport::{ClientConfig, StoredToken, TokenStore};
 pub use users::write_users;
 pub use xml::{
