@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::concur::{ConcurClient, ConcurError, RecordOutcome};
+use crate::concur::{ConcurError, RecordOutcome, UserTarget};
 use crate::config::Config;
 use crate::error::SyncError;
 use crate::model::Secret;
@@ -180,14 +180,14 @@ fn read_input(file: &Path) -> Result<(String, Vec<u8>), PasswordsError> {
 
 /// Sends the rows in batches; a batch that gets no answer after its retries fails its users and
 /// the next batch is tried. A credential Concur refuses stops everything.
-async fn send(client: &ConcurClient, rows: &[Row]) -> Result<Vec<RowOutcome>, SyncError> {
+async fn send(target: &impl UserTarget, rows: &[Row]) -> Result<Vec<RowOutcome>, SyncError> {
     let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(PASSWORD_BATCH) {
+    for chunk in rows.chunks(PASSWORD_BATCH.min(target.max_batch())) {
         let items: Vec<(&str, &Secret)> = chunk
             .iter()
             .map(|r| (r.login_id.as_str(), &r.password))
             .collect();
-        match client.post_password_batch(&items).await {
+        match target.set_passwords(&items).await {
             Ok(outcomes) => {
                 for o in outcomes {
                     out.push(RowOutcome {

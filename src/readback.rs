@@ -17,16 +17,17 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::concur::ConcurClient;
 use crate::concur::readback::{self as wire, ConcurUser, FormField};
-use crate::concur::{BatchRecord, ConcurClient, RecordOutcome};
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::error::{EXIT_FATAL, SyncError};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvOptions, CsvReader, RowIssue};
 use crate::store::readback::ReconcileCounts;
-use crate::store::{CycleCounts, EntryResult, Store};
+use crate::store::{CycleCounts, Store};
 use crate::validate::Normalizer;
+use crate::writer::{self, Settled};
 
 /// The FormFields cache is refreshed when older than this.
 pub const FORM_FIELDS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -373,7 +374,7 @@ async fn run_inner(
     result
 }
 
-/// Sends `ops` in batches and records every outcome (the same path a cycle takes).
+/// Sends `ops` in batches and records every outcome (the same loop a cycle takes).
 #[allow(clippy::too_many_arguments)]
 async fn send(
     cfg: &Config,
@@ -385,55 +386,25 @@ async fn send(
     cc: &mut CycleCounts,
     mut tally: impl FnMut(&Op, bool),
 ) -> Result<(), SyncError> {
-    for (chunk_ops, chunk_ids) in ops
-        .chunks(cfg.concur.batch_size)
-        .zip(ids.chunks(cfg.concur.batch_size))
-    {
-        store.mark_inflight(chunk_ids)?;
-        let records: Vec<BatchRecord> = chunk_ops
-            .iter()
-            .map(|op| BatchRecord {
-                user: &op.user,
-                password: None,
-                old_login_id: op.old_login_id.as_deref(),
-                old_employee_id: op.old_employee_id.as_deref(),
-            })
-            .collect();
-        let outcomes = match crate::concur::write_users(client, &records).await {
-            Ok(o) => o,
-            Err(e) => {
-                let msg = format!("not applied: {e}");
-                let results: Vec<(i64, &Op, EntryResult)> = chunk_ids
-                    .iter()
-                    .zip(chunk_ops)
-                    .map(|(&id, op)| (id, op, EntryResult::Failed(msg.clone())))
-                    .collect();
-                store.record_results(cycle, &results)?;
-                for op in chunk_ops {
-                    tally(op, false);
-                }
-                cc.failed += chunk_ops.len() as u64;
-                return Err(e.into());
+    let entries: Vec<(i64, &Op)> = ids.iter().copied().zip(ops).collect();
+    writer::send_user_ops(
+        client,
+        store,
+        cycle,
+        &entries,
+        cfg.concur.batch_size,
+        None,
+        cc,
+        |op, settled| match settled {
+            Settled::Acknowledged => tally(op, true),
+            Settled::Refused(m) => {
+                tally(op, false);
+                tracing::warn!(employee_id = %op.employee_id, message = %m, "Concur refused a reconcile write");
             }
-        };
-        let mut results = Vec::with_capacity(chunk_ops.len());
-        for ((&id, op), outcome) in chunk_ids.iter().zip(chunk_ops).zip(outcomes) {
-            match outcome {
-                RecordOutcome::Acknowledged => {
-                    tally(op, true);
-                    cc.count(op.kind);
-                    results.push((id, op, EntryResult::Acknowledged));
-                }
-                RecordOutcome::Failed(m) => {
-                    tally(op, false);
-                    cc.failed += 1;
-                    tracing::warn!(employee_id = %op.employee_id, message = %m, "Concur refused a reconcile write");
-                    results.push((id, op, EntryResult::Failed(m)));
-                }
-            }
-        }
-        store.record_results(cycle, &results)?;
-    }
+            Settled::Unsent => tally(op, false),
+        },
+    )
+    .await?;
     Ok(())
 }
 

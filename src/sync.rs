@@ -12,7 +12,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::concur::{self, BatchRecord, ConcurClient, RecordOutcome};
+use crate::concur::{self, ConcurClient, RecordOutcome, UserTarget};
 use crate::config::{Config, PasswordOnCreate, SourceKind};
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
@@ -21,6 +21,7 @@ use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
 use crate::store::{CycleCounts, EntryResult, Store};
 use crate::validate::Normalizer;
+use crate::writer::{self, Settled};
 
 /// How a cycle ended; maps onto the CLI exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -765,7 +766,7 @@ pub async fn apply_held(
 async fn apply(
     cfg: &Config,
     store: &mut Store,
-    client: &ConcurClient,
+    target: &impl UserTarget,
     cycle: i64,
     ops: &[Op],
     ids: &[i64],
@@ -774,58 +775,26 @@ async fn apply(
 ) -> Result<bool, SyncError> {
     let (pw_idx, user_idx): (Vec<usize>, Vec<usize>) =
         (0..ops.len()).partition(|&i| ops[i].kind == OpKind::Password);
-    for chunk in user_idx.chunks(cfg.concur.batch_size) {
-        if cancel.is_cancelled() {
-            return Ok(false);
-        }
-        let batch_ids: Vec<i64> = chunk.iter().map(|&i| ids[i]).collect();
-        store.mark_inflight(&batch_ids)?;
-        let records: Vec<BatchRecord> = chunk
-            .iter()
-            .map(|&i| {
-                let op = &ops[i];
-                BatchRecord {
-                    user: &op.user,
-                    password: if op.kind == OpKind::Create {
-                        op.password.as_ref()
-                    } else {
-                        None
-                    },
-                    old_login_id: op.old_login_id.as_deref(),
-                    old_employee_id: op.old_employee_id.as_deref(),
-                }
-            })
-            .collect();
-        let outcomes = match concur::write_users(client, &records).await {
-            Ok(o) => o,
-            // Shutdown: the batch stays unacknowledged (abandoned, planned again next cycle).
-            Err(e) if e.is_cancelled() => return Ok(false),
-            Err(e) => {
-                record_unsent(store, cycle, chunk, ops, ids, counts, &e)?;
-                return Err(e.into());
+    let entries: Vec<(i64, &Op)> = user_idx.iter().map(|&i| (ids[i], &ops[i])).collect();
+    let finished = writer::send_user_ops(
+        target,
+        store,
+        cycle,
+        &entries,
+        cfg.concur.batch_size,
+        Some(cancel),
+        counts,
+        |op, settled| {
+            if let Settled::Refused(m) = settled {
+                tracing::warn!(employee_id = %op.employee_id, operation = %op.kind, message = %m, "Concur rejected the record");
             }
-        };
-        let results: Vec<(i64, &Op, EntryResult)> = chunk
-            .iter()
-            .zip(outcomes)
-            .map(|(&i, o)| {
-                let r = match o {
-                    RecordOutcome::Acknowledged => {
-                        counts.count(ops[i].kind);
-                        EntryResult::Acknowledged
-                    }
-                    RecordOutcome::Failed(m) => {
-                        counts.failed += 1;
-                        tracing::warn!(employee_id = %ops[i].employee_id, operation = %ops[i].kind, message = %m, "Concur rejected the record");
-                        EntryResult::Failed(m)
-                    }
-                };
-                (ids[i], &ops[i], r)
-            })
-            .collect();
-        store.record_results(cycle, &results)?;
+        },
+    )
+    .await?;
+    if !finished {
+        return Ok(false);
     }
-    for chunk in pw_idx.chunks(cfg.concur.batch_size) {
+    for chunk in pw_idx.chunks(cfg.concur.batch_size.min(target.max_batch())) {
         if cancel.is_cancelled() {
             return Ok(false);
         }
@@ -839,7 +808,7 @@ async fn apply(
                 None => missing.push(i),
             }
         }
-        let outcomes = match client.post_password_batch(&items).await {
+        let outcomes = match target.set_passwords(&items).await {
             Ok(o) => o,
             Err(e) if e.is_cancelled() => return Ok(false),
             Err(e) => {

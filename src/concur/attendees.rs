@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::client::{ConcurClient, Repeat};
 use super::error::{ConcurError, excerpt};
 use super::readback::{get_ci, text};
-use super::retry::is_retryable_status;
+use crate::http::retry::is_retryable_status;
 
 pub const ATTENDEES_PATH: &str = "/v4/attendees";
 /// At most this many external ids (or ids) per lookup.

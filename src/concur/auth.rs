@@ -1,6 +1,6 @@
 //! Company-token lifecycle: the stored refresh token first, the company request token when it is
 //! refused; proactive refresh before expiry and forced refresh after a 401/403; rotation saved
-//! to the [`TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever
+//! to the [`super::TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever
 //! it comes from: the token answer, a code-16 refusal or the store). One token request at a
 //! time: the state mutex is held across the request, so concurrent callers wait and then share
 //! its result.
@@ -13,33 +13,11 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::client::Inner;
 use super::error::{ConcurError, Credential, excerpt};
-use super::retry::send_with_retry;
+use super::transport::{StoredToken, Transport};
 use super::xml::error_message;
+use crate::http::retry::send_with_retry;
 use crate::model::Secret;
-
-/// Where the refresh token (and a served throttle) survives restarts.
-pub trait TokenStore: Send + Sync {
-    fn load(&self) -> Option<StoredToken>;
-    fn save(&self, token: &StoredToken);
-    /// The wall-clock end of the last throttle Concur served, as saved by `save_not_before`.
-    fn load_not_before(&self) -> Option<std::time::SystemTime> {
-        None
-    }
-    /// Remembers that Concur asked for no request before `until`, for the next process too.
-    fn save_not_before(&self, _until: std::time::SystemTime) {}
-}
-
-/// What the [`TokenStore`] keeps. The access token itself is never stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredToken {
-    pub refresh_token: Secret,
-    /// The base URL Concur assigned to the company, e.g. `https://us2.api.concursolutions.com`.
-    pub geolocation: Option<String>,
-    /// When the access token obtained with it expires, in unix seconds; for status displays.
-    pub access_expires_at: Option<i64>,
-}
 
 /// Refresh this long before the access token expires (or half its lifetime, if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -116,7 +94,7 @@ fn normalize_base(url: &str) -> String {
 
 /// The origin to use for `value`, or the error that refuses it; `from` names where it came from.
 fn trusted_geolocation(
-    inner: &Inner,
+    inner: &Transport,
     value: &str,
     from: &'static str,
 ) -> Result<String, ConcurError> {
@@ -156,7 +134,7 @@ impl Auth {
     /// one is obtained unless another caller already did.
     pub(crate) async fn lease(
         &self,
-        inner: &Inner,
+        inner: &Transport,
         refused: Option<u64>,
     ) -> Result<Lease, ConcurError> {
         let mut st = self.state.lock().await;
@@ -208,13 +186,13 @@ impl Auth {
         })
     }
 
-    fn base_url(&self, inner: &Inner, st: &State) -> String {
+    fn base_url(&self, inner: &Transport, st: &State) -> String {
         st.geolocation
             .clone()
             .unwrap_or_else(|| normalize_base(&inner.config.base_url))
     }
 
-    async fn obtain(&self, inner: &Inner, st: &mut State) -> Result<(), ConcurError> {
+    async fn obtain(&self, inner: &Transport, st: &mut State) -> Result<(), ConcurError> {
         if let Some(refresh) = st.refresh.clone() {
             match self.grant(inner, st, Grant::Refresh(refresh)).await {
                 Ok(()) => return Ok(()),
@@ -236,7 +214,12 @@ impl Auth {
     }
 
     /// One grant, following a code-16 redirect to the company's geolocation once.
-    async fn grant(&self, inner: &Inner, st: &mut State, grant: Grant) -> Result<(), ConcurError> {
+    async fn grant(
+        &self,
+        inner: &Transport,
+        st: &mut State,
+        grant: Grant,
+    ) -> Result<(), ConcurError> {
         let cfg = &inner.config;
         let mut base = self.base_url(inner, st);
         let mut secrets: Vec<String> = vec![
@@ -331,7 +314,7 @@ impl Auth {
 
     fn accept(
         &self,
-        inner: &Inner,
+        inner: &Transport,
         st: &mut State,
         reply: TokenReply,
         base: String,

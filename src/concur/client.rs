@@ -3,85 +3,22 @@
 //! method, path, status and duration; never a token, secret, password or `Authorization` header.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
-use super::auth::{Auth, TokenStore};
+use super::auth::Auth;
 use super::error::{ConcurError, excerpt};
-use super::retry::{Pacer, RetryPolicy, send_with_retry};
-use super::users::RecordOutcome;
+use super::target::{PasswordOutcome, RecordOutcome};
+use super::transport::{ClientConfig, TokenStore, Transport};
 use super::xml::{
     BatchRecord, BatchResult, MAX_BATCH, decode_password_result, decode_user_batch_result,
     encode_password_batch, encode_user_batch, error_message,
 };
+use crate::http::retry::{Pacer, RetryPolicy, send_with_retry};
 use crate::model::Secret;
 
 pub const USERS_PATH: &str = "/api/user/v1.0/Users";
 pub const PASSWORDS_PATH: &str = "/api/user/v1.0/Users/password";
-
-/// Everything the client needs to reach one company's Concur.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// e.g. `https://us.api.concursolutions.com`; replaced by the token's `geolocation`.
-    pub base_url: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub company_id: String,
-    pub request_token: Secret,
-    /// Fractional allowed (0.5 = one request every two seconds); 0 = no limit.
-    pub requests_per_second: f64,
-    /// Per request, connect to end of body.
-    pub timeout: Duration,
-    /// Sends per request in all, the first included.
-    pub max_attempts: u32,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// Origins trusted as a geolocation besides Concur's hosts, so that unit tests can follow
-    /// one fake server to another.
-    #[cfg(test)]
-    pub(crate) trusted_test_origins: Vec<String>,
-    /// Largest response body read; a longer answer fails the request.
-    pub max_response_bytes: u64,
-    /// Longest served throttle (`Retry-After`) waited for; a longer one fails the request with
-    /// [`ConcurError::Throttled`]. `None` waits however long (the service).
-    pub max_wait: Option<Duration>,
-    /// Shutdown: every wait and every request in flight ends, and nothing more is sent.
-    pub cancel: CancellationToken,
-}
-
-impl ClientConfig {
-    /// A configuration with the default pacing: no rate limit, 60 s timeout, 6 attempts,
-    /// backoff from 500 ms to 60 s.
-    pub fn new(
-        base_url: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: Secret,
-        company_id: impl Into<String>,
-        request_token: Secret,
-    ) -> ClientConfig {
-        let defaults = RetryPolicy::default();
-        ClientConfig {
-            base_url: base_url.into(),
-            client_id: client_id.into(),
-            client_secret,
-            company_id: company_id.into(),
-            request_token,
-            requests_per_second: 0.0,
-            timeout: defaults.timeout,
-            max_attempts: defaults.max_attempts,
-            backoff_base: defaults.backoff_base,
-            backoff_max: defaults.backoff_max,
-            #[cfg(test)]
-            trusted_test_origins: Vec::new(),
-            max_response_bytes: defaults.max_body_bytes,
-            max_wait: None,
-            cancel: CancellationToken::new(),
-        }
-    }
-}
 
 /// Counters since the client was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -102,20 +39,17 @@ pub struct ClientStats {
     pub access_expires_at: Option<i64>,
 }
 
-/// The outcome of one password change, in input order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PasswordOutcome {
-    pub login_id: String,
-    pub outcome: RecordOutcome,
+/// The transport plus the token lifecycle; dereferences to the [`Transport`].
+pub(crate) struct Inner {
+    transport: Transport,
+    auth: Auth,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: ClientConfig,
-    pub(crate) http: reqwest::Client,
-    pub(crate) pacer: Pacer,
-    pub(crate) policy: RetryPolicy,
-    pub(crate) store: Option<Arc<dyn TokenStore>>,
-    auth: Auth,
+impl std::ops::Deref for Inner {
+    type Target = Transport;
+    fn deref(&self) -> &Transport {
+        &self.transport
+    }
 }
 
 /// A Concur client; clones share the connection pool, limiter, throttle and token.
@@ -167,11 +101,13 @@ impl ConcurClient {
         }
         Ok(ConcurClient {
             inner: Arc::new(Inner {
-                pacer,
-                config,
-                http,
-                policy,
-                store,
+                transport: Transport {
+                    pacer,
+                    config,
+                    http,
+                    policy,
+                    store,
+                },
                 auth: Auth::new(),
             }),
         })
@@ -323,7 +259,7 @@ impl ConcurClient {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
         repeat: Repeat,
-    ) -> Result<super::retry::Reply, ConcurError> {
+    ) -> Result<crate::http::retry::Reply, ConcurError> {
         let inner = &*self.inner;
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         let once;
@@ -359,10 +295,12 @@ impl ConcurClient {
                 continue;
             }
             if repeat == Repeat::Once && reply.status == 429 {
-                let wait =
-                    super::retry::parse_retry_after(&reply.headers, std::time::SystemTime::now())
-                        .map(|d| d.min(policy.retry_after_max))
-                        .unwrap_or_else(|| policy.backoff(1));
+                let wait = crate::http::retry::parse_retry_after(
+                    &reply.headers,
+                    std::time::SystemTime::now(),
+                )
+                .map(|d| d.min(policy.retry_after_max))
+                .unwrap_or_else(|| policy.backoff(1));
                 inner.pacer.defer_until(tokio::time::Instant::now() + wait);
             }
             return Ok(reply);

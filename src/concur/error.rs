@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::retry::{SendError, SendFailure, is_retryable_status};
+use crate::http::retry::{SendError, SendFailure, is_retryable_status};
 
 /// Which credential the token endpoint rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,11 +3,15 @@
 //!
 //! - `error`: [`ConcurError`], the one error type of this boundary, with `is_retryable()`.
 //! - `xml`: pure encoders and tolerant decoders of the v1 documents.
-//! - `retry`: pacing (limiter + global `Retry-After` gate) and retries, free of Concur types.
+//! - pacing and retries come from `crate::http::retry` (free of Concur types).
+//! - `transport`: [`ClientConfig`], [`TokenStore`] and the HTTP client + pacer both `auth` and
+//!   `client` send through.
 //! - `auth`: token acquisition, refresh, rotation and geolocation.
 //! - `geo`: which geolocations may be followed (Concur's domains, in one list).
 //! - `client`: [`ConcurClient`], the only thing here that talks to the network.
-//! - `users`: [`write_users`], which resolves every record's outcome.
+//! - `target`: [`UserTarget`], what a cycle needs from Concur, and what it answers per record.
+//! - `users`: [`write_users`], which resolves every record's outcome, and User v1's
+//!   [`UserTarget`] implementation.
 
 pub mod attendees;
 mod auth;
@@ -15,16 +19,16 @@ mod client;
 pub mod error;
 pub mod geo;
 pub mod readback;
-pub mod retry;
+mod target;
+mod transport;
 mod users;
 pub mod xml;
 
-pub use auth::{StoredToken, TokenStore};
-pub use client::{
-    ClientConfig, ClientStats, ConcurClient, PASSWORDS_PATH, PasswordOutcome, USERS_PATH,
-};
+pub use client::{ClientStats, ConcurClient, PASSWORDS_PATH, USERS_PATH};
 pub use error::{ConcurError, Credential};
-pub use users::{RecordOutcome, write_users};
+pub use target::{PasswordOutcome, RecordOutcome, UserTarget};
+pub use transport::{ClientConfig, StoredToken, TokenStore};
+pub use users::write_users;
 pub use xml::{
     BatchItemError, BatchItemSuccess, BatchRecord, BatchResult, PasswordBatchResult,
     PasswordStatus, decode_password_result, decode_user_batch_result, encode_password_batch,

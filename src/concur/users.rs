@@ -10,18 +10,13 @@
 
 use super::client::ConcurClient;
 use super::error::ConcurError;
+use super::target::{PasswordOutcome, RecordOutcome, UserTarget};
+use super::xml::MAX_BATCH;
 use super::xml::{BatchRecord, BatchResult};
+use crate::model::{Op, OpKind, Secret};
 
 /// Re-sends of unresolved records use batches this small: Concur lists up to ten errors.
 const ISOLATION_BATCH: usize = 10;
-
-/// What Concur said about one record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordOutcome {
-    Acknowledged,
-    /// Concur's message.
-    Failed(String),
-}
 
 /// Writes `records` (at most 500; the caller batches) and returns one outcome per record, in
 /// order. `Err` means a request failed after its retries; nothing can be said about the records.
@@ -72,6 +67,41 @@ pub async fn write_users(
             })
         })
         .collect())
+}
+
+/// User v1 behind the seam: operations become full-record upserts (a password only with a
+/// create), passwords go through the User Password endpoint.
+impl UserTarget for ConcurClient {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn write_users(&self, ops: &[&Op]) -> Result<Vec<RecordOutcome>, ConcurError> {
+        let records: Vec<BatchRecord<'_>> = ops.iter().map(|op| batch_record(op)).collect();
+        write_users(self, &records).await
+    }
+
+    async fn set_passwords(
+        &self,
+        users: &[(&str, &Secret)],
+    ) -> Result<Vec<PasswordOutcome>, ConcurError> {
+        self.post_password_batch(users).await
+    }
+}
+
+/// The v1 record of one planned operation: the full desired record, its password only when
+/// the user is created (v1 ignores it otherwise), and the ids it is renamed from.
+fn batch_record(op: &Op) -> BatchRecord<'_> {
+    BatchRecord {
+        user: &op.user,
+        password: if op.kind == OpKind::Create {
+            op.password.as_ref()
+        } else {
+            None
+        },
+        old_login_id: op.old_login_id.as_deref(),
+        old_employee_id: op.old_employee_id.as_deref(),
+    }
 }
 
 /// The outcome of each record of one request, `None` where the response does not settle it.

@@ -46,7 +46,7 @@ fn default_max_wait() -> f64 {
 }
 
 fn default_max_response_bytes() -> u64 {
-    crate::concur::retry::DEFAULT_MAX_BODY_BYTES
+    crate::http::retry::DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_base_url() -> String {

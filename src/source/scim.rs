@@ -2,7 +2,7 @@
 //! (sorted by id when the service can sort), maps each User resource onto canonical fields
 //! (`map`), resolves managers' SCIM ids to employee ids, and between full reads asks only for
 //! users changed since the last acknowledged read (`state`). Requests go through the shared
-//! retry machinery (`concur::retry`) with a limiter of their own.
+//! retry machinery (`http::retry`) with a limiter of their own.
 //!
 //! A read either returns every user it was asked for or fails: an answer that cannot be used
 //! (401/403, a page that still fails after retries, a service that repeats a page) fails the
@@ -19,8 +19,8 @@ use reqwest::Url;
 use serde_json::Value;
 
 use super::{SourceError, SourceItem, SourceRead};
-use crate::concur::retry::{Pacer, RetryPolicy, is_retryable_status, send_with_retry};
 use crate::config::{ConfigError, ScimConfig};
+use crate::http::retry::{Pacer, RetryPolicy, is_retryable_status, send_with_retry};
 use crate::model::RawRecord;
 use crate::model::{Field, Rejection, RowIdentity, Secret};
 
@@ -192,8 +192,8 @@ impl Http {
             url: shown.clone(),
             attempts: f.attempts,
             error: match f.error {
-                crate::concur::retry::SendError::Transport(e) => {
-                    crate::concur::retry::SendError::Transport(e.without_url()).to_string()
+                crate::http::retry::SendError::Transport(e) => {
+                    crate::http::retry::SendError::Transport(e.without_url()).to_string()
                 }
                 other => other.to_string(),
             },

@@ -1,0 +1,5 @@
+//! Generic HTTP plumbing shared by every client of an outside API (Concur, a SCIM source):
+//! `retry` paces requests (one rate limiter plus a served `Retry-After` gate), retries them,
+//! reads bounded bodies and honours cancellation. Nothing here knows Concur's types.
+
+pub mod retry;
