@@ -26,7 +26,7 @@ use crate::concur::attendees::{self as wire, RemoteAttendee, V4Error};
 use crate::config::{ConfigError, CsvConfig};
 use crate::source::SourceError;
 use crate::store::Store;
-use crate::store::readback::{AttendeeCounts, AttendeeId, AttendeeRejection, KnownAttendee};
+use crate::store::attendees::{AttendeeCounts, AttendeeId, AttendeeRejection, KnownAttendee};
 use crate::sync::SyncError;
 
 /// `[attendees]`.

@@ -7,6 +7,7 @@
 //! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
 //! entry Concur acknowledged. Nothing here talks to the network.
 
+pub mod attendees;
 mod cycles;
 pub mod files;
 mod kv;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::kv::{KV_ACCESS_EXPIRES, KV_REFRESH_TOKEN};
-use super::{CycleInfo, Store, StoreError, files, readback};
+use super::{CycleInfo, Store, StoreError, attendees, files, readback};
 use crate::model::{Rejection, RowIdentity};
 
 /// `status --json`.
@@ -27,7 +27,7 @@ pub struct Status {
     pub last_reconcile: Option<readback::ReconcileInfo>,
     /// The Attendees v4 job, once it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attendees: Option<readback::AttendeeStatus>,
+    pub attendees: Option<attendees::AttendeeStatus>,
     /// Values the latest cycle that read its source changed to let a record through.
     pub warnings: Vec<Rejection>,
     /// Drop-folder problems of the last 24 hours, newest first.
