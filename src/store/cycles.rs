@@ -83,6 +83,28 @@ impl Store {
             .flatten())
     }
 
+    /// A cycle's outcome (`running` until it finishes), if the cycle exists.
+    pub fn cycle_outcome(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT outcome FROM cycles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The newest cycle still running, if any.
+    pub fn running_cycle(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The digest of the newest cycle that read its source, for "already processed" checks.
     pub fn last_source_digest(&self) -> Result<Option<String>, StoreError> {
         Ok(self

@@ -295,9 +295,11 @@ impl Store {
         self.keys.password_mac(employee_id, password)
     }
 
-    /// Direct access for read-only queries in tests and tools.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// Whether the database still answers a query (readiness).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
     }
 }
 

@@ -12,7 +12,6 @@
 //!
 //! A read outside a cycle (`plan`, `baseline`) records nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
@@ -48,23 +47,13 @@ fn text(store: &Store, key: &str) -> Result<Option<String>, StoreError> {
         .filter(|s| !s.is_empty()))
 }
 
-fn cycle_outcome(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT outcome FROM cycles WHERE id = ?1",
-            params![id],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
 /// Turns the pending read of a closed cycle into watermarks (or drops it), then returns the
 /// watermarks in force.
 pub fn settle(store: &Store) -> Result<Watermarks, StoreError> {
     if let Some(raw) = store.kv_get(PENDING)? {
         match serde_json::from_slice::<Pending>(&raw) {
             Ok(p) => {
-                let outcome = cycle_outcome(store.connection(), p.cycle)?;
+                let outcome = store.cycle_outcome(p.cycle)?;
                 let advance = match outcome.as_deref() {
                     Some("running") => None,
                     Some("success") => Some(true),
@@ -99,14 +88,7 @@ pub fn settle(store: &Store) -> Result<Watermarks, StoreError> {
 /// Records a successful read for the cycle in progress, if any. Two reads in one cycle keep the
 /// earlier start and count as full only if both were.
 pub fn record(store: &Store, start: &str, full: bool, digest: &str) -> Result<(), StoreError> {
-    let running: Option<i64> = store
-        .connection()
-        .query_row(
-            "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let running = store.running_cycle()?;
     let Some(cycle) = running else {
         return Ok(());
     };
