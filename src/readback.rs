@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError, SourceKind};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvReader, RowIssue};
-use crate::store::readback::ReconcileCounts;
+use crate::store::readback::{FormFieldRow, ReconcileCounts};
 use crate::store::{CycleCounts, EntryResult, Store};
 use crate::sync::SyncError;
 use crate::validate::Normalizer;
@@ -136,6 +136,20 @@ fn drift(known: &User, cu: &ConcurUser) -> Vec<&'static str> {
     out
 }
 
+/// A FormFields answer as the store caches it.
+fn form_field_row(f: &FormField) -> FormFieldRow {
+    FormFieldRow {
+        id: f.id.clone(),
+        label: f.label.clone(),
+        control_type: f.control_type.clone(),
+        data_type: f.data_type.clone(),
+        max_length: f.max_length,
+        required: f.required,
+        custom: f.custom,
+        sequence: f.sequence,
+    }
+}
+
 /// Refreshes the FormFields cache when it is older than a day. A failure is logged and the
 /// cached rules (if any) stay in use.
 pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force: bool) {
@@ -148,7 +162,9 @@ pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force
         return;
     }
     match wire::form_fields(client).await {
-        Ok(fields) => match store.replace_form_fields(&fields) {
+        Ok(fields) => match store
+            .replace_form_fields(&fields.iter().map(form_field_row).collect::<Vec<_>>())
+        {
             Ok(()) => tracing::info!(fields = fields.len(), "refreshed the company's FormFields"),
             Err(e) => tracing::warn!(error = %e, "cannot cache FormFields"),
         },
@@ -657,7 +673,8 @@ pub async fn check(cfg: &Config) -> CheckReport {
             return r;
         }
     };
-    if let Err(e) = store.replace_form_fields(&fields) {
+    let rows: Vec<FormFieldRow> = fields.iter().map(form_field_row).collect();
+    if let Err(e) = store.replace_form_fields(&rows) {
         r.notes.push(format!("FormFields: not cached: {e}"));
     }
     let required: Vec<&FormField> = fields.iter().filter(|f| f.required).collect();
@@ -716,7 +733,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
         }
     }
     // Defaults longer than the company allows.
-    for (field, max) in crate::store::readback::company_rules(&fields).max_len {
+    for (field, max) in crate::rules::company_rules(rows.iter().map(FormFieldRow::rule)).max_len {
         if let Some(d) = normalizer.as_ref().and_then(|n| n.default_for(field))
             && d.chars().count() > max
         {
@@ -866,9 +883,11 @@ pub fn apply_company_rules(
     ops: Vec<Op>,
     mut rejections: Vec<crate::model::Rejection>,
 ) -> Result<(Vec<Op>, Vec<crate::model::Rejection>), crate::store::StoreError> {
-    let Some(rules) = store.company_rules()? else {
+    let fields = store.form_fields()?;
+    if fields.is_empty() {
         return Ok((ops, rejections));
-    };
+    }
+    let rules = crate::rules::company_rules(fields.iter().map(FormFieldRow::rule));
     let mut kept = Vec::with_capacity(ops.len());
     for op in ops {
         let broken = match op.kind {

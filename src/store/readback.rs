@@ -7,12 +7,36 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, now, user_json};
-use crate::concur::readback::FormField;
-use crate::model::{Field, User};
-use crate::validate::CompanyRules;
+use crate::model::User;
+use crate::rules::FormRule;
 
 const KV_FORM_FIELDS_AT: &str = "readback.form_fields_at";
 const KV_ADOPTED_AT: &str = "readback.adopted_at";
+
+/// One field of the company's Concur employee form, as the FormFields cache holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormFieldRow {
+    /// The UserProfile element, e.g. `LedgerKey`.
+    pub id: String,
+    pub label: String,
+    pub control_type: String,
+    pub data_type: String,
+    pub max_length: Option<u32>,
+    pub required: bool,
+    pub custom: bool,
+    pub sequence: Option<u32>,
+}
+
+impl FormFieldRow {
+    /// What this field requires of a user record.
+    pub fn rule(&self) -> FormRule<'_> {
+        FormRule {
+            element: &self.id,
+            required: self.required,
+            max_length: self.max_length,
+        }
+    }
+}
 
 /// A Concur user no source user matched, as `status` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -57,7 +81,7 @@ impl Store {
     // ---- FormFields cache ----------------------------------------------------------------
 
     /// Replaces the cached FormFields and stamps the time.
-    pub fn replace_form_fields(&mut self, fields: &[FormField]) -> Result<(), StoreError> {
+    pub fn replace_form_fields(&mut self, fields: &[FormFieldRow]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM form_fields", [])?;
         {
@@ -84,13 +108,13 @@ impl Store {
     }
 
     /// The cached FormFields, in form order.
-    pub fn form_fields(&self) -> Result<Vec<FormField>, StoreError> {
+    pub fn form_fields(&self) -> Result<Vec<FormFieldRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, label, control_type, data_type, max_length, required, custom, sequence
              FROM form_fields ORDER BY sequence, id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(FormField {
+            Ok(FormFieldRow {
                 id: r.get(0)?,
                 label: r.get(1)?,
                 control_type: r.get(2)?,
@@ -113,15 +137,6 @@ impl Store {
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
             .map(|d| d.with_timezone(&chrono::Utc)))
-    }
-
-    /// The validation rules the cached FormFields imply, if the cache holds any.
-    pub fn company_rules(&self) -> Result<Option<CompanyRules>, StoreError> {
-        let fields = self.form_fields()?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(company_rules(&fields)))
     }
 
     // ---- adoption and ownership ----------------------------------------------------------
@@ -309,32 +324,11 @@ impl Store {
     }
 }
 
-/// The validation rules FormFields imply: required fields concur-sync can fill (employee and
-/// login ids are always required anyway) and maximum lengths below the general ones.
-pub fn company_rules(fields: &[FormField]) -> CompanyRules {
-    let mut rules = CompanyRules::default();
-    for f in fields {
-        let Some(field) = Field::from_element(&f.id) else {
-            continue;
-        };
-        if f.required && !matches!(field, Field::EMPLOYEE_ID | Field::LOGIN_ID | Field::ACTIVE) {
-            rules.required.push(field);
-        }
-        if let Some(max) = f.max_length
-            && (max as usize) < field.spec().max_len
-        {
-            rules.max_len.push((field, max as usize));
-        }
-    }
-    rules.required.sort();
-    rules.required.dedup();
-    rules.max_len.sort();
-    rules
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Field;
+    use crate::rules::company_rules;
 
     #[test]
     fn a_database_of_the_first_schema_is_upgraded_and_keeps_its_users() {
@@ -354,27 +348,27 @@ mod tests {
         }
         let mut s = Store::open(&path, None).unwrap();
         assert_eq!(s.managed_count().unwrap(), 1);
-        assert!(s.company_rules().unwrap().is_none());
+        assert!(s.form_fields().unwrap().is_empty());
         s.replace_form_fields(&[
-            FormField {
+            FormFieldRow {
                 id: "LedgerKey".into(),
                 required: true,
                 max_length: Some(20),
-                ..FormField::default()
+                ..FormFieldRow::default()
             },
-            FormField {
+            FormFieldRow {
                 id: "OrgUnit1".into(),
                 max_length: Some(10),
-                ..FormField::default()
+                ..FormFieldRow::default()
             },
-            FormField {
+            FormFieldRow {
                 id: "PmtMethodCode".into(),
                 required: true,
-                ..FormField::default()
+                ..FormFieldRow::default()
             },
         ])
         .unwrap();
-        let rules = s.company_rules().unwrap().unwrap();
+        let rules = company_rules(s.form_fields().unwrap().iter().map(FormFieldRow::rule));
         assert_eq!(rules.required, [Field::LEDGER]);
         assert_eq!(rules.max_len, [(Field::ORG_UNIT1, 10)]);
         assert!(s.form_fields_fetched_at().unwrap().is_some());
