@@ -357,7 +357,7 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         .filter(|o| o.kind != crate::model::OpKind::Deactivate)
         .map(|o| o.user)
         .collect();
-    store.baseline_users(&users, "adopted")?;
+    store.baseline_users(&users, crate::store::Ownership::Adopted)?;
     store.audit(
         "baseline",
         &format!(

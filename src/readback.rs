@@ -24,7 +24,7 @@ use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvReader, RowIssue};
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
-use crate::store::{CycleCounts, EntryResult, Store};
+use crate::store::{CycleCounts, EntryResult, OutboxState, Ownership, Store};
 use crate::sync::SyncError;
 use crate::validate::Normalizer;
 
@@ -268,7 +268,7 @@ async fn run_inner(
     }
     let in_concur: HashSet<&str> = concur.iter().map(|c| c.employee_id.as_str()).collect();
     let owners = store.ownerships()?;
-    let managed = |id: &str| owners.get(id).is_some_and(|o| o != "unmanaged");
+    let managed = |id: &str| owners.get(id).is_some_and(|o| *o != Ownership::Unmanaged);
     let known: HashMap<String, User> = store
         .managed_users()?
         .into_iter()
@@ -360,7 +360,7 @@ async fn run_inner(
     }
     counts.adopted = adopt.len() as u64;
     counts.unmanaged = unmanaged.len() as u64;
-    store.baseline_users(&adopt, "adopted")?;
+    store.baseline_users(&adopt, Ownership::Adopted)?;
     let listed: HashSet<String> = concur.iter().map(|c| c.employee_id.clone()).collect();
     store.record_unmanaged(&unmanaged, &listed)?;
     if !adopt.is_empty() || !unmanaged.is_empty() {
@@ -383,7 +383,7 @@ async fn run_inner(
         planned: ops.len() as u64,
         ..CycleCounts::default()
     };
-    let ids = store.write_outbox(cycle, &ops, "pending")?;
+    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let result = send(cfg, store, client, cycle, &ops, &ids, &mut cc, |op, ok| {
         if ok {
             if drift_ids.contains(&op.employee_id) {
@@ -397,7 +397,7 @@ async fn run_inner(
     })
     .await;
     let adopted_renames: Vec<&str> = renamed.iter().map(String::as_str).collect();
-    store.set_ownership(&adopted_renames, "adopted")?;
+    store.set_ownership(&adopted_renames, Ownership::Adopted)?;
     let outcome = match (&result, cc.failed) {
         (Err(_), _) => "failed",
         (Ok(()), 0) => "success",

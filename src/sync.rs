@@ -18,7 +18,7 @@ use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
 use crate::source::csv::{CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
-use crate::store::{CycleCounts, EntryResult, Store, StoreError};
+use crate::store::{CycleCounts, EntryResult, OutboxState, Store, StoreError};
 use crate::validate::Normalizer;
 
 /// Why a cycle could not run or finish.
@@ -535,9 +535,9 @@ pub async fn run_cycle(
         }
     }
     if !held.is_empty() {
-        store.write_outbox(cycle, &held, "held")?;
+        store.write_outbox(cycle, &held, OutboxState::Held)?;
     }
-    let ids = store.write_outbox(cycle, &ops, "pending")?;
+    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
@@ -697,7 +697,7 @@ pub async fn apply_held(
             info.outcome
         )));
     }
-    let entries = store.open_entries(cycle, &["held"])?;
+    let entries = store.open_entries(cycle, &[OutboxState::Held])?;
     if entries.is_empty() {
         return Err(SyncError::Refused(format!(
             "cycle {cycle} holds no plan any more (a later cycle superseded it, or it was rejected); approve the newest held cycle shown by `concur-sync status`"

@@ -17,6 +17,7 @@ mod outbox;
 pub mod readback;
 pub mod secrets;
 mod snapshot;
+mod states;
 mod status;
 
 use rusqlite::{Connection, params};
@@ -29,6 +30,7 @@ use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
 pub use outbox::OutboxEntry;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
+pub use states::{OutboxState, Ownership};
 pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
 
 /// Errors of the state database boundary.
@@ -414,7 +416,7 @@ mod tests {
             op(OpKind::Create, user("1", "a@x")),
             op(OpKind::Create, user("2", "b@x")),
         ];
-        let ids = s.write_outbox(c, &ops, "pending").unwrap();
+        let ids = s.write_outbox(c, &ops, OutboxState::Pending).unwrap();
         s.mark_inflight(&ids).unwrap();
         s.record_results(
             c,
@@ -447,7 +449,11 @@ mod tests {
             let mut s = Store::open(&path, None).unwrap();
             let c = s.begin_cycle("t.csv").unwrap();
             let ids = s
-                .write_outbox(c, &[op(OpKind::Create, user("1", "a@x"))], "pending")
+                .write_outbox(
+                    c,
+                    &[op(OpKind::Create, user("1", "a@x"))],
+                    OutboxState::Pending,
+                )
                 .unwrap();
             s.mark_inflight(&ids).unwrap();
         }

@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, now, user_json};
+use super::{OutboxState, Store, StoreError, now, user_json};
 use crate::model::{Op, OpKind, User};
 
 /// One outbox entry as stored.
@@ -122,7 +122,7 @@ impl Store {
         &mut self,
         cycle: i64,
         ops: &[Op],
-        state: &str,
+        state: OutboxState,
     ) -> Result<Vec<i64>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(ops.len());
@@ -172,7 +172,7 @@ impl Store {
     pub fn open_entries(
         &self,
         cycle: i64,
-        states: &[&str],
+        states: &[OutboxState],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, attempts, state
@@ -181,8 +181,8 @@ impl Store {
         let mut out = Vec::new();
         let mut rows = stmt.query([cycle])?;
         while let Some(r) = rows.next()? {
-            let state: String = r.get(9)?;
-            if !states.contains(&state.as_str()) {
+            let state: OutboxState = r.get(9)?;
+            if !states.contains(&state) {
                 continue;
             }
             let kind_s: String = r.get(3)?;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, now, user_json};
+use super::{Ownership, Store, StoreError, now, user_json};
 use crate::model::User;
 use crate::rules::FormRule;
 
@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// Ownership of every user the state DB knows: employee id → ownership.
-    pub fn ownerships(&self) -> Result<HashMap<String, String>, StoreError> {
+    pub fn ownerships(&self) -> Result<HashMap<String, Ownership>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT employee_id, ownership FROM users")?;
@@ -217,7 +217,7 @@ impl Store {
     }
 
     /// Sets the ownership of known users (e.g. `adopted` after an adoption rename).
-    pub fn set_ownership(&self, ids: &[&str], ownership: &str) -> Result<(), StoreError> {
+    pub fn set_ownership(&self, ids: &[&str], ownership: Ownership) -> Result<(), StoreError> {
         for id in ids {
             self.conn.execute(
                 "UPDATE users SET ownership = ?2 WHERE employee_id = ?1",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::{PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
+use super::{Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
 use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
 
 /// The outcome Concur gave one outbox entry.
@@ -100,7 +100,11 @@ impl Store {
 
     /// Records a user as already present in Concur without sending anything (`baseline`,
     /// adoption): the snapshot then says Concur holds exactly `user`.
-    pub fn baseline_users(&mut self, users: &[User], ownership: &str) -> Result<(), StoreError> {
+    pub fn baseline_users(
+        &mut self,
+        users: &[User],
+        ownership: Ownership,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
