@@ -126,7 +126,7 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             let store = open_store(cfg)?;
             let info = store.cycle(cycle)?;
             match info {
-                Some(c) if c.outcome == "held" => {
+                Some(c) if c.outcome == crate::store::CycleOutcome::Held => {
                     store.request_approval(cycle)?;
                     store.audit("approve-requested", &format!("cycle {cycle}"))?;
                     crate::outln!(

@@ -24,7 +24,7 @@ use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvReader, RowIssue};
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
-use crate::store::{CycleCounts, EntryResult, OutboxState, Ownership, Store};
+use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Ownership, Store};
 use crate::sync::SyncError;
 use crate::validate::Normalizer;
 
@@ -399,9 +399,9 @@ async fn run_inner(
     let adopted_renames: Vec<&str> = renamed.iter().map(String::as_str).collect();
     store.set_ownership(&adopted_renames, Ownership::Adopted)?;
     let outcome = match (&result, cc.failed) {
-        (Err(_), _) => "failed",
-        (Ok(()), 0) => "success",
-        _ => "partial",
+        (Err(_), _) => CycleOutcome::Failed,
+        (Ok(()), 0) => CycleOutcome::Success,
+        _ => CycleOutcome::Partial,
     };
     store.finish_cycle(
         cycle,

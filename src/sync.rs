@@ -18,7 +18,7 @@ use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
 use crate::source::csv::{CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
-use crate::store::{CycleCounts, EntryResult, OutboxState, Store, StoreError};
+use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Store, StoreError};
 use crate::validate::Normalizer;
 
 /// Why a cycle could not run or finish.
@@ -68,6 +68,18 @@ impl Outcome {
             Outcome::Partial => 2,
             Outcome::Held | Outcome::Degraded => 3,
             Outcome::Interrupted => 1,
+        }
+    }
+}
+
+impl From<Outcome> for CycleOutcome {
+    fn from(o: Outcome) -> CycleOutcome {
+        match o {
+            Outcome::Success => CycleOutcome::Success,
+            Outcome::Partial => CycleOutcome::Partial,
+            Outcome::Held => CycleOutcome::Held,
+            Outcome::Degraded => CycleOutcome::Degraded,
+            Outcome::Interrupted => CycleOutcome::Interrupted,
         }
     }
 }
@@ -446,7 +458,7 @@ pub async fn run_cycle(
             };
             store.finish_cycle(
                 cycle,
-                "interrupted",
+                CycleOutcome::Interrupted,
                 &counts,
                 Some("stopped by shutdown before any write; the next cycle plans everything again"),
             )?;
@@ -463,7 +475,7 @@ pub async fn run_cycle(
         let after = client.stats();
         counts.requests = after.requests.saturating_sub(before.requests);
         counts.retries = after.retries.saturating_sub(before.retries);
-        store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+        store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
         return Err(e);
     }
     let planned = match read_and_plan(cfg, store).await {
@@ -471,7 +483,12 @@ pub async fn run_cycle(
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed before any write");
-            store.finish_cycle(cycle, "failed", &CycleCounts::default(), Some(&msg))?;
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Failed,
+                &CycleCounts::default(),
+                Some(&msg),
+            )?;
             return Err(e);
         }
     };
@@ -554,7 +571,7 @@ pub async fn run_cycle(
             } else {
                 Outcome::Success
             };
-            store.finish_cycle(cycle, outcome.as_str(), &counts, message.as_deref())?;
+            store.finish_cycle(cycle, outcome.into(), &counts, message.as_deref())?;
             tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
             Ok(CycleReport {
                 cycle_id: cycle,
@@ -569,7 +586,7 @@ pub async fn run_cycle(
             )?;
             store.finish_cycle(
                 cycle,
-                "interrupted",
+                CycleOutcome::Interrupted,
                 &counts,
                 Some("stopped by shutdown; operations Concur had not acknowledged are re-planned next cycle"),
             )?;
@@ -584,7 +601,7 @@ pub async fn run_cycle(
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
             store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
-            store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
     }
@@ -691,7 +708,7 @@ pub async fn apply_held(
     let info = store
         .cycle(cycle)?
         .ok_or_else(|| SyncError::Refused(format!("there is no cycle {cycle}")))?;
-    if info.outcome != "held" {
+    if info.outcome != CycleOutcome::Held {
         return Err(SyncError::Refused(format!(
             "cycle {cycle} is {}, not held: nothing to approve",
             info.outcome
@@ -753,7 +770,7 @@ pub async fn apply_held(
     );
     match done {
         Ok(_) => {
-            store.finish_cycle(cycle, outcome.as_str(), &counts, Some(&msg))?;
+            store.finish_cycle(cycle, outcome.into(), &counts, Some(&msg))?;
             store.audit("approve", &format!("cycle {cycle}: {msg}"))?;
             Ok(CycleReport {
                 cycle_id: cycle,
@@ -766,7 +783,7 @@ pub async fn apply_held(
                 cycle,
                 "not sent: Concur could not be reached; re-planned next cycle",
             )?;
-            store.finish_cycle(cycle, "failed", &counts, Some(&e.to_string()))?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&e.to_string()))?;
             Err(e)
         }
     }

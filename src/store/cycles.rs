@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError, now};
+use super::{CycleOutcome, Store, StoreError, now};
 use crate::model::{OpKind, Rejection};
 
 #[derive(Debug, Clone, Serialize)]
@@ -12,7 +12,7 @@ pub struct CycleInfo {
     pub id: i64,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub outcome: String,
+    pub outcome: CycleOutcome,
     pub source: String,
     pub message: Option<String>,
     pub counts: CycleCounts,
@@ -84,7 +84,7 @@ impl Store {
     }
 
     /// A cycle's outcome (`running` until it finishes), if the cycle exists.
-    pub fn cycle_outcome(&self, id: i64) -> Result<Option<String>, StoreError> {
+    pub fn cycle_outcome(&self, id: i64) -> Result<Option<CycleOutcome>, StoreError> {
         Ok(self
             .conn
             .query_row("SELECT outcome FROM cycles WHERE id = ?1", [id], |r| {
@@ -136,7 +136,7 @@ impl Store {
     pub fn finish_cycle(
         &self,
         cycle: i64,
-        outcome: &str,
+        outcome: CycleOutcome,
         counts: &CycleCounts,
         message: Option<&str>,
     ) -> Result<(), StoreError> {

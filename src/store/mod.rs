@@ -30,7 +30,7 @@ use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
 pub use outbox::OutboxEntry;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
-pub use states::{OutboxState, Ownership};
+pub use states::{CycleOutcome, OutboxState, Ownership};
 pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
 
 /// Errors of the state database boundary.
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(s.recover().unwrap().len(), 1);
         assert_eq!(
             s.status().unwrap().last_cycle.unwrap().outcome,
-            "interrupted"
+            CycleOutcome::Interrupted
         );
         assert_eq!(s.status().unwrap().outbox.pending, 0);
         assert!(s.snapshot_index().unwrap().is_empty());

@@ -38,6 +38,12 @@ macro_rules! text_enum {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(ToSqlOutput::from(self.as_str()))
@@ -74,6 +80,25 @@ text_enum!(
 );
 
 text_enum!(
+    /// How a cycle ended (`cycles.outcome`); `running` until it does.
+    CycleOutcome {
+        Running => "running",
+        /// Everything applied, or nothing to do.
+        Success => "success",
+        /// Finished, but some records were rejected or failed.
+        Partial => "partial",
+        /// Deactivations or identity changes held for an operator's approval.
+        Held => "held",
+        /// The read looked incomplete, so nobody was deactivated.
+        Degraded => "degraded",
+        /// Ended early; nothing more was sent.
+        Failed => "failed",
+        /// Stopped (shutdown or crash) before it finished.
+        Interrupted => "interrupted",
+    }
+);
+
+text_enum!(
     /// Who owns a user the snapshot knows (`users.ownership`).
     Ownership {
         /// Created by concur-sync.
@@ -106,6 +131,20 @@ mod tests {
             texts,
             ["pending", "inflight", "done", "failed", "abandoned", "held"]
         );
+        let texts: Vec<&str> = CycleOutcome::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "running",
+                "success",
+                "partial",
+                "held",
+                "degraded",
+                "failed",
+                "interrupted"
+            ]
+        );
+        round_trip(CycleOutcome::ALL);
         let texts: Vec<&str> = Ownership::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(texts, ["created", "adopted", "unmanaged"]);
         round_trip(OutboxState::ALL);
