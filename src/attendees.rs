@@ -26,7 +26,10 @@ use crate::concur::attendees::{self as wire, RemoteAttendee, V4Error};
 use crate::config::{ConfigError, CsvConfig};
 use crate::source::SourceError;
 use crate::store::Store;
-use crate::store::attendees::{AttendeeCounts, AttendeeId, AttendeeRejection, KnownAttendee};
+use crate::store::attendees::{
+    AttendeeCounts, AttendeeId, AttendeeRejection, AttendeeValidationError, AttendeeWriteError,
+    KnownAttendee,
+};
 use crate::sync::SyncError;
 
 /// `[attendees]`.
@@ -623,7 +626,13 @@ async fn run_inner(
                         message: format!("not confirmed: {e}"),
                         validation_errors: Vec::new(),
                     };
-                    store.record_attendee_failure(run_id, outbox_id, &r.key, "create", &v)?;
+                    store.record_attendee_failure(
+                        run_id,
+                        outbox_id,
+                        &r.key,
+                        "create",
+                        &write_error(&v),
+                    )?;
                     counts.failed += 1;
                     return Err(e);
                 }
@@ -637,7 +646,13 @@ async fn run_inner(
                         message: format!("not applied: {e}"),
                         validation_errors: Vec::new(),
                     };
-                    store.record_attendee_failure(run_id, outbox_id, &r.key, "update", &v)?;
+                    store.record_attendee_failure(
+                        run_id,
+                        outbox_id,
+                        &r.key,
+                        "update",
+                        &write_error(&v),
+                    )?;
                     counts.failed += 1;
                     return Err(e.into());
                 }
@@ -663,7 +678,7 @@ async fn run_inner(
                     "update"
                 };
                 tracing::warn!(external_id = %r.key.0, attendee_type_code = %r.key.1, operation = op, error = %e, "Concur refused the attendee");
-                store.record_attendee_failure(run_id, outbox_id, &r.key, op, &e)?;
+                store.record_attendee_failure(run_id, outbox_id, &r.key, op, &write_error(&e))?;
             }
         }
     }
@@ -761,6 +776,23 @@ pub async fn command_run(
         c.missing_from_source
     );
     Ok(report.exit_code())
+}
+
+/// A refused v4 write as the store records it.
+fn write_error(e: &V4Error) -> AttendeeWriteError {
+    AttendeeWriteError {
+        summary: e.to_string(),
+        message: e.message.clone(),
+        validation_errors: e
+            .validation_errors
+            .iter()
+            .map(|v| AttendeeValidationError {
+                id: v.id.clone(),
+                message: v.message.clone(),
+                source: v.source.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,23 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, now};
 
+/// One field-level complaint of a refused attendee write, as the failures table keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttendeeValidationError {
+    pub id: String,
+    pub message: String,
+    pub source: String,
+}
+
+/// A refused attendee write as the store records it: the one-line summary kept on the outbox
+/// entry, Concur's message and its validation errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttendeeWriteError {
+    pub summary: String,
+    pub message: String,
+    pub validation_errors: Vec<AttendeeValidationError>,
+}
+
 /// What one attendee run did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -53,7 +70,7 @@ pub struct AttendeeFailure {
     pub attendee_type_code: String,
     pub operation: String,
     pub message: String,
-    pub validation_errors: Vec<crate::concur::attendees::ValidationError>,
+    pub validation_errors: Vec<AttendeeValidationError>,
     pub attempts: i64,
     pub last_failed_at: String,
 }
@@ -263,13 +280,13 @@ impl Store {
         outbox_id: i64,
         key: &AttendeeId,
         op: &str,
-        error: &crate::concur::attendees::V4Error,
+        error: &AttendeeWriteError,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let at = now();
         tx.execute(
             "UPDATE attendee_outbox SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
-            params![outbox_id, error.to_string(), at],
+            params![outbox_id, error.summary, at],
         )?;
         tx.execute(
             "INSERT INTO attendee_failures (external_id, type_code, op, message, validation_errors, attempts, first_failed_at, last_failed_at, run_id)
