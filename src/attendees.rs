@@ -27,7 +27,10 @@ use crate::config::{AttendeesConfig, attendee_column as column};
 use crate::error::SyncError;
 use crate::source::SourceError;
 use crate::store::Store;
-use crate::store::readback::{AttendeeCounts, AttendeeId, AttendeeRejection, KnownAttendee};
+use crate::store::attendees::{
+    AttendeeCounts, AttendeeId, AttendeeRejection, AttendeeValidationError, AttendeeWriteError,
+    KnownAttendee,
+};
 
 /// Attendee types Concur refuses to create or update through v4.
 pub const REFUSED_TYPES: [&str; 2] = ["NOSHOWS", "SYSEMP"];
@@ -516,7 +519,13 @@ async fn run_inner(
                         message: format!("not confirmed: {e}"),
                         validation_errors: Vec::new(),
                     };
-                    store.record_attendee_failure(run_id, outbox_id, &r.key, "create", &v)?;
+                    store.record_attendee_failure(
+                        run_id,
+                        outbox_id,
+                        &r.key,
+                        "create",
+                        &write_error(&v),
+                    )?;
                     counts.failed += 1;
                     return Err(e);
                 }
@@ -530,7 +539,13 @@ async fn run_inner(
                         message: format!("not applied: {e}"),
                         validation_errors: Vec::new(),
                     };
-                    store.record_attendee_failure(run_id, outbox_id, &r.key, "update", &v)?;
+                    store.record_attendee_failure(
+                        run_id,
+                        outbox_id,
+                        &r.key,
+                        "update",
+                        &write_error(&v),
+                    )?;
                     counts.failed += 1;
                     return Err(e.into());
                 }
@@ -556,7 +571,7 @@ async fn run_inner(
                     "update"
                 };
                 tracing::warn!(external_id = %r.key.0, attendee_type_code = %r.key.1, operation = op, error = %e, "Concur refused the attendee");
-                store.record_attendee_failure(run_id, outbox_id, &r.key, op, &e)?;
+                store.record_attendee_failure(run_id, outbox_id, &r.key, op, &write_error(&e))?;
             }
         }
     }
@@ -654,6 +669,23 @@ pub async fn command_run(
         c.missing_from_source
     );
     Ok(report.exit_code())
+}
+
+/// A refused v4 write as the store records it.
+fn write_error(e: &V4Error) -> AttendeeWriteError {
+    AttendeeWriteError {
+        summary: e.to_string(),
+        message: e.message.clone(),
+        validation_errors: e
+            .validation_errors
+            .iter()
+            .map(|v| AttendeeValidationError {
+                id: v.id.clone(),
+                message: v.message.clone(),
+                source: v.source.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             let store = open_store(cfg)?;
             let info = store.cycle(cycle)?;
             match info {
-                Some(c) if c.outcome == "held" => {
+                Some(c) if c.outcome == crate::store::CycleOutcome::Held => {
                     store.request_approval(cycle)?;
                     store.audit("approve-requested", &format!("cycle {cycle}"))?;
                     crate::outln!(
@@ -355,7 +355,7 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         .filter(|o| o.kind != crate::model::OpKind::Deactivate)
         .map(|o| o.user)
         .collect();
-    store.baseline_users(&users, "adopted")?;
+    store.baseline_users(&users, crate::store::Ownership::Adopted)?;
     store.audit(
         "baseline",
         &format!(

@@ -17,6 +17,7 @@ pub mod output;
 pub mod passwords;
 pub mod plan;
 pub mod readback;
+pub mod rules;
 pub mod service;
 pub mod simulator;
 pub mod source;

@@ -24,8 +24,8 @@ use crate::error::{EXIT_FATAL, SyncError};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::source::csv::{Column, CsvOptions, CsvReader, RowIssue};
-use crate::store::readback::ReconcileCounts;
-use crate::store::{CycleCounts, Store};
+use crate::store::readback::{FormFieldRow, ReconcileCounts};
+use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
 
@@ -114,6 +114,20 @@ fn drift(known: &User, cu: &ConcurUser) -> Vec<&'static str> {
     out
 }
 
+/// A FormFields answer as the store caches it.
+fn form_field_row(f: &FormField) -> FormFieldRow {
+    FormFieldRow {
+        id: f.id.clone(),
+        label: f.label.clone(),
+        control_type: f.control_type.clone(),
+        data_type: f.data_type.clone(),
+        max_length: f.max_length,
+        required: f.required,
+        custom: f.custom,
+        sequence: f.sequence,
+    }
+}
+
 /// Refreshes the FormFields cache when it is older than a day. A failure is logged and the
 /// cached rules (if any) stay in use.
 pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force: bool) {
@@ -126,7 +140,9 @@ pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force
         return;
     }
     match wire::form_fields(client).await {
-        Ok(fields) => match store.replace_form_fields(&fields) {
+        Ok(fields) => match store
+            .replace_form_fields(&fields.iter().map(form_field_row).collect::<Vec<_>>())
+        {
             Ok(()) => tracing::info!(fields = fields.len(), "refreshed the company's FormFields"),
             Err(e) => tracing::warn!(error = %e, "cannot cache FormFields"),
         },
@@ -230,7 +246,7 @@ async fn run_inner(
     }
     let in_concur: HashSet<&str> = concur.iter().map(|c| c.employee_id.as_str()).collect();
     let owners = store.ownerships()?;
-    let managed = |id: &str| owners.get(id).is_some_and(|o| o != "unmanaged");
+    let managed = |id: &str| owners.get(id).is_some_and(|o| *o != Ownership::Unmanaged);
     let known: HashMap<String, User> = store
         .managed_users()?
         .into_iter()
@@ -322,7 +338,7 @@ async fn run_inner(
     }
     counts.adopted = adopt.len() as u64;
     counts.unmanaged = unmanaged.len() as u64;
-    store.baseline_users(&adopt, "adopted")?;
+    store.baseline_users(&adopt, Ownership::Adopted)?;
     let listed: HashSet<String> = concur.iter().map(|c| c.employee_id.clone()).collect();
     store.record_unmanaged(&unmanaged, &listed)?;
     if !adopt.is_empty() || !unmanaged.is_empty() {
@@ -345,7 +361,7 @@ async fn run_inner(
         planned: ops.len() as u64,
         ..CycleCounts::default()
     };
-    let ids = store.write_outbox(cycle, &ops, "pending")?;
+    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let result = send(cfg, store, client, cycle, &ops, &ids, &mut cc, |op, ok| {
         if ok {
             if drift_ids.contains(&op.employee_id) {
@@ -359,11 +375,11 @@ async fn run_inner(
     })
     .await;
     let adopted_renames: Vec<&str> = renamed.iter().map(String::as_str).collect();
-    store.set_ownership(&adopted_renames, "adopted")?;
+    store.set_ownership(&adopted_renames, Ownership::Adopted)?;
     let outcome = match (&result, cc.failed) {
-        (Err(_), _) => "failed",
-        (Ok(()), 0) => "success",
-        _ => "partial",
+        (Err(_), _) => CycleOutcome::Failed,
+        (Ok(()), 0) => CycleOutcome::Success,
+        _ => CycleOutcome::Partial,
     };
     store.finish_cycle(
         cycle,
@@ -605,7 +621,8 @@ pub async fn check(cfg: &Config) -> CheckReport {
             return r;
         }
     };
-    if let Err(e) = store.replace_form_fields(&fields) {
+    let rows: Vec<FormFieldRow> = fields.iter().map(form_field_row).collect();
+    if let Err(e) = store.replace_form_fields(&rows) {
         r.notes.push(format!("FormFields: not cached: {e}"));
     }
     let required: Vec<&FormField> = fields.iter().filter(|f| f.required).collect();
@@ -664,7 +681,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
         }
     }
     // Defaults longer than the company allows.
-    for (field, max) in crate::store::readback::company_rules(&fields).max_len {
+    for (field, max) in crate::rules::company_rules(rows.iter().map(FormFieldRow::rule)).max_len {
         if let Some(d) = normalizer.as_ref().and_then(|n| n.default_for(field))
             && d.chars().count() > max
         {
@@ -814,9 +831,11 @@ pub fn apply_company_rules(
     ops: Vec<Op>,
     mut rejections: Vec<crate::model::Rejection>,
 ) -> Result<(Vec<Op>, Vec<crate::model::Rejection>), crate::store::StoreError> {
-    let Some(rules) = store.company_rules()? else {
+    let fields = store.form_fields()?;
+    if fields.is_empty() {
         return Ok((ops, rejections));
-    };
+    }
+    let rules = crate::rules::company_rules(fields.iter().map(FormFieldRow::rule));
     let mut kept = Vec::with_capacity(ops.len());
     for op in ops {
         let broken = match op.kind {

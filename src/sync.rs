@@ -19,7 +19,7 @@ use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
 use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{SourceError, SourceItem};
-use crate::store::{CycleCounts, EntryResult, Store};
+use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
 
@@ -55,6 +55,18 @@ impl Outcome {
             Outcome::Partial => EXIT_PARTIAL,
             Outcome::Held | Outcome::Degraded => EXIT_HELD,
             Outcome::Interrupted => EXIT_FATAL,
+        }
+    }
+}
+
+impl From<Outcome> for CycleOutcome {
+    fn from(o: Outcome) -> CycleOutcome {
+        match o {
+            Outcome::Success => CycleOutcome::Success,
+            Outcome::Partial => CycleOutcome::Partial,
+            Outcome::Held => CycleOutcome::Held,
+            Outcome::Degraded => CycleOutcome::Degraded,
+            Outcome::Interrupted => CycleOutcome::Interrupted,
         }
     }
 }
@@ -433,7 +445,7 @@ pub async fn run_cycle(
             };
             store.finish_cycle(
                 cycle,
-                "interrupted",
+                CycleOutcome::Interrupted,
                 &counts,
                 Some("stopped by shutdown before any write; the next cycle plans everything again"),
             )?;
@@ -450,7 +462,7 @@ pub async fn run_cycle(
         let after = client.stats();
         counts.requests = after.requests.saturating_sub(before.requests);
         counts.retries = after.retries.saturating_sub(before.retries);
-        store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+        store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
         return Err(e);
     }
     let planned = match read_and_plan(cfg, store).await {
@@ -458,7 +470,12 @@ pub async fn run_cycle(
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed before any write");
-            store.finish_cycle(cycle, "failed", &CycleCounts::default(), Some(&msg))?;
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Failed,
+                &CycleCounts::default(),
+                Some(&msg),
+            )?;
             return Err(e);
         }
     };
@@ -522,9 +539,9 @@ pub async fn run_cycle(
         }
     }
     if !held.is_empty() {
-        store.write_outbox(cycle, &held, "held")?;
+        store.write_outbox(cycle, &held, OutboxState::Held)?;
     }
-    let ids = store.write_outbox(cycle, &ops, "pending")?;
+    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let result = apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
@@ -541,7 +558,7 @@ pub async fn run_cycle(
             } else {
                 Outcome::Success
             };
-            store.finish_cycle(cycle, outcome.as_str(), &counts, message.as_deref())?;
+            store.finish_cycle(cycle, outcome.into(), &counts, message.as_deref())?;
             tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
             Ok(CycleReport {
                 cycle_id: cycle,
@@ -556,7 +573,7 @@ pub async fn run_cycle(
             )?;
             store.finish_cycle(
                 cycle,
-                "interrupted",
+                CycleOutcome::Interrupted,
                 &counts,
                 Some("stopped by shutdown; operations Concur had not acknowledged are re-planned next cycle"),
             )?;
@@ -571,7 +588,7 @@ pub async fn run_cycle(
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
             store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
-            store.finish_cycle(cycle, "failed", &counts, Some(&msg))?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
     }
@@ -678,13 +695,13 @@ pub async fn apply_held(
     let info = store
         .cycle(cycle)?
         .ok_or_else(|| SyncError::Refused(format!("there is no cycle {cycle}")))?;
-    if info.outcome != "held" {
+    if info.outcome != CycleOutcome::Held {
         return Err(SyncError::Refused(format!(
             "cycle {cycle} is {}, not held: nothing to approve",
             info.outcome
         )));
     }
-    let entries = store.open_entries(cycle, &["held"])?;
+    let entries = store.open_entries(cycle, &[OutboxState::Held])?;
     if entries.is_empty() {
         return Err(SyncError::Refused(format!(
             "cycle {cycle} holds no plan any more (a later cycle superseded it, or it was rejected); approve the newest held cycle shown by `concur-sync status`"
@@ -740,7 +757,7 @@ pub async fn apply_held(
     );
     match done {
         Ok(_) => {
-            store.finish_cycle(cycle, outcome.as_str(), &counts, Some(&msg))?;
+            store.finish_cycle(cycle, outcome.into(), &counts, Some(&msg))?;
             store.audit("approve", &format!("cycle {cycle}: {msg}"))?;
             Ok(CycleReport {
                 cycle_id: cycle,
@@ -753,7 +770,7 @@ pub async fn apply_held(
                 cycle,
                 "not sent: Concur could not be reached; re-planned next cycle",
             )?;
-            store.finish_cycle(cycle, "failed", &counts, Some(&e.to_string()))?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&e.to_string()))?;
             Err(e)
         }
     }

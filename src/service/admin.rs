@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::metrics::Metrics;
 use crate::concur::ConcurClient;
-use crate::store::Store;
+use crate::store::{CycleOutcome, Store, StoreError};
 
 /// What the endpoints read: their own state-DB connection, the metrics, the client's counters.
 pub struct AdminState {
@@ -36,10 +36,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     let result = tokio::task::block_in_place(|| {
         let store = s.store.lock().unwrap_or_else(|p| p.into_inner());
-        store
-            .connection()
-            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| format!("state database unusable: {e}"))?;
+        store.ping().map_err(|e| match e {
+            StoreError::Sqlite(e) => format!("state database unusable: {e}"),
+            e => format!("state database unusable: {e}"),
+        })?;
         store
             .status()
             .map_err(|e| format!("state database unusable: {e}"))
@@ -51,7 +51,7 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
         ),
         Ok(st) => {
             let last = st.last_cycle.as_ref();
-            if let Some(c) = last.filter(|c| c.outcome == "failed") {
+            if let Some(c) = last.filter(|c| c.outcome == CycleOutcome::Failed) {
                 return json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({
@@ -79,7 +79,7 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
                 );
             }
             let held = last
-                .filter(|c| c.outcome == "held" && st.outbox.held > 0)
+                .filter(|c| c.outcome == CycleOutcome::Held && st.outbox.held > 0)
                 .map(|c| {
                     json!({
                         "cycle_id": c.id,

@@ -12,10 +12,9 @@
 //!
 //! A read outside a cycle (`plan`, `baseline`) records nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{CycleOutcome, Store, StoreError};
 
 const LAST_FULL: &str = "scim.last_full";
 const DELTA_SINCE: &str = "scim.delta_since";
@@ -48,27 +47,17 @@ fn text(store: &Store, key: &str) -> Result<Option<String>, StoreError> {
         .filter(|s| !s.is_empty()))
 }
 
-fn cycle_outcome(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT outcome FROM cycles WHERE id = ?1",
-            params![id],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
 /// Turns the pending read of a closed cycle into watermarks (or drops it), then returns the
 /// watermarks in force.
 pub fn settle(store: &Store) -> Result<Watermarks, StoreError> {
     if let Some(raw) = store.kv_get(PENDING)? {
         match serde_json::from_slice::<Pending>(&raw) {
             Ok(p) => {
-                let outcome = cycle_outcome(store.connection(), p.cycle)?;
-                let advance = match outcome.as_deref() {
-                    Some("running") => None,
-                    Some("success") => Some(true),
-                    Some("partial") => Some(p.full),
+                let outcome = store.cycle_outcome(p.cycle)?;
+                let advance = match outcome {
+                    Some(CycleOutcome::Running) => None,
+                    Some(CycleOutcome::Success) => Some(true),
+                    Some(CycleOutcome::Partial) => Some(p.full),
                     _ => Some(false),
                 };
                 match advance {
@@ -81,7 +70,7 @@ pub fn settle(store: &Store) -> Result<Watermarks, StoreError> {
                                 store.kv_set(DIGEST, p.digest.as_bytes())?;
                             }
                         }
-                        tracing::debug!(cycle = p.cycle, outcome = ?outcome, advanced = adv, full = p.full, start = %p.start, "settled the previous SCIM read");
+                        tracing::debug!(cycle = p.cycle, outcome = ?outcome.map(CycleOutcome::as_str), advanced = adv, full = p.full, start = %p.start, "settled the previous SCIM read");
                         store.kv_delete(PENDING)?;
                     }
                 }
@@ -99,14 +88,7 @@ pub fn settle(store: &Store) -> Result<Watermarks, StoreError> {
 /// Records a successful read for the cycle in progress, if any. Two reads in one cycle keep the
 /// earlier start and count as full only if both were.
 pub fn record(store: &Store, start: &str, full: bool, digest: &str) -> Result<(), StoreError> {
-    let running: Option<i64> = store
-        .connection()
-        .query_row(
-            "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let running = store.running_cycle()?;
     let Some(cycle) = running else {
         return Ok(());
     };
@@ -132,7 +114,7 @@ mod tests {
     use super::*;
     use crate::store::CycleCounts;
 
-    fn cycle(store: &Store, start: &str, full: bool, outcome: &str) -> Watermarks {
+    fn cycle(store: &Store, start: &str, full: bool, outcome: CycleOutcome) -> Watermarks {
         let marks = settle(store).unwrap();
         let id = store.begin_cycle("scim").unwrap();
         record(store, start, full, "d1").unwrap();
@@ -148,17 +130,21 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db"), None).unwrap();
         assert_eq!(settle(&store).unwrap(), Watermarks::default());
         // A failed full read leaves nothing behind; a read outside a cycle records nothing.
-        cycle(&store, "2026-01-01T00:00:00Z", true, "failed");
+        cycle(&store, "2026-01-01T00:00:00Z", true, CycleOutcome::Failed);
         record(&store, "2026-01-01T00:30:00Z", true, "d1").unwrap();
         assert_eq!(settle(&store).unwrap(), Watermarks::default());
-        cycle(&store, "2026-01-01T01:00:00Z", true, "partial");
-        let m = cycle(&store, "2026-01-01T02:00:00Z", false, "success");
+        cycle(&store, "2026-01-01T01:00:00Z", true, CycleOutcome::Partial);
+        let m = cycle(&store, "2026-01-01T02:00:00Z", false, CycleOutcome::Success);
         assert_eq!(m.last_full.as_deref(), Some("2026-01-01T01:00:00Z"));
         assert_eq!(m.delta_since.as_deref(), Some("2026-01-01T01:00:00Z"));
         assert_eq!(m.digest.as_deref(), Some("d1"));
         // A successful delta moves only the delta watermark; partial, held and interrupted
         // deltas move nothing, so their users are read again.
-        for outcome in ["partial", "held", "interrupted"] {
+        for outcome in [
+            CycleOutcome::Partial,
+            CycleOutcome::Held,
+            CycleOutcome::Interrupted,
+        ] {
             let m = cycle(&store, "2026-01-01T03:00:00Z", false, outcome);
             assert_eq!(
                 m.delta_since.as_deref(),

@@ -1,0 +1,38 @@
+//! The company's own form rules: which validation rules the fields of its Concur employee form
+//! (FormFields `Required`, `MaxLength`) imply. Pure: the fields are an argument, wherever they
+//! were read or cached.
+
+use crate::model::Field;
+use crate::validate::CompanyRules;
+
+/// What one field of the company's employee form requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormRule<'a> {
+    /// The UserProfile element, e.g. `LedgerKey`.
+    pub element: &'a str,
+    pub required: bool,
+    pub max_length: Option<u32>,
+}
+
+/// The validation rules form fields imply: required fields concur-sync can fill (employee and
+/// login ids are always required anyway) and maximum lengths below the general ones.
+pub fn company_rules<'a>(fields: impl IntoIterator<Item = FormRule<'a>>) -> CompanyRules {
+    let mut rules = CompanyRules::default();
+    for f in fields {
+        let Some(field) = Field::from_element(f.element) else {
+            continue;
+        };
+        if f.required && !matches!(field, Field::EMPLOYEE_ID | Field::LOGIN_ID | Field::ACTIVE) {
+            rules.required.push(field);
+        }
+        if let Some(max) = f.max_length
+            && (max as usize) < field.spec().max_len
+        {
+            rules.max_len.push((field, max as usize));
+        }
+    }
+    rules.required.sort();
+    rules.required.dedup();
+    rules.max_len.sort();
+    rules
+}

@@ -1,0 +1,192 @@
+//! Cycle history (`cycles`: start, end, outcome, source digest, counts) and the rejections of
+//! the latest cycle that read its source.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{CycleOutcome, Store, StoreError, now};
+use crate::model::{OpKind, Rejection};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleInfo {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: CycleOutcome,
+    pub source: String,
+    pub message: Option<String>,
+    pub counts: CycleCounts,
+}
+
+/// What a cycle did; stored as JSON in `cycles.counts`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CycleCounts {
+    pub create: u64,
+    pub update: u64,
+    pub deactivate: u64,
+    pub reactivate: u64,
+    pub password: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub unchanged: u64,
+    pub planned: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled_seconds: f64,
+}
+
+impl CycleCounts {
+    /// Counts one acknowledged operation.
+    pub fn count(&mut self, kind: OpKind) {
+        match kind {
+            OpKind::Create => self.create += 1,
+            OpKind::Update => self.update += 1,
+            OpKind::Deactivate => self.deactivate += 1,
+            OpKind::Reactivate => self.reactivate += 1,
+            OpKind::Password => self.password += 1,
+        }
+    }
+
+    /// One line for people: what a cycle did.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} created, {} updated, {} reactivated, {} deactivated, {} passwords, {} failed, {} rejected, {} unchanged",
+            self.create,
+            self.update,
+            self.reactivate,
+            self.deactivate,
+            self.password,
+            self.failed,
+            self.rejected,
+            self.unchanged
+        )
+    }
+}
+
+impl Store {
+    /// One cycle's record.
+    pub fn cycle(&self, id: i64) -> Result<Option<CycleInfo>, StoreError> {
+        self.cycle_where(&format!("id = {id}"))
+    }
+
+    /// The source digest a cycle read, if it got that far.
+    pub fn cycle_digest(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT source_digest FROM cycles WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// A cycle's outcome (`running` until it finishes), if the cycle exists.
+    pub fn cycle_outcome(&self, id: i64) -> Result<Option<CycleOutcome>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT outcome FROM cycles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The newest cycle still running, if any.
+    pub fn running_cycle(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The digest of the newest cycle that read its source, for "already processed" checks.
+    pub fn last_source_digest(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT source_digest FROM cycles WHERE source_digest IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn begin_cycle(&self, source: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO cycles (started_at, source) VALUES (?1, ?2)",
+            params![now(), source],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn set_cycle_source_digest(&self, cycle: i64, digest: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cycles SET source_digest = ?2 WHERE id = ?1",
+            params![cycle, digest],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_cycle(
+        &self,
+        cycle: i64,
+        outcome: CycleOutcome,
+        counts: &CycleCounts,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let counts = serde_json::to_string(counts).unwrap_or_else(|_| "{}".into());
+        self.conn.execute(
+            "UPDATE cycles SET outcome = ?2, finished_at = ?3, counts = ?4, message = ?5 WHERE id = ?1",
+            params![cycle, outcome, now(), counts, message],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the stored rejections with those of `cycle`.
+    pub fn replace_rejections(
+        &mut self,
+        cycle: i64,
+        rejections: &[Rejection],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM rejections", [])?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rejections (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in rejections {
+                stmt.execute(params![cycle, r.source, r.employee_id, r.field, r.message])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(super) fn cycle_where(&self, cond: &str) -> Result<Option<CycleInfo>, StoreError> {
+        let sql = format!(
+            "SELECT id, started_at, finished_at, outcome, source, message, counts FROM cycles
+             WHERE {cond} ORDER BY id DESC LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, [], |r| {
+                let counts: String = r.get(6)?;
+                Ok(CycleInfo {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    outcome: r.get(3)?,
+                    source: r.get(4)?,
+                    message: r.get(5)?,
+                    counts: serde_json::from_str(&counts).unwrap_or_default(),
+                })
+            })
+            .optional()?)
+    }
+}

@@ -1,0 +1,221 @@
+//! The snapshot of what Concur acknowledged (`users`): the index the planner diffs against,
+//! loading users, baselines, and `record_results`, the one transaction that closes an outbox
+//! entry and advances (or keeps) the user's snapshot row with it.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::{Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
+use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
+
+/// The outcome Concur gave one outbox entry.
+#[derive(Debug, Clone)]
+pub enum EntryResult {
+    Acknowledged,
+    Failed(String),
+}
+
+impl Store {
+    /// Every managed user's hash and active flag, for planning.
+    pub fn snapshot_index(&self) -> Result<SnapshotIndex, StoreError> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM users WHERE ownership != 'unmanaged'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut map = SnapshotIndex::with_capacity(count as usize);
+        let mut stmt = self.conn.prepare(
+            "SELECT employee_id, active, hash, password_mac FROM users WHERE ownership != 'unmanaged'",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: &str = row.get_ref(0)?.as_str()?;
+            let active: bool = row.get(1)?;
+            let hash = to16(row.get_ref(2)?.as_blob()?)
+                .ok_or_else(|| StoreError::Corrupt(format!("user {id}: hash is not 16 bytes")))?;
+            let password_mac = match row.get_ref(3)?.as_blob_or_null()? {
+                Some(b) => to16(b),
+                None => None,
+            };
+            map.insert(
+                id,
+                SnapshotEntry {
+                    hash,
+                    active,
+                    password_mac,
+                },
+            );
+        }
+        Ok(map)
+    }
+
+    /// The last acknowledged record of the given users (absent ids are skipped).
+    pub fn load_users<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, User>, StoreError> {
+        const CHUNK: usize = 256;
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT employee_id, fields FROM users WHERE employee_id IN ({marks})"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(chunk.iter()))?;
+            while let Some(r) = rows.next()? {
+                let id: String = r.get(0)?;
+                let fields = r.get_ref(1)?.as_str()?;
+                let user: User = serde_json::from_str(fields)
+                    .map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
+                out.insert(id, user);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the source passwords of users whose password was unknown (after a new state
+    /// key) as what Concur holds, without sending them: a later change is then sent as usual.
+    pub fn learn_password_macs(&mut self, macs: &[(String, [u8; 16])]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE users SET password_mac = ?2 WHERE employee_id = ?1 AND password_mac = ?3",
+            )?;
+            for (id, mac) in macs {
+                stmt.execute(params![id, &mac[..], &PASSWORD_MAC_UNKNOWN[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Employee ids whose login is `login` (case-insensitive), for rename handling.
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Records a user as already present in Concur without sending anything (`baseline`,
+    /// adoption): the snapshot then says Concur holds exactly `user`.
+    pub fn baseline_users(
+        &mut self,
+        users: &[User],
+        ownership: Ownership,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+                   active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                   ownership = excluded.ownership, acked_at = excluded.acked_at",
+            )?;
+            let at = now();
+            for u in users {
+                stmt.execute(params![
+                    u.employee_id(),
+                    u.login_id(),
+                    u.is_active(),
+                    &u.content_hash()[..],
+                    user_json(u),
+                    ownership,
+                    at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records Concur's answer for a batch in one transaction: acknowledged entries advance the
+    /// snapshot and close; failed entries are kept with Concur's message.
+    pub fn record_results(
+        &mut self,
+        cycle: i64,
+        results: &[(i64, &Op, EntryResult)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let at = now();
+        {
+            let mut done = tx.prepare_cached(
+                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ?2 WHERE id = ?1",
+            )?;
+            let mut failed = tx.prepare_cached(
+                "UPDATE outbox SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8)
+                 ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+                   active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                   password_mac = COALESCE(excluded.password_mac, users.password_mac),
+                   ownership = CASE users.ownership WHEN 'unmanaged' THEN 'adopted' ELSE users.ownership END,
+                   acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle",
+            )?;
+            let mut set_mac = tx.prepare_cached(
+                "UPDATE users SET password_mac = ?2, acked_at = ?3, acked_cycle = ?4 WHERE employee_id = ?1",
+            )?;
+            let mut clear_failures =
+                tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1")?;
+            let mut clear_failure =
+                tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1 AND op = ?2")?;
+            let mut rename = tx.prepare_cached("DELETE FROM users WHERE employee_id = ?1")?;
+            let mut add_failure = tx.prepare_cached(
+                "INSERT INTO failures (employee_id, op, message, attempts, first_failed_at, last_failed_at, cycle_id)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)
+                 ON CONFLICT(employee_id, op) DO UPDATE SET message = excluded.message,
+                   attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at,
+                   cycle_id = excluded.cycle_id",
+            )?;
+            for (id, op, result) in results {
+                match result {
+                    EntryResult::Acknowledged => {
+                        done.execute(params![id, at])?;
+                        let mac = op
+                            .password
+                            .as_ref()
+                            .map(|p| self.keys.password_mac(&op.employee_id, p).to_vec());
+                        if op.kind == OpKind::Password {
+                            set_mac.execute(params![op.employee_id, mac, at, cycle])?;
+                            clear_failure.execute(params![op.employee_id, op.kind.as_str()])?;
+                            continue;
+                        }
+                        if let Some(old) = op.old_employee_id.as_deref()
+                            && old != op.employee_id
+                        {
+                            rename.execute([old])?;
+                            clear_failures.execute([old])?;
+                        }
+                        upsert.execute(params![
+                            op.employee_id,
+                            op.user.login_id(),
+                            op.user.is_active(),
+                            &op.user.content_hash()[..],
+                            user_json(&op.user),
+                            mac,
+                            at,
+                            cycle
+                        ])?;
+                        clear_failures.execute([&op.employee_id])?;
+                    }
+                    EntryResult::Failed(message) => {
+                        failed.execute(params![id, message, at])?;
+                        add_failure.execute(params![
+                            op.employee_id,
+                            op.kind.as_str(),
+                            message,
+                            at,
+                            cycle
+                        ])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

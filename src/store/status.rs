@@ -1,0 +1,173 @@
+//! The `status` read: one `Status` gathered from every table (users, failures, rejections,
+//! cycles, outbox, token, readback, attendees, drop-folder files).
+
+use serde::Serialize;
+
+use super::kv::{KV_ACCESS_EXPIRES, KV_REFRESH_TOKEN};
+use super::{CycleInfo, Store, StoreError, attendees, files, readback};
+use crate::model::{Rejection, RowIdentity};
+
+/// `status --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub users: UserCounts,
+    pub failed: Vec<FailedEntry>,
+    pub rejected: Vec<Rejection>,
+    pub last_cycle: Option<CycleInfo>,
+    pub last_success: Option<CycleInfo>,
+    pub outbox: OutboxCounts,
+    pub retries: u64,
+    pub throttled_seconds: f64,
+    pub token: TokenInfo,
+    /// Concur users that match no source user (sorted, at most 1000; `users.unmanaged` counts all).
+    pub unmanaged_users: Vec<readback::UnmanagedUser>,
+    /// Drifted users whose desired state Concur acknowledged again, over every reconcile.
+    pub drift_repaired: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reconcile: Option<readback::ReconcileInfo>,
+    /// The Attendees v4 job, once it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attendees: Option<attendees::AttendeeStatus>,
+    /// Values the latest cycle that read its source changed to let a record through.
+    pub warnings: Vec<Rejection>,
+    /// Drop-folder problems of the last 24 hours, newest first.
+    pub alerts: Vec<files::Alert>,
+    /// The last file taken from a drop folder and processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_file: Option<files::SourceFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserCounts {
+    pub managed: u64,
+    pub active: u64,
+    pub inactive: u64,
+    pub created: u64,
+    pub adopted: u64,
+    pub unmanaged: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedEntry {
+    pub employee_id: String,
+    pub operation: String,
+    pub message: String,
+    pub attempts: i64,
+    pub first_failed_at: String,
+    pub last_failed_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub held: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TokenInfo {
+    pub refresh_token_stored: bool,
+    pub access_expires_at: Option<i64>,
+}
+
+impl Store {
+    pub fn status(&self) -> Result<Status, StoreError> {
+        let mut users = UserCounts::default();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT ownership, active, count(*) FROM users GROUP BY ownership, active",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let own: String = r.get(0)?;
+                let active: bool = r.get(1)?;
+                let n = r.get::<_, i64>(2)? as u64;
+                match own.as_str() {
+                    "unmanaged" => {
+                        users.unmanaged += n;
+                        continue;
+                    }
+                    "adopted" => users.adopted += n,
+                    _ => users.created += n,
+                }
+                users.managed += n;
+                if active {
+                    users.active += n
+                } else {
+                    users.inactive += n
+                }
+            }
+        }
+        let failed = {
+            let mut stmt = self.conn.prepare(
+                "SELECT employee_id, op, message, attempts, first_failed_at, last_failed_at
+                 FROM failures ORDER BY employee_id, op",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(FailedEntry {
+                    employee_id: r.get(0)?,
+                    operation: r.get(1)?,
+                    message: r.get(2)?,
+                    attempts: r.get(3)?,
+                    first_failed_at: r.get(4)?,
+                    last_failed_at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let rejected = {
+            let mut stmt = self.conn.prepare(
+                "SELECT source, employee_id, field, message FROM rejections ORDER BY id",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(Rejection {
+                    source: r.get(0)?,
+                    employee_id: r.get(1)?,
+                    field: r.get(2)?,
+                    message: r.get(3)?,
+                    identity: RowIdentity::default(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let last_cycle = self.cycle_where("1 = 1")?;
+        let last_success = self.cycle_where("outcome IN ('success', 'partial', 'degraded')")?;
+        let (pending, held): (i64, i64) = self.conn.query_row(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'inflight')),
+                    count(*) FILTER (WHERE state = 'held') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (retries, throttled_seconds) = last_cycle
+            .as_ref()
+            .map(|c| (c.counts.retries, c.counts.throttled_seconds))
+            .unwrap_or_default();
+        let token = TokenInfo {
+            refresh_token_stored: self.kv_get(KV_REFRESH_TOKEN)?.is_some(),
+            access_expires_at: self
+                .kv_get(KV_ACCESS_EXPIRES)?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok()),
+        };
+        Ok(Status {
+            users,
+            failed,
+            rejected,
+            last_cycle,
+            last_success,
+            outbox: OutboxCounts {
+                pending: pending as u64,
+                held: held as u64,
+            },
+            retries,
+            throttled_seconds,
+            token,
+            unmanaged_users: self.unmanaged_users(1000)?,
+            drift_repaired: self.drift_repaired_total()?,
+            last_reconcile: self.last_reconcile()?,
+            attendees: self.attendee_status()?,
+            warnings: self.warnings()?,
+            alerts: self.recent_alerts()?,
+            last_file: self.last_processed_file()?,
+        })
+    }
+}
