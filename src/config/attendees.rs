@@ -71,15 +71,9 @@ impl AttendeesConfig {
     }
 
     pub fn delimiter(&self) -> Result<u8, ConfigError> {
-        match self.source.csv.delimiter.as_deref() {
-            None => Ok(b','),
-            Some("\\t") | Some("\t") => Ok(b'\t'),
-            Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
-            Some(_) => Err(ConfigError::invalid(
-                "attendees.source.csv.delimiter",
-                "must be a single ASCII character",
-            )),
-        }
+        self.source
+            .csv
+            .delimiter_byte("attendees.source.csv.delimiter")
     }
 }
 

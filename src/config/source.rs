@@ -70,6 +70,21 @@ pub struct CsvConfig {
     pub columns: BTreeMap<String, String>,
 }
 
+impl CsvConfig {
+    /// The delimiter byte; `key` names the setting in the error.
+    pub fn delimiter_byte(&self, key: &str) -> Result<u8, ConfigError> {
+        match self.delimiter.as_deref() {
+            None => Ok(b','),
+            Some("\\t") | Some("\t") => Ok(b'\t'),
+            Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
+            Some(_) => Err(ConfigError::invalid(
+                key,
+                "must be a single ASCII character",
+            )),
+        }
+    }
+}
+
 fn default_settle() -> f64 {
     10.0
 }
@@ -86,14 +101,6 @@ fn default_max_field_bytes() -> u64 {
 impl Config {
     /// The CSV delimiter byte.
     pub fn delimiter(&self) -> Result<u8, ConfigError> {
-        match self.source.csv.delimiter.as_deref() {
-            None => Ok(b','),
-            Some("\\t") | Some("\t") => Ok(b'\t'),
-            Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
-            Some(_) => Err(ConfigError::invalid(
-                "source.csv.delimiter",
-                "must be a single ASCII character",
-            )),
-        }
+        self.source.csv.delimiter_byte("source.csv.delimiter")
     }
 }
