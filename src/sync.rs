@@ -487,8 +487,7 @@ pub async fn run_cycle(
             "recorded source passwords of users whose password was unknown after a new state key; none was sent"
         );
     }
-    store.replace_rejections(cycle, &planned.rejections)?;
-    store.replace_warnings(cycle, &planned.warnings)?;
+    store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
     store.supersede_held(cycle)?;
     for r in &planned.rejections {
         tracing::warn!(rejection = %r, "record rejected");

@@ -1,5 +1,5 @@
 //! Cycle history (`cycles`: start, end, outcome, source digest, counts) and the rejections of
-//! the latest cycle that read its source.
+//! the latest cycle that read its source, with its warnings.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -148,24 +148,44 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the stored rejections with those of `cycle`.
-    pub fn replace_rejections(
+    /// Replaces the stored rejections and warnings with those of `cycle`, in one transaction.
+    pub fn replace_findings(
         &mut self,
         cycle: i64,
         rejections: &[Rejection],
+        warnings: &[Rejection],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM rejections", [])?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO rejections (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for r in rejections {
+        for (table, rows) in [("rejections", rejections), ("warnings", warnings)] {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO {table} (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?;
+            for r in rows {
                 stmt.execute(params![cycle, r.source, r.employee_id, r.field, r.message])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The rejections (`table = "rejections"`) or warnings (`"warnings"`) of the latest cycle
+    /// that read its source.
+    pub(super) fn findings(&self, table: &str) -> Result<Vec<Rejection>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT source, employee_id, field, message FROM {table} ORDER BY id"
+        ))?;
+        Ok(stmt
+            .query_map([], |r| {
+                Ok(Rejection {
+                    source: r.get(0)?,
+                    employee_id: r.get(1)?,
+                    field: r.get(2)?,
+                    message: r.get(3)?,
+                    identity: Default::default(),
+                })
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     pub(super) fn cycle_where(&self, cond: &str) -> Result<Option<CycleInfo>, StoreError> {

@@ -1,12 +1,11 @@
 //! The drop folder's records in the state database: which files were taken and what became of
 //! them (the last processed file is read from here, never guessed from names in `archive/`),
-//! the alerts an operator must see, and the warnings of the latest cycle.
+//! the alerts an operator must see.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now};
-use crate::model::Rejection;
 
 /// How long an alert stays in `status`, `/readyz` and the metric.
 pub const ALERT_HOURS: i64 = 24;
@@ -100,44 +99,6 @@ impl Store {
                     at: r.get(0)?,
                     file: r.get(1)?,
                     message: r.get(2)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// Replaces the stored warnings with those of `cycle`.
-    pub fn replace_warnings(
-        &mut self,
-        cycle: i64,
-        warnings: &[Rejection],
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM warnings", [])?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO warnings (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for w in warnings {
-                stmt.execute(params![cycle, w.source, w.employee_id, w.field, w.message])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The warnings of the latest cycle that read its source.
-    pub fn warnings(&self) -> Result<Vec<Rejection>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT source, employee_id, field, message FROM warnings ORDER BY id")?;
-        Ok(stmt
-            .query_map([], |r| {
-                Ok(Rejection {
-                    source: r.get(0)?,
-                    employee_id: r.get(1)?,
-                    field: r.get(2)?,
-                    message: r.get(3)?,
-                    identity: Default::default(),
                 })
             })?
             .collect::<Result<_, _>>()?)

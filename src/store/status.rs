@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::kv::{KV_ACCESS_EXPIRES, KV_REFRESH_TOKEN};
 use super::{CycleInfo, Store, StoreError, attendees, files, readback};
-use crate::model::{Rejection, RowIdentity};
+use crate::model::Rejection;
 
 /// `status --json`.
 #[derive(Debug, Clone, Serialize)]
@@ -114,21 +114,7 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
-        let rejected = {
-            let mut stmt = self.conn.prepare(
-                "SELECT source, employee_id, field, message FROM rejections ORDER BY id",
-            )?;
-            stmt.query_map([], |r| {
-                Ok(Rejection {
-                    source: r.get(0)?,
-                    employee_id: r.get(1)?,
-                    field: r.get(2)?,
-                    message: r.get(3)?,
-                    identity: RowIdentity::default(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
+        let rejected = self.findings("rejections")?;
         let last_cycle = self.cycle_where("1 = 1")?;
         let last_success = self.cycle_where("outcome IN ('success', 'partial', 'degraded')")?;
         let (pending, held): (i64, i64) = self.conn.query_row(
@@ -165,7 +151,7 @@ impl Store {
             drift_repaired: self.drift_repaired_total()?,
             last_reconcile: self.last_reconcile()?,
             attendees: self.attendee_status()?,
-            warnings: self.warnings()?,
+            warnings: self.findings("warnings")?,
             alerts: self.recent_alerts()?,
             last_file: self.last_processed_file()?,
         })
