@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 
-use super::harness::{Rig, code, rows, run_bin, text};
+use super::harness::{Rig, code, free_port, rows, run_bin, text};
 
 const CLIENT_SECRET: &str = "it-client-secret-7f3a";
 
@@ -279,14 +279,6 @@ async fn log_filters_that_do_not_parse_are_config_errors() {
         .await;
         assert_eq!(code, 0, "{ok}: {stderr}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `run` with `[admin] listen = listen`; returns the child (killed on drop) and the

@@ -259,3 +259,12 @@ pub fn spawn_bin(config: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::p
         .kill_on_drop(true);
     cmd.spawn().unwrap()
 }
+
+/// A loopback port free at the moment of asking (for an admin endpoint the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use concur_sync::simulator::{self, SimConfig, SimHandle};
 
-use super::harness::{HEADER, code, row, rows, run_bin, text};
+use super::harness::{HEADER, code, free_port, row, rows, run_bin, text};
 
 struct Daemon {
     sim: SimHandle,
@@ -16,14 +16,6 @@ struct Daemon {
     inbox: PathBuf,
     admin: String,
     child: Option<tokio::process::Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Daemon {
