@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// How a canonical field is checked and how it reaches Concur.
+/// How a canonical field is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {
     /// Free text up to `max_len` characters.
@@ -27,23 +27,22 @@ pub enum FieldKind {
     Initial,
 }
 
-/// One row of the field table: canonical name, User v1 element, maximum length and kind.
+/// One row of the field table: canonical name, Concur's maximum length and kind.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldSpec {
     pub name: &'static str,
-    pub element: &'static str,
     pub max_len: usize,
     pub kind: FieldKind,
 }
 
 macro_rules! field_table {
-    ($( $konst:ident = $idx:expr => ($name:expr, $element:expr, $max:expr, $kind:ident) ),* $(,)?) => {
+    ($( $konst:ident = $idx:expr => ($name:expr, $max:expr, $kind:ident) ),* $(,)?) => {
         impl Field {
             $( pub const $konst: Field = Field($idx); )*
         }
-        /// Every canonical field, in the order User v1 elements are sent.
+        /// Every canonical field, in [`Field`] order.
         pub const FIELDS: &[FieldSpec] = &[
-            $( FieldSpec { name: $name, element: $element, max_len: $max, kind: FieldKind::$kind } ),*
+            $( FieldSpec { name: $name, max_len: $max, kind: FieldKind::$kind } ),*
         ];
     };
 }
@@ -53,52 +52,52 @@ macro_rules! field_table {
 pub struct Field(pub u8);
 
 field_table! {
-    EMPLOYEE_ID = 0 => ("employee_id", "EmpId", 48, Text),
-    LOGIN_ID = 1 => ("login_id", "LoginId", 128, Login),
-    LOCALE = 2 => ("locale", "LocaleName", 5, Locale),
-    ACTIVE = 3 => ("active", "Active", 1, Flag),
-    FIRST_NAME = 4 => ("first_name", "FirstName", 32, Text),
-    LAST_NAME = 5 => ("last_name", "LastName", 32, Text),
-    MIDDLE_INITIAL = 6 => ("middle_initial", "Mi", 1, Initial),
-    EMAIL = 7 => ("email", "EmailAddress", 255, Email),
-    LEDGER = 8 => ("ledger", "LedgerKey", 20, Text),
-    ORG_UNIT1 = 9 => ("org_unit1", "OrgUnit1", 48, Text),
-    ORG_UNIT2 = 10 => ("org_unit2", "OrgUnit2", 48, Text),
-    ORG_UNIT3 = 11 => ("org_unit3", "OrgUnit3", 48, Text),
-    ORG_UNIT4 = 12 => ("org_unit4", "OrgUnit4", 48, Text),
-    ORG_UNIT5 = 13 => ("org_unit5", "OrgUnit5", 48, Text),
-    ORG_UNIT6 = 14 => ("org_unit6", "OrgUnit6", 48, Text),
-    CUSTOM1 = 15 => ("custom1", "Custom1", 48, Text),
-    CUSTOM2 = 16 => ("custom2", "Custom2", 48, Text),
-    CUSTOM3 = 17 => ("custom3", "Custom3", 48, Text),
-    CUSTOM4 = 18 => ("custom4", "Custom4", 48, Text),
-    CUSTOM5 = 19 => ("custom5", "Custom5", 48, Text),
-    CUSTOM6 = 20 => ("custom6", "Custom6", 48, Text),
-    CUSTOM7 = 21 => ("custom7", "Custom7", 48, Text),
-    CUSTOM8 = 22 => ("custom8", "Custom8", 48, Text),
-    CUSTOM9 = 23 => ("custom9", "Custom9", 48, Text),
-    CUSTOM10 = 24 => ("custom10", "Custom10", 48, Text),
-    CUSTOM11 = 25 => ("custom11", "Custom11", 48, Text),
-    CUSTOM12 = 26 => ("custom12", "Custom12", 48, Text),
-    CUSTOM13 = 27 => ("custom13", "Custom13", 48, Text),
-    CUSTOM14 = 28 => ("custom14", "Custom14", 48, Text),
-    CUSTOM15 = 29 => ("custom15", "Custom15", 48, Text),
-    CUSTOM16 = 30 => ("custom16", "Custom16", 48, Text),
-    CUSTOM17 = 31 => ("custom17", "Custom17", 48, Text),
-    CUSTOM18 = 32 => ("custom18", "Custom18", 48, Text),
-    CUSTOM19 = 33 => ("custom19", "Custom19", 48, Text),
-    CUSTOM20 = 34 => ("custom20", "Custom20", 48, Text),
-    CUSTOM21 = 35 => ("custom21", "Custom21", 48, Text),
-    COUNTRY = 36 => ("country", "CtryCode", 2, Country),
-    CASH_ADVANCE_ACCOUNT_CODE = 37 => ("cash_advance_account_code", "CashAdvanceAccountCode", 20, Text),
-    CURRENCY = 38 => ("currency", "CrnKey", 3, Currency),
-    COUNTRY_SUBDIVISION = 39 => ("country_subdivision", "CtrySubCode", 6, Subdivision),
-    EXPENSE_USER = 40 => ("expense_user", "ExpenseUser", 1, Flag),
-    EXPENSE_APPROVER = 41 => ("expense_approver", "ExpenseApprover", 1, Flag),
-    TRIP_USER = 42 => ("trip_user", "TripUser", 1, Flag),
-    INVOICE_USER = 43 => ("invoice_user", "InvoiceUser", 1, Flag),
-    INVOICE_APPROVER = 44 => ("invoice_approver", "InvoiceApprover", 1, Flag),
-    MANAGER_EMPLOYEE_ID = 45 => ("manager_employee_id", "ExpenseApproverEmployeeID", 48, Text),
+    EMPLOYEE_ID = 0 => ("employee_id", 48, Text),
+    LOGIN_ID = 1 => ("login_id", 128, Login),
+    LOCALE = 2 => ("locale", 5, Locale),
+    ACTIVE = 3 => ("active", 1, Flag),
+    FIRST_NAME = 4 => ("first_name", 32, Text),
+    LAST_NAME = 5 => ("last_name", 32, Text),
+    MIDDLE_INITIAL = 6 => ("middle_initial", 1, Initial),
+    EMAIL = 7 => ("email", 255, Email),
+    LEDGER = 8 => ("ledger", 20, Text),
+    ORG_UNIT1 = 9 => ("org_unit1", 48, Text),
+    ORG_UNIT2 = 10 => ("org_unit2", 48, Text),
+    ORG_UNIT3 = 11 => ("org_unit3", 48, Text),
+    ORG_UNIT4 = 12 => ("org_unit4", 48, Text),
+    ORG_UNIT5 = 13 => ("org_unit5", 48, Text),
+    ORG_UNIT6 = 14 => ("org_unit6", 48, Text),
+    CUSTOM1 = 15 => ("custom1", 48, Text),
+    CUSTOM2 = 16 => ("custom2", 48, Text),
+    CUSTOM3 = 17 => ("custom3", 48, Text),
+    CUSTOM4 = 18 => ("custom4", 48, Text),
+    CUSTOM5 = 19 => ("custom5", 48, Text),
+    CUSTOM6 = 20 => ("custom6", 48, Text),
+    CUSTOM7 = 21 => ("custom7", 48, Text),
+    CUSTOM8 = 22 => ("custom8", 48, Text),
+    CUSTOM9 = 23 => ("custom9", 48, Text),
+    CUSTOM10 = 24 => ("custom10", 48, Text),
+    CUSTOM11 = 25 => ("custom11", 48, Text),
+    CUSTOM12 = 26 => ("custom12", 48, Text),
+    CUSTOM13 = 27 => ("custom13", 48, Text),
+    CUSTOM14 = 28 => ("custom14", 48, Text),
+    CUSTOM15 = 29 => ("custom15", 48, Text),
+    CUSTOM16 = 30 => ("custom16", 48, Text),
+    CUSTOM17 = 31 => ("custom17", 48, Text),
+    CUSTOM18 = 32 => ("custom18", 48, Text),
+    CUSTOM19 = 33 => ("custom19", 48, Text),
+    CUSTOM20 = 34 => ("custom20", 48, Text),
+    CUSTOM21 = 35 => ("custom21", 48, Text),
+    COUNTRY = 36 => ("country", 2, Country),
+    CASH_ADVANCE_ACCOUNT_CODE = 37 => ("cash_advance_account_code", 20, Text),
+    CURRENCY = 38 => ("currency", 3, Currency),
+    COUNTRY_SUBDIVISION = 39 => ("country_subdivision", 6, Subdivision),
+    EXPENSE_USER = 40 => ("expense_user", 1, Flag),
+    EXPENSE_APPROVER = 41 => ("expense_approver", 1, Flag),
+    TRIP_USER = 42 => ("trip_user", 1, Flag),
+    INVOICE_USER = 43 => ("invoice_user", 1, Flag),
+    INVOICE_APPROVER = 44 => ("invoice_approver", 1, Flag),
+    MANAGER_EMPLOYEE_ID = 45 => ("manager_employee_id", 48, Text),
 }
 
 /// Number of canonical fields.
@@ -112,21 +111,11 @@ impl Field {
     pub fn name(self) -> &'static str {
         self.spec().name
     }
-    pub fn element(self) -> &'static str {
-        self.spec().element
-    }
     /// Looks a canonical field up by its canonical (CSV header) name.
     pub fn from_name(name: &str) -> Option<Field> {
         FIELDS
             .iter()
             .position(|f| f.name == name)
-            .map(|i| Field(i as u8))
-    }
-    /// Looks a canonical field up by its User v1 element name, ignoring case.
-    pub fn from_element(element: &str) -> Option<Field> {
-        FIELDS
-            .iter()
-            .position(|f| f.element.eq_ignore_ascii_case(element))
             .map(|i| Field(i as u8))
     }
     pub fn all() -> impl Iterator<Item = Field> {
@@ -328,7 +317,7 @@ pub struct SourceRecord {
     pub origin: Origin,
     pub user: User,
     pub password: Option<Secret>,
-    /// The employee id this user had before (drives `NewEmployeeID`), if the source says.
+    /// The employee id this user had before, if the source says (the id is renamed, not a new user).
     pub previous_employee_id: Option<String>,
 }
 
@@ -551,16 +540,16 @@ pub struct FieldChange {
     pub new: Option<String>,
 }
 
-/// One operation of a plan: the full desired record goes to Concur (v1 is an upsert).
+/// One operation of a plan: the full desired record goes to Concur.
 #[derive(Clone, Debug)]
 pub struct Op {
     pub kind: OpKind,
     pub employee_id: String,
     /// The full record to send: for a deactivation, the last acknowledged record with `Active=N`.
     pub user: User,
-    /// The login Concur knows the user by, when this op renames it (`NewLoginID` = `user`'s login).
+    /// The login Concur knows the user by, when this op renames it to `user`'s login.
     pub old_login_id: Option<String>,
-    /// The employee id Concur knows the user by, when this op changes it (`NewEmployeeID`).
+    /// The employee id Concur knows the user by, when this op changes it to `user`'s.
     pub old_employee_id: Option<String>,
     pub changes: Vec<FieldChange>,
     /// The password to set: on create, the initial password; on a password op, the new one.
@@ -603,7 +592,6 @@ mod tests {
         for (i, f) in Field::all().enumerate() {
             assert_eq!(f.0 as usize, i);
             assert_eq!(Field::from_name(f.name()), Some(f));
-            assert_eq!(Field::from_element(&f.element().to_uppercase()), Some(f));
         }
     }
 

@@ -642,7 +642,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
         if f.id.eq_ignore_ascii_case("Password") {
             continue; // the source's password column or a generated one
         }
-        let Some(field) = Field::from_element(&f.id) else {
+        let Some(field) = wire::canonical_field(&f.id) else {
             r.problems.push(format!(
                 "FormFields: the company requires {} ({:?}), which concur-sync does not send",
                 f.id, f.label
@@ -681,14 +681,16 @@ pub async fn check(cfg: &Config) -> CheckReport {
         }
     }
     // Defaults longer than the company allows.
-    for (field, max) in crate::rules::company_rules(rows.iter().map(FormFieldRow::rule)).max_len {
+    let rules =
+        crate::rules::company_rules(rows.iter().map(FormFieldRow::rule), wire::canonical_field);
+    for (field, max, form_name) in rules.max_len {
         if let Some(d) = normalizer.as_ref().and_then(|n| n.default_for(field))
             && d.chars().count() > max
         {
             r.problems.push(format!(
                 "[defaults] {}: {d:?} is longer than the company's {} MaxLength {max}",
                 field.name(),
-                field.element()
+                form_name
             ));
         }
     }
@@ -835,7 +837,8 @@ pub fn apply_company_rules(
     if fields.is_empty() {
         return Ok((ops, rejections));
     }
-    let rules = crate::rules::company_rules(fields.iter().map(FormFieldRow::rule));
+    let rules =
+        crate::rules::company_rules(fields.iter().map(FormFieldRow::rule), wire::canonical_field);
     let mut kept = Vec::with_capacity(ops.len());
     for op in ops {
         let broken = match op.kind {

@@ -27,12 +27,16 @@ pub struct Normalizer {
 /// refused by Concur; they are rejected locally with a message naming the form rule. They are
 /// checked on the records a plan would send, after the per-record and cross-record rules, so a
 /// record's first rejection stays the most specific one.
+///
+/// Each rule carries the form's own name for its field (e.g. `LedgerKey`), which the messages
+/// quote so that an administrator finds the rule on the form.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompanyRules {
-    /// Fields the company's form marks `Required=Y`.
-    pub required: Vec<Field>,
-    /// Fields whose company maximum length is below the general one.
-    pub max_len: Vec<(Field, usize)>,
+    /// Fields the company's form marks `Required=Y`, with the form's name for each.
+    pub required: Vec<(Field, String)>,
+    /// Fields whose company maximum length is below the general one: the field, that length
+    /// and the form's name for the field.
+    pub max_len: Vec<(Field, usize, String)>,
 }
 
 impl CompanyRules {
@@ -53,27 +57,25 @@ impl CompanyRules {
     }
 
     fn check(&self, user: &User, problems: &mut Vec<Problem>) {
-        for &field in &self.required {
-            if user.get(field).is_none() {
+        for (field, form_name) in &self.required {
+            if user.get(*field).is_none() {
                 problems.push(Problem {
                     field: field.name(),
                     message: format!(
-                        "is missing; the company's Concur form requires {} (FormFields Required=Y): map a column to it or set [defaults] {}",
-                        field.element(),
+                        "is missing; the company's Concur form requires {form_name} (FormFields Required=Y): map a column to it or set [defaults] {}",
                         field.name()
                     ),
                 });
             }
         }
-        for &(field, max) in &self.max_len {
-            if let Some(v) = user.get(field) {
+        for (field, max, form_name) in &self.max_len {
+            if let Some(v) = user.get(*field) {
                 let n = v.chars().count();
-                if n > max {
+                if n > *max {
                     problems.push(Problem {
                         field: field.name(),
                         message: format!(
-                            "is {n} characters long; the company's Concur form allows at most {max} for {} (FormFields MaxLength)",
-                            field.element()
+                            "is {n} characters long; the company's Concur form allows at most {max} for {form_name} (FormFields MaxLength)"
                         ),
                     });
                 }

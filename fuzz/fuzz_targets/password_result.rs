@@ -1,8 +1,8 @@
 //! The User Password response decoder and the error-message extractor over arbitrary text.
 #![no_main]
 
-use concur_sync::concur::decode_password_result;
-use concur_sync::concur::xml::error_message;
+use concur_sync::concur::error_message;
+use concur_sync::concur::v1::decode_password_result;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

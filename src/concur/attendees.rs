@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use serde_json::Value;
 
+use super::body::{error_message, get_ci, text};
 use super::client::{ConcurClient, Repeat};
 use super::error::{ConcurError, excerpt};
-use super::readback::{get_ci, text};
 use crate::http::retry::is_retryable_status;
 
 pub const ATTENDEES_PATH: &str = "/v4/attendees";
@@ -64,7 +64,7 @@ pub fn decode_v4_error(status: u16, body: &str) -> V4Error {
     let value: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
     let mut message = text(get_ci(&value, "errorMessage"));
     if message.is_empty() {
-        message = super::xml::error_message(body).unwrap_or_else(|| excerpt(body, &[], 200));
+        message = error_message(body).unwrap_or_else(|| excerpt(body, &[], 200));
     }
     let validation_errors = get_ci(&value, "validationErrors")
         .and_then(Value::as_array)

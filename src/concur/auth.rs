@@ -1,9 +1,9 @@
 //! Company-token lifecycle: the stored refresh token first, the company request token when it is
 //! refused; proactive refresh before expiry and forced refresh after a 401/403; rotation saved
-//! to the [`super::TokenStore`]; `geolocation` followed only when [`super::geo`] trusts it (wherever
-//! it comes from: the token answer, a code-16 refusal or the store). One token request at a
-//! time: the state mutex is held across the request, so concurrent callers wait and then share
-//! its result.
+//! to the [`super::transport::TokenStore`]; `geolocation` followed only when [`super::geo`]
+//! trusts it (wherever it comes from: the token answer, a code-16 refusal or the store). One
+//! token request at a time: the state mutex is held across the request, so concurrent callers
+//! wait and then share its result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,9 +13,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::body::error_message;
 use super::error::{ConcurError, Credential, excerpt};
 use super::transport::{StoredToken, Transport};
-use super::xml::error_message;
 use crate::http::retry::send_with_retry;
 use crate::model::Secret;
 

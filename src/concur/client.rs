@@ -1,24 +1,17 @@
 //! [`ConcurClient`]: one HTTP client, one [`Pacer`] for every request to Concur (token endpoint
-//! included), the token lifecycle, and the two User v1 batch calls. Requests are logged with
-//! method, path, status and duration; never a token, secret, password or `Authorization` header.
+//! included), the token lifecycle, and the authorised requests every API sends through (an XML
+//! POST, a GET, JSON requests that may be repeated or not). Requests are logged with method,
+//! path, status and duration; never a token, secret, password or `Authorization` header.
 
 use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::auth::Auth;
+use super::body::error_message;
 use super::error::{ConcurError, excerpt};
-use super::target::{PasswordOutcome, RecordOutcome};
 use super::transport::{ClientConfig, TokenStore, Transport};
-use super::xml::{
-    BatchRecord, BatchResult, MAX_BATCH, decode_password_result, decode_user_batch_result,
-    encode_password_batch, encode_user_batch, error_message,
-};
 use crate::http::retry::{Pacer, RetryPolicy, send_with_retry};
-use crate::model::Secret;
-
-pub const USERS_PATH: &str = "/api/user/v1.0/Users";
-pub const PASSWORDS_PATH: &str = "/api/user/v1.0/Users/password";
 
 /// Counters since the client was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -139,67 +132,9 @@ impl ConcurClient {
         self.inner.auth.lease(&self.inner, None).await.map(|_| ())
     }
 
-    /// Posts one User v1 batch (1..=500 records) and decodes the result. HTTP 200 does not mean
-    /// the records were applied: see [`super::write_users`] for per-record outcomes.
-    pub async fn post_user_batch(
-        &self,
-        records: &[BatchRecord<'_>],
-    ) -> Result<BatchResult, ConcurError> {
-        check_size(records.len())?;
-        let secrets: Vec<&str> = records
-            .iter()
-            .filter_map(|r| r.password.map(Secret::expose))
-            .collect();
-        let body = self
-            .post_xml(USERS_PATH, encode_user_batch(records), &secrets)
-            .await?;
-        decode_user_batch_result(&body)
-    }
-
-    /// Posts one User Password batch (1..=500) and returns one outcome per input, in order.
-    pub async fn post_password_batch(
-        &self,
-        users: &[(&str, &Secret)],
-    ) -> Result<Vec<PasswordOutcome>, ConcurError> {
-        check_size(users.len())?;
-        let secrets: Vec<&str> = users.iter().map(|(_, p)| p.expose()).collect();
-        let body = self
-            .post_xml(PASSWORDS_PATH, encode_password_batch(users), &secrets)
-            .await?;
-        let result = decode_password_result(&body)?;
-        let mut used = vec![false; result.statuses.len()];
-        Ok(users
-            .iter()
-            .map(|(login, _)| {
-                let found = result
-                    .statuses
-                    .iter()
-                    .enumerate()
-                    .find(|(i, s)| !used[*i] && s.login_id.trim().eq_ignore_ascii_case(login));
-                let outcome = match found {
-                    Some((i, s)) => {
-                        used[i] = true;
-                        if s.success {
-                            RecordOutcome::Acknowledged
-                        } else {
-                            RecordOutcome::Failed(s.message.clone())
-                        }
-                    }
-                    None => {
-                        RecordOutcome::Failed("Concur returned no status for this login".into())
-                    }
-                };
-                PasswordOutcome {
-                    login_id: (*login).to_owned(),
-                    outcome,
-                }
-            })
-            .collect())
-    }
-
     /// POSTs an XML body with the current token; a 401/403 refreshes the token and sends once
-    /// more. Returns the body of a 2xx answer.
-    async fn post_xml(
+    /// more. Returns the body of a 2xx answer; `secrets` are scrubbed from any other.
+    pub(crate) async fn post_xml(
         &self,
         path: &str,
         body: String,
@@ -227,12 +162,7 @@ impl ConcurClient {
                 status => {
                     let mut all_secrets = secrets.to_vec();
                     all_secrets.push(lease.token.expose());
-                    let text = error_message(&reply.body).unwrap_or(reply.body);
-                    return Err(ConcurError::Http {
-                        status,
-                        path: path.to_owned(),
-                        message: excerpt(&text, &all_secrets, 200),
-                    });
+                    return Err(http_error(path, status, &reply.body, &all_secrets));
                 }
             }
         }
@@ -306,16 +236,28 @@ impl ConcurClient {
             return Ok(reply);
         }
     }
+
+    /// GETs `path_and_query` (retried per the client's policy) and returns the body of a 2xx
+    /// answer; any other is an [`ConcurError::Http`] carrying Concur's message.
+    pub(crate) async fn get(&self, path_and_query: &str) -> Result<String, ConcurError> {
+        let reply = self
+            .send_authed(reqwest::Method::GET, path_and_query, None, Repeat::Retry)
+            .await?;
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        match reply.status {
+            200..=299 => Ok(reply.body),
+            status => Err(http_error(path, status, &reply.body, &[])),
+        }
+    }
 }
 
-fn check_size(n: usize) -> Result<(), ConcurError> {
-    if n == 0 {
-        return Err(ConcurError::Batch("empty batch".into()));
+/// A non-2xx answer: its status and an excerpt of Concur's message (or of the body), every one
+/// of `secrets` scrubbed.
+fn http_error(path: &str, status: u16, body: &str, secrets: &[&str]) -> ConcurError {
+    let text = error_message(body).unwrap_or_else(|| body.to_owned());
+    ConcurError::Http {
+        status,
+        path: path.to_owned(),
+        message: excerpt(&text, secrets, 200),
     }
-    if n > MAX_BATCH {
-        return Err(ConcurError::Batch(format!(
-            "{n} records exceed the limit of {MAX_BATCH} per batch"
-        )));
-    }
-    Ok(())
 }

@@ -9,6 +9,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
 use tokio::time::Instant;
 
+use super::v1::{
+    BatchRecord, PASSWORDS_PATH, USERS_PATH, post_password_batch, post_user_batch, write_users,
+};
 use super::*;
 use crate::model::{Field, Secret, User};
 
@@ -229,10 +232,12 @@ async fn obtains_refreshes_proactively_and_saves_rotated_refresh_tokens() {
     let c = client(config(&server.base), Some(store.clone()));
     let us = users(1);
     let batch = [BatchRecord::new(&us[0])];
-    c.post_user_batch(&batch).await.expect("first");
-    c.post_user_batch(&batch).await.expect("second, same token");
+    post_user_batch(&c, &batch).await.expect("first");
+    post_user_batch(&c, &batch)
+        .await
+        .expect("second, same token");
     tokio::time::sleep(Duration::from_millis(1100)).await; // 2 s token, refreshed 1 s early
-    c.post_user_batch(&batch).await.expect("third, refreshed");
+    post_user_batch(&c, &batch).await.expect("third, refreshed");
 
     let seen = server.seen();
     let grants: Vec<&str> = seen
@@ -283,7 +288,7 @@ async fn refreshes_once_after_403_and_fails_on_a_second() {
     let us = users(2);
     let batch: Vec<_> = us.iter().map(BatchRecord::new).collect();
     // Concurrent calls refused with the same token cause a single refresh.
-    let (a, b) = tokio::join!(c.post_user_batch(&batch), c.post_user_batch(&batch));
+    let (a, b) = tokio::join!(post_user_batch(&c, &batch), post_user_batch(&c, &batch));
     assert_eq!(a.expect("a").records_succeeded, 2);
     assert_eq!(b.expect("b").records_succeeded, 2);
     assert_eq!(server.count("/oauth2/v0/token"), 2);
@@ -303,7 +308,7 @@ async fn refreshes_once_after_403_and_fails_on_a_second() {
     })
     .await;
     let c = client(config(&always.base), None);
-    let err = c.post_user_batch(&batch).await.expect_err("forbidden");
+    let err = post_user_batch(&c, &batch).await.expect_err("forbidden");
     assert!(
         matches!(&err, ConcurError::Http { status: 403, message, .. } if message == "Forbidden Request"),
         "{err:?}"
@@ -370,7 +375,7 @@ async fn follows_geolocation_for_api_calls() {
     cfg.trusted_test_origins = vec![geo.base.clone()];
     let c = client(cfg, Some(store.clone()));
     let us = users(1);
-    c.post_user_batch(&[BatchRecord::new(&us[0])])
+    post_user_batch(&c, &[BatchRecord::new(&us[0])])
         .await
         .expect("posted at the geolocation");
     assert_eq!(geo.count(USERS_PATH), 1);
@@ -408,8 +413,7 @@ async fn wrong_credentials_fail_fast_naming_the_credential() {
     });
     let c = client(config(&server.base), Some(store));
     let us = users(1);
-    let err = c
-        .post_user_batch(&[BatchRecord::new(&us[0])])
+    let err = post_user_batch(&c, &[BatchRecord::new(&us[0])])
         .await
         .expect_err("rejected");
     assert!(
@@ -488,10 +492,10 @@ async fn honours_retry_after_seconds_globally() {
     let batch = [BatchRecord::new(&us[0])];
     let other = c.clone();
     let other_batch = batch;
-    let (a, b) = tokio::join!(c.post_user_batch(&batch), async {
+    let (a, b) = tokio::join!(post_user_batch(&c, &batch), async {
         // Starts while the first call is being throttled.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        other.post_user_batch(&other_batch).await
+        post_user_batch(&other, &other_batch).await
     });
     a.expect("a");
     b.expect("b");
@@ -519,7 +523,7 @@ async fn honours_retry_after_http_date() {
     let server = first_then_ok((429, vec![("retry-after", date)], String::new())).await;
     let c = client(config(&server.base), None);
     let us = users(1);
-    c.post_user_batch(&[BatchRecord::new(&us[0])])
+    post_user_batch(&c, &[BatchRecord::new(&us[0])])
         .await
         .expect("after the date");
     let times = api_times(&server);
@@ -540,7 +544,7 @@ async fn retry_after_zero_or_absent_backs_off() {
         let server = first_then_ok((429, headers, "{}".into())).await;
         let c = client(config(&server.base), None);
         let us = users(1);
-        c.post_user_batch(&[BatchRecord::new(&us[0])])
+        post_user_batch(&c, &[BatchRecord::new(&us[0])])
             .await
             .expect("after backoff");
         let times = api_times(&server);
@@ -560,7 +564,7 @@ async fn retries_503_then_succeeds_and_gives_up_on_persistent_errors() {
     let c = client(config(&server.base), None);
     let us = users(1);
     let batch = [BatchRecord::new(&us[0])];
-    c.post_user_batch(&batch).await.expect("second attempt");
+    post_user_batch(&c, &batch).await.expect("second attempt");
     assert_eq!(c.stats().retries, 1);
     assert_eq!(server.count(USERS_PATH), 2);
 
@@ -568,7 +572,7 @@ async fn retries_503_then_succeeds_and_gives_up_on_persistent_errors() {
     let mut cfg = config(&down.base);
     cfg.max_attempts = 3;
     let c = client(cfg, None);
-    let err = c.post_user_batch(&batch).await.expect_err("gives up");
+    let err = post_user_batch(&c, &batch).await.expect_err("gives up");
     assert_eq!(err.status(), Some(502));
     assert!(err.is_retryable());
     assert_eq!(down.count(USERS_PATH), 3);
@@ -582,7 +586,7 @@ async fn retries_503_then_succeeds_and_gives_up_on_persistent_errors() {
     })
     .await;
     let c = client(config(&bad.base), None);
-    let err = c.post_user_batch(&batch).await.expect_err("not retried");
+    let err = post_user_batch(&c, &batch).await.expect_err("not retried");
     assert!(err.to_string().contains("The Request XML is invalid"));
     assert_eq!(bad.count(USERS_PATH), 1);
 }
@@ -613,7 +617,7 @@ async fn limiter_never_exceeds_the_rate() {
         .map(|_| {
             let c = c.clone();
             let u = us[0].clone();
-            tokio::spawn(async move { c.post_user_batch(&[BatchRecord::new(&u)]).await })
+            tokio::spawn(async move { post_user_batch(&c, &[BatchRecord::new(&u)]).await })
         })
         .collect();
     for t in tasks {
@@ -739,14 +743,16 @@ async fn password_batch_outcomes_follow_input_order() {
         Secret::new("pw-2-x"),
         Secret::new("pw-3-x"),
     );
-    let out = c
-        .post_password_batch(&[
+    let out = post_password_batch(
+        &c,
+        &[
             ("tb@example.com", &p1),
             ("cm@example.com", &p2),
             ("zz@example.com", &p3),
-        ])
-        .await
-        .expect("posted");
+        ],
+    )
+    .await
+    .expect("posted");
     assert_eq!(out[0].outcome, RecordOutcome::Acknowledged);
     assert_eq!(
         out[1].outcome,
@@ -767,7 +773,7 @@ fn oversized_batches_are_refused_before_sending() {
         let us = users(501);
         let records: Vec<_> = us.iter().map(BatchRecord::new).collect();
         assert!(matches!(
-            c.post_user_batch(&records).await,
+            post_user_batch(&c, &records).await,
             Err(ConcurError::Batch(_))
         ));
         assert_eq!(c.stats().requests, 0);
@@ -819,10 +825,13 @@ async fn logs_never_carry_secrets() {
     let c = client(config(&server.base), None);
     let us = users(1);
     let pw = Secret::new("PASSWORD-SECRET");
-    c.post_user_batch(&[BatchRecord {
-        password: Some(&pw),
-        ..BatchRecord::new(&us[0])
-    }])
+    post_user_batch(
+        &c,
+        &[BatchRecord {
+            password: Some(&pw),
+            ..BatchRecord::new(&us[0])
+        }],
+    )
     .await
     .expect("posted");
     let logs = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
@@ -862,7 +871,7 @@ async fn code_16_moves_the_token_request_to_the_returned_geolocation() {
     cfg.trusted_test_origins = vec![geo.base.clone()];
     let c = client(cfg, Some(store.clone()));
     let us = users(1);
-    c.post_user_batch(&[BatchRecord::new(&us[0])])
+    post_user_batch(&c, &[BatchRecord::new(&us[0])])
         .await
         .expect("token and batch at the geolocation");
     assert_eq!(home.count("/oauth2/v0/token"), 1);

@@ -13,10 +13,11 @@ use crate::rules::FormRule;
 const KV_FORM_FIELDS_AT: &str = "readback.form_fields_at";
 const KV_ADOPTED_AT: &str = "readback.adopted_at";
 
-/// One field of the company's Concur employee form, as the FormFields cache holds it.
+/// One field of the company's Concur employee form, as the FormFields cache holds it: what
+/// Concur said, not mapped to canonical fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FormFieldRow {
-    /// The UserProfile element, e.g. `LedgerKey`.
+    /// The form's id for the field, as Concur lists it (e.g. `LedgerKey`).
     pub id: String,
     pub label: String,
     pub control_type: String,
@@ -31,7 +32,7 @@ impl FormFieldRow {
     /// What this field requires of a user record.
     pub fn rule(&self) -> FormRule<'_> {
         FormRule {
-            element: &self.id,
+            id: &self.id,
             required: self.required,
             max_length: self.max_length,
         }
@@ -368,9 +369,19 @@ mod tests {
             },
         ])
         .unwrap();
-        let rules = company_rules(s.form_fields().unwrap().iter().map(FormFieldRow::rule));
-        assert_eq!(rules.required, [Field::LEDGER]);
-        assert_eq!(rules.max_len, [(Field::ORG_UNIT1, 10)]);
+        // The form's ids as Concur's User v1 names them; the mapping is the API's, not the store's.
+        let field_of = |id: &str| match id {
+            "LedgerKey" => Some(Field::LEDGER),
+            "OrgUnit1" => Some(Field::ORG_UNIT1),
+            _ => None,
+        };
+        let rows = s.form_fields().unwrap();
+        let rules = company_rules(rows.iter().map(FormFieldRow::rule), field_of);
+        assert_eq!(rules.required, [(Field::LEDGER, "LedgerKey".to_owned())]);
+        assert_eq!(
+            rules.max_len,
+            [(Field::ORG_UNIT1, 10, "OrgUnit1".to_owned())]
+        );
         assert!(s.form_fields_fetched_at().unwrap().is_some());
         drop(s);
         // Opening again applies nothing twice.

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use concur_sync::concur::{BatchRecord, ClientConfig, ConcurClient, RecordOutcome, write_users};
+use concur_sync::concur::v1::{self, BatchRecord, write_users};
+use concur_sync::concur::{ClientConfig, ConcurClient, RecordOutcome};
 use concur_sync::model::RawRecord;
 use concur_sync::model::{FIELDS, Field, FieldKind, Secret};
 use concur_sync::simulator::{self, SimConfig};
@@ -178,14 +179,14 @@ fn any_canonical_user_survives_encode_simulator_decode() {
                     })?;
                 for (i, spec) in FIELDS.iter().enumerate() {
                     prop_assert_eq!(
-                        sim_user.get(spec.element),
+                        sim_user.get(v1::element(Field(i as u8))),
                         user.get(Field(i as u8)),
                         "field {} of {}",
                         spec.name,
                         user.employee_id()
                     );
                 }
-                let known: Vec<&str> = FIELDS.iter().map(|s| s.element).collect();
+                let known: Vec<&str> = Field::all().map(v1::element).collect();
                 for k in sim_user.fields.keys() {
                     prop_assert!(known.contains(&k.as_str()), "unexpected element {k}");
                 }

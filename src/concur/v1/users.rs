@@ -8,11 +8,11 @@
 //! sent again in batches of at most ten (so that every error comes back), then alone. A record
 //! Concur still gives no outcome for is failed with a message saying so.
 
-use super::client::ConcurClient;
-use super::error::ConcurError;
-use super::target::{PasswordOutcome, RecordOutcome, UserTarget};
-use super::xml::MAX_BATCH;
-use super::xml::{BatchRecord, BatchResult};
+use super::endpoints::{post_password_batch, post_user_batch};
+use super::xml::{BatchRecord, BatchResult, MAX_BATCH};
+use crate::concur::client::ConcurClient;
+use crate::concur::error::ConcurError;
+use crate::concur::target::{PasswordOutcome, RecordOutcome, UserTarget};
 use crate::model::{Op, OpKind, Secret};
 
 /// Re-sends of unresolved records use batches this small: Concur lists up to ten errors.
@@ -42,7 +42,7 @@ pub async fn write_users(
         let mut unresolved = Vec::new();
         for chunk in pending.chunks(size.max(1)) {
             let batch: Vec<BatchRecord<'_>> = chunk.iter().map(|&i| records[i]).collect();
-            let result = client.post_user_batch(&batch).await?;
+            let result = post_user_batch(client, &batch).await?;
             for (pos, outcome) in resolve(&batch, &result).into_iter().enumerate() {
                 match outcome {
                     Some(o) => outcomes[chunk[pos]] = Some(o),
@@ -85,7 +85,7 @@ impl UserTarget for ConcurClient {
         &self,
         users: &[(&str, &Secret)],
     ) -> Result<Vec<PasswordOutcome>, ConcurError> {
-        self.post_password_batch(users).await
+        post_password_batch(self, users).await
     }
 }
 
@@ -169,7 +169,7 @@ fn resolve(batch: &[BatchRecord<'_>], result: &BatchResult) -> Vec<Option<Record
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::concur::xml::{BatchItemError, BatchItemSuccess};
+    use crate::concur::v1::xml::{BatchItemError, BatchItemSuccess};
     use crate::model::{Field, User};
 
     fn user(id: &str) -> User {

@@ -1,7 +1,7 @@
 //! User v1 and User Password wire format: pure encoders and tolerant decoders, no IO.
 //!
-//! Sending is strict: the documented element names and casing, `FIELDS` order, only present
-//! fields. Reading is tolerant: element names match case-insensitively with namespaces and
+//! Sending is strict: the documented element names and casing, in the order of the element
+//! table (`super::fields`), only present fields. Reading is tolerant: element names match case-insensitively with namespaces and
 //! prefixes ignored, both documented spellings are accepted (`UsersDetails`/`UserDetails`,
 //! `message`/`Message`), and unclosed elements are closed at the end of the document (the
 //! password response example in the docs lacks `</UserPasswordStatusList>`).
@@ -13,10 +13,9 @@
 
 use std::fmt::Write as _;
 
-use quick_xml::events::Event;
-use quick_xml::reader::Reader;
-
-use super::error::ConcurError;
+use super::fields::PROFILE;
+use crate::concur::body::{Node, non_empty, parse_tree};
+use crate::concur::error::ConcurError;
 use crate::model::{Field, Secret, User};
 
 /// Default namespace of every User v1 and User Password document.
@@ -140,17 +139,19 @@ pub fn encode_user_batch(records: &[BatchRecord<'_>]) -> String {
         if let Some(login) = record.sent_login_id() {
             element(&mut out, "LoginId", login);
         }
-        for field in [Field::LOCALE, Field::ACTIVE] {
-            if let Some(v) = record.user.get(field) {
-                element(&mut out, field.element(), v);
+        // The profile after the keys, in element-table order, the password after `Active`.
+        for &(field, name) in &PROFILE {
+            if matches!(field, Field::EMPLOYEE_ID | Field::LOGIN_ID) {
+                continue;
             }
-        }
-        if let Some(p) = record.password.filter(|p| !p.is_empty()) {
-            element(&mut out, "Password", p.expose());
-        }
-        // The rest in field-table order (`User::iter` yields that order).
-        for (field, value) in record.user.iter().filter(|(f, _)| f.0 > Field::ACTIVE.0) {
-            element(&mut out, field.element(), value);
+            if let Some(v) = record.user.get(field) {
+                element(&mut out, name, v);
+            }
+            if field == Field::ACTIVE
+                && let Some(p) = record.password.filter(|p| !p.is_empty())
+            {
+                element(&mut out, "Password", p.expose());
+            }
         }
         if let Some(new) = record.new_login_id() {
             element(&mut out, "NewLoginID", new);
@@ -209,136 +210,6 @@ pub fn escape_into(out: &mut String, value: &str) {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// A parsed element: local name lower-cased, concatenated text, children.
-#[derive(Debug, Default)]
-struct Node {
-    name: String,
-    text: String,
-    children: Vec<Node>,
-}
-
-impl Node {
-    fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-    fn child_any(&self, names: &[&str]) -> Option<&Node> {
-        names.iter().find_map(|n| self.child(n))
-    }
-    fn text_of(&self, names: &[&str]) -> Option<String> {
-        self.child_any(names).map(|c| c.text.trim().to_owned())
-    }
-    /// Every descendant named `name`, in document order, not descending into matches.
-    fn descendants<'a>(&'a self, name: &str, out: &mut Vec<&'a Node>) {
-        for c in &self.children {
-            if c.name == name {
-                out.push(c);
-            } else {
-                c.descendants(name, out);
-            }
-        }
-    }
-}
-
-fn local_lower(raw: &str) -> String {
-    match raw.rsplit_once(':') {
-        Some((_, local)) => local.to_ascii_lowercase(),
-        None => raw.to_ascii_lowercase(),
-    }
-}
-
-fn resolve_entity(name: &str) -> Option<char> {
-    match name {
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "amp" => Some('&'),
-        "apos" => Some('\''),
-        "quot" => Some('"'),
-        _ => {
-            let num = name.strip_prefix('#')?;
-            let code = match num.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => num.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
-}
-
-/// Parses a document into its root element, closing unclosed elements at the end and ignoring
-/// end tags that match nothing open.
-fn parse_tree(xml: &str) -> Result<Node, ConcurError> {
-    let mut reader = Reader::from_str(xml.trim_start_matches('\u{feff}'));
-    reader.config_mut().check_end_names = false;
-    let mut stack: Vec<Node> = vec![Node::default()]; // a synthetic document node
-    fn close(stack: &mut Vec<Node>) {
-        if stack.len() > 1
-            && let Some(node) = stack.pop()
-            && let Some(parent) = stack.last_mut()
-        {
-            parent.children.push(node);
-        }
-    }
-    loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| ConcurError::Decode(format!("malformed XML: {e}")))?;
-        match event {
-            Event::Start(e) => stack.push(Node {
-                name: local_lower(e.name().as_ref()),
-                ..Node::default()
-            }),
-            Event::Empty(e) => {
-                let node = Node {
-                    name: local_lower(e.name().as_ref()),
-                    ..Node::default()
-                };
-                if let Some(top) = stack.last_mut() {
-                    top.children.push(node);
-                }
-            }
-            Event::End(e) => {
-                let name = local_lower(e.name().as_ref());
-                if let Some(pos) = stack.iter().skip(1).rposition(|n| n.name == name) {
-                    while stack.len() > pos + 1 {
-                        close(&mut stack);
-                    }
-                }
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
-                }
-            }
-            Event::CData(c) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&c.xml10_content());
-                }
-            }
-            Event::GeneralRef(r) => {
-                if let Some(top) = stack.last_mut() {
-                    match resolve_entity(&r) {
-                        Some(c) => top.text.push(c),
-                        None => {
-                            top.text.push('&');
-                            top.text.push_str(&r);
-                            top.text.push(';');
-                        }
-                    }
-                }
-            }
-            Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
-        }
-    }
-    while stack.len() > 1 {
-        close(&mut stack);
-    }
-    stack
-        .pop()
-        .and_then(|doc| doc.children.into_iter().next())
-        .ok_or_else(|| ConcurError::Decode("empty document".into()))
-}
-
 fn parse_count(node: &Node, names: &[&str]) -> Result<Option<u32>, ConcurError> {
     match node.text_of(names) {
         None => Ok(None),
@@ -350,11 +221,6 @@ fn parse_count(node: &Node, names: &[&str]) -> Result<Option<u32>, ConcurError> 
     }
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.is_empty())
-}
-
-/// Decodes a User v1 `user-batch-result`. A legacy `<Error>` document is a batch-level refusal.
 pub fn decode_user_batch_result(xml: &str) -> Result<BatchResult, ConcurError> {
     let root = parse_tree(xml)?;
     match root.name.as_str() {
@@ -434,45 +300,6 @@ pub fn decode_password_result(xml: &str) -> Result<PasswordBatchResult, ConcurEr
         });
     }
     Ok(result)
-}
-
-/// The message of an error body: the legacy XML `<Error><Message>`, the legacy JSON
-/// `{"Error":{"Message":…}}`, the token endpoint's `error_description`, or the v4
-/// `errorMessage` / `error.message`. `None` when the body has none of these.
-pub fn error_message(body: &str) -> Option<String> {
-    let trimmed = body.trim_start_matches('\u{feff}').trim();
-    if trimmed.starts_with('{') {
-        let value: serde_json::Value = serde_json::from_str(trimmed).ok()?;
-        return json_message(&value);
-    }
-    if trimmed.starts_with('<') {
-        let root = parse_tree(trimmed).ok()?;
-        if root.name == "error" {
-            return non_empty(root.text_of(&["message"]));
-        }
-    }
-    None
-}
-
-fn json_message(value: &serde_json::Value) -> Option<String> {
-    let obj = value.as_object()?;
-    let get = |key: &str| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    };
-    for key in ["message", "errorMessage", "error_description", "detail"] {
-        if let Some(s) = get(key).and_then(|v| v.as_str())
-            && !s.is_empty()
-        {
-            return Some(s.to_owned());
-        }
-    }
-    match get("error")? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        nested @ serde_json::Value::Object(_) => json_message(nested),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -763,31 +590,5 @@ mod tests {
         let r = decode_password_result(&lower).expect("lower-case decodes");
         assert_eq!(r.statuses.len(), 2);
         assert!(r.statuses[0].success);
-    }
-
-    #[test]
-    fn extracts_error_messages() {
-        for (body, expected) in [
-            (
-                "<Error><Message>There is an error in XML document (1, 147).</Message><Server-Time>2017-06-22T16:51:37</Server-Time><Id>3BDBC49E</Id></Error>",
-                Some("There is an error in XML document (1, 147)."),
-            ),
-            (
-                r#"{"Error":{"Message":"Forbidden Request","Server-Time":"x","Id":"y"}}"#,
-                Some("Forbidden Request"),
-            ),
-            (
-                r#"{"error":"invalid_grant","error_description":"Incorrect Credentials. Please Retry","code":5}"#,
-                Some("Incorrect Credentials. Please Retry"),
-            ),
-            (
-                r#"{"timestamp":"t","httpStatus":"429 - Too Many Requests","error":{"id":"security.rate.limit.reached","message":"Too many requests"}}"#,
-                Some("Too many requests"),
-            ),
-            ("plain text", None),
-            ("<user-batch-result/>", None),
-        ] {
-            assert_eq!(error_message(body).as_deref(), expected, "{body}");
-        }
     }
 }

@@ -1,15 +1,16 @@
-//! Reading Concur back: who the token belongs to (Profile v1), the company's employee form
-//! (User v1 FormFields) and every user (Bulk User v3.1). Decoders are tolerant: field names are
+//! Reading Concur back through the APIs of the User v1 era: who the token belongs to (Profile
+//! v1), the company's employee form (User v1 FormFields, whose field ids are `UserProfile`
+//! element names) and every user (Bulk User v3.1). Decoders are tolerant: field names are
 //! matched ignoring case, missing or null values are empty, numbers may arrive as strings.
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
-use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{ConcurClient, Repeat};
-use super::error::{ConcurError, excerpt};
-use super::xml::error_message;
+use crate::concur::body::{error_message, get_ci, text};
+use crate::concur::client::ConcurClient;
+use crate::concur::error::ConcurError;
+use crate::model::Field;
 
 pub const PROFILE_PATH: &str = "/profile/v1/me?schema=compact";
 pub const FORM_FIELDS_PATH: &str = "/api/user/v1.0/FormFields";
@@ -55,24 +56,6 @@ pub struct ConcurUser {
     pub email: String,
 }
 
-/// A field of a JSON object, its name matched ignoring case.
-pub(crate) fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    obj.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
-}
-
-/// A JSON value as text: strings as they are, numbers and booleans printed, null empty.
-pub(crate) fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.trim().to_owned(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => String::new(),
-    }
-}
-
 fn truthy(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Bool(b)) => *b,
@@ -87,26 +70,6 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-fn http_error(path: &str, status: u16, body: &str) -> ConcurError {
-    let text = error_message(body).unwrap_or_else(|| body.to_owned());
-    ConcurError::Http {
-        status,
-        path: path.to_owned(),
-        message: excerpt(&text, &[], 200),
-    }
-}
-
-async fn get_ok(client: &ConcurClient, path_and_query: &str) -> Result<String, ConcurError> {
-    let reply = client
-        .send_authed(Method::GET, path_and_query, None, Repeat::Retry)
-        .await?;
-    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
-    match reply.status {
-        200..=299 => Ok(reply.body),
-        status => Err(http_error(path, status, &reply.body)),
-    }
-}
-
 fn json(path: &str, body: &str) -> Result<Value, ConcurError> {
     serde_json::from_str(body.trim_start_matches('\u{feff}'))
         .map_err(|e| ConcurError::Decode(format!("{path}: not the expected JSON: {e}")))
@@ -114,7 +77,7 @@ fn json(path: &str, body: &str) -> Result<Value, ConcurError> {
 
 /// `GET /profile/v1/me?schema=compact`.
 pub async fn profile_me(client: &ConcurClient) -> Result<Principal, ConcurError> {
-    let body = get_ok(client, PROFILE_PATH).await?;
+    let body = client.get(PROFILE_PATH).await?;
     decode_profile(&json("/profile/v1/me", &body)?)
 }
 
@@ -146,8 +109,14 @@ fn decode_profile(v: &Value) -> Result<Principal, ConcurError> {
 
 /// `GET /api/user/v1.0/FormFields`: the company's Global employee form.
 pub async fn form_fields(client: &ConcurClient) -> Result<Vec<FormField>, ConcurError> {
-    let body = get_ok(client, FORM_FIELDS_PATH).await?;
+    let body = client.get(FORM_FIELDS_PATH).await?;
     decode_form_fields(&body)
+}
+
+/// The canonical field a FormFields `Id` stands for (the ids are `UserProfile` element names,
+/// matched ignoring case); `None` for a field concur-sync does not send.
+pub fn canonical_field(id: &str) -> Option<Field> {
+    super::fields::field(id)
 }
 
 /// Decodes a `FormFieldsList`. Element names are matched ignoring case and namespace; empty
@@ -254,11 +223,11 @@ pub async fn all_users(client: &ConcurClient) -> Result<Vec<ConcurUser>, ConcurE
     let mut out: Vec<ConcurUser> = Vec::new();
     let mut offset = 0usize;
     loop {
-        let body = get_ok(
-            client,
-            &format!("{BULK_USERS_PATH}?offset={offset}&limit={BULK_PAGE_SIZE}"),
-        )
-        .await?;
+        let body = client
+            .get(&format!(
+                "{BULK_USERS_PATH}?offset={offset}&limit={BULK_PAGE_SIZE}"
+            ))
+            .await?;
         let page = json(BULK_USERS_PATH, &body)?;
         let items = get_ci(&page, "Items")
             .and_then(Value::as_array)
