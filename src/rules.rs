@@ -1,8 +1,8 @@
 //! The company's own form rules: which validation rules the fields of its Concur employee form
-//! (FormFields `Required`, `MaxLength`) imply. Pure: the fields are an argument, wherever they
-//! were read or cached.
+//! (FormFields `Required`, `MaxLength`) imply, and the plan step that rejects the writes breaking
+//! them. Pure: the fields and the plan are arguments, wherever they were read or cached.
 
-use crate::model::Field;
+use crate::model::{Field, Op, OpKind, Rejection};
 use crate::validate::CompanyRules;
 
 /// What one field of the company's employee form requires.
@@ -36,3 +36,31 @@ pub fn company_rules<'a>(fields: impl IntoIterator<Item = FormRule<'a>>) -> Comp
     rules.max_len.sort();
     rules
 }
+
+/// Rejects the planned creates, updates and reactivations that break the company's form rules
+/// (Concur would refuse them); the rest of the plan, deactivations and passwords included, goes
+/// through. Returns the kept operations and `rejections` with the new ones appended.
+pub fn reject_breaking(
+    rules: &CompanyRules,
+    ops: Vec<Op>,
+    mut rejections: Vec<Rejection>,
+) -> (Vec<Op>, Vec<Rejection>) {
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let broken = match op.kind {
+            OpKind::Create | OpKind::Update | OpKind::Reactivate => {
+                rules.rejections(&op.origin, &op.user)
+            }
+            OpKind::Deactivate | OpKind::Password => Vec::new(),
+        };
+        if broken.is_empty() {
+            kept.push(op);
+        } else {
+            rejections.extend(broken);
+        }
+    }
+    (kept, rejections)
+}
+
+#[cfg(test)]
+mod tests;
