@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::cycle::{self, input::Input, input::Preview};
+use crate::cycle;
+use crate::cycle::input::{Input, Preview};
 use crate::error::{EXIT_FATAL, SyncError};
 use crate::escape::escape;
 use crate::service::{Ran, apply_requested_approvals, cycle_once};

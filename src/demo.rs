@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 
 use crate::config::Config;
+use crate::cycle;
+use crate::service;
 use crate::simulator;
 use crate::store::{CycleOutcome, Store};
-use crate::{cycle, service, wiring};
+use crate::wiring;
 
 const DAY1: &str = include_str!("../config/examples/hr-day1.csv");
 const DAY2: &str = include_str!("../config/examples/hr-day2.csv");

@@ -136,22 +136,7 @@ async fn run_begun(
             return Err(e);
         }
     };
-    store.set_cycle_source_digest(cycle, &planned.source_digest)?;
-    if !planned.learned_password_macs.is_empty() {
-        store.learn_password_macs(&planned.learned_password_macs)?;
-        tracing::info!(
-            users = planned.learned_password_macs.len(),
-            "recorded source passwords of users whose password was unknown after a new state key; none was sent"
-        );
-    }
-    store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
-    store.supersede_held(cycle)?;
-    for r in &planned.rejections {
-        tracing::warn!(rejection = %r, "record rejected");
-    }
-    for w in &planned.warnings {
-        tracing::warn!(warning = %w, "value changed to let the record through");
-    }
+    record_plan(store, cycle, &planned)?;
     let mut counts = CycleCounts {
         rejected: planned.rejections.len() as u64,
         unchanged: planned.unchanged,
@@ -168,25 +153,7 @@ async fn run_begun(
     );
     let managed_active = store.status()?.users.active;
     let verdict = guard(&cfg.sync, &planned, managed_active);
-    let mut ops = planned.ops;
-    let mut held: Vec<Op> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    if let Some(why) = &verdict.degraded {
-        let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
-        ops.retain(|o| o.kind != OpKind::Deactivate);
-        tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
-        notes.push(format!("degraded: {why}; {dropped} deactivations skipped"));
-    }
-    if let Some(why) = verdict.hold_reason() {
-        let (h, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| verdict.holds(o));
-        held = h;
-        ops = rest;
-        tracing::warn!(reason = %why, held = held.len(), cycle, "operations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
-        notes.push(format!(
-            "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
-        ));
-    }
-    let message = (!notes.is_empty()).then(|| notes.join("; "));
+    let (mut ops, held, message) = follow(&verdict, planned.ops, cycle);
     deliver::set_create_passwords(cfg, &mut ops);
     if !held.is_empty() {
         store.write_outbox(cycle, &held, OutboxState::Held)?;
@@ -242,6 +209,52 @@ async fn run_begun(
             Err(e)
         }
     }
+}
+
+/// Records what the plan of `cycle` found before anything is sent: the source's digest, the
+/// passwords learned, rejections and warnings; a held plan of an earlier cycle is superseded.
+fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<(), SyncError> {
+    store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    if !planned.learned_password_macs.is_empty() {
+        store.learn_password_macs(&planned.learned_password_macs)?;
+        tracing::info!(
+            users = planned.learned_password_macs.len(),
+            "recorded source passwords of users whose password was unknown after a new state key; none was sent"
+        );
+    }
+    store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
+    store.supersede_held(cycle)?;
+    for r in &planned.rejections {
+        tracing::warn!(rejection = %r, "record rejected");
+    }
+    for w in &planned.warnings {
+        tracing::warn!(warning = %w, "value changed to let the record through");
+    }
+    Ok(())
+}
+
+/// Follows the guards' verdict on the plan of `cycle`: a degraded read drops every
+/// deactivation, a hold keeps back what it holds. Returns the operations to send, those held
+/// for approval, and the note the cycle history keeps about it.
+fn follow(verdict: &Verdict, mut ops: Vec<Op>, cycle: i64) -> (Vec<Op>, Vec<Op>, Option<String>) {
+    let mut held: Vec<Op> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(why) = &verdict.degraded {
+        let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
+        ops.retain(|o| o.kind != OpKind::Deactivate);
+        tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
+        notes.push(format!("degraded: {why}; {dropped} deactivations skipped"));
+    }
+    if let Some(why) = verdict.hold_reason() {
+        let (h, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| verdict.holds(o));
+        held = h;
+        ops = rest;
+        tracing::warn!(reason = %why, held = held.len(), cycle, "operations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
+        notes.push(format!(
+            "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
+        ));
+    }
+    (ops, held, (!notes.is_empty()).then(|| notes.join("; ")))
 }
 
 /// What a cycle reads, for the cycle history.

@@ -222,6 +222,7 @@ fn validate_csv(
     (last_row_short, None)
 }
 
+/// The digest of a file (BLAKE3 of its bytes), following a symbolic link.
 pub fn file_digest(path: &Path) -> Result<String, SyncError> {
     file_digest_of(path, false)
 }
