@@ -163,3 +163,6 @@ impl From<WriteError> for crate::error::SyncError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! What `plan` and `plan --json` print for a small fixed scenario, as snapshots: a synced
-//! company whose next HR file brings an update, a rename, a departure, a leaver marked
-//! inactive, two new hires (one with a line break in a name), and a row that is rejected. The
+//! company whose next HR file brings a changed name, a changed login, a departure, a leaver
+//! marked inactive, two new hires (one with a line break in a name) and a rejected row. The
 //! temporary directory is replaced by `[dir]`, so the snapshots hold no machine's paths.
 
 use super::harness::{Rig, code, text};
