@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::cycle;
+use crate::cycle::input::{Input, Preview};
 use crate::error::{EXIT_FATAL, SyncError};
 use crate::escape::escape;
-use crate::service::{Input, Preview, Ran, apply_requested_approvals, cycle_once};
-use crate::store::{Status, Store, lock::WriterLock};
-use crate::sync;
+use crate::service::{Ran, apply_requested_approvals, cycle_once};
+use crate::store::{CycleOutcome, Status, Store, lock::WriterLock};
+use crate::wiring;
 
 fn open_store(cfg: &Config) -> Result<Store, SyncError> {
     Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)
@@ -26,7 +28,7 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
         crate::source::scim::request_full_read();
     }
     let mut store = open_store(cfg)?;
-    let client = sync::client_with(cfg, &store, cancel, sync::Waits::OneShot)?;
+    let client = wiring::client_with(cfg, &store, cancel, wiring::Waits::OneShot)?;
     let mut input = Input::new(cfg);
     apply_requested_approvals(cfg, &mut store, &client, &mut input).await?;
     let report = match cycle_once(cfg, &mut store, &client, &mut input, cancel).await? {
@@ -60,13 +62,13 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
         report.outcome.as_str(),
         report.counts.summary()
     );
-    if report.outcome == crate::sync::Outcome::Held {
+    if report.outcome == CycleOutcome::Held {
         crate::outln!(
             "held for approval (deactivations or identity changes beyond the sync.max_* limits): `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
             id = report.cycle_id
         );
     }
-    let mut code = report.outcome.exit_code();
+    let mut code = cycle::exit_code(report.outcome);
     if let Some(attendees) = &cfg.attendees
         && !cancel.is_cancelled()
     {
@@ -100,10 +102,10 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
     match WriterLock::acquire(&cfg.state.path) {
         Ok(_lock) => {
             let mut store = open_store(cfg)?;
-            let client = sync::client(cfg, &store)?;
+            let client = wiring::client(cfg, &store)?;
             let mut input = Input::new(cfg);
-            let digest = crate::service::current_source_digest(cfg, &store, &mut input);
-            match sync::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
+            let digest = cycle::input::current_source_digest(cfg, &store, &mut input);
+            match cycle::apply_held(cfg, &mut store, &client, cycle, digest.as_deref()).await {
                 Ok(r) => {
                     crate::outln!(
                         "cycle {cycle}: held plan applied: {} deactivated, {} updated, {} failed",
@@ -124,7 +126,7 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
             let store = open_store(cfg)?;
             let info = store.cycle(cycle)?;
             match info {
-                Some(c) if c.outcome == crate::store::CycleOutcome::Held => {
+                Some(c) if c.outcome == CycleOutcome::Held => {
                     store.request_approval(cycle)?;
                     store.audit("approve-requested", &format!("cycle {cycle}"))?;
                     crate::outln!(
@@ -173,7 +175,7 @@ pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
     let store = open_store(cfg)?;
     // A drop folder: the file the next cycle would take (left where it is), else the current.
     let previewed;
-    let cfg = match crate::service::preview(cfg, &store)? {
+    let cfg = match cycle::input::preview(cfg, &store)? {
         None => cfg,
         Some((preview, c)) => {
             let note = match &preview {
@@ -204,7 +206,7 @@ pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
             &previewed
         }
     };
-    let planned = sync::read_and_plan(cfg, &store).await?;
+    let planned = cycle::read_and_plan(cfg, &store).await?;
     let text = if json {
         planned.to_json()
     } else {
@@ -315,8 +317,134 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(o, "  {} {}: {}", a.at, escape(&a.file), escape(&a.message));
         }
     }
-    o.push_str(&crate::readback::status_text(st));
+    o.push_str(&readback_text(st));
     o
+}
+
+/// The part of the human `status` about reading Concur back (unmanaged users, the last
+/// reconcile) and the attendee job.
+fn readback_text(st: &Status) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if !st.unmanaged_users.is_empty() {
+        let _ = writeln!(
+            o,
+            "unmanaged ({}, never touched; sync.manage_unmatched = true manages them):",
+            st.users.unmanaged
+        );
+        for u in &st.unmanaged_users {
+            let _ = writeln!(
+                o,
+                "  {} {}{}",
+                escape(&u.employee_id),
+                escape(&u.login_id),
+                if u.active { "" } else { " (inactive)" }
+            );
+        }
+    }
+    if let Some(r) = &st.last_reconcile {
+        let c = &r.counts;
+        let _ = writeln!(
+            o,
+            "last reconcile {} ({}): {} (started {}); {} Concur users, {} adopted, {} unmanaged, {} drifted, {} repaired; {} drift repaired in all",
+            r.id,
+            r.trigger,
+            r.outcome,
+            r.started_at,
+            c.concur_users,
+            c.adopted,
+            c.unmanaged,
+            c.drifted,
+            c.drift_repaired,
+            st.drift_repaired
+        );
+    }
+    if let Some(a) = &st.attendees {
+        let _ = writeln!(
+            o,
+            "attendees: {} known, {} gone from the source, {} failed, {} rejected, {} pending",
+            a.known,
+            a.missing_from_source.len(),
+            a.failed.len(),
+            a.rejected.len(),
+            a.pending
+        );
+        if let Some(r) = &a.last_run {
+            let c = &r.counts;
+            let _ = writeln!(
+                o,
+                "  last run {}: {} ({} created, {} updated, {} adopted, {} unchanged)",
+                r.id, r.outcome, c.created, c.updated, c.adopted, c.unchanged
+            );
+        }
+        for f in &a.failed {
+            let _ = writeln!(
+                o,
+                "  failed {} {} {}: {}",
+                escape(&f.external_id),
+                f.attendee_type_code,
+                f.operation,
+                escape(&f.message)
+            );
+            for v in &f.validation_errors {
+                let _ = writeln!(o, "    {}: {}", escape(&v.id), escape(&v.message));
+            }
+        }
+        for r in &a.rejected {
+            let _ = writeln!(o, "  rejected {}", escape(&r.to_string()));
+        }
+        for m in &a.missing_from_source {
+            let _ = writeln!(
+                o,
+                "  gone from the source (v4 cannot delete): {} {} since {}",
+                m.external_id, m.attendee_type_code, m.missing_since
+            );
+        }
+    }
+    o
+}
+
+/// `concur-sync check [--json]`: prints the report; exit 0 when there is no problem, else 1.
+pub async fn check(cfg: &Config, json: bool) -> u8 {
+    let report = crate::check::check(cfg).await;
+    if json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        crate::out!("{}", report.to_text());
+    }
+    if report.problems.is_empty() {
+        0
+    } else {
+        EXIT_FATAL
+    }
+}
+
+/// `concur-sync reconcile`: adoption and drift repair now, under the writer lock.
+pub async fn reconcile(cfg: &Config) -> Result<u8, SyncError> {
+    let _lock = WriterLock::acquire(&cfg.state.path)?;
+    let mut store = open_store(cfg)?;
+    let client = wiring::client(cfg, &store)?;
+    let recovered = store.recover()?;
+    if !recovered.is_empty() {
+        tracing::warn!(cycles = ?recovered, "closed cycles a previous process left unfinished");
+    }
+    let report = crate::service::reconcile(cfg, &mut store, &client).await?;
+    let c = &report.counts;
+    crate::outln!(
+        "reconcile {} {}: {} Concur users, {} adopted, {} unmanaged, {} drifted, {} drift repaired, {} failed",
+        report.id,
+        report.outcome,
+        c.concur_users,
+        c.adopted,
+        c.unmanaged,
+        c.drifted,
+        c.drift_repaired,
+        c.failed
+    );
+    Ok(if c.failed > 0 { 2 } else { 0 })
 }
 
 /// `concur-sync baseline`: record every valid source user as already present in Concur,
@@ -334,7 +462,7 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
     }
     // A drop folder: the file the next cycle would take, else the current one.
     let previewed;
-    let cfg = match crate::service::preview(cfg, &store)? {
+    let cfg = match cycle::input::preview(cfg, &store)? {
         None => cfg,
         Some((Preview::Nothing, _)) => {
             eprintln!(
@@ -348,7 +476,7 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
             &previewed
         }
     };
-    let planned = sync::read_and_plan(cfg, &store).await?;
+    let planned = cycle::read_and_plan(cfg, &store).await?;
     let users: Vec<_> = planned
         .ops
         .into_iter()

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 
 use crate::config::Config;
+use crate::cycle;
+use crate::service;
 use crate::simulator;
-use crate::store::Store;
-use crate::sync;
+use crate::store::{CycleOutcome, Store};
+use crate::wiring;
 
 const DAY1: &str = include_str!("../config/examples/hr-day1.csv");
 const DAY2: &str = include_str!("../config/examples/hr-day2.csv");
@@ -54,7 +56,7 @@ max_identity_changes = 5
     );
 
     let mut store = Store::open(&cfg.state.path, None)?;
-    let client = sync::client(&cfg, &store)?;
+    let client = wiring::client(&cfg, &store)?;
     let mut worst = 0u8;
     for (title, content) in [
         ("Day 1: first load of config/examples/hr-day1.csv", DAY1),
@@ -65,10 +67,10 @@ max_identity_changes = 5
     ] {
         crate::outln!("\n== {title}");
         std::fs::write(&hr, content)?;
-        let planned = sync::read_and_plan(&cfg, &store).await?;
+        let planned = cycle::read_and_plan(&cfg, &store).await?;
         crate::outln!("-- plan");
         crate::out!("{}", planned.to_text());
-        let report = sync::run_cycle(&cfg, &mut store, &client, &Default::default()).await?;
+        let report = service::run_cycle(&cfg, &mut store, &client, &Default::default()).await?;
         crate::outln!(
             "-- outcome: cycle {} {}: {} ({} requests)",
             report.cycle_id,
@@ -84,9 +86,9 @@ max_identity_changes = 5
             active
         );
         worst = worst.max(match report.outcome {
-            sync::Outcome::Success => 0,
+            CycleOutcome::Success => 0,
             // The sample file carries one deliberately broken row on day 1.
-            sync::Outcome::Partial => 0,
+            CycleOutcome::Partial => 0,
             _ => 3,
         });
     }

@@ -4,9 +4,11 @@
 //! `model` holds the types every stage exchanges. See ARCHITECTURE.md.
 
 pub mod attendees;
+pub mod check;
 pub mod commands;
 pub mod concur;
 pub mod config;
+pub mod cycle;
 pub mod demo;
 pub mod error;
 pub mod escape;
@@ -22,6 +24,6 @@ pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;
-pub mod sync;
 pub mod validate;
+pub mod wiring;
 pub mod writer;

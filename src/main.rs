@@ -286,12 +286,8 @@ async fn main() -> ExitCode {
                     commands::approve(&cfg, cycle).await.map_err(Into::into)
                 }
                 Command::Reject { cycle } => commands::reject(&cfg, cycle).map_err(Into::into),
-                Command::Check { json } => {
-                    Ok(concur_sync::readback::command_check(&cfg, json).await)
-                }
-                Command::Reconcile => concur_sync::readback::command_reconcile(&cfg)
-                    .await
-                    .map_err(Into::into),
+                Command::Check { json } => Ok(commands::check(&cfg, json).await),
+                Command::Reconcile => commands::reconcile(&cfg).await.map_err(Into::into),
                 Command::Passwords { file } => concur_sync::passwords::run(&cfg, &file)
                     .await
                     .map_err(Into::into),

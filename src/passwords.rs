@@ -7,14 +7,16 @@
 //! 0 every password set, 2 some were refused or not sent, 1 the input or Concur is unusable.
 
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 
-use crate::concur::{ConcurError, RecordOutcome, UserTarget};
+use crate::concur::{PasswordOutcome, RecordOutcome, UserTarget};
 use crate::config::Config;
 use crate::error::SyncError;
 use crate::model::Secret;
-use crate::store::{Store, lock::WriterLock};
-use crate::sync;
+use crate::store::{Store, StoreError, lock::WriterLock};
+use crate::wiring;
+use crate::writer::{self, PasswordLedger, WhenUnsent};
 
 /// The User Password endpoint takes at most this many users per request.
 const PASSWORD_BATCH: usize = 500;
@@ -178,39 +180,62 @@ fn read_input(file: &Path) -> Result<(String, Vec<u8>), PasswordsError> {
     }
 }
 
+/// What became of each row sent, in order: the command's report is its only record.
+struct Report<'a> {
+    rows: &'a [Row],
+    outcomes: Vec<RowOutcome>,
+}
+
+impl PasswordLedger for Report<'_> {
+    fn sending(&mut self, _: Range<usize>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn settled(
+        &mut self,
+        _: Range<usize>,
+        outcomes: Vec<PasswordOutcome>,
+    ) -> Result<(), StoreError> {
+        self.outcomes
+            .extend(outcomes.into_iter().map(|o| RowOutcome {
+                login_id: o.login_id,
+                result: match o.outcome {
+                    RecordOutcome::Acknowledged => Ok(()),
+                    RecordOutcome::Failed(m) => Err(m),
+                },
+            }));
+        Ok(())
+    }
+    fn unsent(&mut self, at: Range<usize>, message: &str) -> Result<(), StoreError> {
+        self.outcomes
+            .extend(self.rows[at].iter().map(|r| RowOutcome {
+                login_id: r.login_id.clone(),
+                result: Err(message.to_owned()),
+            }));
+        Ok(())
+    }
+}
+
 /// Sends the rows in batches; a batch that gets no answer after its retries fails its users and
 /// the next batch is tried. A credential Concur refuses stops everything.
 async fn send(target: &impl UserTarget, rows: &[Row]) -> Result<Vec<RowOutcome>, SyncError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(PASSWORD_BATCH.min(target.max_batch())) {
-        let items: Vec<(&str, &Secret)> = chunk
-            .iter()
-            .map(|r| (r.login_id.as_str(), &r.password))
-            .collect();
-        match target.set_passwords(&items).await {
-            Ok(outcomes) => {
-                for o in outcomes {
-                    out.push(RowOutcome {
-                        login_id: o.login_id,
-                        result: match o.outcome {
-                            RecordOutcome::Acknowledged => Ok(()),
-                            RecordOutcome::Failed(m) => Err(m),
-                        },
-                    });
-                }
-            }
-            Err(e @ ConcurError::AuthRejected { .. }) => return Err(e.into()),
-            Err(e) => {
-                let message = format!("not applied: {e}");
-                tracing::warn!(users = chunk.len(), error = %e, "password batch not applied");
-                out.extend(chunk.iter().map(|r| RowOutcome {
-                    login_id: r.login_id.clone(),
-                    result: Err(message.clone()),
-                }));
-            }
-        }
-    }
-    Ok(out)
+    let items: Vec<(&str, &Secret)> = rows
+        .iter()
+        .map(|r| (r.login_id.as_str(), &r.password))
+        .collect();
+    let mut report = Report {
+        rows,
+        outcomes: Vec::with_capacity(rows.len()),
+    };
+    writer::send_passwords(
+        target,
+        &items,
+        PASSWORD_BATCH,
+        None,
+        WhenUnsent::NextBatch,
+        &mut report,
+    )
+    .await?;
+    Ok(report.outcomes)
 }
 
 /// `concur-sync passwords --file FILE`.
@@ -224,7 +249,7 @@ pub async fn run(cfg: &Config, file: &Path) -> Result<u8, PasswordsError> {
     let mut outcomes = if rows.is_empty() {
         Vec::new()
     } else {
-        let client = sync::client(cfg, &store)?;
+        let client = wiring::client(cfg, &store)?;
         send(&client, &rows).await?
     };
     outcomes.append(&mut refused);

@@ -1,9 +1,10 @@
 //! The company's own form rules: which validation rules the fields of its Concur employee form
-//! (FormFields `Required`, `MaxLength`) imply. Pure: the fields are an argument, wherever they
-//! were read or cached, and so is the mapping of the form's field ids to canonical fields, which
-//! belongs to the Concur API the form was read from.
+//! (FormFields `Required`, `MaxLength`) imply, and the plan step that rejects the writes breaking
+//! them. Pure: the fields, the plan and the mapping of the form's field ids to canonical fields
+//! (which belongs to the Concur API the form was read from) are arguments, wherever they were
+//! read or cached.
 
-use crate::model::Field;
+use crate::model::{Field, Op, OpKind, Rejection};
 use crate::validate::CompanyRules;
 
 /// What one field of the company's employee form requires.
@@ -43,50 +44,30 @@ pub fn company_rules<'a>(
     rules
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(id: &str, required: bool, max_length: Option<u32>) -> FormRule<'_> {
-        FormRule {
-            id,
-            required,
-            max_length,
+/// Rejects the planned creates, updates and reactivations that break the company's form rules
+/// (Concur would refuse them); the rest of the plan, deactivations and passwords included, goes
+/// through. Returns the kept operations and `rejections` with the new ones appended.
+pub fn reject_breaking(
+    rules: &CompanyRules,
+    ops: Vec<Op>,
+    mut rejections: Vec<Rejection>,
+) -> (Vec<Op>, Vec<Rejection>) {
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let broken = match op.kind {
+            OpKind::Create | OpKind::Update | OpKind::Reactivate => {
+                rules.rejections(&op.origin, &op.user)
+            }
+            OpKind::Deactivate | OpKind::Password => Vec::new(),
+        };
+        if broken.is_empty() {
+            kept.push(op);
+        } else {
+            rejections.extend(broken);
         }
     }
-
-    #[test]
-    fn rules_name_the_form_field_and_skip_what_is_always_required() {
-        let field_of = |id: &str| match id {
-            "LedgerKey" => Some(Field::LEDGER),
-            "OrgUnit1" => Some(Field::ORG_UNIT1),
-            "OrgUnit2" => Some(Field::ORG_UNIT2),
-            "EmpId" => Some(Field::EMPLOYEE_ID),
-            _ => None,
-        };
-        let rules = company_rules(
-            [
-                rule("OrgUnit2", true, Some(48)),
-                rule("LedgerKey", true, Some(20)),
-                rule("EmpId", true, Some(10)),
-                rule("OrgUnit1", false, Some(10)),
-                rule("PmtMethodCode", true, Some(1)),
-            ],
-            field_of,
-        );
-        assert_eq!(
-            rules.required,
-            [
-                (Field::LEDGER, "LedgerKey".to_owned()),
-                (Field::ORG_UNIT2, "OrgUnit2".to_owned())
-            ]
-        );
-        assert_eq!(
-            rules.max_len,
-            [
-                (Field::EMPLOYEE_ID, 10, "EmpId".to_owned()),
-                (Field::ORG_UNIT1, 10, "OrgUnit1".to_owned())
-            ]
-        );
-    }
+    (kept, rejections)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,16 @@
-//! The one loop that drives a [`UserTarget`] for planned user operations already in the outbox:
-//! batches to the target's limit, marks each batch in flight, sends it, and records every
-//! outcome in the store (the snapshot advances in the transaction that closes the entry). Used
-//! by the user cycle and by adoption's drift repairs.
+//! The loops that drive a [`UserTarget`]. `send_user_ops` sends planned user operations
+//! already in the outbox: batches to the target's limit, marks each batch in flight, sends it,
+//! and records every outcome in the store (the snapshot advances in the transaction that closes
+//! the entry); used by the user cycle and by adoption's drift repairs. `send_passwords` sends
+//! passwords the same way, telling a [`PasswordLedger`] what happened to each batch; used by the
+//! cycle's password changes and by `concur-sync passwords`.
+
+use std::ops::Range;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::concur::{ConcurError, RecordOutcome, UserTarget};
-use crate::model::Op;
+use crate::concur::{ConcurError, PasswordOutcome, RecordOutcome, UserTarget};
+use crate::model::{Op, Secret};
 use crate::store::{CycleCounts, EntryResult, Store, StoreError};
 
 /// Why sending stopped before every batch was answered.
@@ -88,6 +92,69 @@ pub async fn send_user_ops<T: UserTarget>(
     Ok(true)
 }
 
+/// Where [`send_passwords`] records what happened to each batch (a cycle's outbox, or only the
+/// caller's report).
+pub trait PasswordLedger {
+    /// Before the batch of `items[at]` is sent.
+    fn sending(&mut self, at: Range<usize>) -> Result<(), StoreError>;
+    /// Concur's answer for every password of `items[at]`, in order.
+    fn settled(
+        &mut self,
+        at: Range<usize>,
+        outcomes: Vec<PasswordOutcome>,
+    ) -> Result<(), StoreError>;
+    /// The batch of `items[at]` got no answer: `message` ("not applied: …") for each.
+    fn unsent(&mut self, at: Range<usize>, message: &str) -> Result<(), StoreError>;
+}
+
+/// What [`send_passwords`] does after a batch that got no answer (after its retries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenUnsent {
+    /// End the loop with the error.
+    Stop,
+    /// Go on with the next batch, unless Concur refused the credentials.
+    NextBatch,
+}
+
+/// Sends `items` (login, password) in batches of at most `batch_size` (and the target's limit)
+/// and tells `ledger` about each batch before and after it is sent.
+///
+/// With a `cancel` token, sending stops between batches once it fires, and a batch cut off by
+/// shutdown stays unsettled: `Ok(false)`. A batch that gets no answer is told to the ledger as
+/// unsent; then `when_unsent` decides whether the loop ends with the error. Refused credentials
+/// always end it.
+pub async fn send_passwords<T: UserTarget>(
+    target: &T,
+    items: &[(&str, &Secret)],
+    batch_size: usize,
+    cancel: Option<&CancellationToken>,
+    when_unsent: WhenUnsent,
+    ledger: &mut impl PasswordLedger,
+) -> Result<bool, WriteError> {
+    let mut start = 0;
+    for chunk in items.chunks(batch_size.min(target.max_batch()).max(1)) {
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return Ok(false);
+        }
+        let at = start..start + chunk.len();
+        start = at.end;
+        ledger.sending(at.clone())?;
+        match target.set_passwords(chunk).await {
+            Ok(outcomes) => ledger.settled(at, outcomes)?,
+            Err(e) if cancel.is_some() && e.is_cancelled() => return Ok(false),
+            Err(e) => {
+                ledger.unsent(at, &format!("not applied: {e}"))?;
+                if when_unsent == WhenUnsent::Stop || matches!(e, ConcurError::AuthRejected { .. })
+                {
+                    return Err(e.into());
+                }
+                tracing::warn!(users = chunk.len(), error = %e, "password batch not applied");
+            }
+        }
+    }
+    Ok(true)
+}
+
 impl From<WriteError> for crate::error::SyncError {
     fn from(e: WriteError) -> crate::error::SyncError {
         match e {
@@ -96,3 +163,6 @@ impl From<WriteError> for crate::error::SyncError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

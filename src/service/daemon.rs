@@ -15,13 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::Ran;
 use super::admin::{self, AdminState};
 use super::metrics::Metrics;
-use super::{Input, Ran};
 use crate::config::Config;
+use crate::cycle::input::Input;
 use crate::store::Store;
 use crate::store::lock::WriterLock;
-use crate::sync;
+use crate::wiring;
 
 /// What the triggers and the worker share.
 struct Shared {
@@ -88,7 +89,7 @@ pub async fn run_until(
     }
     let store = Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?;
     let admin_store = Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?;
-    let client = sync::client_with(&cfg, &store, &cancel, sync::Waits::Service)?;
+    let client = wiring::client_with(&cfg, &store, &cancel, wiring::Waits::Service)?;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         wake: Notify::new(),
@@ -365,7 +366,7 @@ fn worker(
             }
             if shared.reconcile_due.swap(false, Ordering::SeqCst) && !cancel.is_cancelled() {
                 shared.running.store(true, Ordering::SeqCst);
-                match crate::readback::reconcile(&cfg, &mut store, &client).await {
+                match super::reconcile(&cfg, &mut store, &client).await {
                     Ok(r) => tracing::info!(id = r.id, outcome = r.outcome, counts = ?r.counts, "reconcile finished"),
                     Err(e) => tracing::error!(error = %e, "reconcile failed"),
                 }

@@ -8,8 +8,8 @@ use prometheus::{
 use std::sync::Mutex;
 
 use crate::concur::ClientStats;
+use crate::cycle::CycleReport;
 use crate::store::Status;
-use crate::sync::CycleReport;
 
 pub struct Metrics {
     registry: Registry,

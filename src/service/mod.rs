@@ -1,6 +1,7 @@
-//! Running cycles as a service: which file a cycle reads (single file or drop folder), what
-//! happens to it afterwards, held-plan approvals, and the long-running `run` daemon with its
-//! scheduler, folder watcher, admin HTTP endpoint and systemd integration.
+//! Driving cycles: what runs before a cycle (adoption), taking a drop folder's file and what
+//! happens to it afterwards (archived, set aside), held-plan approvals, `reconcile` on the
+//! current source, and the long-running `run` daemon with its scheduler, folder watcher, admin
+//! HTTP endpoint and systemd integration. Which file a cycle reads is `cycle::input`'s.
 
 pub mod admin;
 pub mod daemon;
@@ -13,12 +14,14 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::concur::ConcurClient;
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
+use crate::cycle::input::{self, Input, current_file, modified_at, with_file};
+use crate::cycle::{self, CycleReport};
 use crate::error::SyncError;
+use crate::readback::{self, ReconcileReport};
 use crate::source::dropfolder::{self, DropFolder};
-use crate::store::Store;
 use crate::store::files::SourceFile;
-use crate::sync::{self, CycleReport};
+use crate::store::{CycleOutcome, Store};
 
 /// What one trigger of the cycle driver did.
 #[derive(Debug)]
@@ -31,198 +34,31 @@ pub enum Ran {
     NoSource,
 }
 
-/// Where file-based sources come from.
-pub enum Input {
-    /// `source.path` is one file (or the source is not file-based).
-    Fixed,
-    /// `source.path` is a drop folder.
-    Folder(DropFolder),
+/// Runs one cycle on the source `cfg` names; before it, once the token is there, the FormFields
+/// cache is refreshed (daily) and, before the very first cycle, Concur's existing users are
+/// adopted.
+pub async fn run_cycle(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+) -> Result<CycleReport, SyncError> {
+    cycle::run_cycle(cfg, store, client, cancel, async |store: &mut Store| {
+        readback::before_cycle(cfg, store, client).await
+    })
+    .await
 }
 
-impl Input {
-    pub fn new(cfg: &Config) -> Input {
-        let file_kind = matches!(cfg.source.kind, SourceKind::Csv | SourceKind::Ldif);
-        if file_kind && dropfolder::is_folder(&cfg.source.path) {
-            let f = DropFolder::new(
-                &cfg.source.path,
-                cfg.source.settle_seconds,
-                cfg.source.archive_days,
-            );
-            if let Err(e) = f.prepare() {
-                tracing::warn!(folder = %cfg.source.path.display(), error = %e, "cannot create archive/ and rejected/ in the drop folder");
-            }
-            Input::Folder(f)
-        } else {
-            Input::Fixed
-        }
-    }
-
-    pub fn folder(&mut self) -> Option<&mut DropFolder> {
-        match self {
-            Input::Folder(f) => Some(f),
-            Input::Fixed => None,
-        }
-    }
-
-    /// Is a new complete file waiting?
-    pub fn has_ready(&mut self) -> bool {
-        match self {
-            Input::Folder(f) => f.next_ready(SystemTime::now()).is_some(),
-            Input::Fixed => false,
-        }
-    }
-}
-
-/// A digest of what the source says now, for approving a held plan; `None` when it cannot be
-/// told cheaply (directory services), in which case later cycles decide.
-pub fn current_source_digest(cfg: &Config, store: &Store, input: &mut Input) -> Option<String> {
-    let file = match input {
-        Input::Folder(f) => {
-            if !f.pending(SystemTime::now()).is_empty() {
-                return Some("a new file is waiting in the drop folder".into());
-            }
-            return current_file(store, f).ok().flatten().and_then(|c| c.digest);
-        }
-        Input::Fixed => {
-            if !matches!(cfg.source.kind, SourceKind::Csv | SourceKind::Ldif) {
-                return None;
-            }
-            cfg.source.path.clone()
-        }
-    };
-    sync::file_digest(&file).ok()
-}
-
-/// The current file of a drop folder: the last processed one as the state database records
-/// it, if it is still a regular file in `archive/` with the recorded content.
-pub struct Current {
-    pub path: PathBuf,
-    pub name: String,
-    pub digest: Option<String>,
-}
-
-/// Finds the current file (see [`Current`]). Files placed in `archive/` by hand are never
-/// taken. A state database from before files were recorded adopts the archived file whose
-/// content the last cycle read, once.
-pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current>, SyncError> {
-    let Some(last) = store.last_processed_file()? else {
-        const TRIED: &str = "source_files.adoption_tried";
-        let Some(digest) = store.last_source_digest()? else {
-            return Ok(None);
-        };
-        if store.kv_get(TRIED)?.is_some() {
-            return Ok(None);
-        }
-        store.kv_set(TRIED, crate::store::now().as_bytes())?;
-        for path in folder.archived_files() {
-            if sync::file_digest_of(&path, true).ok().as_deref() == Some(digest.as_str()) {
-                let name = dropfolder::display_name(&path);
-                store.record_source_file(&SourceFile {
-                    name: name.clone(),
-                    digest: Some(digest.clone()),
-                    modified_at: modified_at(&path),
-                    outcome: "processed".into(),
-                    moved_to: Some(path.display().to_string()),
-                    at: crate::store::now(),
-                    message: Some("adopted from archive/: the content the last cycle read".into()),
-                })?;
-                return Ok(Some(Current {
-                    path,
-                    name,
-                    digest: Some(digest),
-                }));
-            }
-        }
-        return Ok(None);
-    };
-    let Some(path) = last.moved_to.as_deref().map(PathBuf::from) else {
-        return Ok(None);
-    };
-    if !folder.is_archived_file(&path) {
-        store.alert(
-            &last.name,
-            &format!(
-                "the last processed file is gone from archive/ ({}): no current source until a new file is dropped",
-                path.display()
-            ),
-        )?;
-        return Ok(None);
-    }
-    let digest = sync::file_digest_of(&path, true)?;
-    if last.digest.as_deref() != Some(digest.as_str()) {
-        store.alert(
-            &last.name,
-            &format!(
-                "{} changed after it was archived: not used; no current source until a new file is dropped",
-                path.display()
-            ),
-        )?;
-        return Ok(None);
-    }
-    Ok(Some(Current {
-        path,
-        name: last.name,
-        digest: Some(digest),
-    }))
-}
-
-/// A file's modification time (not followed), RFC 3339.
-fn modified_at(path: &Path) -> Option<String> {
-    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
-    Some(
-        chrono::DateTime::<chrono::Utc>::from(m)
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
-}
-
-fn with_file(cfg: &Config, file: &Path) -> Config {
-    let mut c = cfg.clone();
-    c.source.path = file.to_path_buf();
-    c.source.in_drop_folder = true;
-    c
-}
-
-/// The configuration for reading what the source says now without taking a new file
-/// (`reconcile`): with a drop folder, its current file; unchanged otherwise.
-pub fn with_current_file(cfg: &Config, store: &Store) -> Result<Config, SyncError> {
-    let Input::Folder(folder) = Input::new(cfg) else {
-        return Ok(cfg.clone());
-    };
-    match current_file(store, &folder)? {
-        Some(cur) => Ok(with_file(cfg, &cur.path)),
-        None => Err(SyncError::Refused(format!(
-            "the drop folder {} has no processed file yet: nothing to compare with",
-            crate::escape::path(folder.dir())
-        ))),
-    }
-}
-
-/// What `plan` and `check` look at in a drop folder: the file the next cycle would take, else
-/// the current one. Nothing is moved.
-pub enum Preview {
-    Next(PathBuf),
-    Current(PathBuf),
-    /// No file waits and none was processed yet.
-    Nothing,
-}
-
-/// The preview of a drop folder (see [`Preview`]), or `None` when the source is not one.
-pub fn preview(cfg: &Config, store: &Store) -> Result<Option<(Preview, Config)>, SyncError> {
-    let Input::Folder(mut folder) = Input::new(cfg) else {
-        return Ok(None);
-    };
-    let now = SystemTime::now();
-    if let Some(next) = folder.next_ready(now) {
-        let c = with_file(cfg, &next);
-        return Ok(Some((Preview::Next(next), c)));
-    }
-    Ok(Some(match current_file(store, &folder)? {
-        Some(cur) => {
-            let c = with_file(cfg, &cur.path);
-            (Preview::Current(cur.path), c)
-        }
-        None => (Preview::Nothing, cfg.clone()),
-    }))
+/// `reconcile` (adoption and drift repair) on what the source says now, without taking a new
+/// file: with a drop folder, its current (last processed) file.
+pub async fn reconcile(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+) -> Result<ReconcileReport, SyncError> {
+    readback::refresh_form_fields(store, client, false).await;
+    let cfg = input::with_current_file(cfg, store)?;
+    readback::reconcile(&cfg, store, client).await
 }
 
 /// Records a file set aside (`rejected`, or `skipped` when it could not even be moved), raises
@@ -348,7 +184,7 @@ pub async fn cycle_once(
     cancel: &CancellationToken,
 ) -> Result<Ran, SyncError> {
     let Input::Folder(folder) = input else {
-        return sync::run_cycle(cfg, store, client, cancel)
+        return run_cycle(cfg, store, client, cancel)
             .await
             .map(|r| Ran::Cycle(r, None));
     };
@@ -372,7 +208,7 @@ pub async fn cycle_once(
                 reason,
             }));
         }
-        let digest = match sync::file_digest_of(&file, true) {
+        let digest = match cycle::file_digest_of(&file, true) {
             Ok(d) => d,
             Err(e) => {
                 set_aside(store, folder, &file, &e.to_string(), None)?;
@@ -386,12 +222,12 @@ pub async fn cycle_once(
             return Ok(Ran::Duplicate(file));
         }
         tracing::info!(file = %file.display(), "taking file from the drop folder");
-        let result = sync::run_cycle(&with_file(cfg, &file), store, client, cancel).await;
+        let result = run_cycle(&with_file(cfg, &file), store, client, cancel).await;
         match &result {
             Err(SyncError::Source(e)) => {
                 set_aside(store, folder, &file, &e.to_string(), Some(digest))?;
             }
-            Ok(r) if r.outcome != sync::Outcome::Interrupted => {
+            Ok(r) if r.outcome != CycleOutcome::Interrupted => {
                 let archived = archive_and_record(store, folder, &file, &digest, "processed")?;
                 if let Some(to) = &archived {
                     tracing::info!(file = %file.display(), archived = %to.display(), "file processed");
@@ -410,7 +246,7 @@ pub async fn cycle_once(
         return result.map(|r| Ran::Cycle(r, Some(file)));
     }
     match current_file(store, folder)? {
-        Some(current) => sync::run_cycle(&with_file(cfg, &current.path), store, client, cancel)
+        Some(current) => run_cycle(&with_file(cfg, &current.path), store, client, cancel)
             .await
             .map(|r| Ran::Cycle(r, None)),
         None => Ok(Ran::NoSource),
@@ -426,8 +262,8 @@ pub async fn apply_requested_approvals(
 ) -> Result<(), SyncError> {
     for cycle in store.approval_requests()? {
         store.clear_approval(cycle)?;
-        let digest = current_source_digest(cfg, store, input);
-        match sync::apply_held(cfg, store, client, cycle, digest.as_deref()).await {
+        let digest = input::current_source_digest(cfg, store, input);
+        match cycle::apply_held(cfg, store, client, cycle, digest.as_deref()).await {
             Ok(r) => tracing::info!(
                 cycle,
                 outcome = r.outcome.as_str(),

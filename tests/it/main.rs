@@ -11,6 +11,7 @@ mod identity_safety;
 mod ldap;
 mod lifecycle_hardening;
 mod passwords;
+mod plan_render;
 mod readback;
 mod renames;
 mod roundtrip;

@@ -1,0 +1,257 @@
+//! Delivery: the planned operations already in the outbox go to Concur through the shared send
+//! loops (`writer`), user records first, then passwords, and every outcome is recorded; held
+//! plans an operator approved (`apply_held`) take the same way. Creates get their initial
+//! password here, just before the outbox is written.
+
+use std::ops::Range;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::concur::{ConcurClient, PasswordOutcome, RecordOutcome, UserTarget};
+use crate::config::{Config, PasswordOnCreate};
+use crate::error::SyncError;
+use crate::model::{Op, OpKind, Secret};
+use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Store, StoreError};
+use crate::writer::{self, PasswordLedger, Settled, WhenUnsent};
+
+use super::CycleReport;
+
+/// Gives every planned create its initial password: the source's, unless it has none or
+/// `sync.password_on_create = "random"`, then a random one.
+pub fn set_create_passwords(cfg: &Config, ops: &mut [Op]) {
+    for op in ops {
+        if op.kind == OpKind::Create
+            && (op.password.is_none() || cfg.sync.password_on_create == PasswordOnCreate::Random)
+        {
+            op.password = Some(random_password());
+        }
+    }
+}
+
+/// A random password that satisfies common Concur password policies. Never stored or logged.
+pub fn random_password() -> Secret {
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!#%+-=?@^_";
+    let mut rng = rand::rng();
+    let mut chars: Vec<u8> = Vec::with_capacity(24);
+    for set in [LOWER, UPPER, DIGIT, SYMBOL] {
+        chars.push(set[rng.random_range(0..set.len())]);
+    }
+    let all: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL].concat();
+    while chars.len() < 24 {
+        chars.push(all[rng.random_range(0..all.len())]);
+    }
+    for i in (1..chars.len()).rev() {
+        let j = rng.random_range(0..=i);
+        chars.swap(i, j);
+    }
+    Secret::new(String::from_utf8(chars).unwrap_or_default())
+}
+
+/// Sends the deactivations a held cycle kept back, after an operator approved them. Refused
+/// when the cycle is not the current held plan or the source changed since.
+pub async fn apply_held(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cycle: i64,
+    current_digest: Option<&str>,
+) -> Result<CycleReport, SyncError> {
+    let info = store
+        .cycle(cycle)?
+        .ok_or_else(|| SyncError::Refused(format!("there is no cycle {cycle}")))?;
+    if info.outcome != CycleOutcome::Held {
+        return Err(SyncError::Refused(format!(
+            "cycle {cycle} is {}, not held: nothing to approve",
+            info.outcome
+        )));
+    }
+    let entries = store.open_entries(cycle, &[OutboxState::Held])?;
+    if entries.is_empty() {
+        return Err(SyncError::Refused(format!(
+            "cycle {cycle} holds no plan any more (a later cycle superseded it, or it was rejected); approve the newest held cycle shown by `concur-sync status`"
+        )));
+    }
+    let digest = store.cycle_digest(cycle)?;
+    if let (Some(now), Some(then)) = (current_digest, digest.as_deref())
+        && now != then
+    {
+        return Err(SyncError::Refused(format!(
+            "the source changed since cycle {cycle} was planned; let the next cycle re-plan and approve that one"
+        )));
+    }
+    // Only deactivations of users still active in the snapshot, and changes of users it
+    // still holds under the id they were planned for: anything else changed since.
+    let snapshot = store.snapshot_index()?;
+    let (ops, ids): (Vec<Op>, Vec<i64>) = entries
+        .into_iter()
+        .filter(|e| match e.op.kind {
+            OpKind::Deactivate => snapshot.get(&e.op.employee_id).is_some_and(|s| s.active),
+            _ => snapshot.contains(e.op.old_employee_id.as_deref().unwrap_or(&e.op.employee_id)),
+        })
+        .map(|e| (e.op, e.id))
+        .unzip();
+    store.release_held(cycle)?;
+    let mut counts = info.counts.clone();
+    let before = client.stats();
+    let done = apply(
+        cfg,
+        store,
+        client,
+        cycle,
+        &ops,
+        &ids,
+        &mut counts,
+        &CancellationToken::new(),
+    )
+    .await;
+    let after = client.stats();
+    counts.requests += after.requests.saturating_sub(before.requests);
+    counts.retries += after.retries.saturating_sub(before.retries);
+    let outcome = if counts.failed > 0 || counts.rejected > 0 {
+        CycleOutcome::Partial
+    } else {
+        CycleOutcome::Success
+    };
+    let deactivations = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
+    let msg = format!(
+        "held plan approved by an operator at {}: {} deactivations and {} identity changes sent",
+        crate::store::now(),
+        deactivations,
+        ops.len() - deactivations
+    );
+    match done {
+        Ok(_) => {
+            store.finish_cycle(cycle, outcome, &counts, Some(&msg))?;
+            store.audit("approve", &format!("cycle {cycle}: {msg}"))?;
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome,
+                counts,
+            })
+        }
+        Err(e) => {
+            store.abandon_open(
+                cycle,
+                "not sent: Concur could not be reached; re-planned next cycle",
+            )?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&e.to_string()))?;
+            Err(e)
+        }
+    }
+}
+
+/// Sends `ops` (outbox entries `ids`) in batches and records every outcome: user records first,
+/// then passwords. Returns `Ok(false)` when `cancel` stopped it (between batches, or inside one:
+/// the client drops the request and that batch stays unacknowledged).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn apply(
+    cfg: &Config,
+    store: &mut Store,
+    target: &impl UserTarget,
+    cycle: i64,
+    ops: &[Op],
+    ids: &[i64],
+    counts: &mut CycleCounts,
+    cancel: &CancellationToken,
+) -> Result<bool, SyncError> {
+    let (pw_idx, user_idx): (Vec<usize>, Vec<usize>) =
+        (0..ops.len()).partition(|&i| ops[i].kind == OpKind::Password);
+    let entries: Vec<(i64, &Op)> = user_idx.iter().map(|&i| (ids[i], &ops[i])).collect();
+    let finished = writer::send_user_ops(
+        target,
+        store,
+        cycle,
+        &entries,
+        cfg.concur.batch_size,
+        Some(cancel),
+        counts,
+        |op, settled| {
+            if let Settled::Refused(m) = settled {
+                tracing::warn!(employee_id = %op.employee_id, operation = %op.kind, message = %m, "Concur rejected the record");
+            }
+        },
+    )
+    .await?;
+    if !finished {
+        return Ok(false);
+    }
+    // A password operation always carries its password; one without would have nothing to send.
+    let entries: Vec<(i64, &Op, &Secret)> = pw_idx
+        .iter()
+        .filter_map(|&i| ops[i].password.as_ref().map(|p| (ids[i], &ops[i], p)))
+        .collect();
+    let items: Vec<(&str, &Secret)> = entries
+        .iter()
+        .map(|(_, op, p)| (op.user.login_id(), *p))
+        .collect();
+    let mut ledger = Outbox {
+        store,
+        cycle,
+        entries: &entries,
+        counts,
+    };
+    Ok(writer::send_passwords(
+        target,
+        &items,
+        cfg.concur.batch_size,
+        Some(cancel),
+        WhenUnsent::Stop,
+        &mut ledger,
+    )
+    .await?)
+}
+
+/// A cycle's password changes as outbox entries: each batch is marked in flight, and every
+/// outcome closes its entry and is counted.
+struct Outbox<'a, 'o> {
+    store: &'a mut Store,
+    cycle: i64,
+    entries: &'a [(i64, &'o Op, &'o Secret)],
+    counts: &'a mut CycleCounts,
+}
+
+impl PasswordLedger for Outbox<'_, '_> {
+    fn sending(&mut self, at: Range<usize>) -> Result<(), StoreError> {
+        let ids: Vec<i64> = self.entries[at].iter().map(|(id, _, _)| *id).collect();
+        self.store.mark_inflight(&ids)
+    }
+
+    fn settled(
+        &mut self,
+        at: Range<usize>,
+        outcomes: Vec<PasswordOutcome>,
+    ) -> Result<(), StoreError> {
+        let results: Vec<(i64, &Op, EntryResult)> = self.entries[at]
+            .iter()
+            .zip(outcomes)
+            .map(|(&(id, op, _), o)| {
+                let r = match o.outcome {
+                    RecordOutcome::Acknowledged => {
+                        self.counts.password += 1;
+                        EntryResult::Acknowledged
+                    }
+                    RecordOutcome::Failed(m) => {
+                        self.counts.failed += 1;
+                        tracing::warn!(employee_id = %op.employee_id, message = %m, "Concur refused the password");
+                        EntryResult::Failed(m)
+                    }
+                };
+                (id, op, r)
+            })
+            .collect();
+        self.store.record_results(self.cycle, &results)
+    }
+
+    fn unsent(&mut self, at: Range<usize>, message: &str) -> Result<(), StoreError> {
+        let results: Vec<(i64, &Op, EntryResult)> = self.entries[at]
+            .iter()
+            .map(|&(id, op, _)| (id, op, EntryResult::Failed(message.to_owned())))
+            .collect();
+        self.counts.failed += results.len() as u64;
+        self.store.record_results(self.cycle, &results)
+    }
+}

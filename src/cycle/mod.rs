@@ -1,0 +1,267 @@
+//! One sync cycle, wiring the edges to the core: read the source, validate, plan against the
+//! snapshot, guard, store the plan in the outbox, send it in batches, record every outcome.
+//!
+//! - `input.rs`: what a cycle reads (the configured source, or a drop folder's file);
+//! - `read.rs`: read + plan (`read_and_plan`, the CSV thread, the source digest, the company's
+//!   form rules);
+//! - `guard.rs`: the safety guards on the whole plan (pure);
+//! - `deliver.rs`: the outbox sent through the shared send loops; held plans (`apply_held`);
+//! - `render.rs`: `plan` and `plan --json`.
+//!
+//! Crash safety rests on two rules: the snapshot only advances in the transaction that records
+//! Concur's acknowledgement, and a cycle that did not finish is closed as `interrupted` by the
+//! next start, which re-plans from the source (see ARCHITECTURE.md). What runs before a cycle
+//! (the FormFields refresh, adoption of Concur's existing users) is the driver's business: it
+//! hands that step to [`run_cycle`].
+
+mod deliver;
+mod guard;
+pub mod input;
+mod read;
+mod render;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::concur::{ClientStats, ConcurClient};
+use crate::config::{Config, SourceKind};
+use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
+use crate::model::{Op, OpKind};
+use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
+
+pub use deliver::apply_held;
+pub use guard::{Verdict, changes_identity, guard};
+pub use read::{PlannedCycle, file_digest, file_digest_of, read_and_plan};
+
+/// What a finished cycle reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub cycle_id: i64,
+    /// Never `running`; `failed` cycles end in an error instead of a report.
+    pub outcome: CycleOutcome,
+    pub counts: CycleCounts,
+}
+
+/// The exit code of a command whose cycle ended so: 0 success, 2 partial (records rejected or
+/// failed), 3 held or degraded, 1 interrupted or failed.
+pub fn exit_code(outcome: CycleOutcome) -> u8 {
+    match outcome {
+        CycleOutcome::Success => EXIT_SUCCESS,
+        CycleOutcome::Partial => EXIT_PARTIAL,
+        CycleOutcome::Held | CycleOutcome::Degraded => EXIT_HELD,
+        CycleOutcome::Running | CycleOutcome::Failed | CycleOutcome::Interrupted => EXIT_FATAL,
+    }
+}
+
+/// Runs one full cycle: recover, token, `prepare`, plan, guard, store the plan, apply it,
+/// record everything. `prepare` is what the driver runs once the token is there and before the
+/// cycle is recorded (the FormFields refresh and, before the very first cycle, adoption, which
+/// records its own repairs as a cycle of its own); its error fails this cycle before any write.
+/// `cancel` stops the cycle at once, also inside a batch (what finished is committed; the rest
+/// is re-planned by the next cycle).
+pub async fn run_cycle(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    prepare: impl AsyncFnOnce(&mut Store) -> Result<(), SyncError>,
+) -> Result<CycleReport, SyncError> {
+    let interrupted = store.recover()?;
+    if !interrupted.is_empty() {
+        tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
+    }
+    let before = client.stats();
+    // A token first: a rejected credential fails here, once.
+    let prepared = match client.authenticate().await {
+        Ok(()) => prepare(store).await,
+        Err(e) => Err(e.into()),
+    };
+    let cycle = store.begin_cycle(&source_label(cfg))?;
+    let span = tracing::info_span!("cycle", id = cycle);
+    run_begun(cfg, store, client, cancel, cycle, &before, prepared)
+        .instrument(span)
+        .await
+}
+
+/// The cycle `cycle`, recorded as begun, after its preparation ended with `prepared`.
+async fn run_begun(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    cycle: i64,
+    before: &ClientStats,
+    prepared: Result<(), SyncError>,
+) -> Result<CycleReport, SyncError> {
+    if let Err(e) = prepared {
+        if matches!(&e, SyncError::Concur(c) if c.is_cancelled()) {
+            let counts = CycleCounts {
+                requests: client.stats().requests.saturating_sub(before.requests),
+                ..CycleCounts::default()
+            };
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Interrupted,
+                &counts,
+                Some("stopped by shutdown before any write; the next cycle plans everything again"),
+            )?;
+            tracing::warn!("cycle stopped by shutdown before any write");
+            return Ok(CycleReport {
+                cycle_id: cycle,
+                outcome: CycleOutcome::Interrupted,
+                counts,
+            });
+        }
+        let msg = e.to_string();
+        tracing::error!(error = %msg, "cycle failed before any write");
+        let mut counts = CycleCounts::default();
+        let after = client.stats();
+        counts.requests = after.requests.saturating_sub(before.requests);
+        counts.retries = after.retries.saturating_sub(before.retries);
+        store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
+        return Err(e);
+    }
+    let planned = match read_and_plan(cfg, store).await {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cycle failed before any write");
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Failed,
+                &CycleCounts::default(),
+                Some(&msg),
+            )?;
+            return Err(e);
+        }
+    };
+    record_plan(store, cycle, &planned)?;
+    let mut counts = CycleCounts {
+        rejected: planned.rejections.len() as u64,
+        unchanged: planned.unchanged,
+        planned: planned.ops.len() as u64,
+        ..CycleCounts::default()
+    };
+    tracing::info!(
+        source = %planned.source_label,
+        records = planned.source_records,
+        operations = planned.ops.len(),
+        unchanged = planned.unchanged,
+        rejected = planned.rejections.len(),
+        "planned"
+    );
+    let managed_active = store.status()?.users.active;
+    let verdict = guard(&cfg.sync, &planned, managed_active);
+    let (mut ops, held, message) = follow(&verdict, planned.ops, cycle);
+    deliver::set_create_passwords(cfg, &mut ops);
+    if !held.is_empty() {
+        store.write_outbox(cycle, &held, OutboxState::Held)?;
+    }
+    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
+    let result = deliver::apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
+    let after = client.stats();
+    counts.requests = after.requests.saturating_sub(before.requests);
+    counts.retries = after.retries.saturating_sub(before.retries);
+    counts.throttled_seconds = (after.throttled_seconds - before.throttled_seconds).max(0.0);
+    match result {
+        Ok(true) => {
+            let outcome = if verdict.hold_reason().is_some() {
+                CycleOutcome::Held
+            } else if verdict.degraded.is_some() {
+                CycleOutcome::Degraded
+            } else if counts.failed > 0 || counts.rejected > 0 {
+                CycleOutcome::Partial
+            } else {
+                CycleOutcome::Success
+            };
+            store.finish_cycle(cycle, outcome, &counts, message.as_deref())?;
+            tracing::info!(outcome = outcome.as_str(), ?counts, "cycle finished");
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome,
+                counts,
+            })
+        }
+        Ok(false) => {
+            store.abandon_open(
+                cycle,
+                "stopped by shutdown before it was sent; re-planned next cycle",
+            )?;
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Interrupted,
+                &counts,
+                Some("stopped by shutdown; operations Concur had not acknowledged are re-planned next cycle"),
+            )?;
+            tracing::warn!(?counts, "cycle stopped by shutdown");
+            Ok(CycleReport {
+                cycle_id: cycle,
+                outcome: CycleOutcome::Interrupted,
+                counts,
+            })
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
+            store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
+            store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
+            Err(e)
+        }
+    }
+}
+
+/// Records what the plan of `cycle` found before anything is sent: the source's digest, the
+/// passwords learned, rejections and warnings; a held plan of an earlier cycle is superseded.
+fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<(), SyncError> {
+    store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    if !planned.learned_password_macs.is_empty() {
+        store.learn_password_macs(&planned.learned_password_macs)?;
+        tracing::info!(
+            users = planned.learned_password_macs.len(),
+            "recorded source passwords of users whose password was unknown after a new state key; none was sent"
+        );
+    }
+    store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
+    store.supersede_held(cycle)?;
+    for r in &planned.rejections {
+        tracing::warn!(rejection = %r, "record rejected");
+    }
+    for w in &planned.warnings {
+        tracing::warn!(warning = %w, "value changed to let the record through");
+    }
+    Ok(())
+}
+
+/// Follows the guards' verdict on the plan of `cycle`: a degraded read drops every
+/// deactivation, a hold keeps back what it holds. Returns the operations to send, those held
+/// for approval, and the note the cycle history keeps about it.
+fn follow(verdict: &Verdict, mut ops: Vec<Op>, cycle: i64) -> (Vec<Op>, Vec<Op>, Option<String>) {
+    let mut held: Vec<Op> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(why) = &verdict.degraded {
+        let dropped = ops.iter().filter(|o| o.kind == OpKind::Deactivate).count();
+        ops.retain(|o| o.kind != OpKind::Deactivate);
+        tracing::warn!(reason = %why, deactivations_skipped = dropped, "source read looks incomplete: nobody is deactivated this cycle");
+        notes.push(format!("degraded: {why}; {dropped} deactivations skipped"));
+    }
+    if let Some(why) = verdict.hold_reason() {
+        let (h, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| verdict.holds(o));
+        held = h;
+        ops = rest;
+        tracing::warn!(reason = %why, held = held.len(), cycle, "operations held for approval: run `concur-sync approve {cycle}` or `concur-sync reject {cycle}`");
+        notes.push(format!(
+            "held: {why}; approve with `concur-sync approve {cycle}` or drop with `concur-sync reject {cycle}`"
+        ));
+    }
+    (ops, held, (!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// What a cycle reads, for the cycle history.
+fn source_label(cfg: &Config) -> String {
+    match cfg.source.kind {
+        SourceKind::Csv | SourceKind::Ldif => cfg.source.path.display().to_string(),
+        SourceKind::Ldap => format!("{} {}", cfg.source.ldap.url, cfg.source.ldap.base_dn),
+        SourceKind::Scim => cfg.source.scim.url.clone(),
+    }
+}
