@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError, SourceKind};
 use crate::error::{EXIT_FATAL, SyncError};
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::source::SourceItem;
-use crate::source::csv::{Column, CsvOptions, CsvReader, RowIssue};
+use crate::source::csv::{Column, CsvOptions, CsvReader};
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
 use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, Store};
 use crate::validate::Normalizer;
@@ -46,23 +46,13 @@ async fn read_source(cfg: &Config, store: &Store) -> Result<Vec<SourceRecord>, S
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| ConfigError::invalid("defaults", m))?;
     let mut out = Vec::new();
-    match cfg.source.kind {
-        SourceKind::Csv => {
-            let opts = CsvOptions::from_config(cfg)?;
-            for item in CsvReader::open(&cfg.source.path, &opts)? {
-                match item {
-                    Ok(raw) => out.extend(normalizer.normalize(raw).ok()),
-                    Err(RowIssue::Rejected(_)) => {}
-                    Err(RowIssue::Fatal(e)) => return Err(e.into()),
-                }
-            }
-        }
-        _ => {
-            for item in crate::source::read(cfg, store).await?.items {
-                if let SourceItem::Record(raw) = item {
-                    out.extend(normalizer.normalize(raw).ok());
-                }
-            }
+    let prior = crate::source::Prior {
+        watermarks: store.scim_watermarks()?,
+        snapshot_empty: store.user_count()? == 0,
+    };
+    for item in crate::source::open(&cfg.source, &prior).await?.records {
+        if let SourceItem::Record(raw) = item? {
+            out.extend(normalizer.normalize(raw).ok());
         }
     }
     Ok(out)
@@ -544,7 +534,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
     // What the source fills.
     let mut filled: Option<HashSet<Field>> = None;
     if cfg.source.kind == SourceKind::Csv && !nothing_waiting {
-        let opts = CsvOptions::from_config(cfg).unwrap_or_default();
+        let opts = CsvOptions::from_config(&cfg.source).unwrap_or_default();
         match CsvReader::open(&cfg.source.path, &opts) {
             Ok(reader) => {
                 r.ok.push(format!(

@@ -5,7 +5,6 @@
 //! Concur's acknowledgement, and a cycle that did not finish is closed as `interrupted` by the
 //! next start, which re-plans from the source (see ARCHITECTURE.md).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -13,12 +12,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::concur::{self, ConcurClient, RecordOutcome, UserTarget};
-use crate::config::{Config, PasswordOnCreate, SourceKind};
+use crate::config::{Config, PasswordOnCreate};
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{FieldChange, Op, OpKind, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
-use crate::source::{SourceError, SourceItem};
+use crate::source::csv::{CsvReader, RowIssue};
+use crate::source::{Records, SourceError, SourceItem};
 use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
@@ -83,6 +82,8 @@ pub struct PlannedCycle {
     pub source_records: u64,
     pub source_label: String,
     pub source_digest: String,
+    /// The SCIM read's watermark, recorded for the cycle that applies this plan.
+    pub watermark: Option<crate::model::ScimReadMark>,
     /// False for partial (delta) reads, which never deactivate anyone.
     pub complete: bool,
     /// Distinct employee ids the source named (valid or rejected).
@@ -121,12 +122,14 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let mut records = 0u64;
     let mut suspicious = None;
     let mut warnings = Vec::new();
-    let (mut draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
-        SourceKind::Csv => {
+    let prior = crate::source::Prior {
+        watermarks: store.scim_watermarks()?,
+        snapshot_empty: store.user_count()? == 0,
+    };
+    let opened = crate::source::open(&cfg.source, &prior).await?;
+    let (mut draft, snapshot_users) = match opened.records {
+        Records::Csv(reader) => {
             let path = &cfg.source.path;
-            let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
-            let opts = CsvOptions::from_config(cfg)?;
-            let reader = CsvReader::open(path, &opts)?;
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
             }
@@ -136,7 +139,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Validated>>(16);
                     let warnings = &mut warnings;
                     let producer =
-                        scope.spawn(move || validate_csv(reader, normalizer, tx, warnings));
+                        scope.spawn(move || validate_csv(*reader, normalizer, tx, warnings));
                     let snapshot = store.snapshot_index();
                     let snapshot = match snapshot {
                         Ok(s) => s,
@@ -172,44 +175,23 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     "the last row ({at}) has too few fields: the file looks truncated"
                 ));
             }
-            (
-                draft,
-                snapshot_users,
-                path.display().to_string(),
-                digest,
-                true,
-            )
+            (draft, snapshot_users)
         }
-        _ => {
-            let read = crate::source::read(cfg, store).await?;
+        Records::Items(items) => {
             let snapshot = store.snapshot_index()?;
             let mut planner = Planner::new(&snapshot, &mac, options);
-            let mut h = blake3::Hasher::new();
-            for item in read.items {
+            for item in items {
                 records += 1;
                 let validated = match item {
-                    SourceItem::Record(raw) => {
-                        h.update(format!("{raw:?}").as_bytes());
-                        normalizer.normalize_noting(raw, &mut warnings)
-                    }
-                    SourceItem::Rejected(r) => {
-                        h.update(r.to_string().as_bytes());
-                        Err(vec![r])
-                    }
+                    SourceItem::Record(raw) => normalizer.normalize_noting(raw, &mut warnings),
+                    SourceItem::Rejected(r) => Err(vec![r]),
                 };
                 match validated {
                     Ok(rec) => planner.push(rec),
                     Err(rejections) => planner.push_rejected(rejections),
                 }
             }
-            let digest = h.finalize().to_hex().to_string();
-            (
-                planner.finish(read.complete),
-                snapshot.len(),
-                read.label,
-                digest,
-                read.complete,
-            )
+            (planner.finish(opened.complete), snapshot.len())
         }
     };
     let t_read = t0.elapsed();
@@ -233,9 +215,10 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         unchanged,
         skipped_inactive,
         source_records: records,
-        source_label: label,
-        source_digest: digest,
-        complete,
+        source_label: opened.label,
+        source_digest: opened.digest,
+        complete: opened.complete,
+        watermark: opened.watermark,
         source_ids,
         suspicious,
         learned_password_macs,
@@ -283,27 +266,6 @@ fn validate_csv(
         let _ = tx.send(batch);
     }
     (last_row_short, None)
-}
-
-pub fn file_digest(path: &Path) -> Result<String, SyncError> {
-    file_digest_of(path, false)
-}
-
-/// The digest of a file; with `no_follow`, a symbolic link is refused.
-pub fn file_digest_of(path: &Path, no_follow: bool) -> Result<String, SyncError> {
-    let mut h = blake3::Hasher::new();
-    let file =
-        crate::source::csv::open_file(path, no_follow).map_err(|error| SourceError::Open {
-            file: path.display().to_string(),
-            error,
-        })?;
-    h.update_reader(std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|error| SourceError::Read {
-            file: path.display().to_string(),
-            line: 0,
-            error,
-        })?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 /// How long a client built for a command may wait on Concur.
@@ -434,7 +396,7 @@ pub async fn run_cycle(
         Ok(()) => crate::readback::before_cycle(cfg, store, client).await,
         Err(e) => Err(e.into()),
     };
-    let cycle = store.begin_cycle(&source_label(cfg))?;
+    let cycle = store.begin_cycle(&crate::source::history_label(&cfg.source))?;
     let span = tracing::info_span!("cycle", id = cycle);
     let _guard = span.enter();
     if let Err(e) = prepared {
@@ -480,6 +442,9 @@ pub async fn run_cycle(
         }
     };
     store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    if let Some(read) = &planned.watermark {
+        store.record_scim_read(cycle, read)?;
+    }
     if !planned.learned_password_macs.is_empty() {
         store.learn_password_macs(&planned.learned_password_macs)?;
         tracing::info!(
@@ -590,15 +555,6 @@ pub async fn run_cycle(
             store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
-    }
-}
-
-/// What a cycle reads, for the cycle history.
-fn source_label(cfg: &Config) -> String {
-    match cfg.source.kind {
-        SourceKind::Csv | SourceKind::Ldif => cfg.source.path.display().to_string(),
-        SourceKind::Ldap => format!("{} {}", cfg.source.ldap.url, cfg.source.ldap.base_dn),
-        SourceKind::Scim => cfg.source.scim.url.clone(),
     }
 }
 
