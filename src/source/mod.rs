@@ -94,8 +94,6 @@ pub enum SourceError {
     Ldap { url: String, message: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("source kind {kind}: {message}")]
-    Unsupported { kind: String, message: String },
     #[error("SCIM {0}")]
     Scim(scim::ScimError),
     /// A drop-folder file that is not applied (older than the last processed one, a link).

@@ -1,8 +1,10 @@
 //! The SCIM 2.0 feed source (`source.kind = "scim"`, RFC 7643/7644): pages through `GET /Users`
 //! (sorted by id when the service can sort), maps each User resource onto canonical fields
 //! (`map`), resolves managers' SCIM ids to employee ids, and between full reads asks only for
-//! users changed since the last acknowledged read (`state`). Requests go through the shared
-//! retry machinery (`http::retry`) with a limiter of their own.
+//! users changed since the last acknowledged read. The watermarks are plain data: the caller
+//! passes those in force ([`super::Prior`]) and keeps the one each read returns (the state
+//! database, `Store::record_scim_read`). Requests go through the shared retry machinery
+//! (`http::retry`) with a limiter of their own.
 //!
 //! A read either returns every user it was asked for or fails: an answer that cannot be used
 //! (401/403, a page that still fails after retries, a service that repeats a page) fails the
