@@ -137,7 +137,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
     // What the source fills.
     let mut filled: Option<HashSet<Field>> = None;
     if cfg.source.kind == SourceKind::Csv && !nothing_waiting {
-        let opts = CsvOptions::from_config(cfg).unwrap_or_default();
+        let opts = CsvOptions::from_config(&cfg.source).unwrap_or_default();
         match CsvReader::open(&cfg.source.path, &opts) {
             Ok(reader) => {
                 r.ok.push(format!(

@@ -583,6 +583,25 @@ impl OpCounts {
     }
 }
 
+/// The SCIM source's watermarks in force for its next read (RFC 3339 UTC times), as the state
+/// database keeps them: when the last acknowledged full read started, where the next delta read
+/// starts, and the digest of the settings (`url`, `filter`, mapping) that full read used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScimWatermarks {
+    pub last_full: Option<String>,
+    pub delta_since: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// What one SCIM read stands for once its cycle ends well: its start (RFC 3339 UTC, the next
+/// delta read's watermark), whether it was a complete full read, and the settings digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimReadMark {
+    pub start: String,
+    pub full: bool,
+    pub digest: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

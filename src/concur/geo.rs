@@ -22,14 +22,7 @@ pub struct Untrusted {
     pub reason: String,
 }
 
-/// Whether `host` is `127.0.0.0/8`, `::1` or `localhost`.
-pub fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Ipv4(ip) => ip.is_loopback(),
-        Host::Ipv6(ip) => ip.is_loopback(),
-        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-    }
-}
+pub use crate::config::is_loopback;
 
 /// Whether `host` is one of [`CONCUR_DOMAINS`] or a host under one (on a label boundary:
 /// `evilconcursolutions.com` is not).

@@ -45,8 +45,11 @@ fn default_max_wait() -> f64 {
     300.0
 }
 
+/// Default of `concur.max_response_bytes`, and the body cap of every HTTP client: 32 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+
 fn default_max_response_bytes() -> u64 {
-    crate::http::retry::DEFAULT_MAX_BODY_BYTES
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_base_url() -> String {
@@ -125,6 +128,16 @@ impl ConcurConfig {
     }
 }
 
+/// Whether `host` is `127.0.0.0/8`, `::1` or `localhost`: where plain `http://` is allowed
+/// (the bundled simulator), and the only origin besides Concur's a geolocation may name.
+pub fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// `concur.base_url`: plain `http://` only to a loopback host (the bundled simulator).
 fn check_base_url(value: &str) -> Result<(), ConfigError> {
     let key = "concur.base_url";
@@ -136,7 +149,7 @@ fn check_base_url(value: &str) -> Result<(), ConfigError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ConfigError::invalid(key, "must not carry user information"));
     }
-    if url.scheme() == "http" && !crate::concur::geo::is_loopback(&host) {
+    if url.scheme() == "http" && !is_loopback(&host) {
         return Err(ConfigError::invalid(
             key,
             "http:// is only allowed to a loopback host (127.0.0.0/8, ::1, localhost); use https://",

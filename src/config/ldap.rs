@@ -1,14 +1,15 @@
 //! `[source.ldap]`: the LDAP connection (URL, StartTLS, CA, bind, search) and the attribute
-//! mapping that also applies to LDIF exports, with the defaults and the connection checks. The
-//! mapping itself is compiled and checked by `source::ldap_map`.
+//! mapping that also applies to LDIF exports, with the defaults and the checks. The mapping is
+//! compiled here ([`LdapConfig::mapping`]: inetOrgPerson defaults overlaid with the configured
+//! attributes); applying it to entries is the source's business.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, SourceKind, non_empty_secret};
-use crate::model::Secret;
+use super::{ConfigError, LdapFilter, SourceKind, non_empty_secret};
+use crate::model::{Field, Secret};
 
 /// `[source.ldap]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,9 +115,132 @@ pub struct InactiveWhen {
     pub bitmask: Option<u64>,
 }
 
+impl AttributeTargets {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            AttributeTargets::One(s) => vec![s.trim()],
+            AttributeTargets::Many(v) => v.iter().map(|s| s.trim()).collect(),
+        }
+    }
+}
+
+/// The inetOrgPerson defaults: LDAP attribute → canonical fields.
+pub const DEFAULT_ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("employeeNumber", &["employee_id"]),
+    ("mail", &["login_id", "email"]),
+    ("givenName", &["first_name"]),
+    ("sn", &["last_name"]),
+    ("initials", &["middle_initial"]),
+    ("preferredLanguage", &["locale"]),
+    ("c", &["country"]),
+    ("departmentNumber", &["org_unit1"]),
+    ("ou", &["org_unit1"]),
+    ("manager", &["manager_employee_id"]),
+];
+
+/// The compiled attribute mapping: which attributes feed which canonical field, and the
+/// inactive rule.
+#[derive(Debug, Clone)]
+pub struct LdapMapping {
+    /// Canonical field → attribute descriptions in priority order (the first one an entry has
+    /// wins), as configured (original case, for the search request).
+    pub fields: Vec<(Field, Vec<String>)>,
+    pub inactive: Option<InactiveWhen>,
+}
+
 impl LdapConfig {
-    /// Checks the connection keys of `[source.ldap]` when `kind` is ldap.
+    /// The inetOrgPerson defaults overlaid with `[source.ldap.attributes]`: a configured
+    /// attribute replaces every default that fed the same canonical fields, and an attribute
+    /// mapped to `""` (or `[]`) is not used at all.
+    pub fn mapping(&self) -> Result<LdapMapping, ConfigError> {
+        let mut table: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
+        let mut configured: Vec<(String, String, Vec<Field>)> = Vec::new();
+        for (attr, targets) in &self.attributes {
+            let key = format!("source.ldap.attributes.{attr}");
+            if attr.trim().is_empty() || attr.contains([' ', ':', '=', ',']) {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "not an LDAP attribute description",
+                ));
+            }
+            let mut fields = Vec::new();
+            for name in targets.names() {
+                if name.is_empty() {
+                    continue;
+                }
+                let field = Field::from_name(name).ok_or_else(|| {
+                    ConfigError::invalid(&key, format!("\"{name}\" is not a canonical field name"))
+                })?;
+                fields.push(field);
+            }
+            configured.push((attr.to_ascii_lowercase(), attr.clone(), fields));
+        }
+        let overridden: Vec<Field> = configured
+            .iter()
+            .flat_map(|(_, _, f)| f.iter().copied())
+            .collect();
+        for (attr, names) in DEFAULT_ATTRIBUTES {
+            let fields: Vec<Field> = names
+                .iter()
+                .filter_map(|n| Field::from_name(n))
+                .filter(|f| !overridden.contains(f))
+                .collect();
+            if !fields.is_empty() {
+                table.insert(attr.to_ascii_lowercase(), ((*attr).to_owned(), fields));
+            }
+        }
+        for (lower, attr, fields) in configured {
+            if fields.is_empty() {
+                table.remove(&lower);
+            } else {
+                table.insert(lower, (attr, fields));
+            }
+        }
+        // Alphabetical by attribute description: several attributes for one field are tried in
+        // that order (departmentNumber before ou).
+        let mut by_field: BTreeMap<Field, Vec<String>> = BTreeMap::new();
+        for (attr, fields) in table.into_values() {
+            for f in fields {
+                by_field.entry(f).or_default().push(attr.clone());
+            }
+        }
+        if !by_field.contains_key(&Field::EMPLOYEE_ID) {
+            return Err(ConfigError::invalid(
+                "source.ldap.attributes",
+                "no attribute maps to employee_id (the key of every user)",
+            ));
+        }
+        if let Some(rule) = &self.inactive_when {
+            if rule.attribute.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "source.ldap.inactive_when.attribute",
+                    "must name an attribute",
+                ));
+            }
+            if rule.values.is_empty() && rule.bitmask.is_none() {
+                return Err(ConfigError::invalid(
+                    "source.ldap.inactive_when",
+                    "give values = [\"…\"] or bitmask = N",
+                ));
+            }
+        }
+        Ok(LdapMapping {
+            fields: by_field.into_iter().collect(),
+            inactive: self.inactive_when.clone(),
+        })
+    }
+
+    /// Checks `[source.ldap]`: the attribute mapping when `kind` is ldap or ldif, the filter an
+    /// LDIF export is matched against, and the connection keys when `kind` is ldap.
     pub fn validate(&self, kind: SourceKind) -> Result<(), ConfigError> {
+        if matches!(kind, SourceKind::Ldap | SourceKind::Ldif) {
+            self.mapping()?;
+        }
+        if kind == SourceKind::Ldif {
+            LdapFilter::parse(&self.filter).map_err(|m| {
+                ConfigError::invalid("source.ldap.filter", format!("{:?}: {m}", self.filter))
+            })?;
+        }
         if kind != SourceKind::Ldap {
             return Ok(());
         }

@@ -5,8 +5,9 @@
 //! This module owns `Config`, loading and layering, the checks across sections and the secret
 //! helpers; each section is a file of its own with its type, defaults and checks (`concur`,
 //! `source`, `ldap`, `scim`, `sync`, `attendees`, `service` for state/admin/service/log). The
-//! LDAP mapping and the SCIM keys are still checked by the source code that compiles them
-//! (`source::ldap::check_mapping`, `ScimConfig::validate` in `source::scim`).
+//! syntax a section's values are written in is parsed here too (`ldap_filter` for the filter an
+//! LDIF export is matched against, `scim_path` for SCIM attribute paths), so that every
+//! structural check runs when the configuration is loaded. It imports nothing but `model`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -17,15 +18,21 @@ use crate::model::Secret;
 mod attendees;
 mod concur;
 mod ldap;
+mod ldap_filter;
 mod scim;
+mod scim_path;
 mod service;
 mod source;
 mod sync;
 
 pub use attendees::{AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column};
-pub use concur::ConcurConfig;
-pub use ldap::{AttributeTargets, InactiveWhen, LdapConfig, SearchScope};
-pub use scim::ScimConfig;
+pub use concur::{ConcurConfig, DEFAULT_MAX_RESPONSE_BYTES, is_loopback};
+pub use ldap::{
+    AttributeTargets, DEFAULT_ATTRIBUTES, InactiveWhen, LdapConfig, LdapMapping, SearchScope,
+};
+pub use ldap_filter::LdapFilter;
+pub use scim::{ScimConfig, ScimMapping, parse_duration};
+pub use scim_path::{AttrPath, CORE_USER, ENTERPRISE, FilterValue};
 pub use service::{AdminConfig, LogConfig, LogFormat, ServiceConfig, StateConfig, log_filter};
 pub use source::{
     CsvConfig, DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_RECORD_BYTES, SourceConfig, SourceKind,
@@ -185,7 +192,6 @@ impl Config {
                 "source.max_record_bytes and source.max_field_bytes must be > 0",
             ));
         }
-        crate::source::ldap::check_mapping(self)?;
         self.source.ldap.validate(self.source.kind)?;
         for (header, canonical) in &self.source.csv.columns {
             if crate::model::Field::from_name(canonical).is_none()

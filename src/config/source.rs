@@ -98,9 +98,16 @@ fn default_max_field_bytes() -> u64 {
     DEFAULT_MAX_FIELD_BYTES
 }
 
+impl SourceConfig {
+    /// The CSV delimiter byte.
+    pub fn delimiter(&self) -> Result<u8, ConfigError> {
+        self.csv.delimiter_byte("source.csv.delimiter")
+    }
+}
+
 impl Config {
     /// The CSV delimiter byte.
     pub fn delimiter(&self) -> Result<u8, ConfigError> {
-        self.source.csv.delimiter_byte("source.csv.delimiter")
+        self.source.delimiter()
     }
 }

@@ -13,8 +13,6 @@ use crate::source::dropfolder::{self, DropFolder};
 use crate::store::Store;
 use crate::store::files::SourceFile;
 
-use super::read;
-
 /// Where file-based sources come from.
 pub enum Input {
     /// `source.path` is one file (or the source is not file-based).
@@ -60,21 +58,15 @@ impl Input {
 /// A digest of what the source says now, for approving a held plan; `None` when it cannot be
 /// told cheaply (directory services), in which case later cycles decide.
 pub fn current_source_digest(cfg: &Config, store: &Store, input: &mut Input) -> Option<String> {
-    let file = match input {
+    match input {
         Input::Folder(f) => {
             if !f.pending(SystemTime::now()).is_empty() {
                 return Some("a new file is waiting in the drop folder".into());
             }
-            return current_file(store, f).ok().flatten().and_then(|c| c.digest);
+            current_file(store, f).ok().flatten().and_then(|c| c.digest)
         }
-        Input::Fixed => {
-            if !matches!(cfg.source.kind, SourceKind::Csv | SourceKind::Ldif) {
-                return None;
-            }
-            cfg.source.path.clone()
-        }
-    };
-    read::file_digest(&file).ok()
+        Input::Fixed => crate::source::current_digest(&cfg.source).and_then(Result::ok),
+    }
 }
 
 /// The current file of a drop folder: the last processed one as the state database records
@@ -99,7 +91,7 @@ pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current
         }
         store.kv_set(TRIED, crate::store::now().as_bytes())?;
         for path in folder.archived_files() {
-            if read::file_digest_of(&path, true).ok().as_deref() == Some(digest.as_str()) {
+            if crate::source::file_digest(&path, true).ok().as_deref() == Some(digest.as_str()) {
                 let name = dropfolder::display_name(&path);
                 store.record_source_file(&SourceFile {
                     name: name.clone(),
@@ -132,7 +124,7 @@ pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current
         )?;
         return Ok(None);
     }
-    let digest = read::file_digest_of(&path, true)?;
+    let digest = crate::source::file_digest(&path, true)?;
     if last.digest.as_deref() != Some(digest.as_str()) {
         store.alert(
             &last.name,

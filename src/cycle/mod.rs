@@ -25,14 +25,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::concur::{ClientStats, ConcurClient};
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{Op, OpKind};
 use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
 
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
-pub use read::{PlannedCycle, file_digest, file_digest_of, read_and_plan};
+pub use read::{PlannedCycle, read_and_plan};
 
 /// What a finished cycle reports.
 #[derive(Debug, Clone, Serialize)]
@@ -77,7 +77,7 @@ pub async fn run_cycle(
         Ok(()) => prepare(store).await,
         Err(e) => Err(e.into()),
     };
-    let cycle = store.begin_cycle(&source_label(cfg))?;
+    let cycle = store.begin_cycle(&crate::source::history_label(&cfg.source))?;
     let span = tracing::info_span!("cycle", id = cycle);
     run_begun(cfg, store, client, cancel, cycle, &before, prepared)
         .instrument(span)
@@ -215,6 +215,9 @@ async fn run_begun(
 /// passwords learned, rejections and warnings; a held plan of an earlier cycle is superseded.
 fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<(), SyncError> {
     store.set_cycle_source_digest(cycle, &planned.source_digest)?;
+    if let Some(read) = &planned.watermark {
+        store.record_scim_read(cycle, read)?;
+    }
     if !planned.learned_password_macs.is_empty() {
         store.learn_password_macs(&planned.learned_password_macs)?;
         tracing::info!(
@@ -255,13 +258,4 @@ fn follow(verdict: &Verdict, mut ops: Vec<Op>, cycle: i64) -> (Vec<Op>, Vec<Op>,
         ));
     }
     (ops, held, (!notes.is_empty()).then(|| notes.join("; ")))
-}
-
-/// What a cycle reads, for the cycle history.
-fn source_label(cfg: &Config) -> String {
-    match cfg.source.kind {
-        SourceKind::Csv | SourceKind::Ldif => cfg.source.path.display().to_string(),
-        SourceKind::Ldap => format!("{} {}", cfg.source.ldap.url, cfg.source.ldap.base_dn),
-        SourceKind::Scim => cfg.source.scim.url.clone(),
-    }
 }

@@ -4,14 +4,12 @@
 //! and the planner runs; the digest of what was read lets `approve` and the drop folder tell
 //! whether the source changed.
 
-use std::path::Path;
-
-use crate::config::{Config, PasswordOnCreate, SourceKind};
+use crate::config::{Config, PasswordOnCreate};
 use crate::error::SyncError;
 use crate::model::{Op, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
-use crate::source::{SourceError, SourceItem};
+use crate::source::csv::{CsvReader, RowIssue};
+use crate::source::{Records, SourceError, SourceItem};
 use crate::store::Store;
 use crate::store::readback::FormFieldRow;
 use crate::validate::Normalizer;
@@ -28,6 +26,8 @@ pub struct PlannedCycle {
     pub source_records: u64,
     pub source_label: String,
     pub source_digest: String,
+    /// The SCIM read's watermark, recorded for the cycle that applies this plan.
+    pub watermark: Option<crate::model::ScimReadMark>,
     /// False for partial (delta) reads, which never deactivate anyone.
     pub complete: bool,
     /// Distinct employee ids the source named (valid or rejected).
@@ -58,12 +58,14 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let mut records = 0u64;
     let mut suspicious = None;
     let mut warnings = Vec::new();
-    let (mut draft, snapshot_users, label, digest, complete) = match cfg.source.kind {
-        SourceKind::Csv => {
+    let prior = crate::source::Prior {
+        watermarks: store.scim_watermarks()?,
+        snapshot_empty: store.user_count()? == 0,
+    };
+    let opened = crate::source::open(&cfg.source, &prior).await?;
+    let (mut draft, snapshot_users) = match opened.records {
+        Records::Csv(reader) => {
             let path = &cfg.source.path;
-            let digest = file_digest_of(path, cfg.source.in_drop_folder)?;
-            let opts = CsvOptions::from_config(cfg)?;
-            let reader = CsvReader::open(path, &opts)?;
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
             }
@@ -73,7 +75,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Validated>>(16);
                     let warnings = &mut warnings;
                     let producer =
-                        scope.spawn(move || validate_csv(reader, normalizer, tx, warnings));
+                        scope.spawn(move || validate_csv(*reader, normalizer, tx, warnings));
                     let snapshot = store.snapshot_index();
                     let snapshot = match snapshot {
                         Ok(s) => s,
@@ -109,44 +111,23 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     "the last row ({at}) has too few fields: the file looks truncated"
                 ));
             }
-            (
-                draft,
-                snapshot_users,
-                path.display().to_string(),
-                digest,
-                true,
-            )
+            (draft, snapshot_users)
         }
-        _ => {
-            let read = crate::source::read(cfg, store).await?;
+        Records::Items(items) => {
             let snapshot = store.snapshot_index()?;
             let mut planner = Planner::new(&snapshot, &mac, options);
-            let mut h = blake3::Hasher::new();
-            for item in read.items {
+            for item in items {
                 records += 1;
                 let validated = match item {
-                    SourceItem::Record(raw) => {
-                        h.update(format!("{raw:?}").as_bytes());
-                        normalizer.normalize_noting(raw, &mut warnings)
-                    }
-                    SourceItem::Rejected(r) => {
-                        h.update(r.to_string().as_bytes());
-                        Err(vec![r])
-                    }
+                    SourceItem::Record(raw) => normalizer.normalize_noting(raw, &mut warnings),
+                    SourceItem::Rejected(r) => Err(vec![r]),
                 };
                 match validated {
                     Ok(rec) => planner.push(rec),
                     Err(rejections) => planner.push_rejected(rejections),
                 }
             }
-            let digest = h.finalize().to_hex().to_string();
-            (
-                planner.finish(read.complete),
-                snapshot.len(),
-                read.label,
-                digest,
-                read.complete,
-            )
+            (planner.finish(opened.complete), snapshot.len())
         }
     };
     let t_read = t0.elapsed();
@@ -170,9 +151,10 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         unchanged,
         skipped_inactive,
         source_records: records,
-        source_label: label,
-        source_digest: digest,
-        complete,
+        source_label: opened.label,
+        source_digest: opened.digest,
+        complete: opened.complete,
+        watermark: opened.watermark,
         source_ids,
         suspicious,
         learned_password_macs,
@@ -220,28 +202,6 @@ fn validate_csv(
         let _ = tx.send(batch);
     }
     (last_row_short, None)
-}
-
-/// The digest of a file (BLAKE3 of its bytes), following a symbolic link.
-pub fn file_digest(path: &Path) -> Result<String, SyncError> {
-    file_digest_of(path, false)
-}
-
-/// The digest of a file; with `no_follow`, a symbolic link is refused.
-pub fn file_digest_of(path: &Path, no_follow: bool) -> Result<String, SyncError> {
-    let mut h = blake3::Hasher::new();
-    let file =
-        crate::source::csv::open_file(path, no_follow).map_err(|error| SourceError::Open {
-            file: path.display().to_string(),
-            error,
-        })?;
-    h.update_reader(std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|error| SourceError::Read {
-            file: path.display().to_string(),
-            line: 0,
-            error,
-        })?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 /// The company's own form rules (cached FormFields) applied to a plan: what Concur would refuse

@@ -25,8 +25,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Default cap on a response body: 32 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// Default cap on a response body: the default of `concur.max_response_bytes` (32 MiB).
+pub use crate::config::DEFAULT_MAX_RESPONSE_BYTES as DEFAULT_MAX_BODY_BYTES;
 
 /// How often and how patiently to retry.
 #[derive(Clone, Debug)]

@@ -19,11 +19,10 @@ use serde::Serialize;
 
 use crate::concur::ConcurClient;
 use crate::concur::readback::{self as wire, FormField};
-use crate::config::{Config, ConfigError, SourceKind};
+use crate::config::{Config, ConfigError};
 use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
 use crate::source::SourceItem;
-use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
 use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, Store};
 use crate::validate::Normalizer;
@@ -46,23 +45,13 @@ async fn read_source(cfg: &Config, store: &Store) -> Result<Vec<SourceRecord>, S
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| ConfigError::invalid("defaults", m))?;
     let mut out = Vec::new();
-    match cfg.source.kind {
-        SourceKind::Csv => {
-            let opts = CsvOptions::from_config(cfg)?;
-            for item in CsvReader::open(&cfg.source.path, &opts)? {
-                match item {
-                    Ok(raw) => out.extend(normalizer.normalize(raw).ok()),
-                    Err(RowIssue::Rejected(_)) => {}
-                    Err(RowIssue::Fatal(e)) => return Err(e.into()),
-                }
-            }
-        }
-        _ => {
-            for item in crate::source::read(cfg, store).await?.items {
-                if let SourceItem::Record(raw) = item {
-                    out.extend(normalizer.normalize(raw).ok());
-                }
-            }
+    let prior = crate::source::Prior {
+        watermarks: store.scim_watermarks()?,
+        snapshot_empty: store.user_count()? == 0,
+    };
+    for item in crate::source::open(&cfg.source, &prior).await?.records {
+        if let SourceItem::Record(raw) = item? {
+            out.extend(normalizer.normalize(raw).ok());
         }
     }
     Ok(out)

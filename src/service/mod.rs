@@ -208,7 +208,7 @@ pub async fn cycle_once(
                 reason,
             }));
         }
-        let digest = match cycle::file_digest_of(&file, true) {
+        let digest = match crate::source::file_digest(&file, true).map_err(SyncError::from) {
             Ok(d) => d,
             Err(e) => {
                 set_aside(store, folder, &file, &e.to_string(), None)?;

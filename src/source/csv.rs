@@ -5,7 +5,7 @@
 //! names. Unknown columns are ignored and listed by [`CsvReader::unknown_columns`].
 
 use super::SourceError;
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, SourceConfig};
 use crate::model::RawRecord;
 use crate::model::{Field, PASSWORD_COLUMN, Rejection, RowIdentity, Secret};
 use crate::validate::{PREVIOUS_EMPLOYEE_ID, is_space};
@@ -35,13 +35,13 @@ pub use crate::config::{DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_RECORD_BYTES};
 
 impl CsvOptions {
     /// The options `[source]` and `[source.csv]` give: delimiter, column mapping, size limits.
-    pub fn from_config(cfg: &Config) -> Result<CsvOptions, ConfigError> {
+    pub fn from_config(cfg: &SourceConfig) -> Result<CsvOptions, ConfigError> {
         Ok(CsvOptions {
             delimiter: cfg.delimiter()?,
-            columns: cfg.source.csv.columns.clone(),
-            max_record_bytes: cfg.source.max_record_bytes,
-            max_field_bytes: cfg.source.max_field_bytes,
-            no_follow: cfg.source.in_drop_folder,
+            columns: cfg.csv.columns.clone(),
+            max_record_bytes: cfg.max_record_bytes,
+            max_field_bytes: cfg.max_field_bytes,
+            no_follow: cfg.in_drop_folder,
         })
     }
 }

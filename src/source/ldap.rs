@@ -1,6 +1,6 @@
 //! The live LDAP directory source (`source.kind = "ldap"`). Its configuration `[source.ldap]`
-//! (`config::LdapConfig`) lives in `config`; its attribute mapping also applies to LDIF exports
-//! (see [`super::ldap_map`]), and `check_mapping` checks it when the configuration is loaded.
+//! (`config::LdapConfig`, which also compiles and checks the attribute mapping) lives in
+//! `config`; the mapping also applies to LDIF exports (see [`super::ldap_map`]).
 //!
 //! One read is one bind and one paged subtree search (RFC 2696), so a directory with more
 //! entries than the server's size limit is read whole with an ordinary account. Anything short
@@ -15,50 +15,28 @@ use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
 use super::ldap_map::{Entry, Mapping, map_entries};
-use super::{SourceError, SourceRead};
-use crate::config::{Config, ConfigError, LdapConfig, SearchScope, SourceKind};
+use super::{Opened, Records, SourceError, records_digest};
+use crate::config::{LdapConfig, SearchScope};
 use crate::model::Secret;
 
-/// Checks the attribute mapping of `[source.ldap]` (ldap and ldif) and, for ldif, the filter
-/// the export is matched against; the other keys are checked by `config`.
-pub fn check_mapping(cfg: &Config) -> Result<(), ConfigError> {
-    let l = &cfg.source.ldap;
-    if matches!(cfg.source.kind, SourceKind::Ldap | SourceKind::Ldif) {
-        Mapping::from_config(l).map_err(|e| ConfigError::invalid(&e.key, e.message))?;
+/// The bind password, inline or from `bind_password_file`.
+fn password(l: &LdapConfig) -> Result<Option<Secret>, SourceError> {
+    if let Some(s) = &l.bind_password {
+        return Ok(Some(s.clone()));
     }
-    if cfg.source.kind == SourceKind::Ldif {
-        super::ldap_filter::Filter::parse(&l.filter).map_err(|m| {
-            ConfigError::invalid("source.ldap.filter", format!("{:?}: {m}", l.filter))
-        })?;
-    }
-    Ok(())
+    let Some(path) = &l.bind_password_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| SourceError::Open {
+        file: path.display().to_string(),
+        error,
+    })?;
+    Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
 }
 
-impl LdapConfig {
-    /// The bind password, inline or from `bind_password_file`.
-    fn password(&self) -> Result<Option<Secret>, SourceError> {
-        if let Some(s) = &self.bind_password {
-            return Ok(Some(s.clone()));
-        }
-        let Some(path) = &self.bind_password_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).map_err(|error| SourceError::Open {
-            file: path.display().to_string(),
-            error,
-        })?;
-        Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
-    }
-
-    /// What was read, for logs and the cycle history; never a credential.
-    pub fn label(&self) -> String {
-        format!(
-            "{}/{}?{}",
-            self.url.trim_end_matches('/'),
-            self.base_dn,
-            self.filter
-        )
-    }
+/// What was read, for logs and the cycle history; never a credential.
+fn label(l: &LdapConfig) -> String {
+    format!("{}/{}?{}", l.url.trim_end_matches('/'), l.base_dn, l.filter)
 }
 
 fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, SourceError> {
@@ -104,16 +82,17 @@ fn entry_of(se: SearchEntry) -> Entry {
     }
 }
 
-/// Reads every matching entry of the directory.
-pub async fn read(cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
-    let l = &cfg.source.ldap;
+/// Reads every matching entry of the directory `[source.ldap]` names.
+pub async fn read(l: &LdapConfig) -> Result<Opened, SourceError> {
     let mapping = Mapping::from_config(l)?;
     let entries = search(l, &mapping.requested_attributes()).await?;
     let items = map_entries(&entries, &mapping);
-    Ok(SourceRead {
-        items,
+    Ok(Opened {
+        digest: records_digest(&items),
+        records: Records::Items(items),
         complete: true,
-        label: l.label(),
+        label: label(l),
+        watermark: None,
     })
 }
 
@@ -150,7 +129,7 @@ pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, Sour
         }
     });
 
-    let password = l.password()?;
+    let password = password(l)?;
     let bind_dn = l.bind_dn.clone().unwrap_or_default();
     let bind = ldap
         .with_timeout(op_timeout)

@@ -7,13 +7,13 @@
 //! id within the same read, applies `inactive_when`, and rejects what cannot be used, naming the
 //! entry and the rule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::model::RawRecord;
 use crate::model::{Field, FieldKind, Rejection, RowIdentity};
 
 use super::SourceItem;
-use crate::config::{AttributeTargets, InactiveWhen, LdapConfig};
+use crate::config::{ConfigError, InactiveWhen, LdapConfig, LdapMapping};
 
 /// One directory object as read from an LDIF file or a live search.
 #[derive(Debug, Default, Clone)]
@@ -77,21 +77,8 @@ impl Entry {
     }
 }
 
-/// The inetOrgPerson defaults: LDAP attribute → canonical fields.
-pub const DEFAULT_ATTRIBUTES: &[(&str, &[&str])] = &[
-    ("employeeNumber", &["employee_id"]),
-    ("mail", &["login_id", "email"]),
-    ("givenName", &["first_name"]),
-    ("sn", &["last_name"]),
-    ("initials", &["middle_initial"]),
-    ("preferredLanguage", &["locale"]),
-    ("c", &["country"]),
-    ("departmentNumber", &["org_unit1"]),
-    ("ou", &["org_unit1"]),
-    ("manager", &["manager_employee_id"]),
-];
-
-/// Which attributes feed which canonical field, and the inactive rule.
+/// Which attributes feed which canonical field, and the inactive rule: the compiled
+/// `[source.ldap]` mapping (`LdapConfig::mapping`) applied to entries.
 #[derive(Debug, Clone)]
 pub struct Mapping {
     /// Canonical field → attribute descriptions in priority order (the first one an entry has
@@ -100,95 +87,11 @@ pub struct Mapping {
     inactive: Option<InactiveWhen>,
 }
 
-/// Why the mapping configuration cannot be used; names the key.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration key {key}: {message}")]
-pub struct MappingError {
-    pub key: String,
-    pub message: String,
-}
-
 impl Mapping {
-    /// The inetOrgPerson defaults overlaid with `[source.ldap.attributes]`: a configured
-    /// attribute replaces every default that fed the same canonical fields, and an attribute
-    /// mapped to `""` (or `[]`) is not used at all.
-    pub fn from_config(cfg: &LdapConfig) -> Result<Mapping, MappingError> {
-        let mut table: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
-        let mut configured: Vec<(String, String, Vec<Field>)> = Vec::new();
-        for (attr, targets) in &cfg.attributes {
-            let key = format!("source.ldap.attributes.{attr}");
-            if attr.trim().is_empty() || attr.contains([' ', ':', '=', ',']) {
-                return Err(MappingError {
-                    key,
-                    message: "not an LDAP attribute description".into(),
-                });
-            }
-            let mut fields = Vec::new();
-            for name in targets.names() {
-                if name.is_empty() {
-                    continue;
-                }
-                let field = Field::from_name(name).ok_or_else(|| MappingError {
-                    key: key.clone(),
-                    message: format!("\"{name}\" is not a canonical field name"),
-                })?;
-                fields.push(field);
-            }
-            configured.push((attr.to_ascii_lowercase(), attr.clone(), fields));
-        }
-        let overridden: Vec<Field> = configured
-            .iter()
-            .flat_map(|(_, _, f)| f.iter().copied())
-            .collect();
-        for (attr, names) in DEFAULT_ATTRIBUTES {
-            let fields: Vec<Field> = names
-                .iter()
-                .filter_map(|n| Field::from_name(n))
-                .filter(|f| !overridden.contains(f))
-                .collect();
-            if !fields.is_empty() {
-                table.insert(attr.to_ascii_lowercase(), ((*attr).to_owned(), fields));
-            }
-        }
-        for (lower, attr, fields) in configured {
-            if fields.is_empty() {
-                table.remove(&lower);
-            } else {
-                table.insert(lower, (attr, fields));
-            }
-        }
-        // Alphabetical by attribute description: several attributes for one field are tried in
-        // that order (departmentNumber before ou).
-        let mut by_field: BTreeMap<Field, Vec<String>> = BTreeMap::new();
-        for (attr, fields) in table.into_values() {
-            for f in fields {
-                by_field.entry(f).or_default().push(attr.clone());
-            }
-        }
-        if !by_field.contains_key(&Field::EMPLOYEE_ID) {
-            return Err(MappingError {
-                key: "source.ldap.attributes".into(),
-                message: "no attribute maps to employee_id (the key of every user)".into(),
-            });
-        }
-        if let Some(rule) = &cfg.inactive_when {
-            if rule.attribute.trim().is_empty() {
-                return Err(MappingError {
-                    key: "source.ldap.inactive_when.attribute".into(),
-                    message: "must name an attribute".into(),
-                });
-            }
-            if rule.values.is_empty() && rule.bitmask.is_none() {
-                return Err(MappingError {
-                    key: "source.ldap.inactive_when".into(),
-                    message: "give values = [\"…\"] or bitmask = N".into(),
-                });
-            }
-        }
-        Ok(Mapping {
-            fields: by_field.into_iter().collect(),
-            inactive: cfg.inactive_when.clone(),
-        })
+    /// The mapping `[source.ldap]` configures.
+    pub fn from_config(cfg: &LdapConfig) -> Result<Mapping, ConfigError> {
+        let LdapMapping { fields, inactive } = cfg.mapping()?;
+        Ok(Mapping { fields, inactive })
     }
 
     /// The attribute descriptions a search must return: every mapped one, the inactive rule's
@@ -490,18 +393,10 @@ fn map_one(
     })
 }
 
-impl AttributeTargets {
-    fn names(&self) -> Vec<&str> {
-        match self {
-            AttributeTargets::One(s) => vec![s.trim()],
-            AttributeTargets::Many(v) => v.iter().map(|s| s.trim()).collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn entry(dn: &str, attrs: &[(&str, &str)]) -> Entry {
         Entry {

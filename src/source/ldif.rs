@@ -13,35 +13,39 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::ldap_filter::Filter;
+use super::ldap_filter::matches;
 use super::ldap_map::{Entry, Mapping, map_entries, normalize_dn};
-use super::{SourceError, SourceRead};
+use super::{FileLimits, Opened, Records, SourceError, bytes_digest};
+use crate::config::{LdapConfig, LdapFilter};
 
-/// Reads the LDIF file at `source.path`.
-pub fn read(cfg: &crate::config::Config) -> Result<SourceRead, SourceError> {
-    let l = &cfg.source.ldap;
+/// Reads the LDIF file at `path` with the mapping and filter of `[source.ldap]`. Its digest is
+/// the one of the bytes read ([`super::file_digest`]).
+pub fn read(path: &Path, l: &LdapConfig, limits: FileLimits) -> Result<Opened, SourceError> {
     let mapping = Mapping::from_config(l)?;
-    let filter = Filter::parse(&l.filter).map_err(|m| SourceError::Ldif {
+    let filter = LdapFilter::parse(&l.filter).map_err(|m| SourceError::Ldif {
         file: "source.ldap.filter".into(),
         line: 0,
         reason: m,
     })?;
-    let path = &cfg.source.path;
-    check_sizes(path, cfg)?;
-    let all = read_file(path)?;
+    check_sizes(path, limits)?;
+    let file = path.display().to_string();
+    let bytes = read_bytes(path, limits.no_follow)?;
+    let all = parse(&file, &bytes)?;
     let read = all.len();
     let entries = select(all, &filter, &l.base_dn);
     tracing::info!(file = %path.display(), entries = read, selected = entries.len(), "read the LDIF file");
-    Ok(SourceRead {
-        items: map_entries(&entries, &mapping),
+    Ok(Opened {
+        records: Records::Items(map_entries(&entries, &mapping)),
         complete: true,
-        label: path.display().to_string(),
+        label: file,
+        digest: bytes_digest(&bytes),
+        watermark: None,
     })
 }
 
 /// The entries a search of `base_dn` (subtree; everything when empty) with `filter` would
 /// return. Entries with problems are always kept, so that they are reported.
-pub fn select(entries: Vec<Entry>, filter: &Filter, base_dn: &str) -> Vec<Entry> {
+pub fn select(entries: Vec<Entry>, filter: &LdapFilter, base_dn: &str) -> Vec<Entry> {
     let base = normalize_dn(base_dn);
     entries
         .into_iter()
@@ -52,7 +56,7 @@ pub fn select(entries: Vec<Entry>, filter: &Filter, base_dn: &str) -> Vec<Entry>
             let dn = normalize_dn(&e.dn);
             let in_base =
                 base_dn.trim().is_empty() || dn == base || dn.ends_with(&format!(",{base}"));
-            in_base && filter.matches(e)
+            in_base && matches(filter, e)
         })
         .collect()
 }
@@ -62,16 +66,14 @@ pub fn select(entries: Vec<Entry>, filter: &Filter, base_dn: &str) -> Vec<Entry>
 /// `source.max_record_bytes` or a line longer than `source.max_field_bytes` (a file without
 /// line breaks, a huge value) fails it in constant memory. Drop-folder files are opened without
 /// following links.
-fn check_sizes(path: &Path, cfg: &crate::config::Config) -> Result<(), SourceError> {
+fn check_sizes(path: &Path, limits: FileLimits) -> Result<(), SourceError> {
     use std::io::Read;
     let file = path.display().to_string();
-    let f = super::csv::open_file(path, cfg.source.in_drop_folder).map_err(|error| {
-        SourceError::Open {
-            file: file.clone(),
-            error,
-        }
+    let f = super::csv::open_file(path, limits.no_follow).map_err(|error| SourceError::Open {
+        file: file.clone(),
+        error,
     })?;
-    let (max_entry, max_line) = (cfg.source.max_record_bytes, cfg.source.max_field_bytes);
+    let (max_entry, max_line) = (limits.max_record_bytes, limits.max_field_bytes);
     let mut reader = std::io::BufReader::with_capacity(64 << 10, f);
     let mut buf = vec![0u8; 64 << 10];
     let (mut line, mut entry_line) = (1u64, 1u64);
@@ -130,12 +132,21 @@ fn check_sizes(path: &Path, cfg: &crate::config::Config) -> Result<(), SourceErr
 }
 
 pub fn read_file(path: &Path) -> Result<Vec<Entry>, SourceError> {
-    let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|error| SourceError::Open {
-        file: file.clone(),
+    parse(&path.display().to_string(), &read_bytes(path, false)?)
+}
+
+/// The whole file; with `no_follow`, a symbolic link is refused.
+fn read_bytes(path: &Path, no_follow: bool) -> Result<Vec<u8>, SourceError> {
+    use std::io::Read;
+    let open_error = |error| SourceError::Open {
+        file: path.display().to_string(),
         error,
-    })?;
-    parse(&file, &bytes)
+    };
+    let mut bytes = Vec::new();
+    super::csv::open_file(path, no_follow)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(open_error)?;
+    Ok(bytes)
 }
 
 /// Parses LDIF content; `file` names it in origins and errors.
@@ -549,7 +560,8 @@ mod tests {
             "objectGUID=00112233-4455-6677-8899-aabbccddeeff"
         );
         let documented =
-            Filter::parse("(&(objectClass=user)(objectCategory=person)(employeeID=*))").unwrap();
+            LdapFilter::parse("(&(objectClass=user)(objectCategory=person)(employeeID=*))")
+                .unwrap();
         let staff = select(entries.clone(), &documented, "dc=CORP,dc=example,dc=com");
         assert_eq!(staff.len(), 3, "the service account has no employeeID");
         let items = map_entries(&entries, &Mapping::from_config(&cfg).unwrap());

@@ -1,15 +1,16 @@
 //! The SCIM 2.0 feed source (`source.kind = "scim"`, RFC 7643/7644): pages through `GET /Users`
 //! (sorted by id when the service can sort), maps each User resource onto canonical fields
 //! (`map`), resolves managers' SCIM ids to employee ids, and between full reads asks only for
-//! users changed since the last acknowledged read (`state`). Requests go through the shared
-//! retry machinery (`http::retry`) with a limiter of their own.
+//! users changed since the last acknowledged read. The watermarks are plain data: the caller
+//! passes those in force ([`super::Prior`]) and keeps the one each read returns (the state
+//! database, `Store::record_scim_read`). Requests go through the shared retry machinery
+//! (`http::retry`) with a limiter of their own.
 //!
 //! A read either returns every user it was asked for or fails: an answer that cannot be used
 //! (401/403, a page that still fails after retries, a service that repeats a page) fails the
 //! cycle before any write, so nobody is deactivated.
 
 mod map;
-mod state;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,95 +19,27 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::Url;
 use serde_json::Value;
 
-use super::{SourceError, SourceItem, SourceRead};
-use crate::config::{ConfigError, ScimConfig};
+use super::{Opened, Prior, Records, SourceError, SourceItem, records_digest};
+use crate::config::{ConfigError, ScimConfig, parse_duration};
 use crate::http::retry::{Pacer, RetryPolicy, is_retryable_status, send_with_retry};
 use crate::model::RawRecord;
-use crate::model::{Field, Rejection, RowIdentity, Secret};
+use crate::model::{Field, Rejection, RowIdentity, ScimReadMark, Secret};
 
-pub use map::{AttrPath, CORE_USER, ENTERPRISE, Mapping};
+pub use map::Mapping;
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::invalid(&format!("source.scim.{key}"), message)
-}
-
-impl ScimConfig {
-    /// Checks every key; called by `Config::validate` when `source.kind = "scim"`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.url.trim();
-        if url.is_empty() {
-            return Err(invalid(
-                "url",
-                "missing: the SCIM service base, e.g. https://idp.example.com/scim/v2",
-            ));
-        }
-        if !(url.starts_with("https://") || url.starts_with("http://")) || Url::parse(url).is_err()
-        {
-            return Err(invalid("url", "must be an https:// (or http://) URL"));
-        }
-        crate::config::secret_keys("source.scim.token", &self.token, &self.token_file)?;
-        if self.page_size == 0 || self.page_size > 10_000 {
-            return Err(invalid("page_size", "must be between 1 and 10000"));
-        }
-        parse_duration(&self.full_every).map_err(|m| invalid("full_every", m))?;
-        parse_duration(&self.delta_overlap).map_err(|m| invalid("delta_overlap", m))?;
-        Mapping::new(&self.attributes).map_err(|(k, m)| invalid(&format!("attributes.{k}"), m))?;
-        crate::config::validate_http_limits(
-            "source.scim",
-            self.requests_per_second,
-            self.timeout_seconds,
-            self.max_attempts,
-        )
-    }
-
-    /// What identifies the user set and its mapping: a change forces a full read.
-    fn digest(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        h.update(self.url.trim().trim_end_matches('/').as_bytes());
+/// What identifies the user set and its mapping: a change forces a full read.
+fn settings_digest(sc: &ScimConfig) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(sc.url.trim().trim_end_matches('/').as_bytes());
+    h.update(b"\0");
+    h.update(sc.filter.as_deref().unwrap_or("").as_bytes());
+    for (k, v) in &sc.attributes {
         h.update(b"\0");
-        h.update(self.filter.as_deref().unwrap_or("").as_bytes());
-        for (k, v) in &self.attributes {
-            h.update(b"\0");
-            h.update(k.as_bytes());
-            h.update(b"=");
-            h.update(v.as_bytes());
-        }
-        h.finalize().to_hex()[..16].to_owned()
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
     }
-}
-
-/// A duration such as `24h`, `90m`, `1h30m`, `45s`, `2d` or plain seconds (`3600`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let bad = || format!("{t:?} is not a duration such as 24h, 90m, 1h30m, 45s or 3600");
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            ' ' if num.is_empty() => continue,
-            _ => return Err(bad()),
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        num.clear();
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    h.finalize().to_hex()[..16].to_owned()
 }
 
 /// Why a SCIM read failed. Messages name the URL (never the token) and the key to fix.
@@ -138,8 +71,6 @@ pub enum ScimError {
     },
     #[error("{url}: {message}; nothing was changed")]
     Protocol { url: String, message: String },
-    #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
 }
 
 static FULL_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -284,12 +215,12 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         .map(|d| SystemTime::from(d.with_timezone(&chrono::Utc)))
 }
 
-/// Reads the users of the SCIM service (a full or a delta read).
-pub async fn read(
-    cfg: &crate::config::Config,
-    store: &crate::store::Store,
-) -> Result<SourceRead, SourceError> {
-    Ok(read_scim(&cfg.source.scim, store).await?)
+/// Reads the users of the SCIM service `[source.scim]` names: a full read, or between full
+/// reads (`full_every`) a delta read of the users changed since `prior`'s watermark. The read's
+/// own watermark comes back with it ([`Opened::watermark`]); the caller records it for its
+/// cycle, and it is in force for a later read only once that cycle ended well.
+pub async fn read(sc: &ScimConfig, prior: &Prior) -> Result<Opened, SourceError> {
+    Ok(read_scim(sc, prior).await?)
 }
 
 impl From<ScimError> for SourceError {
@@ -298,7 +229,7 @@ impl From<ScimError> for SourceError {
     }
 }
 
-async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<SourceRead, ScimError> {
+async fn read_scim(sc: &ScimConfig, prior: &Prior) -> Result<Opened, ScimError> {
     let t0 = Instant::now();
     let config_err = |e: ConfigError| match e {
         ConfigError::Invalid { key, message } => ScimError::Config { key, message },
@@ -307,10 +238,7 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
     sc.validate().map_err(config_err)?;
     let token = crate::config::resolve("source.scim.token", &sc.token, &sc.token_file)
         .map_err(config_err)?;
-    let mapping = Mapping::new(&sc.attributes).map_err(|(k, m)| ScimError::Config {
-        key: format!("source.scim.attributes.{k}"),
-        message: m,
-    })?;
+    let mapping = Mapping::new(sc).map_err(config_err)?;
     let full_every = parse_duration(&sc.full_every).unwrap_or(Duration::from_secs(3_600));
     let overlap = parse_duration(&sc.delta_overlap).unwrap_or(Duration::from_secs(60));
     let timeout = Duration::from_secs_f64(sc.timeout_seconds);
@@ -349,8 +277,8 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
     let watermark = rfc3339(start.checked_sub(overlap).unwrap_or(start));
 
     // Full or delta?
-    let marks = state::settle(store)?;
-    let digest = sc.digest();
+    let marks = &prior.watermarks;
+    let digest = settings_digest(sc);
     let forced = FULL_REQUESTED.swap(false, Ordering::SeqCst);
     let since = marks.delta_since.clone().or(marks.last_full.clone());
     let due = match marks.last_full.as_deref().and_then(parse_rfc3339) {
@@ -367,7 +295,7 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
         Some("full_every has passed")
     } else if !feat.filter {
         Some("the service does not support filtering")
-    } else if store.user_count()? == 0 {
+    } else if prior.snapshot_empty {
         Some("the snapshot is empty")
     } else {
         None
@@ -583,7 +511,6 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
             "the user list changed during the full read; users missing from it are not deactivated this cycle, and the next cycle reads in full again"
         );
     }
-    state::record(store, &watermark, complete, &digest)?;
     let total = t0.elapsed();
     tracing::info!(
         mode = if full { "full" } else { "delta" },
@@ -598,13 +525,19 @@ async fn read_scim(sc: &ScimConfig, store: &crate::store::Store) -> Result<Sourc
         total_ms = total.as_millis() as u64,
         "SCIM read finished"
     );
-    Ok(SourceRead {
-        items,
+    Ok(Opened {
+        digest: records_digest(&items),
+        records: Records::Items(items),
         complete,
         label: match &delta_since {
             Some(s) => format!("{} (changed since {s})", http.base),
             None => http.base.clone(),
         },
+        watermark: Some(ScimReadMark {
+            start: watermark,
+            full: complete,
+            digest,
+        }),
     })
 }
 
@@ -618,76 +551,6 @@ fn origin_of(item: &SourceItem) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        for (t, s) in [
-            ("24h", 86_400),
-            ("90m", 5_400),
-            ("1h30m", 5_400),
-            ("45s", 45),
-            ("2d", 172_800),
-            ("3600", 3_600),
-            ("0s", 0),
-        ] {
-            assert_eq!(parse_duration(t), Ok(Duration::from_secs(s)), "{t}");
-        }
-        for t in ["", "h", "5x", "1.5h", "10 minutes"] {
-            assert!(parse_duration(t).is_err(), "{t}");
-        }
-    }
-
-    fn config(scim: &str) -> Result<crate::config::Config, String> {
-        crate::config::Config::from_toml(&format!(
-            "[source]\nkind = \"scim\"\n[source.scim]\n{scim}\n[concur]\nclient_id = \"i\"\n\
-             client_secret = \"s\"\ncompany_id = \"c\"\nrequest_token = \"t\"\n"
-        ))
-        .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn config_keys_are_checked_by_name() {
-        let c = config("url = \"https://idp.example.com/scim/v2\"\ntoken = \"tok\"").unwrap();
-        let s = &c.source.scim;
-        assert_eq!(
-            (s.page_size, s.full_every.as_str(), s.max_attempts),
-            (100, "1h", 6)
-        );
-        for (scim, key) in [
-            ("token = \"t\"", "source.scim.url"),
-            ("url = \"ftp://x\"\ntoken = \"t\"", "source.scim.url"),
-            ("url = \"https://x\"", "source.scim.token"),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\ntoken_file = \"/f\"",
-                "source.scim.token",
-            ),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\nfull_every = \"soon\"",
-                "source.scim.full_every",
-            ),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\npage_size = 0",
-                "source.scim.page_size",
-            ),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\n[source.scim.attributes]\nbogus = \"title\"",
-                "source.scim.attributes.bogus",
-            ),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\n[source.scim.attributes]\nemail = \"emails[type]\"",
-                "source.scim.attributes.email",
-            ),
-            (
-                "url = \"https://x\"\ntoken = \"t\"\nbogus_key = 1",
-                "bogus_key",
-            ),
-        ] {
-            let e = config(scim).unwrap_err();
-            assert!(e.contains(key), "{scim}: {e}");
-        }
-        let e = config("url = \"https://x\"\ntoken = \"secret-value\"\npage_size = 0").unwrap_err();
-        assert!(!e.contains("secret-value"), "{e}");
-    }
 
     #[test]
     fn timestamps_round_trip() {

@@ -501,16 +501,21 @@ async fn slapcat_output_read_as_ldif_gives_the_same_users_as_the_live_directory(
         export.display().to_string()
     ))
     .unwrap();
-    let live = concur_sync::source::ldap::read(&live_cfg).await.unwrap();
-    let file = concur_sync::source::ldif::read(&ldif_cfg).unwrap();
+    let prior = concur_sync::source::Prior::default();
+    let live = concur_sync::source::open(&live_cfg.source, &prior)
+        .await
+        .unwrap();
+    let file = concur_sync::source::open(&ldif_cfg.source, &prior)
+        .await
+        .unwrap();
     assert!(live.complete && file.complete);
 
     type Users = BTreeMap<String, Vec<(String, String)>>;
-    let summarize = |read: concur_sync::source::SourceRead| -> (Users, Vec<String>) {
+    let summarize = |read: concur_sync::source::Opened| -> (Users, Vec<String>) {
         let mut users = Users::new();
         let mut rejected = Vec::new();
-        for item in read.items {
-            match item {
+        for item in read.records {
+            match item.unwrap() {
                 concur_sync::source::SourceItem::Record(r) => {
                     let mut v: Vec<(String, String)> = r
                         .values

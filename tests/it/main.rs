@@ -19,5 +19,6 @@ mod scim;
 mod secrets;
 mod service;
 mod simulator;
+mod source_digest;
 mod sync_cycle;
 mod tokens;

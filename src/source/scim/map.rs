@@ -1,206 +1,85 @@
-//! SCIM attribute paths (`userName`, `name.givenName`, `emails[type eq "work"].value`,
-//! `urn:…:enterprise:2.0:User:costCenter`) and the mapping of a User resource onto canonical
-//! fields. Pure: no IO.
-
-use std::collections::BTreeMap;
+//! The mapping of a SCIM User resource onto canonical fields: the value at an attribute path
+//! (`config::AttrPath`, parsed with the configuration) and the compiled mapping of
+//! `[source.scim.attributes]` (`config::ScimMapping`) applied to a resource. Pure: no IO.
 
 use serde_json::Value;
 
+use crate::config::{AttrPath, CORE_USER, ConfigError, FilterValue, ScimConfig};
 use crate::model::Field;
 
-/// The core User schema: its attributes sit at the top of a resource.
-pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-/// The enterprise User extension (RFC 7643 §4.3).
-pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-/// A value in a value filter: `type eq "work"`, `primary eq true`.
-#[derive(Clone, Debug, PartialEq)]
-enum FilterValue {
-    Text(String),
-    Bool(bool),
-}
-
-/// One parsed attribute path: `[schema:]attr[[sub eq value]][.sub]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttrPath {
-    text: String,
-    schema: Option<String>,
-    attr: String,
-    filter: Option<(String, FilterValue)>,
-    sub: Option<String>,
-}
-
-impl AttrPath {
-    /// Parses a path; the error says what is wrong with it.
-    pub fn parse(text: &str) -> Result<AttrPath, String> {
-        let t = text.trim();
-        if t.is_empty() {
-            return Err("empty attribute path".into());
-        }
-        let (schema, rest) = if t.len() > 4 && t[..4].eq_ignore_ascii_case("urn:") {
-            let head_end = t.find('[').unwrap_or(t.len());
-            let head = &t[..head_end];
-            // The attribute starts after the last ':' (before any '.' of a sub-attribute).
-            let dot = head
-                .rfind(':')
-                .map_or(0, |c| head[c..].find('.').map_or(head.len(), |d| c + d));
-            let colon = head[..dot.max(1)]
-                .rfind(':')
-                .ok_or_else(|| format!("{t:?}: a schema URN must be followed by :attribute"))?;
-            (Some(t[..colon].to_owned()), &t[colon + 1..])
-        } else {
-            (None, t)
-        };
-        let name_end = rest.find(['[', '.']).unwrap_or(rest.len());
-        let attr = &rest[..name_end];
-        if !valid_name(attr) {
-            return Err(format!("{t:?}: {attr:?} is not an attribute name"));
-        }
-        let mut tail = &rest[name_end..];
-        let mut filter = None;
-        if let Some(f) = tail.strip_prefix('[') {
-            let close = f
-                .find(']')
-                .ok_or_else(|| format!("{t:?}: '[' without a closing ']'"))?;
-            filter = Some(parse_filter(&f[..close]).map_err(|e| format!("{t:?}: {e}"))?);
-            tail = &f[close + 1..];
-        }
-        let sub = match tail.strip_prefix('.') {
-            Some(s) if valid_name(s) => Some(s.to_owned()),
-            Some(s) => return Err(format!("{t:?}: {s:?} is not a sub-attribute name")),
-            None if tail.is_empty() => None,
-            None => return Err(format!("{t:?}: unexpected {tail:?}")),
-        };
-        Ok(AttrPath {
-            text: t.to_owned(),
-            schema,
-            attr: attr.to_owned(),
-            filter,
-            sub,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// True for the enterprise `manager` (or `manager.value`): its value is the manager's SCIM
-    /// id, which the reader resolves to the manager's employee id.
-    pub fn is_manager_reference(&self) -> bool {
-        self.attr.eq_ignore_ascii_case("manager")
-            && self
-                .sub
-                .as_deref()
-                .is_none_or(|s| s.eq_ignore_ascii_case("value"))
-    }
-
-    /// The value at this path as text: `Ok(None)` when absent or null, `Err` (a message) when
-    /// the resource has the wrong shape for it.
-    pub fn text_in(&self, resource: &Value) -> Result<Option<String>, String> {
-        let base = match &self.schema {
-            Some(s) if !s.eq_ignore_ascii_case(CORE_USER) => match get_ci(resource, s) {
-                None | Some(Value::Null) => return Ok(None),
-                Some(v @ Value::Object(_)) => v,
-                Some(v) => return Err(format!("{s} is {}, not an object", kind(v))),
-            },
-            _ => resource,
-        };
-        let Some(mut v) = get_ci(base, &self.attr) else {
-            return Ok(None);
-        };
-        if let Value::Array(items) = v {
-            let mut pick = None;
-            for item in items {
-                let Value::Object(_) = item else {
-                    if self.filter.is_none() && self.sub.is_none() {
-                        pick = pick.or(Some(item));
-                        continue;
-                    }
-                    return Err(format!(
-                        "{} holds {}, not complex values",
-                        self.attr,
-                        kind(item)
-                    ));
-                };
-                let wanted = match &self.filter {
-                    Some((key, want)) => matches(get_ci(item, key), want),
-                    None => get_ci(item, "primary") == Some(&Value::Bool(true)),
-                };
-                if wanted {
-                    pick = Some(item);
-                    break;
-                }
-            }
-            if pick.is_none() && self.filter.is_none() {
-                pick = items.first();
-            }
-            match pick {
-                Some(p) => v = p,
-                None => return Ok(None),
-            }
-        } else if self.filter.is_some() {
-            return Err(format!("{} is {}, not multi-valued", self.attr, kind(v)));
-        }
-        let v = match (&self.sub, v) {
-            (Some(sub), Value::Object(_)) => match get_ci(v, sub) {
-                Some(x) => x,
-                None => return Ok(None),
-            },
-            (Some(_), Value::Null) => return Ok(None),
-            (Some(sub), other) => {
-                return Err(format!(
-                    "{} is {}, so it has no {sub}",
-                    self.attr,
-                    kind(other)
-                ));
-            }
-            (None, Value::Object(_)) if self.is_manager_reference() => match get_ci(v, "value") {
-                Some(x) => x,
-                None => return Ok(None),
-            },
-            (None, v) => v,
-        };
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            Value::Bool(b) => Ok(Some(b.to_string())),
-            Value::Number(n) => Ok(Some(n.to_string())),
-            other => Err(format!("is {}, expected a single value", kind(other))),
-        }
-    }
-}
-
-fn valid_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
-}
-
-fn parse_filter(f: &str) -> Result<(String, FilterValue), String> {
-    let f = f.trim();
-    let lower = f.to_ascii_lowercase();
-    let at = lower
-        .find(" eq ")
-        .ok_or_else(|| format!("value filter [{f}] must have the form [attribute eq value]"))?;
-    let key = f[..at].trim();
-    let raw = f[at + 4..].trim();
-    if !valid_name(key) {
-        return Err(format!("{key:?} is not an attribute name"));
-    }
-    let value = if let Some(s) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        FilterValue::Text(s.to_owned())
-    } else if raw.eq_ignore_ascii_case("true") {
-        FilterValue::Bool(true)
-    } else if raw.eq_ignore_ascii_case("false") {
-        FilterValue::Bool(false)
-    } else {
-        return Err(format!(
-            "value filter [{f}]: the value must be \"quoted text\", true or false"
-        ));
+/// The value at this path as text: `Ok(None)` when absent or null, `Err` (a message) when
+/// the resource has the wrong shape for it.
+pub fn text_in(path: &AttrPath, resource: &Value) -> Result<Option<String>, String> {
+    let base = match path.schema() {
+        Some(s) if !s.eq_ignore_ascii_case(CORE_USER) => match get_ci(resource, s) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v @ Value::Object(_)) => v,
+            Some(v) => return Err(format!("{s} is {}, not an object", kind(v))),
+        },
+        _ => resource,
     };
-    Ok((key.to_owned(), value))
+    let Some(mut v) = get_ci(base, path.attr()) else {
+        return Ok(None);
+    };
+    if let Value::Array(items) = v {
+        let mut pick = None;
+        for item in items {
+            let Value::Object(_) = item else {
+                if path.filter().is_none() && path.sub().is_none() {
+                    pick = pick.or(Some(item));
+                    continue;
+                }
+                return Err(format!(
+                    "{} holds {}, not complex values",
+                    path.attr(),
+                    kind(item)
+                ));
+            };
+            let wanted = match path.filter() {
+                Some((key, want)) => matches(get_ci(item, key), want),
+                None => get_ci(item, "primary") == Some(&Value::Bool(true)),
+            };
+            if wanted {
+                pick = Some(item);
+                break;
+            }
+        }
+        if pick.is_none() && path.filter().is_none() {
+            pick = items.first();
+        }
+        match pick {
+            Some(p) => v = p,
+            None => return Ok(None),
+        }
+    } else if path.filter().is_some() {
+        return Err(format!("{} is {}, not multi-valued", path.attr(), kind(v)));
+    }
+    let v = match (path.sub(), v) {
+        (Some(sub), Value::Object(_)) => match get_ci(v, sub) {
+            Some(x) => x,
+            None => return Ok(None),
+        },
+        (Some(_), Value::Null) => return Ok(None),
+        (Some(sub), other) => {
+            return Err(format!(
+                "{} is {}, so it has no {sub}",
+                path.attr(),
+                kind(other)
+            ));
+        }
+        (None, Value::Object(_)) if path.is_manager_reference() => match get_ci(v, "value") {
+            Some(x) => x,
+            None => return Ok(None),
+        },
+        (None, v) => v,
+    };
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(format!("is {}, expected a single value", kind(other))),
+    }
 }
 
 fn matches(v: Option<&Value>, want: &FilterValue) -> bool {
@@ -233,53 +112,6 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// The default mapping: each canonical field with its SCIM paths, tried in order.
-fn default_paths() -> Vec<(Field, Vec<&'static str>)> {
-    vec![
-        (
-            Field::EMPLOYEE_ID,
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"],
-        ),
-        (Field::LOGIN_ID, vec!["userName"]),
-        (
-            Field::EMAIL,
-            vec![
-                "emails[primary eq true].value",
-                "emails[type eq \"work\"].value",
-                "emails.value",
-            ],
-        ),
-        (Field::FIRST_NAME, vec!["name.givenName"]),
-        (Field::LAST_NAME, vec!["name.familyName"]),
-        (Field::MIDDLE_INITIAL, vec!["name.middleName"]),
-        (Field::ACTIVE, vec!["active"]),
-        (Field::LOCALE, vec!["locale", "preferredLanguage"]),
-        (
-            Field::COUNTRY,
-            vec![
-                "addresses[type eq \"work\"].country",
-                "addresses[primary eq true].country",
-            ],
-        ),
-        (
-            Field::ORG_UNIT1,
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"],
-        ),
-        (
-            Field::ORG_UNIT2,
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter"],
-        ),
-        (
-            Field::ORG_UNIT3,
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division"],
-        ),
-        (
-            Field::MANAGER_EMPLOYEE_ID,
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"],
-        ),
-    ]
-}
-
 /// Canonical field → SCIM paths, defaults merged with `[source.scim.attributes]`.
 #[derive(Clone, Debug)]
 pub struct Mapping {
@@ -297,33 +129,10 @@ pub struct Mapped {
 }
 
 impl Mapping {
-    /// Builds the mapping; `overrides` is canonical field name → SCIM path (`""` unmaps the
-    /// field). The error names the key and the problem.
-    pub fn new(overrides: &BTreeMap<String, String>) -> Result<Mapping, (String, String)> {
-        let mut by_field: BTreeMap<Field, (Vec<AttrPath>, bool)> = BTreeMap::new();
-        for (f, paths) in default_paths() {
-            let parsed = paths
-                .iter()
-                .map(|p| AttrPath::parse(p).map_err(|e| (f.name().to_owned(), e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            by_field.insert(f, (parsed, true));
-        }
-        for (name, path) in overrides {
-            let Some(f) = Field::from_name(name) else {
-                return Err((name.clone(), "not a canonical field name".into()));
-            };
-            if path.trim().is_empty() {
-                by_field.remove(&f);
-                continue;
-            }
-            let p = AttrPath::parse(path).map_err(|e| (name.clone(), e))?;
-            by_field.insert(f, (vec![p], false));
-        }
+    /// The mapping `[source.scim]` configures (see `ScimConfig::mapping`).
+    pub fn new(cfg: &ScimConfig) -> Result<Mapping, ConfigError> {
         Ok(Mapping {
-            fields: by_field
-                .into_iter()
-                .map(|(f, (p, default))| (f, p, default))
-                .collect(),
+            fields: cfg.mapping()?.fields,
         })
     }
 
@@ -463,7 +272,7 @@ fn first_text<'p>(
     resource: &Value,
 ) -> Result<Option<(String, &'p AttrPath)>, String> {
     for p in paths {
-        match p.text_in(resource) {
+        match text_in(p, resource) {
             Ok(Some(v)) if !v.trim().is_empty() => return Ok(Some((v, p))),
             Ok(_) => {}
             Err(e) => return Err(format!("attribute {}: {e}", p.as_str())),
@@ -486,36 +295,22 @@ fn default_locale(v: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ENTERPRISE;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn text(path: &str, v: &Value) -> Result<Option<String>, String> {
-        AttrPath::parse(path).unwrap().text_in(v)
+        text_in(&AttrPath::parse(path).unwrap(), v)
     }
 
-    #[test]
-    fn paths_parse_and_reject_nonsense() {
-        let p = AttrPath::parse(
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
-        )
-        .unwrap();
-        assert_eq!(p.schema.as_deref(), Some(ENTERPRISE));
-        assert_eq!(p.attr, "manager");
-        assert_eq!(p.sub.as_deref(), Some("value"));
-        assert!(p.is_manager_reference());
-        let p = AttrPath::parse("emails[type eq \"work\"].value").unwrap();
-        assert_eq!(
-            p.filter,
-            Some(("type".into(), FilterValue::Text("work".into())))
-        );
-        for bad in [
-            "",
-            "emails[type]",
-            "emails[type eq work]",
-            "a b",
-            "emails[x eq \"y\"",
-        ] {
-            assert!(AttrPath::parse(bad).is_err(), "{bad}");
-        }
+    fn mapping(overrides: &[(&str, &str)]) -> Result<Mapping, ConfigError> {
+        Mapping::new(&ScimConfig {
+            attributes: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..ScimConfig::default()
+        })
     }
 
     #[test]
@@ -560,7 +355,7 @@ mod tests {
 
     #[test]
     fn default_mapping_and_malformed_resources() {
-        let m = Mapping::new(&BTreeMap::new()).unwrap();
+        let m = mapping(&[]).unwrap();
         let u = json!({
             "id": "abc", "userName": "ann@x", "active": false, "locale": "en-US",
             "name": {"givenName": "Ann", "familyName": "Lee", "middleName": "Marie"},
@@ -626,14 +421,13 @@ mod tests {
 
     #[test]
     fn overrides_replace_and_unmap_defaults() {
-        let o: BTreeMap<String, String> = [
-            ("employee_id".to_owned(), "externalId".to_owned()),
-            ("country".to_owned(), String::new()),
-            ("custom1".to_owned(), "title".to_owned()),
-            ("locale".to_owned(), "preferredLanguage".to_owned()),
-        ]
-        .into();
-        let m = Mapping::new(&o).unwrap();
+        let m = mapping(&[
+            ("employee_id", "externalId"),
+            ("country", ""),
+            ("custom1", "title"),
+            ("locale", "preferredLanguage"),
+        ])
+        .unwrap();
         let u = json!({"id": "i", "externalId": "X9", "title": "Boss", "preferredLanguage": "en",
                        "addresses": [{"type": "work", "country": "US"}]});
         let r = m.map(&u, 1).unwrap();
@@ -646,8 +440,11 @@ mod tests {
             got,
             [("employee_id", "X9"), ("custom1", "Boss"), ("locale", "en")].into()
         );
-        let e = Mapping::new(&[("bogus".to_owned(), "x".to_owned())].into()).unwrap_err();
-        assert_eq!(e.0, "bogus");
+        let e = mapping(&[("bogus", "x")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration key source.scim.attributes.bogus: not a canonical field name"
+        );
         assert!(default_locale("en").is_none());
         assert_eq!(default_locale("de-DE,de;q=0.9").as_deref(), Some("de-DE"));
     }
