@@ -1,0 +1,215 @@
+use super::*;
+use crate::model::User;
+use crate::model::{Secret, SnapshotEntry};
+
+fn rec(line: u32, id: &str, login: &str, mgr: Option<&str>) -> SourceRecord {
+    let mut u = User::new();
+    u.set(Field::EMPLOYEE_ID, id);
+    u.set(Field::LOGIN_ID, login);
+    u.set(Field::ACTIVE, "Y");
+    if let Some(m) = mgr {
+        u.set(Field::MANAGER_EMPLOYEE_ID, m);
+    }
+    SourceRecord {
+        origin: format!("hr.csv:{line}"),
+        user: u,
+        password: None,
+        previous_employee_id: None,
+    }
+}
+
+fn mac(_: &str, _: &Secret) -> [u8; 16] {
+    [0; 16]
+}
+
+fn run(snap: &SnapshotIndex, recs: Vec<SourceRecord>) -> Draft {
+    let mut p = Planner::new(
+        snap,
+        &mac,
+        PlanOptions {
+            source_passwords: true,
+        },
+    );
+    for r in recs {
+        p.push(r);
+    }
+    p.finish(true)
+}
+
+fn kinds(d: &Draft) -> Vec<(OpKind, String)> {
+    d.candidates
+        .iter()
+        .map(|c| (c.kind, c.record.user.employee_id().to_owned()))
+        .collect()
+}
+
+#[test]
+fn managers_are_created_before_their_reports() {
+    let snap = SnapshotIndex::default();
+    let d = run(
+        &snap,
+        vec![
+            rec(2, "a", "a@x", Some("b")),
+            rec(3, "b", "b@x", Some("c")),
+            rec(4, "c", "c@x", None),
+            rec(5, "d", "d@x", None),
+        ],
+    );
+    let ids: Vec<_> = kinds(&d).into_iter().map(|(_, i)| i).collect();
+    assert_eq!(ids, ["c", "d", "b", "a"]);
+}
+
+#[test]
+fn duplicates_reject_every_row_and_protect_the_user() {
+    let mut snap = SnapshotIndex::default();
+    let u = rec(0, "a", "a@x", None).user;
+    snap.insert(
+        "a",
+        SnapshotEntry {
+            hash: u.content_hash(),
+            active: true,
+            password_mac: None,
+        },
+    );
+    let d = run(
+        &snap,
+        vec![
+            rec(2, "a", "a@x", None),
+            rec(3, "a", "a2@x", None),
+            rec(4, "b", "same@x", None),
+            rec(5, "c", "SAME@x", None),
+        ],
+    );
+    assert!(d.candidates.is_empty(), "{:?}", kinds(&d));
+    assert!(d.vanished.is_empty());
+    let srcs: Vec<_> = d.rejections.iter().map(|r| r.source.as_str()).collect();
+    for s in ["hr.csv:2", "hr.csv:3", "hr.csv:4", "hr.csv:5"] {
+        assert!(srcs.contains(&s), "{srcs:?}");
+    }
+}
+
+#[test]
+fn unknown_manager_and_loops_are_rejected() {
+    let snap = SnapshotIndex::default();
+    let d = run(
+        &snap,
+        vec![
+            rec(2, "a", "a@x", Some("zz")),
+            rec(3, "b", "b@x", Some("c")),
+            rec(4, "c", "c@x", Some("b")),
+        ],
+    );
+    assert!(d.candidates.is_empty());
+    assert_eq!(d.rejections.len(), 3);
+    assert!(
+        d.rejections[0]
+            .message
+            .contains("neither in the source nor in Concur")
+    );
+    assert!(d.rejections[1].message.contains("loops"));
+}
+
+fn snapshot_of(users: &[User]) -> (SnapshotIndex, HashMap<String, User>) {
+    let mut snap = SnapshotIndex::default();
+    for u in users {
+        snap.insert(
+            u.employee_id(),
+            SnapshotEntry {
+                hash: u.content_hash(),
+                active: true,
+                password_mac: None,
+            },
+        );
+    }
+    let old = users
+        .iter()
+        .map(|u| (u.employee_id().to_owned(), u.clone()))
+        .collect();
+    (snap, old)
+}
+
+#[test]
+fn a_rejected_row_protects_every_user_it_could_name() {
+    let users: Vec<User> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| {
+            let mut u = rec(0, id, &format!("{id}@x"), None).user;
+            u.set(Field::EMAIL, format!("{id}.mail@x"));
+            u
+        })
+        .collect();
+    let (snap, old) = snapshot_of(&users);
+    let mut p = Planner::new(
+        &snap,
+        &mac,
+        PlanOptions {
+            source_passwords: false,
+        },
+    );
+    let rejected = |ident: &[&str]| Rejection {
+        source: "hr.csv:9".into(),
+        employee_id: None,
+        field: "employee_id".into(),
+        message: "is missing; it is required".into(),
+        identity: RowIdentity(ident.iter().map(|s| s.to_string()).collect()),
+    };
+    // By login (any case), by e-mail, by a look-alike id; "d" is simply gone.
+    p.push_rejected(vec![rejected(&["A@X"])]);
+    p.push_rejected(vec![rejected(&["b.mail@x"])]);
+    p.push_rejected(vec![rejected(&["\u{0441}"])]);
+    let (ops, rejections, _) = complete(p.finish(true), &old);
+    let deactivated: Vec<&str> = ops.iter().map(|o| o.employee_id.as_str()).collect();
+    assert_eq!(deactivated, ["d"]);
+    assert_eq!(rejections.len(), 3);
+}
+
+#[test]
+fn a_rename_never_takes_over_a_present_employee() {
+    let users: Vec<User> = ["a", "b", "c"]
+        .iter()
+        .map(|id| rec(0, id, &format!("{id}@x"), None).user)
+        .collect();
+    let (snap, old) = snapshot_of(&users);
+    let renamed = |line: u32, id: &str, login: &str, prev: &str| {
+        let mut r = rec(line, id, login, None);
+        r.previous_employee_id = Some(prev.into());
+        r
+    };
+    let d = run(
+        &snap,
+        vec![
+            rec(2, "a", "a@x", None),
+            renamed(3, "x", "x@x", "a"),
+            renamed(4, "y", "y@x", "b"),
+            renamed(5, "z", "z@x", "b"),
+            renamed(6, "c", "c@x", "a"),
+        ],
+    );
+    let (ops, rejections, _) = complete(d, &old);
+    assert!(ops.is_empty(), "{ops:?}");
+    let lines: Vec<&str> = rejections.iter().map(|r| r.source.as_str()).collect();
+    assert_eq!(lines, ["hr.csv:6", "hr.csv:3", "hr.csv:4", "hr.csv:5"]);
+    assert!(rejections.iter().all(|r| r.field == "previous_employee_id"));
+}
+
+#[test]
+fn vanished_and_inactive_rows_deactivate() {
+    let mut snap = SnapshotIndex::default();
+    for id in ["a", "b", "c"] {
+        let u = rec(0, id, &format!("{id}@x"), None).user;
+        snap.insert(
+            id,
+            SnapshotEntry {
+                hash: u.content_hash(),
+                active: true,
+                password_mac: None,
+            },
+        );
+    }
+    let mut b = rec(3, "b", "b@x", None);
+    b.user.set(Field::ACTIVE, "N");
+    let d = run(&snap, vec![rec(2, "a", "a@x", None), b]);
+    assert_eq!(kinds(&d), [(OpKind::Deactivate, "b".to_string())]);
+    assert_eq!(d.vanished, ["c"]);
+    assert_eq!(d.unchanged, 1);
+}
