@@ -811,7 +811,11 @@ pub fn status_text(st: &crate::store::Status) -> String {
             }
         }
         for r in &a.rejected {
-            let _ = writeln!(o, "  rejected {}", escape(&r.to_string()));
+            let _ = writeln!(
+                o,
+                "  rejected {}",
+                escape(&crate::attendees::rejection_text(r))
+            );
         }
         for m in &a.missing_from_source {
             let _ = writeln!(

@@ -22,7 +22,9 @@ mod service;
 mod source;
 mod sync;
 
-pub use attendees::{AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column};
+pub use attendees::{
+    AttendeeColumn, AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column,
+};
 pub use concur::ConcurConfig;
 pub use ldap::{AttributeTargets, InactiveWhen, LdapConfig, SearchScope};
 pub use scim::ScimConfig;
