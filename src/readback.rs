@@ -814,7 +814,7 @@ pub fn status_text(st: &crate::store::Status) -> String {
             let _ = writeln!(
                 o,
                 "  rejected {}",
-                escape(&crate::attendees::rejection_text(r))
+                escape(&crate::store::attendees::rejection_text(r))
             );
         }
         for m in &a.missing_from_source {

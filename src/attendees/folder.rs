@@ -91,7 +91,7 @@ impl Input {
                 set_aside(store, folder, &file, &reason, None)?;
                 continue;
             }
-            match crate::sync::file_digest_of(&file, true) {
+            match dropfolder::digest(&file) {
                 Ok(digest) => {
                     let duplicate = last
                         .as_ref()
@@ -103,7 +103,10 @@ impl Input {
                         new: Some((digest, duplicate)),
                     });
                 }
-                Err(e) => set_aside(store, folder, &file, &e.to_string(), None)?,
+                Err(e) => {
+                    let reason = format!("{}: cannot read: {e}", dropfolder::display_name(&file));
+                    set_aside(store, folder, &file, &reason, None)?;
+                }
             }
         }
         let current = last.and_then(|l| Some((l.moved_to.clone()?, l)));
@@ -120,7 +123,7 @@ impl Input {
         let path = PathBuf::from(path);
         let problem = if !folder.is_archived_file(&path) {
             Some("is gone from archive/")
-        } else if crate::sync::file_digest_of(&path, true).ok() != last.digest {
+        } else if dropfolder::digest(&path).ok() != last.digest {
             Some("changed after it was archived")
         } else {
             None

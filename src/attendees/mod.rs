@@ -4,7 +4,7 @@
 //! Each run: recover what a crash left open (the users' rule: abandon and re-plan, never
 //! replay); take the file to read (`folder`: a file, or the drop-folder protocol); read and
 //! check it (`read`: the user source's CSV reader over the attendee columns; rejected rows are
-//! [`Rejection`]s); look attendees the snapshot does not know up with
+//! `model::Rejection`s); look attendees the snapshot does not know up with
 //! `GET /v4/attendees?externalId=…` (ten per call, every page); plan (`plan`, pure): a `POST`
 //! for new ones, a `PUT` with only the changed fields for changed ones, adoption of those found,
 //! the ones gone from the source; store the plan in the outbox; send; record each outcome (the
@@ -31,7 +31,7 @@ use crate::concur::ConcurClient;
 use crate::concur::attendees::{self as wire, RemoteAttendee, V4Error};
 use crate::config::AttendeesConfig;
 use crate::error::SyncError;
-use crate::model::Rejection;
+use crate::store::attendees::rejection_text;
 use crate::store::attendees::{
     AttendeeCounts, AttendeeEntry, AttendeeId, AttendeeValidationError, AttendeeWriteError,
     KnownAttendee,
@@ -58,17 +58,6 @@ impl AttendeeReport {
         } else {
             2
         }
-    }
-}
-
-/// An attendee rejection as text: `file:line: attendee ID: field F: message`.
-pub fn rejection_text(r: &Rejection) -> String {
-    match &r.employee_id {
-        Some(id) => format!(
-            "{}: attendee {id}: field {}: {}",
-            r.source, r.field, r.message
-        ),
-        None => format!("{}: field {}: {}", r.source, r.field, r.message),
     }
 }
 

@@ -88,6 +88,15 @@ pub fn modified_at(path: &Path) -> Option<String> {
     )
 }
 
+/// A file's content digest (BLAKE3, hex), by which the state database records a file and
+/// knows it again; a symbolic link is refused.
+pub fn digest(path: &Path) -> io::Result<String> {
+    let file = super::csv::open_file(path, true)?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(io::BufReader::with_capacity(1 << 20, file))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
 /// The modification time of `file` when it is older than `then` (RFC 3339): a file older than
 /// the last one processed is never applied after it.
 pub fn older_than(file: &Path, then: &str) -> Option<String> {

@@ -116,6 +116,18 @@ fn rejections_by_external_id<S: Serializer>(list: &[Rejection], s: S) -> Result<
     }))
 }
 
+/// An attendee rejection as `status` and the logs show it:
+/// `file:line: attendee EXTERNAL_ID: field F: message`.
+pub fn rejection_text(r: &Rejection) -> String {
+    match &r.employee_id {
+        Some(id) => format!(
+            "{}: attendee {id}: field {}: {}",
+            r.source, r.field, r.message
+        ),
+        None => format!("{}: field {}: {}", r.source, r.field, r.message),
+    }
+}
+
 /// One planned attendee write as the outbox keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttendeeEntry<'a> {

@@ -12,16 +12,13 @@ fn requests(rig: &Rig, method: &str) -> usize {
         .count()
 }
 
-fn attendee_list(rig: &Rig) -> Vec<serde_json::Value> {
-    let url = format!("{}/_sim/attendees", rig.sim.base_url());
-    let body = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
-    })
-    .join()
-    .unwrap();
-    serde_json::from_str(&body).unwrap()
+async fn attendee_list(rig: &Rig) -> Vec<serde_json::Value> {
+    reqwest::get(format!("{}/_sim/attendees", rig.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn names(dir: &std::path::Path) -> Vec<String> {
@@ -82,7 +79,7 @@ async fn an_attendee_drop_folder_hands_over_files_oldest_first_and_keeps_the_las
         "{}",
         text(&out)
     );
-    assert_eq!(attendee_list(&rig).len(), 2);
+    assert_eq!(attendee_list(&rig).await.len(), 2);
     assert_eq!(names(&inbox), ["archive", "rejected", "tuesday.csv"]);
     assert!(names(&inbox.join("archive"))[0].starts_with("monday.csv."));
     assert_eq!(
@@ -122,7 +119,7 @@ async fn an_attendee_drop_folder_hands_over_files_oldest_first_and_keeps_the_las
     // The next list: one more attendee, one changed title.
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let list = attendee_list(&rig);
+    let list = attendee_list(&rig).await;
     assert_eq!(list.len(), 3);
     assert!(
         list.iter()
