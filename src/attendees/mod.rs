@@ -31,10 +31,9 @@ use crate::concur::ConcurClient;
 use crate::concur::attendees::{self as wire, RemoteAttendee, V4Error};
 use crate::config::AttendeesConfig;
 use crate::error::SyncError;
-use crate::store::attendees::rejection_text;
 use crate::store::attendees::{
     AttendeeCounts, AttendeeEntry, AttendeeId, AttendeeValidationError, AttendeeWriteError,
-    KnownAttendee,
+    KnownAttendee, rejection_text,
 };
 use crate::store::{CycleOutcome, Store};
 use folder::{Input, Taken};
