@@ -391,7 +391,11 @@ fn readback_text(st: &Status) -> String {
             }
         }
         for r in &a.rejected {
-            let _ = writeln!(o, "  rejected {}", escape(&r.to_string()));
+            let _ = writeln!(
+                o,
+                "  rejected {}",
+                escape(&crate::store::attendees::rejection_text(r))
+            );
         }
         for m in &a.missing_from_source {
             let _ = writeln!(

@@ -16,8 +16,6 @@ use crate::http::retry::is_retryable_status;
 pub const ATTENDEES_PATH: &str = "/v4/attendees";
 /// At most this many external ids (or ids) per lookup.
 pub const MAX_IDS_PER_LOOKUP: usize = 10;
-/// The documented maximum page size.
-pub const MAX_PAGE_SIZE: usize = 100;
 
 /// An attendee as Concur returns it: v4 field name → value (custom fields flattened to their
 /// `value`; empty and null values left out).
@@ -128,13 +126,14 @@ fn relative(next: &str) -> String {
 }
 
 /// Every attendee whose external id is one of `external_ids`, whatever its type. Sends one
-/// lookup per ten ids and follows `nextPage` within each.
+/// lookup per ten ids and follows `nextPage` within each. `page_size` is `attendees.page_size`,
+/// which the configuration keeps within the v4 maximum.
 pub async fn lookup_by_external_ids(
     client: &ConcurClient,
     external_ids: &[&str],
     page_size: usize,
 ) -> Result<Vec<RemoteAttendee>, ConcurError> {
-    let limit = page_size.clamp(1, MAX_PAGE_SIZE);
+    let limit = page_size.max(1);
     let mut out = Vec::new();
     for chunk in external_ids.chunks(MAX_IDS_PER_LOOKUP) {
         let ids: Vec<String> = chunk.iter().map(|s| encode(s)).collect();

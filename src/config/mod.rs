@@ -25,7 +25,9 @@ mod service;
 mod source;
 mod sync;
 
-pub use attendees::{AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column};
+pub use attendees::{
+    AttendeeColumn, AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column,
+};
 pub use concur::{ConcurConfig, DEFAULT_MAX_RESPONSE_BYTES, is_loopback};
 pub use ldap::{
     AttributeTargets, DEFAULT_ATTRIBUTES, InactiveWhen, LdapConfig, LdapMapping, SearchScope,

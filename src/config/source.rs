@@ -85,10 +85,10 @@ impl CsvConfig {
     }
 }
 
-fn default_settle() -> f64 {
+pub(super) fn default_settle() -> f64 {
     10.0
 }
-fn default_archive_days() -> u64 {
+pub(super) fn default_archive_days() -> u64 {
     30
 }
 fn default_max_record_bytes() -> u64 {

@@ -49,6 +49,18 @@ pub struct DropFolder {
     skipped: HashMap<PathBuf, (u64, SystemTime)>,
 }
 
+/// What became of a file the drop folder handed over, for the state database's file history
+/// and the operator's alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    /// `processed`, `duplicate`, `rejected` or `skipped`.
+    pub outcome: &'static str,
+    /// Where it went, under `archive/` or `rejected/`; `None` when it could not be moved.
+    pub moved_to: Option<PathBuf>,
+    /// What an operator must be told, if anything.
+    pub alert: Option<String>,
+}
+
 /// Is `path` a drop folder (a directory) rather than a single file?
 pub fn is_folder(path: &Path) -> bool {
     path.is_dir()
@@ -65,6 +77,32 @@ pub fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A file's modification time (the entry itself, not followed), RFC 3339.
+pub fn modified_at(path: &Path) -> Option<String> {
+    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
+    Some(
+        chrono::DateTime::<chrono::Utc>::from(m)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// A file's content digest (BLAKE3, hex), by which the state database records a file and
+/// knows it again; a symbolic link is refused.
+pub fn digest(path: &Path) -> io::Result<String> {
+    let file = super::csv::open_file(path, true)?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(io::BufReader::with_capacity(1 << 20, file))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The modification time of `file` when it is older than `then` (RFC 3339): a file older than
+/// the last one processed is never applied after it.
+pub fn older_than(file: &Path, then: &str) -> Option<String> {
+    let this = modified_at(file)?;
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    (parse(&this)? < parse(then)?).then_some(this)
 }
 
 /// A safe file name built from a dropped one: no path separators, control, bidi or other
@@ -268,6 +306,50 @@ impl DropFolder {
         Ok(to)
     }
 
+    /// Sets aside a file that cannot be used: to `rejected/` with its reason, or, when even
+    /// that fails, passed over until it changes.
+    pub fn set_aside(&mut self, file: &Path, reason: &str) -> Handled {
+        match self.reject(file, reason) {
+            Ok(to) => Handled {
+                outcome: "rejected",
+                moved_to: Some(to),
+                alert: Some(format!("moved to rejected/: {reason}")),
+            },
+            Err(e) => {
+                self.skip(file);
+                Handled {
+                    outcome: "skipped",
+                    moved_to: None,
+                    alert: Some(format!(
+                        "{reason}; it cannot be moved to rejected/ ({e}): passed over until it changes"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Puts away a file that was applied (`processed`) or repeated the last one's content
+    /// (`duplicate`): to `archive/`, or, when that fails, passed over until it changes.
+    pub fn put_away(&mut self, file: &Path, outcome: &'static str) -> Handled {
+        match self.archive(file) {
+            Ok(to) => Handled {
+                outcome,
+                moved_to: Some(to),
+                alert: None,
+            },
+            Err(e) => {
+                self.skip(file);
+                Handled {
+                    outcome,
+                    moved_to: None,
+                    alert: Some(format!(
+                        "applied, but it cannot be moved to archive/ ({e}): passed over until it changes"
+                    )),
+                }
+            }
+        }
+    }
+
     /// Passes over `file` while it keeps its size and modification time: it could be neither
     /// archived nor rejected, and the files behind it must go on.
     pub fn skip(&mut self, file: &Path) {
@@ -385,6 +467,35 @@ mod tests {
             "not UTF-8\n"
         );
         assert!(!dir.path().join("b.csv.done").exists());
+    }
+
+    #[test]
+    fn handed_over_files_are_put_away_or_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = DropFolder::new(dir.path(), 0.0, 30);
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "x").unwrap();
+        let then = modified_at(&a).unwrap();
+        assert_eq!(older_than(&a, &then), None);
+        assert_eq!(older_than(&a, "2999-01-01T00:00:00Z"), Some(then));
+        let h = f.put_away(&a, "processed");
+        assert_eq!((h.outcome, h.alert), ("processed", None));
+        assert!(f.is_archived_file(&h.moved_to.unwrap()));
+        let b = dir.path().join("b.csv");
+        std::fs::write(&b, "y").unwrap();
+        let h = f.set_aside(&b, "not UTF-8");
+        assert_eq!(h.outcome, "rejected");
+        assert_eq!(h.alert.as_deref(), Some("moved to rejected/: not UTF-8"));
+        // rejected/ replaced by a file: the file cannot move and is passed over.
+        std::fs::remove_dir_all(dir.path().join(REJECTED)).unwrap();
+        std::fs::write(dir.path().join(REJECTED), "").unwrap();
+        let c = dir.path().join("c.csv");
+        std::fs::write(&c, "z").unwrap();
+        let h = f.set_aside(&c, "empty");
+        assert_eq!((h.outcome, h.moved_to), ("skipped", None));
+        assert!(h.alert.unwrap().contains("passed over until it changes"));
+        assert!(c.exists());
+        assert!(f.pending(SystemTime::now()).iter().all(|(p, _)| p != &c));
     }
 
     #[test]

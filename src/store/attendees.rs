@@ -1,15 +1,22 @@
 //! State of the Attendees v4 job: the attendee snapshot, outbox, failures, rejections and
-//! run history (tables of `migrations/0002-readback-attendees.sql`).
+//! run history (tables of `migrations/0002-readback-attendees.sql`), and the files its drop
+//! folder handed over (`source_files` rows of the `attendees` job).
 //!
-//! Same invariant as users: an attendee's snapshot row advances only in the transaction that
-//! closes the outbox entry Concur acknowledged.
+//! The run lifecycle, the outbox states, the recovery rule and the rejections are the users'
+//! (`journal`); the tables are the attendee job's own because an attendee is keyed by its
+//! external id and type and a write carries a v4 body. Same invariant as users: an attendee's
+//! snapshot row advances only in the transaction that closes the outbox entry Concur
+//! acknowledged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use super::{Store, StoreError, now};
+use super::files::{FileJob, SourceFile};
+use super::journal::ATTENDEES;
+use super::{CycleOutcome, OutboxState, Store, StoreError, now};
+use crate::model::{OpKind, Rejection};
 
 /// One field-level complaint of a refused attendee write, as the failures table keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,25 +52,6 @@ pub struct AttendeeCounts {
     pub requests: u64,
 }
 
-/// A source attendee row that failed validation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AttendeeRejection {
-    pub source: String,
-    pub external_id: Option<String>,
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for AttendeeRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: ", self.source)?;
-        if let Some(id) = &self.external_id {
-            write!(f, "attendee {id}: ")?;
-        }
-        write!(f, "field {}: {}", self.field, self.message)
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct AttendeeFailure {
     pub external_id: String,
@@ -87,7 +75,7 @@ pub struct AttendeeRunInfo {
     pub id: i64,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub outcome: String,
+    pub outcome: CycleOutcome,
     pub source: String,
     pub message: Option<String>,
     pub counts: AttendeeCounts,
@@ -99,9 +87,55 @@ pub struct AttendeeStatus {
     pub known: u64,
     pub missing_from_source: Vec<AttendeeKey>,
     pub failed: Vec<AttendeeFailure>,
-    pub rejected: Vec<AttendeeRejection>,
+    /// The rejections of the latest run that read its source; `Rejection::employee_id` holds
+    /// the attendee's external id, shown as `external_id`.
+    #[serde(serialize_with = "rejections_by_external_id")]
+    pub rejected: Vec<Rejection>,
     pub pending: u64,
     pub last_run: Option<AttendeeRunInfo>,
+    /// The last file taken from the attendee drop folder and processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_file: Option<SourceFile>,
+}
+
+/// Attendee rejections as `status --json` has always shown them:
+/// `{source, external_id, field, message}`.
+fn rejections_by_external_id<S: Serializer>(list: &[Rejection], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        source: &'a str,
+        external_id: Option<&'a str>,
+        field: &'a str,
+        message: &'a str,
+    }
+    s.collect_seq(list.iter().map(|r| Shown {
+        source: &r.source,
+        external_id: r.employee_id.as_deref(),
+        field: &r.field,
+        message: &r.message,
+    }))
+}
+
+/// An attendee rejection as `status` and the logs show it:
+/// `file:line: attendee EXTERNAL_ID: field F: message`.
+pub fn rejection_text(r: &Rejection) -> String {
+    match &r.employee_id {
+        Some(id) => format!(
+            "{}: attendee {id}: field {}: {}",
+            r.source, r.field, r.message
+        ),
+        None => format!("{}: field {}: {}", r.source, r.field, r.message),
+    }
+}
+
+/// One planned attendee write as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendeeEntry<'a> {
+    pub key: &'a AttendeeId,
+    /// `Create` or `Update`.
+    pub op: OpKind,
+    /// The JSON body sent (create: every field; update: the changed fields).
+    pub payload: String,
 }
 
 /// One attendee as the snapshot holds it.
@@ -127,55 +161,29 @@ fn fields_hash(fields: &BTreeMap<String, String>) -> Vec<u8> {
 }
 
 impl Store {
-    /// Closes attendee runs a crash left open; their open outbox entries become `abandoned`
-    /// (the next run re-plans them from the source and Concur's lookup).
+    /// Closes attendee runs a crash left open and abandons every open outbox entry (the next
+    /// run re-plans them from the source and Concur's lookup). Returns the interrupted runs.
     pub fn recover_attendees(&mut self) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let ids: Vec<i64> = {
-            let mut stmt = tx.prepare("SELECT id FROM attendee_runs WHERE outcome = 'running'")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let at = now();
-        for id in &ids {
-            tx.execute(
-                "UPDATE attendee_outbox SET state = 'abandoned', updated_at = ?2,
-                   last_error = COALESCE(last_error, 'run interrupted before Concur answered; re-planned')
-                 WHERE run_id = ?1 AND state IN ('pending', 'inflight')",
-                params![id, at],
-            )?;
-            tx.execute(
-                "UPDATE attendee_runs SET outcome = 'interrupted', finished_at = ?2,
-                   message = COALESCE(message, 'the process stopped before the run finished')
-                 WHERE id = ?1",
-                params![id, at],
-            )?;
-        }
-        tx.commit()?;
-        Ok(ids)
+        ATTENDEES.recover(&mut self.conn)
     }
 
     pub fn begin_attendee_run(&self, source: &str) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO attendee_runs (started_at, source) VALUES (?1, ?2)",
-            params![now(), source],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        ATTENDEES.begin(&self.conn, source)
     }
 
     pub fn finish_attendee_run(
         &self,
         run: i64,
-        outcome: &str,
+        outcome: CycleOutcome,
         counts: &AttendeeCounts,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
-        let counts = serde_json::to_string(counts).unwrap_or_else(|_| "{}".into());
-        self.conn.execute(
-            "UPDATE attendee_runs SET outcome = ?2, finished_at = ?3, counts = ?4, message = ?5 WHERE id = ?1",
-            params![run, outcome, now(), counts, message],
-        )?;
-        Ok(())
+        ATTENDEES.finish(&self.conn, run, outcome, counts, message)
+    }
+
+    /// Closes a run's unsent writes as `abandoned` with a reason.
+    pub fn abandon_attendee_writes(&self, run: i64, reason: &str) -> Result<(), StoreError> {
+        ATTENDEES.abandon_open(&self.conn, run, reason)
     }
 
     /// Every attendee Concur acknowledged.
@@ -205,18 +213,27 @@ impl Store {
     pub fn write_attendee_outbox(
         &mut self,
         run: i64,
-        entries: &[(&AttendeeId, &str, String)],
+        entries: &[AttendeeEntry<'_>],
     ) -> Result<Vec<i64>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(entries.len());
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO attendee_outbox (run_id, seq, external_id, type_code, op, payload, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO attendee_outbox (run_id, seq, external_id, type_code, op, payload, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let at = now();
-            for (seq, (key, op, payload)) in entries.iter().enumerate() {
-                stmt.execute(params![run, seq as i64, key.0, key.1, op, payload, at])?;
+            for (seq, e) in entries.iter().enumerate() {
+                stmt.execute(params![
+                    run,
+                    seq as i64,
+                    e.key.0,
+                    e.key.1,
+                    e.op.as_str(),
+                    e.payload,
+                    OutboxState::Pending,
+                    at
+                ])?;
                 ids.push(tx.last_insert_rowid());
             }
         }
@@ -224,12 +241,9 @@ impl Store {
         Ok(ids)
     }
 
-    pub fn mark_attendee_inflight(&self, id: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE attendee_outbox SET state = 'inflight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-            params![id, now()],
-        )?;
-        Ok(())
+    /// Marks a write as sent (its attempt counter goes up) before the request leaves.
+    pub fn mark_attendee_inflight(&mut self, id: i64) -> Result<(), StoreError> {
+        ATTENDEES.mark_inflight(&mut self.conn, &[id])
     }
 
     /// Records an acknowledged attendee: the outbox entry (if any) closes and the snapshot
@@ -244,10 +258,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let at = now();
         if let Some(id) = outbox_id {
-            tx.execute(
-                "UPDATE attendee_outbox SET state = 'done', last_error = NULL, updated_at = ?2 WHERE id = ?1",
-                params![id, at],
-            )?;
+            ATTENDEES.close(&tx, id, None)?;
         }
         tx.execute(
             "INSERT INTO attendees (external_id, type_code, concur_id, fields, hash, acked_at, acked_run)
@@ -279,15 +290,12 @@ impl Store {
         run: i64,
         outbox_id: i64,
         key: &AttendeeId,
-        op: &str,
+        op: OpKind,
         error: &AttendeeWriteError,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let at = now();
-        tx.execute(
-            "UPDATE attendee_outbox SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
-            params![outbox_id, error.summary, at],
-        )?;
+        ATTENDEES.close(&tx, outbox_id, Some(&error.summary))?;
         tx.execute(
             "INSERT INTO attendee_failures (external_id, type_code, op, message, validation_errors, attempts, first_failed_at, last_failed_at, run_id)
              VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7)
@@ -297,7 +305,7 @@ impl Store {
             params![
                 key.0,
                 key.1,
-                op,
+                op.as_str(),
                 error.message,
                 serde_json::to_string(&error.validation_errors).unwrap_or_else(|_| "[]".into()),
                 at,
@@ -308,31 +316,22 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the stored attendee rejections with those of `run`.
     pub fn replace_attendee_rejections(
         &mut self,
         run: i64,
-        rejections: &[AttendeeRejection],
+        rejections: &[Rejection],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM attendee_rejections", [])?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO attendee_rejections (run_id, source, external_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for r in rejections {
-                stmt.execute(params![run, r.source, r.external_id, r.field, r.message])?;
-            }
-        }
+        ATTENDEES.replace_findings(&tx, ATTENDEES.rejections(), run, rejections)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Marks known attendees the source no longer lists (keeping the first time it was seen
-    /// missing) and clears the mark of those it lists again. Returns how many are missing.
-    pub fn mark_attendees_missing(
-        &mut self,
-        present: &HashSet<AttendeeId>,
-    ) -> Result<u64, StoreError> {
+    /// Marks the known attendees the source no longer lists (keeping the first time each was
+    /// seen missing) and clears the mark of every other one. Returns how many are missing.
+    pub fn mark_attendees_gone(&mut self, gone: &[AttendeeId]) -> Result<u64, StoreError> {
+        let gone: HashSet<&AttendeeId> = gone.iter().collect();
         let tx = self.conn.transaction()?;
         let keys: Vec<AttendeeId> = {
             let mut stmt = tx.prepare("SELECT external_id, type_code FROM attendees")?;
@@ -349,16 +348,26 @@ impl Store {
                 "UPDATE attendees SET missing_since = NULL WHERE external_id = ?1 AND type_code = ?2",
             )?;
             for k in &keys {
-                if present.contains(k) {
-                    clear.execute(params![k.0, k.1])?;
-                } else {
+                if gone.contains(k) {
                     set.execute(params![k.0, k.1, at])?;
                     missing += 1;
+                } else {
+                    clear.execute(params![k.0, k.1])?;
                 }
             }
         }
         tx.commit()?;
         Ok(missing)
+    }
+
+    /// Records what became of a file taken from the attendee drop folder.
+    pub fn record_attendee_file(&self, f: &SourceFile) -> Result<(), StoreError> {
+        self.record_file(FileJob::Attendees, f)
+    }
+
+    /// The last attendee file processed (applied and archived), if any.
+    pub fn last_processed_attendee_file(&self) -> Result<Option<SourceFile>, StoreError> {
+        self.last_file(FileJob::Attendees)
     }
 
     /// The `attendees` part of `status`, or `None` when no attendee run ever happened.
@@ -423,23 +432,10 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
-        let rejected = {
-            let mut stmt = self.conn.prepare(
-                "SELECT source, external_id, field, message FROM attendee_rejections ORDER BY id",
-            )?;
-            stmt.query_map([], |r| {
-                Ok(AttendeeRejection {
-                    source: r.get(0)?,
-                    external_id: r.get(1)?,
-                    field: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
+        let rejected = ATTENDEES.findings(&self.conn, ATTENDEES.rejections())?;
         let pending = self.conn.query_row(
-            "SELECT count(*) FROM attendee_outbox WHERE state IN ('pending', 'inflight')",
-            [],
+            "SELECT count(*) FROM attendee_outbox WHERE state IN (?1, ?2)",
+            [OutboxState::Pending, OutboxState::Inflight],
             |r| r.get::<_, i64>(0),
         )? as u64;
         Ok(Some(AttendeeStatus {
@@ -449,6 +445,7 @@ impl Store {
             rejected,
             pending,
             last_run: Some(last_run),
+            last_file: self.last_processed_attendee_file()?,
         }))
     }
 }

@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{CycleOutcome, Store, StoreError, now};
+use super::journal::USERS;
+use super::{CycleOutcome, Store, StoreError};
 use crate::model::{OpKind, Rejection};
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,11 +119,7 @@ impl Store {
     }
 
     pub fn begin_cycle(&self, source: &str) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO cycles (started_at, source) VALUES (?1, ?2)",
-            params![now(), source],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        USERS.begin(&self.conn, source)
     }
 
     pub fn set_cycle_source_digest(&self, cycle: i64, digest: &str) -> Result<(), StoreError> {
@@ -140,12 +137,7 @@ impl Store {
         counts: &CycleCounts,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
-        let counts = serde_json::to_string(counts).unwrap_or_else(|_| "{}".into());
-        self.conn.execute(
-            "UPDATE cycles SET outcome = ?2, finished_at = ?3, counts = ?4, message = ?5 WHERE id = ?1",
-            params![cycle, outcome, now(), counts, message],
-        )?;
-        Ok(())
+        USERS.finish(&self.conn, cycle, outcome, counts, message)
     }
 
     /// Replaces the stored rejections and warnings with those of `cycle`, in one transaction.
@@ -156,15 +148,8 @@ impl Store {
         warnings: &[Rejection],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        for (table, rows) in [("rejections", rejections), ("warnings", warnings)] {
-            tx.execute(&format!("DELETE FROM {table}"), [])?;
-            let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO {table} (cycle_id, source, employee_id, field, message) VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?;
-            for r in rows {
-                stmt.execute(params![cycle, r.source, r.employee_id, r.field, r.message])?;
-            }
-        }
+        USERS.replace_findings(&tx, USERS.rejections(), cycle, rejections)?;
+        USERS.replace_findings(&tx, "warnings", cycle, warnings)?;
         tx.commit()?;
         Ok(())
     }
@@ -172,20 +157,7 @@ impl Store {
     /// The rejections (`table = "rejections"`) or warnings (`"warnings"`) of the latest cycle
     /// that read its source.
     pub(super) fn findings(&self, table: &str) -> Result<Vec<Rejection>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT source, employee_id, field, message FROM {table} ORDER BY id"
-        ))?;
-        Ok(stmt
-            .query_map([], |r| {
-                Ok(Rejection {
-                    source: r.get(0)?,
-                    employee_id: r.get(1)?,
-                    field: r.get(2)?,
-                    message: r.get(3)?,
-                    identity: Default::default(),
-                })
-            })?
-            .collect::<Result<_, _>>()?)
+        USERS.findings(&self.conn, table)
     }
 
     pub(super) fn cycle_where(&self, cond: &str) -> Result<Option<CycleInfo>, StoreError> {

@@ -1,6 +1,6 @@
-//! The drop folder's records in the state database: which files were taken and what became of
-//! them (the last processed file is read from here, never guessed from names in `archive/`),
-//! the alerts an operator must see.
+//! The drop folders' records in the state database: which files were taken (for the user
+//! source or the attendee list) and what became of them (the last processed file is read from
+//! here, never guessed from names in `archive/`), the alerts an operator must see.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -26,6 +26,22 @@ pub struct SourceFile {
     pub message: Option<String>,
 }
 
+/// Whose drop folder a file came from (`source_files.job`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileJob {
+    Users,
+    Attendees,
+}
+
+impl FileJob {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileJob::Users => "users",
+            FileJob::Attendees => "attendees",
+        }
+    }
+}
+
 /// A drop-folder problem an operator must see.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
@@ -35,11 +51,21 @@ pub struct Alert {
 }
 
 impl Store {
-    /// Records what became of a file taken from the drop folder.
+    /// Records what became of a file taken from the user source's drop folder.
     pub fn record_source_file(&self, f: &SourceFile) -> Result<(), StoreError> {
+        self.record_file(FileJob::Users, f)
+    }
+
+    /// The last file processed (applied and archived) for the user source, if any.
+    pub fn last_processed_file(&self) -> Result<Option<SourceFile>, StoreError> {
+        self.last_file(FileJob::Users)
+    }
+
+    /// Records what became of a file taken from `job`'s drop folder.
+    pub(super) fn record_file(&self, job: FileJob, f: &SourceFile) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO source_files (name, digest, modified_at, outcome, moved_to, at, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO source_files (name, digest, modified_at, outcome, moved_to, at, message, job)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 f.name,
                 f.digest,
@@ -47,20 +73,21 @@ impl Store {
                 f.outcome,
                 f.moved_to,
                 f.at,
-                f.message
+                f.message,
+                job.as_str()
             ],
         )?;
         Ok(())
     }
 
-    /// The last file processed (applied and archived), if any.
-    pub fn last_processed_file(&self) -> Result<Option<SourceFile>, StoreError> {
+    /// The last file processed for `job`, if any.
+    pub(super) fn last_file(&self, job: FileJob) -> Result<Option<SourceFile>, StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT name, digest, modified_at, outcome, moved_to, at, message FROM source_files
-                 WHERE outcome = 'processed' ORDER BY id DESC LIMIT 1",
-                [],
+                 WHERE outcome = 'processed' AND job = ?1 ORDER BY id DESC LIMIT 1",
+                [job.as_str()],
                 |r| {
                     Ok(SourceFile {
                         name: r.get(0)?,

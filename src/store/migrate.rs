@@ -19,6 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003-source-files-warnings.sql",
         include_str!("../../migrations/0003-source-files-warnings.sql"),
     ),
+    (
+        "0004-attendee-files.sql",
+        include_str!("../../migrations/0004-attendee-files.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

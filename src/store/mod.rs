@@ -2,7 +2,8 @@
 //! `StoreError`. `Store`'s methods live beside it by concept: `snapshot` (users, the snapshot
 //! index, `record_results`), `outbox` (plans, held plans, recovery), `cycles` (cycle history,
 //! rejections), `status`, `kv` (key/value, tokens, throttle end, audit), `readback`, `files`,
-//! and secrets at rest in `secrets`.
+//! `attendees`, and secrets at rest in `secrets`; `journal` is the run lifecycle (outbox
+//! states, recovery, rejections) the user cycle and the attendee job share.
 //!
 //! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
 //! entry Concur acknowledged. Nothing here talks to the network.
@@ -10,6 +11,7 @@
 pub mod attendees;
 mod cycles;
 pub mod files;
+mod journal;
 mod kv;
 pub mod lock;
 pub mod migrate;

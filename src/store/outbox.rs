@@ -4,6 +4,7 @@
 
 use rusqlite::params;
 
+use super::journal::USERS;
 use super::{OutboxState, Store, StoreError, now, user_json};
 use crate::model::{Op, OpKind, User};
 
@@ -22,37 +23,7 @@ impl Store {
     /// in-flight outbox entries `abandoned` (the next plan re-derives them from the snapshot,
     /// which only ever holds what Concur acknowledged). Returns the ids of interrupted cycles.
     pub fn recover(&mut self) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let ids: Vec<i64> = {
-            let mut stmt = tx.prepare("SELECT id FROM cycles WHERE outcome = 'running'")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let at = now();
-        for id in &ids {
-            tx.execute(
-                "UPDATE outbox SET state = 'abandoned', updated_at = ?2,
-                   last_error = COALESCE(last_error, 'cycle interrupted before Concur answered; re-planned')
-                 WHERE cycle_id = ?1 AND state IN ('pending', 'inflight')",
-                params![id, at],
-            )?;
-            tx.execute(
-                "UPDATE cycles SET outcome = 'interrupted', finished_at = ?2,
-                   message = COALESCE(message, 'the process stopped before the cycle finished')
-                 WHERE id = ?1",
-                params![id, at],
-            )?;
-        }
-        // A cycle that ended early (failed: Concur unreachable after its retries) leaves its
-        // unsent entries open; they are re-planned just the same.
-        tx.execute(
-            "UPDATE outbox SET state = 'abandoned', updated_at = ?1,
-               last_error = COALESCE(last_error, 'cycle ended before this was sent; re-planned')
-             WHERE state IN ('pending', 'inflight')",
-            params![at],
-        )?;
-        tx.commit()?;
-        Ok(ids)
+        USERS.recover(&mut self.conn)
     }
 
     /// Held entries of earlier cycles are superseded by `cycle`'s plan: only the newest held
@@ -69,12 +40,7 @@ impl Store {
 
     /// Closes a cycle's unsent entries as `abandoned` with a reason.
     pub fn abandon_open(&self, cycle: i64, reason: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE outbox SET state = 'abandoned', updated_at = ?2, last_error = ?3
-             WHERE cycle_id = ?1 AND state IN ('pending', 'inflight')",
-            params![cycle, now(), reason],
-        )?;
-        Ok(())
+        USERS.abandon_open(&self.conn, cycle, reason)
     }
 
     /// Turns a held plan's entries into pending ones (an operator approved it).
@@ -154,18 +120,7 @@ impl Store {
 
     /// Marks entries as sent (their attempt counter goes up) before the request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-            )?;
-            let at = now();
-            for id in ids {
-                stmt.execute(params![id, at])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        USERS.mark_inflight(&mut self.conn, ids)
     }
 
     /// Open (pending or in-flight) entries of a cycle, in send order.

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attendees;
 mod config_hardening;
 mod crash;
 mod dropfolder_hardening;
