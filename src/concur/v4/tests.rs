@@ -1,0 +1,1 @@
+//! Tests across the v4 wire modules.
