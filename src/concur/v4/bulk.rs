@@ -12,15 +12,18 @@
 //!   operations after it, and read as a flag any non-zero value does the same; leaving it out
 //!   means "process every operation" under either reading.
 //! - [`pack`] keeps the input order and starts a new request when the next operation would
-//!   pass `max_operations`, the byte limit (the real serialized body is measured), or repeat a
-//!   `bulkId` of the request. An operation too large for any request is reported, not sent.
+//!   pass `max_operations`, the byte limit (the real serialized body is measured), repeat a
+//!   `bulkId` of the request, or name as its report approver an employee whose own operation
+//!   is in the request (Concur documents no order within a Bulk request, so an approver is
+//!   created, and given its role, in an earlier request than its reports). An operation too
+//!   large for any request is reported, not sent.
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::mapping::user_body;
 use super::patch::{PatchOp, patch_for};
-use super::schema::{BULK_REQUEST, MAX_BULK_BYTES, MAX_BULK_OPERATIONS};
+use super::schema::{BULK_REQUEST, MAX_BULK_BYTES, MAX_BULK_OPERATIONS, SPEND_APPROVER};
 use crate::model::{Op, OpKind, User};
 
 /// The method of a Bulk operation (concur-sync sends no PUT and never DELETE).
@@ -234,6 +237,44 @@ pub fn request_body(ops: &[BulkOperation]) -> String {
     format!("{}{}{SUFFIX}", prefix(), parts.join(","))
 }
 
+/// The employee numbers an operation names as report approver (in a created user, or in a
+/// PATCH value of the Approver extension).
+fn approvers_named(op: &BulkOperation) -> Vec<&str> {
+    fn named(v: &Value) -> Vec<&str> {
+        let entries = match v {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        entries
+            .into_iter()
+            .filter_map(|e| e.pointer("/approver/employeeNumber")?.as_str())
+            .collect()
+    }
+    match op.method {
+        Method::Post => op
+            .data
+            .get(SPEND_APPROVER)
+            .and_then(|a| a.get("report"))
+            .map(named),
+        Method::Patch => op
+            .data
+            .get("Operations")
+            .and_then(Value::as_array)
+            .map(|ops| {
+                ops.iter()
+                    .filter(|o| {
+                        o.get("path")
+                            .and_then(Value::as_str)
+                            .is_some_and(|p| p.starts_with(SPEND_APPROVER))
+                    })
+                    .filter_map(|o| o.get("value"))
+                    .flat_map(named)
+                    .collect()
+            }),
+    }
+    .unwrap_or_default()
+}
+
 /// Packs operations into Bulk requests within `limits`, keeping their order.
 pub fn pack(ops: &[BulkOperation], limits: BulkLimits) -> Packed {
     let prefix = prefix();
@@ -242,6 +283,7 @@ pub fn pack(ops: &[BulkOperation], limits: BulkLimits) -> Packed {
     let mut body = prefix.clone();
     let mut members: Vec<usize> = Vec::new();
     let mut ids: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut employees: std::collections::HashSet<String> = std::collections::HashSet::new();
     let flush = |body: &mut String, members: &mut Vec<usize>, packed: &mut Packed| {
         if !members.is_empty() {
             body.push_str(SUFFIX);
@@ -269,10 +311,12 @@ pub fn pack(ops: &[BulkOperation], limits: BulkLimits) -> Packed {
         if !members.is_empty()
             && (members.len() >= limits.max_operations
                 || body.len() + comma + text.len() + SUFFIX.len() > limits.max_bytes
-                || ids.contains(op.bulk_id.as_str()))
+                || ids.contains(op.bulk_id.as_str())
+                || approvers_named(op).iter().any(|a| employees.contains(*a)))
         {
             flush(&mut body, &mut members, &mut packed);
             ids.clear();
+            employees.clear();
         }
         if !members.is_empty() {
             body.push(',');
@@ -280,7 +324,228 @@ pub fn pack(ops: &[BulkOperation], limits: BulkLimits) -> Packed {
         body.push_str(&text);
         members.push(index);
         ids.insert(&op.bulk_id);
+        employees.extend(employee_id_of(&op.bulk_id));
     }
     flush(&mut body, &mut members, &mut packed);
     packed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Field;
+
+    /// An operation whose serialized form is exactly `bytes` long.
+    fn sized(i: usize, bytes: usize) -> BulkOperation {
+        let mut op = BulkOperation {
+            method: Method::Patch,
+            path: format!("/Users/u-{i}"),
+            bulk_id: bulk_id(&format!("E{i}")),
+            data: json!({ "pad": "" }),
+        };
+        let base = op.to_value().to_string().len();
+        assert!(bytes >= base, "{bytes} < {base}");
+        op.data = json!({ "pad": "x".repeat(bytes - base) });
+        assert_eq!(op.to_value().to_string().len(), bytes);
+        op
+    }
+
+    /// The operation size that makes a request of `n` equal operations exactly `total` bytes.
+    fn each(n: usize, total: usize) -> usize {
+        let frame = prefix().len() + SUFFIX.len() + (n - 1);
+        assert_eq!((total - frame) % n, 0, "pick sizes that divide");
+        (total - frame) / n
+    }
+
+    fn check_bodies(ops: &[BulkOperation], packed: &Packed, limits: BulkLimits) {
+        let mut seen = Vec::new();
+        for r in &packed.requests {
+            assert!(r.members.len() <= limits.max_operations);
+            assert!(r.body.len() <= limits.max_bytes, "{}", r.body.len());
+            let members: Vec<BulkOperation> = r.members.iter().map(|&i| ops[i].clone()).collect();
+            assert_eq!(r.body, request_body(&members));
+            let parsed: Value = serde_json::from_str(&r.body).expect("JSON");
+            assert_eq!(parsed["schemas"], json!([BULK_REQUEST]));
+            assert!(parsed.get("failOnErrors").is_none());
+            assert_eq!(
+                parsed["Operations"].as_array().map(Vec::len),
+                Some(r.members.len())
+            );
+            seen.extend(&r.members);
+        }
+        seen.extend(packed.oversized.iter().map(|o| o.index));
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..ops.len()).collect::<Vec<_>>(),
+            "every operation once"
+        );
+    }
+
+    #[test]
+    fn exactly_one_hundred_operations_make_one_request() {
+        let limits = BulkLimits::default();
+        let ops: Vec<BulkOperation> = (0..100).map(|i| sized(i, 200)).collect();
+        let packed = pack(&ops, limits);
+        assert_eq!(packed.requests.len(), 1);
+        check_bodies(&ops, &packed, limits);
+        let ops: Vec<BulkOperation> = (0..201).map(|i| sized(i, 200)).collect();
+        let packed = pack(&ops, limits);
+        let sizes: Vec<usize> = packed.requests.iter().map(|r| r.members.len()).collect();
+        assert_eq!(sizes, [100, 100, 1]);
+        check_bodies(&ops, &packed, limits);
+        assert!(pack(&[], limits).requests.is_empty());
+    }
+
+    #[test]
+    fn the_byte_limit_is_measured_on_the_real_body() {
+        let limits = BulkLimits::default();
+        // 399 KB in four operations: one request.
+        let ops: Vec<BulkOperation> = (0..4).map(|i| sized(i, each(4, 399_000))).collect();
+        let packed = pack(&ops, limits);
+        assert_eq!(packed.requests.len(), 1);
+        assert_eq!(packed.requests[0].body.len(), 399_000);
+        check_bodies(&ops, &packed, limits);
+        // Exactly the limit still fits.
+        let ops: Vec<BulkOperation> = (0..4).map(|i| sized(i, each(4, 400_000))).collect();
+        assert_eq!(pack(&ops, limits).requests.len(), 1);
+        // 401 KB would be one request too many bytes: split, in order.
+        let ops: Vec<BulkOperation> = (0..4).map(|i| sized(i, each(4, 401_000))).collect();
+        let packed = pack(&ops, limits);
+        let members: Vec<Vec<usize>> = packed.requests.iter().map(|r| r.members.clone()).collect();
+        assert_eq!(members, [vec![0, 1, 2], vec![3]]);
+        check_bodies(&ops, &packed, limits);
+    }
+
+    #[test]
+    fn an_oversized_operation_is_reported_not_sent() {
+        let limits = BulkLimits::default();
+        let frame = prefix().len() + SUFFIX.len();
+        let ops = vec![
+            sized(0, 1_000),
+            sized(1, MAX_BULK_BYTES - frame + 1),
+            sized(2, MAX_BULK_BYTES - frame),
+            sized(3, 1_000),
+        ];
+        let packed = pack(&ops, limits);
+        assert_eq!(packed.oversized.len(), 1);
+        let o = &packed.oversized[0];
+        assert_eq!((o.index, o.bytes), (1, MAX_BULK_BYTES + 1));
+        assert!(o.message.contains("400001 bytes") && o.message.contains("not sent"));
+        let members: Vec<Vec<usize>> = packed.requests.iter().map(|r| r.members.clone()).collect();
+        assert_eq!(members, [vec![0], vec![2], vec![3]]);
+        check_bodies(&ops, &packed, limits);
+    }
+
+    #[test]
+    fn limits_stay_within_concurs_and_bulk_ids_stay_unique() {
+        assert_eq!(BulkLimits::new(500, 1 << 30), BulkLimits::default());
+        assert_eq!(BulkLimits::new(0, 10).max_operations, 1);
+        let limits = BulkLimits::new(3, 100_000);
+        let mut ops: Vec<BulkOperation> = (0..7).map(|i| sized(i, 300)).collect();
+        ops[2].bulk_id = ops[1].bulk_id.clone();
+        let packed = pack(&ops, limits);
+        let members: Vec<Vec<usize>> = packed.requests.iter().map(|r| r.members.clone()).collect();
+        assert_eq!(members, [vec![0, 1], vec![2, 3, 4], vec![5, 6]]);
+        check_bodies(&ops, &packed, limits);
+    }
+
+    #[test]
+    fn a_report_goes_in_a_later_request_than_its_approver() {
+        let date = NaiveDate::from_ymd_opt(2026, 1, 2).expect("date");
+        let person = |id: &str, manager: Option<&str>| {
+            let mut u = User::new();
+            u.set(Field::EMPLOYEE_ID, id);
+            u.set(Field::LOGIN_ID, format!("{id}@example.com"));
+            if let Some(m) = manager {
+                u.set(Field::MANAGER_EMPLOYEE_ID, m);
+                u.set(Field::EXPENSE_APPROVER, "Y");
+            }
+            u
+        };
+        let create = |u: &User| BulkOperation::create(u, "c-1");
+        let moved = {
+            let old = person("R2", Some("X"));
+            let new = person("R2", Some("M 1"));
+            let op = Op {
+                kind: OpKind::Update,
+                employee_id: "R2".into(),
+                changes: new.changes_from(&old),
+                user: new,
+                old_login_id: None,
+                old_employee_id: None,
+                password: None,
+                origin: String::new(),
+            };
+            operation_for(&op, Some("u-r2"), "c-1", date).expect("patch")
+        };
+        let ops = [
+            create(&person("M 1", None)),
+            create(&person("A", Some("Z"))),
+            create(&person("R1", Some("M 1"))),
+            moved,
+            create(&person("M2", None)),
+        ];
+        assert_eq!(approvers_named(&ops[2]), ["M 1"]);
+        assert_eq!(approvers_named(&ops[3]), ["M 1"]);
+        let packed = pack(&ops, BulkLimits::default());
+        let members: Vec<Vec<usize>> = packed.requests.iter().map(|r| r.members.clone()).collect();
+        assert_eq!(members, [vec![0, 1], vec![2, 3, 4]]);
+    }
+
+    #[test]
+    fn bulk_ids_are_plain_stable_and_reversible() {
+        assert_eq!(bulk_id("E123"), "emp-E123");
+        assert_eq!(bulk_id("a b/\"c\"%"), "emp-a%20b%2F%22c%22%25");
+        assert_eq!(bulk_id("Zoë"), "emp-Zo%C3%AB");
+        let ids = ["E1", "E 1", "E%201", "e1", "E1 ", "", "😀", "a:b", "]"];
+        let made: std::collections::HashSet<String> = ids.iter().map(|i| bulk_id(i)).collect();
+        assert_eq!(made.len(), ids.len());
+        for id in ids {
+            assert_eq!(employee_id_of(&bulk_id(id)).as_deref(), Some(id));
+        }
+        for foreign in ["E1", "emp-%", "emp-%zz", "emp-a b", "emp-%FF"] {
+            assert_eq!(employee_id_of(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn planned_operations_become_posts_and_patches() {
+        let date = NaiveDate::from_ymd_opt(2026, 1, 2).expect("date");
+        let mut user = User::new();
+        user.set(Field::EMPLOYEE_ID, "E/1");
+        user.set(Field::LOGIN_ID, "a@example.com");
+        let mut op = Op {
+            kind: OpKind::Create,
+            employee_id: "E/1".into(),
+            changes: user.changes_from(&User::new()),
+            user: user.clone(),
+            old_login_id: None,
+            old_employee_id: None,
+            password: None,
+            origin: String::new(),
+        };
+        let post = operation_for(&op, None, "c-1", date).expect("create");
+        assert_eq!((post.method, post.path.as_str()), (Method::Post, "/Users"));
+        assert_eq!(post.bulk_id, "emp-E%2F1");
+        assert_eq!(post.data["userName"], "a@example.com");
+
+        op.kind = OpKind::Update;
+        assert_eq!(
+            operation_for(&op, None, "c-1", date),
+            Err(Unsendable::NoUuid)
+        );
+        let patch = operation_for(&op, Some("u/../x"), "c-1", date).expect("patch");
+        assert_eq!(patch.method, Method::Patch);
+        assert_eq!(patch.path, "/Users/u%2F..%2Fx");
+        assert_eq!(patch.to_value()["method"], "PATCH");
+        op.changes.clear();
+        assert_eq!(
+            operation_for(&op, Some("u"), "c-1", date),
+            Err(Unsendable::NoChange)
+        );
+        op.kind = OpKind::Password;
+        let refused = operation_for(&op, Some("u"), "c-1", date).unwrap_err();
+        assert!(refused.to_string().contains("single sign-on"));
+    }
 }

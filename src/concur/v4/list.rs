@@ -165,3 +165,123 @@ impl SearchRequest {
         self.to_value().to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(body: &str) -> UserPage {
+        decode_user_list(body).expect("decodes")
+    }
+
+    #[test]
+    fn identity_v4_pages_by_start_index() {
+        let users: Vec<String> = (0..100).map(|i| format!(r#"{{"id":"u-{i}"}}"#)).collect();
+        let first = page(&format!(
+            r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":250,"itemsPerPage":100,"startIndex":1,"Resources":[{}]}}"#,
+            users.join(",")
+        ));
+        assert_eq!(first.resources.len(), 100);
+        assert_eq!(first.next_start_index(), Some(101));
+        let short = page(
+            r#"{"totalResults":250,"itemsPerPage":1,"startIndex":201,"resources":[{"id":"a"}]}"#,
+        );
+        assert_eq!(
+            short.next_start_index(),
+            Some(202),
+            "a short page is not the last"
+        );
+        let mut last = short.clone();
+        last.resources = vec![json!({}); 50];
+        assert_eq!(last.next_start_index(), None);
+        let empty = page(r#"{"totalResults":250,"startIndex":101,"Resources":[]}"#);
+        assert_eq!(
+            empty.next_start_index(),
+            None,
+            "an empty page ends the list"
+        );
+        assert_eq!(page(r#"{"totalResults":0}"#).resources.len(), 0);
+    }
+
+    #[test]
+    fn identity_v41_pages_by_cursor() {
+        let more = page(
+            r#"{"totalResults":1500,"itemsPerPage":1000,"Resources":[{"id":"a"}],"nextCursor":"c2=="}"#,
+        );
+        assert_eq!(more.next_cursor.as_deref(), Some("c2=="));
+        let last = page(r#"{"totalResults":500,"itemsPerPage":500,"Resources":[{"id":"a"}]}"#);
+        assert_eq!(last.next_cursor, None);
+        assert_eq!(page(r#"{"nextCursor":""}"#).next_cursor, None);
+        assert_eq!(
+            identity_page_path(5000, Some("c2=="), &["id", "userName"]),
+            "/profile/identity/v4.1/Users?count=1000&cursor=c2%3D%3D&attributes=id%2CuserName"
+        );
+        assert_eq!(
+            identity_page_path(0, None, &[]),
+            "/profile/identity/v4.1/Users?count=1"
+        );
+    }
+
+    #[test]
+    fn lists_name_wrong_types() {
+        for (body, expected) in [
+            (
+                r#"{"Resources":[{"id":"a"},"b"]}"#,
+                "Resources[1]: expected an object",
+            ),
+            (r#"{"Resources":{}}"#, "Resources: expected an array"),
+            (
+                r#"{"totalResults":"many"}"#,
+                "totalResults: expected a count",
+            ),
+            (r#"{"nextCursor":7}"#, "nextCursor: expected a string"),
+        ] {
+            let e = decode_user_list(body).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e} / {expected}");
+        }
+    }
+
+    #[test]
+    fn filters_escape_their_values() {
+        assert_eq!(employee_number_filter("E1"), r#"employeeNumber eq "E1""#);
+        assert_eq!(
+            employee_number_filter(r#"E"1\2"#),
+            r#"employeeNumber eq "E\"1\\2""#
+        );
+        assert_eq!(user_name_filter("a@b.com"), r#"userName eq "a@b.com""#);
+        assert_eq!(
+            identity_lookup_path(&employee_number_filter("E 1&x=y"), 1),
+            "/profile/identity/v4/Users?filter=employeeNumber%20eq%20%22E%201%26x%3Dy%22&count=1"
+        );
+        assert_eq!(spend_user_path("u-1"), "/profile/spend/v4.1/Users/u-1");
+    }
+
+    #[test]
+    fn search_requests() {
+        let one = SearchRequest::by_employee_numbers(&["E\"1"], &["id", "userName"]);
+        assert_eq!(
+            one.body(),
+            r#"{"attributes":["id","userName"],"count":1,"filter":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"E\\\"1\"","schemas":["urn:ietf:params:scim:api:messages:concur:2.0:SearchRequest"]}"#
+        );
+        let two = SearchRequest::by_employee_numbers(&["E1", "E2"], &[]).with_cursor("c1");
+        let v = two.to_value();
+        assert_eq!(
+            v["filter"],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"E1\" or \
+             urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"E2\""
+        );
+        assert_eq!(
+            (v["count"].clone(), v["cursor"].clone()),
+            (json!(2), json!("c1"))
+        );
+        assert!(v.get("attributes").is_none());
+        let all = SearchRequest {
+            count: 5000,
+            ..SearchRequest::default()
+        };
+        assert_eq!(
+            all.body(),
+            r#"{"count":1000,"schemas":["urn:ietf:params:scim:api:messages:concur:2.0:SearchRequest"]}"#
+        );
+    }
+}

@@ -12,8 +12,10 @@
 //! leaves out empty attributes too; so a field counts as *read* only when the part of the
 //! resource that holds it was returned:
 //! - `userName`, `active`, `emails` (all required in v4): when present;
-//! - `name.*`: when `name` is present; `entitlements` (the user flags): when `userName` is
-//!   (the same scope), an absent value then meaning `N`;
+//! - `name.*`: when `name` is present;
+//! - the user flags: when `entitlements` is present (an entitlement it lacks is then `N`).
+//!   Concur returns `entitlements` only on request and leaves an empty list out, so a user
+//!   with none reads as not readable rather than as `N` for all three;
 //! - `employeeNumber`: when the enterprise extension is present;
 //! - spend fields, roles, the report approver: when their extension is present, or when a
 //!   Spend v4.1 resource was read at all (an extension absent from it holds nothing).
@@ -194,7 +196,6 @@ pub fn read_user(
         read: Vec::new(),
     };
 
-    let core_read = id.has("userName");
     if let Some(login) = id.strict_string("userName")? {
         read.set(Field::LOGIN_ID, login);
     }
@@ -224,7 +225,7 @@ pub fn read_user(
         }
         read.set(Field::EMAIL, work.or(untyped).unwrap_or(""));
     }
-    if core_read {
+    if id.has("entitlements") {
         let mut held = Vec::new();
         for (i, v) in id.array("entitlements")?.iter().enumerate() {
             // Plain strings as Concur shows them, or SCIM `{value}` objects.

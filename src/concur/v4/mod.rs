@@ -31,8 +31,9 @@
 //!   their counts): each operation settles on its own status.
 //! - The manager is the primary `report` approver; a change replaces `report[primary eq
 //!   true]`, leaving other approvers alone.
-//! - An `active` flag, entitlement or role read from Concur is `Y` or `N` when its part of
-//!   the resource was read; absent values in that part are `N`.
+//! - A flag read from Concur (`active`, an entitlement, a role) is `Y` or `N` when the part
+//!   of the resource holding it was read, and unreadable otherwise; `entitlements` counts as
+//!   read only when Concur shows the list (it is returned on request and left out when empty).
 
 pub mod bulk;
 pub mod error;

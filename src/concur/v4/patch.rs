@@ -243,3 +243,248 @@ fn change_ops(change: &FieldChange, ops: &mut Vec<PatchOperation>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::User;
+
+    const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+    fn user(pairs: &[(Field, &str)]) -> User {
+        let mut u = User::new();
+        for (f, v) in pairs {
+            u.set(*f, *v);
+        }
+        u
+    }
+
+    fn base() -> User {
+        user(&[
+            (Field::EMPLOYEE_ID, "E1"),
+            (Field::LOGIN_ID, "a@example.com"),
+            (Field::ACTIVE, "Y"),
+            (Field::FIRST_NAME, "Ann"),
+            (Field::LAST_NAME, "Lee"),
+            (Field::EMAIL, "a@example.com"),
+            (Field::LOCALE, "en_US"),
+            (Field::COUNTRY, "US"),
+            (Field::CURRENCY, "USD"),
+            (Field::COUNTRY_SUBDIVISION, "US-WA"),
+            (Field::CUSTOM2, "old"),
+            (Field::CUSTOM4, "gone"),
+            (Field::EXPENSE_USER, "Y"),
+            (Field::TRIP_USER, "N"),
+            (Field::EXPENSE_APPROVER, "Y"),
+            (Field::MANAGER_EMPLOYEE_ID, "M1"),
+        ])
+    }
+
+    fn op(kind: OpKind, old: &User, new: &User) -> Op {
+        Op {
+            kind,
+            employee_id: new.employee_id().to_owned(),
+            user: new.clone(),
+            old_login_id: (old.login_id() != new.login_id()).then(|| old.login_id().to_owned()),
+            old_employee_id: (old.employee_id() != new.employee_id())
+                .then(|| old.employee_id().to_owned()),
+            changes: new.changes_from(old),
+            password: None,
+            origin: String::new(),
+        }
+    }
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 9, 30).expect("date")
+    }
+
+    /// The operations as compact JSON lines.
+    fn check(kind: OpKind, edit: &[(Field, &str)], expected: &[&str]) {
+        let old = base();
+        let mut new = old.clone();
+        for (f, v) in edit {
+            new.set(*f, *v);
+        }
+        let patch = patch_for(&op(kind, &old, &new), date());
+        let got: Vec<String> = patch
+            .operations
+            .iter()
+            .map(|o| o.to_value().to_string())
+            .collect();
+        assert_eq!(got, expected);
+        // Never an unfiltered replace of a multi-valued attribute.
+        for o in &patch.operations {
+            let multi = ["emails", "entitlements", "customData", "roles", "report"]
+                .iter()
+                .any(|m| o.path.ends_with(m));
+            assert!(!(multi && o.op == PatchKind::Replace), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn only_changed_attributes_are_patched() {
+        check(OpKind::Update, &[], &[]);
+        check(
+            OpKind::Update,
+            &[
+                (Field::FIRST_NAME, "Anne"),
+                (Field::MIDDLE_INITIAL, "Q"),
+                (Field::EMAIL, "anne@example.com"),
+            ],
+            &[
+                r#"{"op":"replace","path":"name.givenName","value":"Anne"}"#,
+                r#"{"op":"add","path":"name.middleInitial","value":"Q"}"#,
+                r#"{"op":"replace","path":"emails[type eq \"work\"].value","value":"anne@example.com"}"#,
+            ],
+        );
+        check(
+            OpKind::Update,
+            &[(Field::LAST_NAME, ""), (Field::EMAIL, "")],
+            &[
+                r#"{"op":"remove","path":"name.familyName"}"#,
+                r#"{"op":"remove","path":"emails[type eq \"work\"]"}"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn spend_values_and_custom_data_go_one_entry_at_a_time() {
+        check(
+            OpKind::Update,
+            &[
+                (Field::LOCALE, "fr_CA"),
+                (Field::COUNTRY_SUBDIVISION, "CA-WA"),
+                (Field::COUNTRY, "CA"),
+                (Field::LEDGER, "L2"),
+                (Field::CUSTOM2, "new ] value"),
+                (Field::CUSTOM3, "added"),
+                (Field::CUSTOM4, ""),
+            ],
+            &[
+                &format!(r#"{{"op":"replace","path":"{SPEND}:locale","value":"fr-CA"}}"#),
+                &format!(r#"{{"op":"add","path":"{SPEND}:ledgerCode","value":"L2"}}"#),
+                &format!(
+                    r#"{{"op":"replace","path":"{SPEND}:customData[id eq \"custom2\"].value","value":"new ] value"}}"#
+                ),
+                &format!(
+                    r#"{{"op":"add","path":"{SPEND}:customData","value":[{{"id":"custom3","value":"added"}}]}}"#
+                ),
+                &format!(r#"{{"op":"remove","path":"{SPEND}:customData[id eq \"custom4\"]"}}"#),
+                &format!(r#"{{"op":"replace","path":"{SPEND}:country","value":"CA"}}"#),
+                // US-WA → CA-WA leaves stateProvince WA as it was: nothing to send.
+            ],
+        );
+    }
+
+    #[test]
+    fn entitlements_roles_and_manager_change_one_value_at_a_time() {
+        let role = "urn:ietf:params:scim:schemas:extension:spend:2.0:Role";
+        let approver = "urn:ietf:params:scim:schemas:extension:spend:2.0:Approver";
+        check(
+            OpKind::Update,
+            &[
+                (Field::EXPENSE_USER, "N"),
+                (Field::TRIP_USER, "Y"),
+                (Field::INVOICE_USER, "N"),
+                (Field::EXPENSE_APPROVER, ""),
+                (Field::INVOICE_APPROVER, "Y"),
+                (Field::MANAGER_EMPLOYEE_ID, "M2"),
+            ],
+            &[
+                r#"{"op":"remove","path":"entitlements[value eq \"Expense\"]"}"#,
+                &format!(
+                    r#"{{"op":"remove","path":"{role}:roles[roleName eq \"EXP_APPROVER\"]"}}"#
+                ),
+                r#"{"op":"add","path":"entitlements","value":["Travel"]}"#,
+                &format!(
+                    r#"{{"op":"add","path":"{role}:roles","value":[{{"roleName":"INV_APPROVER"}}]}}"#
+                ),
+                &format!(
+                    r#"{{"op":"replace","path":"{approver}:report[primary eq true]","value":{{"approver":{{"employeeNumber":"M2"}},"primary":true}}}}"#
+                ),
+            ],
+        );
+        check(
+            OpKind::Update,
+            &[(Field::MANAGER_EMPLOYEE_ID, "")],
+            &[&format!(
+                r#"{{"op":"remove","path":"{approver}:report[primary eq true]"}}"#
+            )],
+        );
+        let mut old = base();
+        old.remove(Field::MANAGER_EMPLOYEE_ID);
+        let patch = patch_for(&op(OpKind::Update, &old, &base()), date());
+        assert_eq!(
+            patch.operations[0].to_value().to_string(),
+            format!(
+                r#"{{"op":"add","path":"{approver}:report","value":[{{"approver":{{"employeeNumber":"M1"}},"primary":true}}]}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn deactivation_reactivation_and_renames() {
+        check(
+            OpKind::Deactivate,
+            &[(Field::ACTIVE, "N")],
+            &[
+                r#"{"op":"replace","path":"active","value":false}"#,
+                &format!(
+                    r#"{{"op":"replace","path":"{ENT}:terminationDate","value":"2026-09-30T00:00:00Z"}}"#
+                ),
+            ],
+        );
+        let mut gone = base();
+        gone.set(Field::ACTIVE, "N");
+        let mut back = base();
+        back.set(Field::LAST_NAME, "Lee-Park");
+        let patch = patch_for(&op(OpKind::Reactivate, &gone, &back), date());
+        let got: Vec<String> = patch
+            .operations
+            .iter()
+            .map(|o| o.to_value().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                r#"{"op":"replace","path":"active","value":true}"#.to_owned(),
+                format!(r#"{{"op":"remove","path":"{ENT}:terminationDate"}}"#),
+                r#"{"op":"replace","path":"name.familyName","value":"Lee-Park"}"#.to_owned(),
+            ]
+        );
+        check(
+            OpKind::Update,
+            &[
+                (Field::LOGIN_ID, "ann@example.com"),
+                (Field::EMPLOYEE_ID, "E2"),
+            ],
+            &[
+                r#"{"op":"replace","path":"userName","value":"ann@example.com"}"#,
+                &format!(r#"{{"op":"replace","path":"{ENT}:employeeNumber","value":"E2"}}"#),
+            ],
+        );
+        // A rename the changes do not list is still sent.
+        let mut rename = op(OpKind::Update, &base(), &base());
+        rename.old_employee_id = Some("E0".into());
+        let patch = patch_for(&rename, date());
+        assert_eq!(patch.operations.len(), 1);
+        assert_eq!(patch.operations[0].path, format!("{ENT}:employeeNumber"));
+        // Passwords have no v4 attribute.
+        let mut pw = op(OpKind::Password, &base(), &base());
+        pw.changes = base().changes_from(&User::new());
+        assert!(patch_for(&pw, date()).is_empty());
+    }
+
+    #[test]
+    fn the_body_is_a_patch_op() {
+        let mut new = base();
+        new.set(Field::FIRST_NAME, "Anne");
+        let body = patch_for(&op(OpKind::Update, &base(), &new), date()).to_value();
+        assert_eq!(
+            body.to_string(),
+            r#"{"Operations":[{"op":"replace","path":"name.givenName","value":"Anne"}],"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}"#
+        );
+        assert_eq!(termination_date(date()), "2026-09-30T00:00:00Z");
+    }
+}

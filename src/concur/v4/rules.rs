@@ -195,3 +195,155 @@ pub fn violations(user: &User) -> Vec<(Field, String)> {
     out.sort_by_key(|(f, _)| *f);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> User {
+        let mut u = User::new();
+        for (f, v) in [
+            (Field::EMPLOYEE_ID, "E1"),
+            (Field::LOGIN_ID, "ann@example.com"),
+            (Field::ACTIVE, "Y"),
+            (Field::FIRST_NAME, "Ann"),
+            (Field::LAST_NAME, "Lee"),
+            (Field::EMAIL, "ann@example.com"),
+        ] {
+            u.set(f, v);
+        }
+        u
+    }
+
+    /// The violations of `valid()` with `edit` applied, as `field: message`.
+    fn check(edit: &[(Field, &str)], expected: &[&str]) {
+        let mut u = valid();
+        for (f, v) in edit {
+            u.set(*f, *v);
+        }
+        let got: Vec<String> = violations(&u)
+            .into_iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn user_names() {
+        check(&[], &[]);
+        check(
+            &[(Field::LOGIN_ID, "ann;lee@example.com")],
+            &[
+                "login_id: userName must not contain ';' (UPS v4: forbidden characters % [ # ! * & ( ) ~ ' { ^ } \\ / ? > < , ; : + = ] \\\" |)",
+            ],
+        );
+        let mut u = valid();
+        u.set(Field::LOGIN_ID, "a+b|c+\"d]@example.com");
+        let v = violations(&u);
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].1
+                .starts_with("userName must not contain '+', '|', '\"', ']' (UPS v4:"),
+            "{}",
+            v[0].1
+        );
+        for bad in [
+            "nobody",
+            "@example.com",
+            "ann@",
+            "a@b@c",
+            "ann lee@example.com",
+        ] {
+            let mut u = valid();
+            u.set(Field::LOGIN_ID, bad);
+            let v = violations(&u);
+            assert_eq!(v.len(), 1, "{bad}");
+            assert!(
+                v[0].1
+                    .starts_with("userName must have the form name@domain"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn required_attributes_and_lengths() {
+        check(
+            &[(Field::FIRST_NAME, ""), (Field::EMAIL, "")],
+            &[
+                "first_name: name.givenName is required (UPS v4: name.givenName)",
+                "email: emails is required (UPS v4: emails)",
+            ],
+        );
+        check(
+            &[
+                (Field::LAST_NAME, &"L".repeat(33)),
+                (Field::EMPLOYEE_ID, &"9".repeat(49)),
+                (Field::MIDDLE_INITIAL, "AB"),
+                (Field::LEDGER, &"é".repeat(21)),
+                (Field::LOCALE, "en_US"),
+                (Field::COUNTRY, "US"),
+                (Field::CURRENCY, "USD"),
+            ],
+            &[
+                "employee_id: employeeNumber is 49 characters long, at most 48 allowed (UPS v4: employeeNumber ≤ 48)",
+                "last_name: name.familyName is 33 characters long, at most 32 allowed (UPS v4: name.familyName ≤ 32)",
+                "middle_initial: name.middleInitial \"AB\" is 2 characters long, it must be exactly 1 (UPS v4: name.middleInitial length 1)",
+                "ledger: ledgerCode is 21 characters long, at most 20 allowed (UPS v4: ledgerCode ≤ 20)",
+            ],
+        );
+        // 32 characters of any script are fine.
+        check(&[(Field::FIRST_NAME, &"山".repeat(32))], &[]);
+    }
+
+    #[test]
+    fn spend_values_need_the_trio_in_v4_form() {
+        let trio = [
+            (Field::LOCALE, "en_US"),
+            (Field::COUNTRY, "US"),
+            (Field::CURRENCY, "USD"),
+        ];
+        check(&trio, &[]);
+        check(
+            &[
+                (Field::COUNTRY_SUBDIVISION, "US-WA"),
+                (Field::LOCALE, "en_US"),
+                (Field::COUNTRY, "US"),
+                (Field::CURRENCY, "USD"),
+            ],
+            &[],
+        );
+        let mut with = trio.to_vec();
+        with.push((Field::COUNTRY_SUBDIVISION, "GB-ENG"));
+        with.push((Field::LOCALE, "fil_PH"));
+        check(
+            &with,
+            &[
+                "locale: locale \"fil-PH\" is not a 5-character RFC 5646 tag of language and region like \"en-US\" (UPS v4: spend locale)",
+                "country_subdivision: stateProvince \"ENG\" is 3 characters long, it must be exactly 2 (UPS v4: stateProvince length 2)",
+            ],
+        );
+        let missing = "is required once the spend User extension is used (UPS v4: reimbursementCurrency, country and locale are required together; this user has spend values)";
+        check(
+            &[(Field::CUSTOM3, "x"), (Field::COUNTRY, "US")],
+            &[
+                &format!("locale: locale {missing}"),
+                &format!("currency: reimbursementCurrency {missing}"),
+            ],
+        );
+        for spend in [
+            (Field::MANAGER_EMPLOYEE_ID, "M1"),
+            (Field::EXPENSE_APPROVER, "Y"),
+            (Field::LEDGER, "L"),
+        ] {
+            let mut u = valid();
+            u.set(spend.0, spend.1);
+            assert_eq!(violations(&u).len(), 3, "{spend:?}");
+        }
+        // Flags that grant nothing and entitlements are not spend values.
+        check(
+            &[(Field::EXPENSE_APPROVER, "N"), (Field::EXPENSE_USER, "Y")],
+            &[],
+        );
+    }
+}

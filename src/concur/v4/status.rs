@@ -379,3 +379,186 @@ pub fn settle(op: &OperationStatus) -> Settled {
     }
     Settled::Applied(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+    const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
+    const ROLE: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:Role";
+    const APPROVER: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:Approver";
+
+    fn ext(name: &str, status: Value) -> Value {
+        json!({"name": name, "status": status})
+    }
+    fn ok(result: &str) -> Value {
+        json!({"completed": true, "success": true, "code": "200", "result": result})
+    }
+    fn failed(code: &str) -> Value {
+        json!({"completed": true, "success": false, "code": code, "result": "error"})
+    }
+    fn pending() -> Value {
+        json!({"completed": false, "success": null, "result": "processing"})
+    }
+
+    fn settle_json(op: Value) -> Settled {
+        let body = json!({"id": "p", "operations": [op]}).to_string();
+        let status = decode_provision_status(&body).expect("decodes");
+        settle(&status.operations[0])
+    }
+
+    #[test]
+    fn an_operation_settles_on_its_identity_then_each_extension() {
+        // Still working on the identity.
+        let op = json!({"id": "1", "bulkId": "emp-E1", "status": {"completed": false, "success": null},
+                        "extensions": [ext(CORE, pending()), ext(SPEND, pending())]});
+        assert_eq!(settle_json(op), Settled::Pending);
+
+        // The identity failed: Concur's messages, the operation's code.
+        let op = json!({"id": "1", "status": {"completed": true, "success": false, "code": 409},
+            "extensions": [
+                {"name": CORE, "status": failed("409"), "messages": [
+                    {"code": "UNIQUENESS", "message": "Principal with lookup type 'companyId,employeeNumber' with provided value already exists",
+                     "schemaPath": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "type": "error"}]},
+                {"name": SPEND, "status": {"completed": true, "success": false, "result": "not-processed"}}]});
+        assert_eq!(
+            settle_json(op),
+            Settled::IdentityFailed {
+                code: Some("409".into()),
+                message: "UNIQUENESS: Principal with lookup type 'companyId,employeeNumber' with provided value already exists \
+                          (urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber)"
+                    .into()
+            }
+        );
+
+        // Timed out before the identity: not processed, with the reason.
+        let op = json!({"id": "1", "status": {"completed": true, "success": false, "code": "500"},
+            "extensions": [{"name": CORE, "status": {"completed": true, "success": false, "code": "500", "result": "not-processed"},
+                            "messages": [{"code": "PROVISION_TIMEOUT", "message": "Provision request timed out after 120 minutes"}]}]});
+        assert_eq!(
+            settle_json(op),
+            Settled::IdentityFailed {
+                code: Some("500".into()),
+                message: "PROVISION_TIMEOUT: Provision request timed out after 120 minutes".into()
+            }
+        );
+
+        // The identity stands; each extension has its own fate.
+        let op = json!({"id": "1", "status": {"completed": false, "success": null},
+            "resource": {"id": "u-1", "type": "User"},
+            "extensions": [ext(CORE, ok("success")), ext(SPEND, failed("400")),
+                           ext(ROLE, ok("no-op")), ext(APPROVER, pending()),
+                           ext("urn:x:Other", json!({"completed": true, "success": false, "result": "not-processed"}))]});
+        let Settled::Applied(a) = settle_json(op) else {
+            panic!("identity stands")
+        };
+        assert_eq!(a.uuid.as_deref(), Some("u-1"));
+        assert_eq!(a.succeeded, [CORE, ROLE]);
+        assert_eq!(
+            a.failed,
+            [(SPEND.to_owned(), "failed (code 400)".to_owned())]
+        );
+        assert_eq!(a.pending, [APPROVER]);
+        assert_eq!(a.not_processed, ["urn:x:Other"]);
+        assert!(!a.is_final());
+    }
+
+    #[test]
+    fn without_extension_entries_the_operation_status_decides() {
+        let op = json!({"id": "1", "status": {"completed": true, "success": false, "code": "400"},
+                        "messages": [{"code": "INVALID_VALUE", "message": "bad userName", "schemaPath": "userName"}]});
+        assert_eq!(
+            settle_json(op),
+            Settled::IdentityFailed {
+                code: Some("400".into()),
+                message: "INVALID_VALUE: bad userName (userName)".into()
+            }
+        );
+        let op = json!({"id": "1", "status": {"completed": true, "success": false, "code": "400"}});
+        assert!(
+            matches!(settle_json(op), Settled::IdentityFailed { message, .. } if message == "the operation failed (code 400)")
+        );
+        let op = json!({"id": "1", "status": {"completed": true, "success": true, "code": "200"},
+                        "resource": {"id": "u-2"}});
+        assert!(
+            matches!(settle_json(op), Settled::Applied(a) if a.uuid.as_deref() == Some("u-2") && a.is_final())
+        );
+        assert_eq!(settle_json(json!({"id": "1"})), Settled::Pending);
+        // An undocumented result reads by its success flag.
+        let op = json!({"id": "1", "resource": {"id": "u"}, "status": {"completed": true},
+                        "extensions": [ext(CORE, json!({"completed": true, "success": true, "result": "Done"}))]});
+        assert!(matches!(settle_json(op), Settled::Applied(a) if a.succeeded == [CORE]));
+        assert_eq!(ExtResult::parse("NOT_PROCESSED"), ExtResult::NotProcessed);
+        assert_eq!(ExtResult::parse("Done"), ExtResult::Other("Done".into()));
+    }
+
+    #[test]
+    fn statuses_decode_tolerantly_and_name_wrong_types() {
+        let body = "\u{feff}{\"ID\":\"p-1\",\"operationsCount\":{\"total\":\"3\",\"pending\":3},\
+                    \"status\":{\"completed\":false,\"success\":null},\"extra\":[1,2],\
+                    \"totalResults\":250,\"itemsPerPage\":100,\"startIndex\":101,\
+                    \"operations\":[{\"id\":1,\"status\":{\"completed\":true,\"success\":true,\"code\":200}}]}";
+        let s = decode_provision_status(body).expect("decodes");
+        assert_eq!(s.id, "p-1");
+        assert_eq!(
+            s.counts.map(|c| (c.total, c.pending, c.failed)),
+            Some((3, 3, 0))
+        );
+        assert_eq!(s.operations[0].id.as_deref(), Some("1"));
+        assert_eq!(s.operations[0].status.code.as_deref(), Some("200"));
+        assert_eq!(s.next_start_index(), Some(102));
+
+        for (body, expected) in [
+            (
+                r#"{"id":"p","status":{"completed":"maybe"}}"#,
+                "status.completed: expected a boolean",
+            ),
+            (
+                r#"{"id":"p","operations":[{"status":{"success":1}}]}"#,
+                "operations[0].status.success",
+            ),
+            (
+                r#"{"id":"p","operations":[{"extensions":[{"messages":"x"}]}]}"#,
+                "operations[0].extensions[0].messages",
+            ),
+            (
+                r#"{"id":"p","operationsCount":{"total":-1}}"#,
+                "operationsCount.total: expected a count",
+            ),
+            (r#"{"status":{}}"#, "id: missing"),
+            ("<html/>", "not JSON"),
+        ] {
+            let e = decode_provision_status(body).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e} / {expected}");
+        }
+    }
+
+    #[test]
+    fn the_created_user_and_status_paths() {
+        let created = decode_created_user(
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"u-9","userName":"a@b",
+               "meta":{"provisionId":"p-9","statusUrl":"https://us.api.concursolutions.com/profile/v4/provisions/p-9/status",
+                       "location":"/profile/identity/v4/Users/u-9","resourceType":"User"}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(created.id, "u-9");
+        assert_eq!(created.provision_id.as_deref(), Some("p-9"));
+        assert!(
+            created
+                .status_url
+                .as_deref()
+                .is_some_and(|u| u.ends_with("/p-9/status"))
+        );
+        assert_eq!(
+            created.location.as_deref(),
+            Some("/profile/identity/v4/Users/u-9")
+        );
+        assert!(decode_created_user(r#"{"meta":{}}"#).is_err());
+        assert_eq!(
+            provision_status_path("p 1", 101, 100),
+            "/profile/v4/provisions/p%201/status?attributes=operations&startIndex=101&count=100"
+        );
+    }
+}
