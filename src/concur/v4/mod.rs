@@ -31,6 +31,10 @@
 //!   their counts): each operation settles on its own status.
 //! - The manager is the primary `report` approver; a change replaces `report[primary eq
 //!   true]`, leaving other approvers alone.
+//! - The spend User extension needs `reimbursementCurrency`, `country` and `locale` once
+//!   used (§1.7). A user with spend values (a spend field, an approver role, a manager) that
+//!   lacks one of them is rejected by [`violations`], naming each missing attribute, and is
+//!   not sent; sending the identity without its spend data would silently drop values.
 //! - A flag read from Concur (`active`, an entitlement, a role) is `Y` or `N` when the part
 //!   of the resource holding it was read, and unreadable otherwise; `entitlements` counts as
 //!   read only when Concur shows the list (it is returned on request and left out when empty).

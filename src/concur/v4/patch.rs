@@ -122,10 +122,10 @@ fn enterprise_path(attr: &str) -> String {
 /// (no v4 attribute) and a change with no v4 effect give an empty PatchOp; a create is not a
 /// patch (`mapping::user_body`).
 pub fn patch_for(op: &Op, termination: NaiveDate) -> PatchOp {
-    let mut ops = Vec::new();
     if op.kind == OpKind::Password {
         return PatchOp::default();
     }
+    let mut ops = Vec::new();
     let changed = |f: Field| op.changes.iter().any(|c| c.field == f);
     // Renames first, so that later operations already name the user as Concur will know it.
     if let Some(new) = op.user.get(Field::LOGIN_ID)
@@ -178,13 +178,16 @@ fn change_ops(change: &FieldChange, ops: &mut Vec<PatchOperation>) {
         None => PatchOperation::remove(path),
     };
     match home(change.field) {
-        Home::Core(path) | Home::Enterprise(path) => {
-            let path = match home(change.field) {
-                Home::Enterprise(_) => enterprise_path(path),
-                _ => path.to_owned(),
-            };
-            ops.push(set_or_clear(path, new.map(|v| json!(v)), old.is_some()));
-        }
+        Home::Core(path) => ops.push(set_or_clear(
+            path.into(),
+            new.map(|v| json!(v)),
+            old.is_some(),
+        )),
+        Home::Enterprise(attr) => ops.push(set_or_clear(
+            enterprise_path(attr),
+            new.map(|v| json!(v)),
+            old.is_some(),
+        )),
         Home::WorkEmail => ops.push(match (old, new) {
             (Some(_), Some(v)) => {
                 PatchOperation::replace("emails[type eq \"work\"].value", json!(v))
