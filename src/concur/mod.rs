@@ -27,6 +27,7 @@ pub mod geo;
 mod target;
 mod transport;
 pub mod v1;
+pub mod v4;
 
 pub use body::error_message;
 pub use client::{ClientStats, ConcurClient};
