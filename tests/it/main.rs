@@ -18,5 +18,6 @@ mod scim;
 mod secrets;
 mod service;
 mod simulator;
+mod simulator_v4;
 mod sync_cycle;
 mod tokens;

@@ -16,6 +16,7 @@ use super::model::{
 };
 use super::patch::{self, PatchOp};
 use super::provisions::{ExtWork, IdentityWork, Operation, Outcome, Work};
+use super::store;
 use super::validate::{self, Mode};
 
 /// A v4 hard delete, kept so that tests can tell one was sent.
@@ -49,7 +50,7 @@ pub(crate) fn create(
 ) -> Result<usize, Failure> {
     validate::identity(inner, identity, None, Mode::Create)?;
     let mut u = StoredUser::blank();
-    model::write_identity(&mut u, identity);
+    store::write_identity(&mut u, identity);
     Ok(inner.add_user(u, at))
 }
 
@@ -83,7 +84,7 @@ pub(crate) fn update(
         return Ok(false);
     }
     inner.begin_write(i, at);
-    model::write_identity(&mut inner.users[i], &after);
+    store::write_identity(&mut inner.users[i], &after);
     inner.index(i);
     Ok(true)
 }
@@ -154,7 +155,7 @@ pub(crate) fn extension(
         return Ok(false);
     }
     inner.begin_write(i, at);
-    model::write_ext(&mut inner.users[i], urn, &after);
+    store::write_ext(&mut inner.users[i], urn, &after);
     Ok(true)
 }
 

@@ -8,7 +8,8 @@
 //!   `gt|ge|lt|le`; `and`, `or`, parentheses; anything else is 400 `INVALID_INPUT`);
 //! - `GET /Users/{id}` on both.
 //!
-//! Look-ups by key use the state's indexes. The v4.1 list and `.search` see each user as of
+//! Filters are answered by `search.rs` (look-ups by key use the state's indexes), the
+//! attribute selection by `attributes.rs`. The v4.1 list and `.search` see each user as of
 //! the search lag (a write younger than it is not there yet); GET by id sees every write.
 //! Without `identity.user.coresensitive.read` e-mails, addresses, phone numbers and birth
 //! dates are left out, without `identity.user.ids.read` the `externalId`, without
@@ -20,327 +21,21 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::super::http_util::query_ci;
-use super::super::state::{Inner, Shared};
+use super::super::state::Shared;
+use super::attributes::Shape;
 use super::errors::Failure;
-use super::filter::{self, CmpOp, Filter};
-use super::model::{CORE, ENTERPRISE, UserRef, identity_view, known_urn};
-use super::{EmployeeNumberFilter, Scope, authorize, json_body, respond};
+use super::model::{UserRef, identity_view};
+use super::search::{Query, parse_filter, select};
+use super::{Scope, authorize, json_body, respond};
 
 pub(crate) const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_REQUESTS: [&str; 2] = [
     "urn:ietf:params:scim:api:messages:concur:2.0:SearchRequest",
     "urn:ietf:params:scim:api:messages:2.0:SearchRequest",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
-    UserName,
-    ExternalId,
-    Id,
-    EmployeeNumber,
-}
-
-/// A filter the simulator can answer.
-#[derive(Debug, Clone, PartialEq)]
-enum Query {
-    Eq(Key, String),
-    Active(bool),
-    Modified(CmpOp, DateTime<Utc>),
-    And(Box<Query>, Box<Query>),
-    Or(Box<Query>, Box<Query>),
-}
-
-fn key_of(attr: &str, spelling: EmployeeNumberFilter) -> Option<Key> {
-    let core = format!("{CORE}:");
-    let bare = match attr.get(..core.len()) {
-        Some(p) if p.eq_ignore_ascii_case(&core) => &attr[core.len()..],
-        _ => attr,
-    };
-    let urn_forms = [
-        format!("{ENTERPRISE}:employeeNumber"),
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:employeeNumber".to_string(),
-    ];
-    if urn_forms.iter().any(|f| f.eq_ignore_ascii_case(attr)) {
-        return (spelling != EmployeeNumberFilter::Plain).then_some(Key::EmployeeNumber);
-    }
-    match bare.to_ascii_lowercase().as_str() {
-        "username" => Some(Key::UserName),
-        "externalid" => Some(Key::ExternalId),
-        "id" => Some(Key::Id),
-        "employeenumber" => (spelling != EmployeeNumberFilter::Urn).then_some(Key::EmployeeNumber),
-        _ => None,
-    }
-}
-
-fn unsupported(what: &str) -> String {
-    format!("unsupported filter expression: {what}")
-}
-
-/// The `.search` subset (and, with `single_eq`, the Identity v4 one).
-fn to_query(f: &Filter, spelling: EmployeeNumberFilter, single_eq: bool) -> Result<Query, String> {
-    match f {
-        Filter::Compare(attr, CmpOp::Eq, v) => {
-            if !single_eq && attr.eq_ignore_ascii_case("active") {
-                return v
-                    .as_bool()
-                    .map(Query::Active)
-                    .ok_or_else(|| unsupported("active needs true or false"));
-            }
-            let key = key_of(attr, spelling)
-                .filter(|k| !single_eq || *k != Key::Id)
-                .ok_or_else(|| unsupported(attr))?;
-            let value = v.as_str().ok_or_else(|| unsupported("a string value"))?;
-            Ok(Query::Eq(key, value.to_string()))
-        }
-        Filter::Compare(attr, op, v)
-            if !single_eq
-                && attr.eq_ignore_ascii_case("meta.lastModified")
-                && matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le) =>
-        {
-            let t = v
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .ok_or_else(|| unsupported("meta.lastModified needs an RFC 3339 time"))?;
-            Ok(Query::Modified(*op, t.with_timezone(&Utc)))
-        }
-        Filter::And(a, b) if !single_eq => Ok(Query::And(
-            Box::new(to_query(a, spelling, false)?),
-            Box::new(to_query(b, spelling, false)?),
-        )),
-        Filter::Or(a, b) if !single_eq => Ok(Query::Or(
-            Box::new(to_query(a, spelling, false)?),
-            Box::new(to_query(b, spelling, false)?),
-        )),
-        Filter::Compare(attr, op, _) => Err(unsupported(&format!("{attr} {op:?}"))),
-        other => Err(unsupported(&format!("{other:?}"))),
-    }
-}
-
-fn holds(u: &UserRef<'_>, q: &Query) -> bool {
-    match q {
-        Query::Eq(Key::UserName, v) => u.get("LoginId").eq_ignore_ascii_case(v),
-        Query::Eq(Key::EmployeeNumber, v) => u.get("EmpId") == v,
-        Query::Eq(Key::ExternalId, v) => u.v4.external_id() == v,
-        Query::Eq(Key::Id, v) => u.id.eq_ignore_ascii_case(v),
-        Query::Active(a) => (u.get("Active") != "N") == *a,
-        Query::Modified(op, t) => {
-            let m = u.v4.last_modified;
-            match op {
-                CmpOp::Gt => m > *t,
-                CmpOp::Ge => m >= *t,
-                CmpOp::Lt => m < *t,
-                _ => m <= *t,
-            }
-        }
-        Query::And(a, b) => holds(u, a) && holds(u, b),
-        Query::Or(a, b) => holds(u, a) || holds(u, b),
-    }
-}
-
-/// Positions an index answers the query from, or `None` when it needs a scan.
-fn candidates(inner: &Inner, q: &Query) -> Option<Vec<usize>> {
-    match q {
-        Query::Eq(k, v) => Some(
-            match k {
-                Key::UserName => inner.user_by_login(v),
-                Key::EmployeeNumber => inner.user_by_emp(v),
-                Key::ExternalId => inner.user_by_external(v),
-                Key::Id => inner.user_by_uuid(v),
-            }
-            .into_iter()
-            .collect(),
-        ),
-        Query::And(a, b) => candidates(inner, a).or_else(|| candidates(inner, b)),
-        Query::Or(a, b) => {
-            let mut v = candidates(inner, a)?;
-            v.extend(candidates(inner, b)?);
-            v.sort_unstable();
-            v.dedup();
-            Some(v)
-        }
-        _ => None,
-    }
-}
-
-/// The users matching `q` as the caller may see them (lagged or current), in creation order,
-/// after the one with sequence number `after`.
-fn select<'a>(
-    inner: &'a Inner,
-    q: Option<&Query>,
-    now: Option<DateTime<Utc>>,
-    after: u64,
-) -> Vec<UserRef<'a>> {
-    let view = |i: usize| match now {
-        Some(t) => inner.users[i].searchable(t),
-        None => Some(inner.users[i].current()),
-    };
-    let positions: Vec<usize> = match q.and_then(|q| candidates(inner, q)) {
-        Some(mut v) if now.is_none() => {
-            v.sort_unstable();
-            v
-        }
-        _ => {
-            let start = inner.users.partition_point(|u| u.seq <= after);
-            (start..inner.users.len()).collect()
-        }
-    };
-    positions
-        .into_iter()
-        .filter_map(view)
-        .filter(|u| u.seq > after)
-        .filter(|u| q.is_none_or(|q| holds(u, q)))
-        .collect()
-}
-
-/// Attribute selection (`attributes`, `excludedAttributes`) and scope-based omission.
-struct Shape {
-    only: Vec<String>,
-    without: Vec<String>,
-}
-
-fn split_attr(spec: &str) -> (Option<&'static str>, String) {
-    if spec.len() > 4 && spec[..4].eq_ignore_ascii_case("urn:") {
-        if let Some(u) = known_urn(spec) {
-            return (Some(u), String::new());
-        }
-        if let Some((head, attr)) = spec.rsplit_once(':')
-            && let Some(u) = known_urn(head)
-        {
-            return (Some(u).filter(|u| *u != CORE), attr.to_string());
-        }
-    }
-    (None, spec.to_string())
-}
-
-fn take(from: &Map<String, Value>, to: &mut Map<String, Value>, spec: &str) {
-    let (urn, attr) = split_attr(spec);
-    let (src, dst) = match urn {
-        Some(u) => {
-            let Some(Value::Object(src)) = from.get(u) else {
-                return;
-            };
-            if attr.is_empty() {
-                to.insert(u.to_string(), Value::Object(src.clone()));
-                return;
-            }
-            let dst = to
-                .entry(u.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            match dst.as_object_mut() {
-                Some(d) => (src, d),
-                None => return,
-            }
-        }
-        None => (from, to),
-    };
-    let (top, sub) = attr
-        .split_once('.')
-        .map_or((attr.as_str(), None), |(a, s)| (a, Some(s)));
-    let Some((key, value)) = src.iter().find(|(k, _)| k.eq_ignore_ascii_case(top)) else {
-        return;
-    };
-    match (sub, value) {
-        (Some(s), Value::Object(o)) => {
-            if let Some((sk, sv)) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case(s)) {
-                let d = dst
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(d) = d.as_object_mut() {
-                    d.insert(sk.clone(), sv.clone());
-                }
-            }
-        }
-        _ => {
-            dst.insert(key.clone(), value.clone());
-        }
-    }
-}
-
-fn drop_attr(m: &mut Map<String, Value>, spec: &str) {
-    let (urn, attr) = split_attr(spec);
-    let target = match urn {
-        Some(u) if attr.is_empty() => {
-            m.remove(u);
-            return;
-        }
-        Some(u) => match m.get_mut(u).and_then(Value::as_object_mut) {
-            Some(t) => t,
-            None => return,
-        },
-        None => m,
-    };
-    let (top, sub) = attr
-        .split_once('.')
-        .map_or((attr.as_str(), None), |(a, s)| (a, Some(s)));
-    let Some(key) = target.keys().find(|k| k.eq_ignore_ascii_case(top)).cloned() else {
-        return;
-    };
-    match sub {
-        None => {
-            target.remove(&key);
-        }
-        Some(s) => {
-            if let Some(o) = target.get_mut(&key).and_then(Value::as_object_mut)
-                && let Some(sk) = o.keys().find(|k| k.eq_ignore_ascii_case(s)).cloned()
-            {
-                o.remove(&sk);
-            }
-        }
-    }
-}
-
-impl Shape {
-    fn from_lists(only: &str, without: &str) -> Self {
-        let list = |s: &str| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-        Self {
-            only: list(only),
-            without: list(without),
-        }
-    }
-
-    fn apply(&self, inner: &Inner, mut m: Map<String, Value>) -> Map<String, Value> {
-        let s = &inner.v4.settings;
-        if !s.grants("identity.user.coresensitive.read") {
-            for k in ["emails", "addresses", "phoneNumbers", "dateOfBirth"] {
-                m.remove(k);
-            }
-        }
-        if !s.grants("identity.user.ids.read") {
-            m.remove("externalId");
-        }
-        if !s.grants("identity.user.enterprise.read") {
-            m.remove(ENTERPRISE);
-        }
-        if !self.only.is_empty() {
-            let mut out = Map::new();
-            for k in ["id", "schemas"] {
-                if let Some(v) = m.get(k) {
-                    out.insert(k.into(), v.clone());
-                }
-            }
-            for spec in &self.only {
-                take(&m, &mut out, spec);
-            }
-            m = out;
-        }
-        for spec in &self.without {
-            if spec != "id" {
-                drop_attr(&mut m, spec);
-            }
-        }
-        m
-    }
-}
 
 fn number(
     q: &std::collections::HashMap<String, String>,
@@ -362,18 +57,6 @@ fn number(
             )),
         },
     }
-}
-
-fn parse_filter(
-    text: &str,
-    spelling: EmployeeNumberFilter,
-    single_eq: bool,
-) -> Result<Query, Failure> {
-    filter::parse(text)
-        .and_then(|f| to_query(&f, spelling, single_eq))
-        .map_err(|e| {
-            Failure::invalid_input("invalidFilter", format!("Invalid filter [{text}]: {e}"))
-        })
 }
 
 fn encode_cursor(seq: u64) -> String {
@@ -642,49 +325,6 @@ pub(crate) async fn get_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn q(s: &str) -> Result<Query, String> {
-        to_query(
-            &filter::parse(s).unwrap(),
-            EmployeeNumberFilter::Both,
-            false,
-        )
-    }
-
-    #[test]
-    fn the_search_subset() {
-        assert!(q(r#"userName eq "a@b" or externalId eq "x""#).is_ok());
-        assert!(
-            q(&format!(
-                r#"{ENTERPRISE}:employeeNumber eq "E1" and active eq true"#
-            ))
-            .is_ok()
-        );
-        assert!(q(r#"meta.lastModified gt "2025-01-01T00:00:00Z""#).is_ok());
-        assert!(q("id eq 5e0b3c8a-6f1d-4c2e-9a7b-0c1d2e3f4a5b").is_ok());
-        assert!(q(r#"userName co "a""#).is_err());
-        assert!(q(r#"name.familyName eq "x""#).is_err());
-        assert!(q(r#"not (userName eq "a")"#).is_err());
-        assert!(q(r#"emails[type eq "work"]"#).is_err());
-        let v4 = |s: &str, sp| to_query(&filter::parse(s).unwrap(), sp, true);
-        assert!(v4(r#"employeeNumber eq "E1""#, EmployeeNumberFilter::Both).is_ok());
-        assert!(v4(r#"employeeNumber eq "E1""#, EmployeeNumberFilter::Urn).is_err());
-        assert!(
-            v4(
-                &format!(r#"{ENTERPRISE}:employeeNumber eq "E1""#),
-                EmployeeNumberFilter::Plain
-            )
-            .is_err()
-        );
-        assert!(
-            v4(
-                r#"userName eq "a" and externalId eq "b""#,
-                EmployeeNumberFilter::Both
-            )
-            .is_err()
-        );
-        assert!(v4("id eq x", EmployeeNumberFilter::Both).is_err());
-    }
 
     #[test]
     fn cursors_are_opaque_and_checked() {

@@ -9,10 +9,12 @@
 //! - the SCIM + Concur error body on every 4xx/5xx (`errors.rs`), a `concur-correlationid`
 //!   header on every answer, `application/scim+json` when the caller asks for it.
 //!
-//! `model.rs` maps the stored user to the v4 resource and back, `validate.rs` holds the rules,
+//! `model.rs` maps the stored user to the v4 resource, `store.rs` writes it back,
+//! `validate.rs` holds the rules,
 //! `patch.rs` the PatchOp engine, `filter.rs` SCIM filters, `apply.rs` what one operation does.
 
 pub(crate) mod apply;
+pub(crate) mod attributes;
 pub(crate) mod bulk;
 pub(crate) mod errors;
 pub(crate) mod filter;
@@ -21,7 +23,9 @@ pub(crate) mod model;
 pub(crate) mod patch;
 pub(crate) mod provisions;
 pub(crate) mod schemas;
+pub(crate) mod search;
 pub(crate) mod spend;
+pub(crate) mod store;
 pub(crate) mod users;
 pub(crate) mod validate;
 

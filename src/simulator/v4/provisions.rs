@@ -297,9 +297,9 @@ fn process(inner: &mut Inner, id: &str, at: DateTime<Utc>) {
             return;
         }
         let limit = p.fail_on_errors.filter(|n| honour && *n > 0);
-        let failed = p.counts().1;
+        let reached = limit.is_some_and(|n| p.counts().1 as u64 >= n);
         let op = &mut p.ops[p.next];
-        if limit.is_some_and(|n| failed as u64 >= n) {
+        if reached {
             abandon(
                 op,
                 "412",
