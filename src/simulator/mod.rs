@@ -27,6 +27,11 @@
 //!
 //! Readings of what Concur's v4 documentation leaves open (switchable in [`V4Settings`]
 //! unless noted):
+//! - a Bulk operation of the wrong shape (no `bulkId` on POST, PUT `data.id` not the path id,
+//!   an unknown method or path) refuses the whole request with 400 naming the operation;
+//!   attribute rules fail the operation alone, when the provision runs (not switchable);
+//! - spend extension rules are checked when the provision runs, for `/Users` too: the 201
+//!   only vouches for the identity (not switchable);
 //! - `failOnErrors` is accepted and ignored (`honour_fail_on_errors` stops after N failures);
 //! - `DELETE` inside `/Bulk` is refused (`bulk_delete`); `bulkId:` references are not
 //!   resolved (`bulk_id_references`);

@@ -1712,3 +1712,50 @@ async fn simulate_flags_configure_the_v4_side() {
         Cli::try_parse_from(["simulate", "--listen", "127.0.0.1:0", "--fault-stuck", "2"]).is_err()
     );
 }
+
+#[tokio::test]
+async fn v4_attributes_and_provisions_survive_a_restart_with_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SimConfig {
+        state_file: Some(dir.path().join("sim.json")),
+        v4: V4Settings {
+            provision_delay: Duration::from_secs(3600),
+            ..V4Settings::default()
+        },
+        ..SimConfig::default()
+    };
+    let v4 = V4::with(config()).await;
+    let (status, created) = v4
+        .call(
+            "POST",
+            "/profile/v4/Users",
+            Some(user(&v4.sim, "P1", json!({"externalId": "ext-p1"}))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let pid = created["meta"]["provisionId"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    v4.sim.shutdown().await;
+
+    let v4 = V4::with(config()).await;
+    let u = v4.sim.v4_user("P1").unwrap();
+    assert_eq!(
+        (u["id"].as_str(), u["externalId"].as_str()),
+        (Some(id.as_str()), Some("ext-p1"))
+    );
+    assert!(u.get(SPEND).is_none(), "the extensions are still pending");
+    let status = v4.status_of(&json!({"id": pid})).await;
+    assert_eq!(status["operationsCount"]["pending"], 1);
+    v4.sim.advance_clock(Duration::from_secs(3600));
+    let status = v4.status_of(&json!({"id": pid})).await;
+    assert_eq!(status["status"]["success"], true);
+    assert_eq!(v4.sim.v4_user("P1").unwrap()[SPEND]["country"], "US");
+    let (_, found) = v4
+        .call(
+            "POST",
+            "/profile/identity/v4.1/Users/.search",
+            Some(json!({"schemas": [SEARCH], "filter": "externalId eq \"ext-p1\""})),
+        )
+        .await;
+    assert_eq!(found["totalResults"], 1);
+}
