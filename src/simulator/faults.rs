@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::http_util::{error_xml, v4_error};
 use super::state::{RequestRecord, Shared};
+use super::v4::errors as v4_errors;
 
 /// How a 429 carries `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,10 +83,16 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Share of requests whose connection is closed with no response (nothing applied).
     pub rate_drop: f64,
-    /// Share of writes (POST/PUT) that are applied, then the connection is closed with no response.
+    /// Share of writes (POST/PUT; v4 PATCH and DELETE too) that are applied, then the
+    /// connection is closed with no response.
     pub rate_lost_response: f64,
     /// Also inject faults on `POST /oauth2/v0/token`.
     pub include_token_endpoint: bool,
+    /// Share of v4 operations carrying spend User data whose spend extension fails once,
+    /// transiently (the identity is kept).
+    pub rate_spend_failure: f64,
+    /// Share of v4 provisions that stay pending until the provision timeout, then fail.
+    pub rate_stuck: f64,
 }
 
 /// Per-connection switch: once set, the connection fails every read and write, so the
@@ -226,10 +233,16 @@ impl AsyncWrite for KillableStream {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchSize(pub usize);
 
+/// Size of a request body in bytes, attached to a response by its handler for the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySize(pub usize);
+
 enum Family {
     Control,
     Token,
     V1,
+    /// UPS, Identity and Spend v4: SCIM error bodies.
+    Scim,
     Rest,
 }
 
@@ -241,6 +254,12 @@ fn family(path: &str) -> Family {
         Family::Token
     } else if p.starts_with("/api/user/") {
         Family::V1
+    } else if p.starts_with("/profile/v4")
+        || p.starts_with("/provisioning/v4")
+        || p.starts_with("/profile/identity/")
+        || p.starts_with("/profile/spend/")
+    {
+        Family::Scim
     } else {
         Family::Rest
     }
@@ -249,7 +268,21 @@ fn family(path: &str) -> Family {
 fn fault_response(family: &Family, path: &str, status: StatusCode, message: &str) -> Response {
     match family {
         Family::V1 => error_xml(status, message),
+        Family::Scim => v4_errors::fault(status, message),
         _ => v4_error(status, message, path, Vec::new()),
+    }
+}
+
+/// Whether a request writes (and so may be applied with its answer lost).
+fn is_write(family: &Family, method: &Method, path: &str) -> bool {
+    match family {
+        Family::Scim => {
+            (*method == Method::POST && !path.ends_with("/.search"))
+                || *method == Method::PUT
+                || *method == Method::PATCH
+                || *method == Method::DELETE
+        }
+        _ => *method == Method::POST || *method == Method::PUT,
     }
 }
 
@@ -279,23 +312,25 @@ pub(crate) async fn middleware(
     let eligible = match fam {
         Family::Control => false,
         Family::Token => faults.include_token_endpoint,
-        Family::V1 | Family::Rest => true,
+        Family::V1 | Family::Scim | Family::Rest => true,
     };
-    let log = |status: u16, records: Option<usize>, fault: Option<&str>| {
-        tracing::debug!(%method, %path, status, fault, "simulator request");
-        if !matches!(fam, Family::Control) {
-            let record = RequestRecord {
-                method: method.to_string(),
-                path: path.clone(),
-                status,
-                time_ms: shared.elapsed_ms(),
-                arrived_ms,
-                records,
-                fault: fault.map(str::to_string),
-            };
-            shared.lock().requests.push(record);
-        }
-    };
+    let log =
+        |status: u16, records: Option<usize>, body_bytes: Option<usize>, fault: Option<&str>| {
+            tracing::debug!(%method, %path, status, fault, "simulator request");
+            if !matches!(fam, Family::Control) {
+                let record = RequestRecord {
+                    method: method.to_string(),
+                    path: path.clone(),
+                    status,
+                    time_ms: shared.elapsed_ms(),
+                    arrived_ms,
+                    records,
+                    body_bytes,
+                    fault: fault.map(str::to_string),
+                };
+                shared.lock().requests.push(record);
+            }
+        };
 
     let mut injected: Option<&str> = None;
     if eligible {
@@ -305,12 +340,15 @@ pub(crate) async fn middleware(
         }
         if faults.rate_drop > 0.0 && shared.roll() < faults.rate_drop {
             conn.kill.kill();
-            log(0, None, Some("drop"));
+            log(0, None, None, Some("drop"));
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         if faults.rate_429 > 0.0 && shared.roll() < faults.rate_429 {
             let mut resp = match fam {
                 Family::V1 => error_xml(StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+                Family::Scim => {
+                    v4_errors::fault(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached")
+                }
                 _ => {
                     let body = serde_json::json!({
                         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
@@ -326,7 +364,7 @@ pub(crate) async fn middleware(
             {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            log(429, None, Some("429"));
+            log(429, None, None, Some("429"));
             return resp;
         }
         if faults.rate_5xx > 0.0 && shared.roll() < faults.rate_5xx {
@@ -338,24 +376,25 @@ pub(crate) async fn middleware(
             ];
             let status = codes[shared.pick(codes.len())];
             let resp = fault_response(&fam, &path, status, "Unknown Error");
-            log(status.as_u16(), None, Some("5xx"));
+            log(status.as_u16(), None, None, Some("5xx"));
             return resp;
         }
     }
 
-    let is_write = method == Method::POST || method == Method::PUT;
+    let is_write = is_write(&fam, &method, &path);
     let resp = next.run(req).await;
     let records = resp.extensions().get::<BatchSize>().map(|b| b.0);
+    let body_bytes = resp.extensions().get::<BodySize>().map(|b| b.0);
     if eligible
         && is_write
         && faults.rate_lost_response > 0.0
         && shared.roll() < faults.rate_lost_response
     {
         conn.kill.kill();
-        log(0, records, Some("lost_response"));
+        log(0, records, body_bytes, Some("lost_response"));
         // Nothing of this reaches the client: the connection fails on the first write.
         return Response::new(Body::empty());
     }
-    log(resp.status().as_u16(), records, injected);
+    log(resp.status().as_u16(), records, body_bytes, injected);
     resp
 }

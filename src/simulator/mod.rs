@@ -8,24 +8,68 @@
 //!   `GET FormFields`, `POST users/password`; paths are case-insensitive;
 //! - Bulk User v3.1 `GET /users`, Profile v1 `GET /profile/v1/me`;
 //! - Attendees v4 `/v4/attendees` (GET list / by ids, GET/PUT by id, POST; no DELETE);
+//! - User Provisioning Service v4 under `/profile/v4` and `/provisioning/v4` (`/Users`,
+//!   `/Bulk`, `/provisions/{id}/status`, `/Schemas`, `/ResourceTypes`,
+//!   `/ServiceProviderConfig`), Identity v4 and v4.1 (`/profile/identity/v4[.1]/Users`,
+//!   `.search`) and Spend User v4.1 (`/profile/spend/v4.1/Users`), in `v4/`;
 //! - fault injection (429 with several `Retry-After` forms, 5xx, latency, dropped
-//!   connections, applied-then-lost responses), seedable for deterministic tests;
+//!   connections, applied-then-lost responses; for v4 also transient spend-extension
+//!   failures and provisions stuck until the timeout), seedable for deterministic tests;
 //! - an unauthenticated inspection and control API under `/_sim/` (see `GET /_sim/`).
+//!
+//! One tenant, two API views: the users User v1 writes are the users Identity v4.1 lists
+//! (each keeps one id; the v4-only attributes are stored beside the v1 elements), so a company
+//! moving from v1 to v4 finds its users there, to adopt by employeeNumber.
+//!
+//! Time in the v4 APIs is a simulated clock (the wall clock plus `SimHandle::advance_clock`):
+//! provisions are processed when they are due by that clock, each time the state is read, so
+//! tests are deterministic and no background task exists. Tokens expire by the wall clock.
+//!
+//! Readings of what Concur's v4 documentation leaves open (switchable in [`V4Settings`]
+//! unless noted):
+//! - a Bulk operation of the wrong shape (no `bulkId` on POST, PUT `data.id` not the path id,
+//!   an unknown method or path) refuses the whole request with 400 naming the operation;
+//!   attribute rules fail the operation alone, when the provision runs (not switchable);
+//! - spend extension rules are checked when the provision runs, for `/Users` too: the 201
+//!   only vouches for the identity (not switchable);
+//! - `failOnErrors` is accepted and ignored (`honour_fail_on_errors` stops after N failures);
+//! - `DELETE` inside `/Bulk` is refused (`bulk_delete`); `bulkId:` references are not
+//!   resolved (`bulk_id_references`);
+//! - PATCH and PUT answers show the identity only; extension changes are applied by the
+//!   provision (not switchable);
+//! - Identity filters accept `employeeNumber` bare and URN-prefixed
+//!   (`employee_number_filter`); the search lag does not apply to Identity v4 `filter`
+//!   look-ups (`lag_applies_to_v4_filter`);
+//! - both `companyId` query and token company are accepted; a `companyId` naming another
+//!   company is 400 (not switchable);
+//! - `DELETE /Users/{id}` answers 204 without a provision (not switchable);
+//! - a value filter in a PATCH path that matches nothing creates the element
+//!   (`strict_patch_targets` makes `replace` 400 `noTarget`);
+//! - a PUT clears every extension its body leaves out ("missing fields are intentional
+//!   removals");
+//! - a stuck operation holds the rest of its provision (operations run in order) until the
+//!   timeout; other provisions go on;
+//! - a transient spend failure is `503 SERVICE_UNAVAILABLE` on the spend User extension and
+//!   leaves Role and Approver `not-processed`;
+//! - `provisionCompleted` and the identity/spend events are not simulated (no webhook, so no
+//!   duplicate delivery either): clients poll the status.
 
 // Handlers return early with ready-made responses; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
 mod attendees;
+mod cli;
 mod control;
 mod faults;
+mod handle;
 mod http_util;
 mod oauth;
 mod rest;
 mod state;
 mod v1;
+mod v4;
 mod xml;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,11 +83,13 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tower::Layer as _;
 
+pub use cli::{SimulateArgs, run_cli};
 pub use faults::{Faults, RetryAfterMode};
+pub use handle::SimHandle;
 pub use state::{RequestRecord, SimUser};
+pub use v4::{DEFAULT_COMPANY_UUID, DeletedUser, EmployeeNumberFilter, V4Settings};
 
 use faults::{ConnInfo, KillListener};
 use state::Shared;
@@ -93,6 +139,10 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// Company name reported by Bulk User v3.1 and Profile.
     pub company_name: String,
+    /// The company UUID: Profile's `companyUUID` and the v4 enterprise `companyId`.
+    pub company_uuid: String,
+    /// v4 timing, scopes and readings.
+    pub v4: V4Settings,
 }
 
 impl Default for SimConfig {
@@ -112,6 +162,8 @@ impl Default for SimConfig {
             seed: None,
             state_file: None,
             company_name: "Simulated Company".to_string(),
+            company_uuid: DEFAULT_COMPANY_UUID.to_string(),
+            v4: V4Settings::default(),
         }
     }
 }
@@ -131,110 +183,9 @@ impl std::fmt::Debug for SimConfig {
             .field("seed", &self.seed)
             .field("state_file", &self.state_file)
             .field("company_name", &self.company_name)
+            .field("company_uuid", &self.company_uuid)
+            .field("v4", &self.v4)
             .finish()
-    }
-}
-
-/// A running simulator. Dropping it stops the server abruptly; prefer [`SimHandle::shutdown`].
-pub struct SimHandle {
-    addr: SocketAddr,
-    base_url: String,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl SimHandle {
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://HOST:PORT`, also returned as `geolocation` by the token endpoint.
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    /// Every user, sorted by EmpId (no passwords).
-    pub fn users(&self) -> Vec<SimUser> {
-        let inner = self.shared.lock();
-        inner
-            .sorted_users()
-            .into_iter()
-            .map(|u| u.to_sim_user())
-            .collect()
-    }
-
-    /// Whether `password` matches the stored hash of the user with this EmpId.
-    pub fn password_matches(&self, emp_id: &str, password: &str) -> bool {
-        let inner = self.shared.lock();
-        inner
-            .user_by_emp(emp_id)
-            .and_then(|i| inner.users[i].password.as_ref())
-            .is_some_and(|h| h.matches(password))
-    }
-
-    /// The request log (control endpoints excluded).
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.clone()
-    }
-
-    /// Every access and refresh token the token endpoint issued so far, oldest first, so that a
-    /// test can scan what the client wrote for them.
-    pub fn issued_tokens(&self) -> Vec<String> {
-        self.shared.lock().issued_tokens.clone()
-    }
-
-    /// Replaces the fault settings.
-    pub fn set_faults(&self, faults: Faults) {
-        self.shared.lock().faults = faults;
-    }
-
-    /// Reseeds the fault RNG.
-    pub fn reseed(&self, seed: u64) {
-        self.shared.reseed(seed);
-    }
-
-    /// Records with these EmpIds fail in later batches with `message`.
-    pub fn reject(&self, employee_ids: &[&str], message: &str) {
-        let mut inner = self.shared.lock();
-        for id in employee_ids {
-            inner.rejects.insert((*id).to_string(), message.to_string());
-        }
-    }
-
-    /// Every access token issued so far is expired from now on.
-    pub fn expire_tokens(&self) {
-        control::expire_all(&self.shared);
-    }
-
-    /// Inserts or replaces users (by EmpId). A `Password` element is stored hashed.
-    pub fn seed_users(&self, users: Vec<SimUser>) {
-        let mut inner = self.shared.lock();
-        inner.seed(users);
-        self.shared.persist(&inner);
-    }
-
-    /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 
@@ -247,6 +198,7 @@ fn normalize(mut req: Request) -> Request {
         || lower.starts_with("/oauth2/")
         || lower.starts_with("/users")
         || lower.starts_with("/profile/")
+        || lower.starts_with("/provisioning/")
     {
         lower
     } else if lower.starts_with("/v4/attendees") {
@@ -304,6 +256,30 @@ fn router(shared: Arc<Shared>) -> Router {
             post(control::reject).delete(control::clear_rejects),
         )
         .route("/_sim/attendees", get(control::attendees))
+        .route(
+            "/_sim/clock",
+            get(control::clock).post(control::advance_clock),
+        )
+        .route(
+            "/_sim/v4/users",
+            get(control::v4_users).post(control::seed_v4_users),
+        )
+        .route("/_sim/v4/provisions", get(control::v4_provisions))
+        .route("/_sim/v4/deleted", get(control::v4_deleted))
+        .route(
+            "/_sim/v4/settings",
+            get(control::v4_settings).post(control::set_v4_settings),
+        )
+        .route(
+            "/_sim/v4/fail-spend",
+            post(control::fail_spend).delete(control::clear_fail_spend),
+        )
+        .route(
+            "/_sim/v4/stuck",
+            post(control::stick).delete(control::clear_stuck),
+        )
+        .route("/_sim/v4/reserve", post(control::reserve_user_names))
+        .merge(v4::routes())
         .layer(from_fn_with_state(shared.clone(), faults::middleware))
         .with_state(shared)
 }
@@ -345,112 +321,6 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<Sim
     })
 }
 
-fn parse_share(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("not a number: {s}"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("a share must be between 0 and 1, got {v}"))
-    }
-}
-
-/// `concur-sync simulate`: run the simulator as a server.
-#[derive(clap::Args, Clone)]
-pub struct SimulateArgs {
-    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
-    #[arg(long)]
-    pub listen: SocketAddr,
-    /// JSON state file: loaded at start if present, saved after every change.
-    #[arg(long)]
-    pub state: Option<PathBuf>,
-    /// Accept only this OAuth client id.
-    #[arg(long)]
-    pub client_id: Option<String>,
-    /// Accept only this OAuth client secret.
-    #[arg(long)]
-    pub client_secret: Option<String>,
-    /// Accept only this company id (token `username` with credtype=authtoken).
-    #[arg(long)]
-    pub company_id: Option<String>,
-    /// Accept only this company request token (token `password` with credtype=authtoken).
-    #[arg(long)]
-    pub request_token: Option<String>,
-    /// Access token lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub token_ttl_seconds: u64,
-    /// Elements required for new users (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REQUIRED_FIELDS.map(String::from))]
-    pub required_fields: Vec<String>,
-    /// Spelling of the User v1 batch response.
-    #[arg(long, value_enum, default_value_t = Dialect::Wire)]
-    pub dialect: Dialect,
-    /// Share of API requests answered 429 (0..1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
-    pub fault_429: f64,
-    /// Retry-After on 429: seconds:N (or N), date:N, 0, absent.
-    #[arg(long, default_value = "seconds:1")]
-    pub retry_after: RetryAfterMode,
-    /// Share of API requests answered 500/502/503/504 (0..1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
-    pub fault_5xx: f64,
-    /// Latency added to every API request, in ms.
-    #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Share of API requests whose connection is closed without a response (0..1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
-    pub fault_drop: f64,
-    /// Share of API writes applied, then the connection closed without a response (0..1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
-    pub fault_lost_response: f64,
-    /// Also inject faults on the token endpoint.
-    #[arg(long)]
-    pub fault_token_endpoint: bool,
-    /// Seed for the fault RNG (deterministic fault sequence).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Company name reported by Bulk User v3.1 and Profile.
-    #[arg(long, default_value = "Simulated Company")]
-    pub company_name: String,
-}
-
-impl SimulateArgs {
-    /// The configuration these flags describe.
-    pub fn to_config(&self) -> SimConfig {
-        SimConfig {
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            company_id: self.company_id.clone(),
-            request_token: self.request_token.clone(),
-            token_ttl: Duration::from_secs(self.token_ttl_seconds),
-            required_fields: self.required_fields.clone(),
-            dialect: self.dialect,
-            faults: Faults {
-                rate_429: self.fault_429,
-                retry_after: self.retry_after,
-                rate_5xx: self.fault_5xx,
-                latency_ms: self.latency_ms,
-                rate_drop: self.fault_drop,
-                rate_lost_response: self.fault_lost_response,
-                include_token_endpoint: self.fault_token_endpoint,
-            },
-            seed: self.seed,
-            state_file: self.state.clone(),
-            company_name: self.company_name.clone(),
-        }
-    }
-}
-
-/// Serves until `shutdown` resolves. Prints `simulator listening on http://…` to stdout.
-pub async fn run_cli(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let handle = start(args.listen, args.to_config())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the simulator on {}: {e}", args.listen))?;
-    println!("simulator listening on {}", handle.base_url());
-    shutdown.await;
-    handle.shutdown().await;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +351,11 @@ mod tests {
         );
         assert_eq!(norm("/users/?limit=5"), "/users?limit=5");
         assert_eq!(norm("/V4/Attendees/AbC"), "/v4/attendees/AbC");
+        assert_eq!(norm("/provisioning/v4/Bulk/"), "/provisioning/v4/bulk");
+        assert_eq!(
+            norm("/profile/identity/v4.1/Users/.search"),
+            "/profile/identity/v4.1/users/.search"
+        );
         assert_eq!(norm("/_sim/users/MixedCase"), "/_sim/users/MixedCase");
     }
 }

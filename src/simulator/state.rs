@@ -1,15 +1,22 @@
-//! Simulator state: users, tokens, attendees, the request log and fault settings.
+//! Simulator state: users (one tenant, seen through User v1 and the v4 APIs), tokens,
+//! attendees, v4 provisions, the request log, fault settings and the simulated clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
+use super::v4::model::V4Attrs;
+use super::v4::provisions::Provision;
+use super::v4::{V4State, provisions};
 use super::{Dialect, SimConfig};
 
 /// One Concur user as the simulator stores it: UserProfile element name → value.
@@ -67,8 +74,12 @@ pub struct RequestRecord {
     /// latency): the order in which the client sent its requests.
     #[serde(default)]
     pub arrived_ms: u64,
-    /// Number of records in a write batch (User v1 batch, password batch).
+    /// Number of records in a write batch (User v1 batch, password batch) or of operations in
+    /// a v4 Bulk request.
     pub records: Option<usize>,
+    /// Size of the request body in bytes, for v4 Bulk requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<usize>,
     /// Injected fault, if any: `latency`, `429`, `5xx`, `drop`, `lost_response`.
     pub fault: Option<String>,
 }
@@ -111,10 +122,36 @@ impl PasswordHash {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredUser {
-    /// The v3.1 `ID` (uppercase GUID) and profile `id`.
+    /// The v3.1 `ID` (uppercase GUID) and profile `id`; lowercased, the v4 `id`.
     pub id: String,
     pub fields: BTreeMap<String, String>,
     pub password: Option<PasswordHash>,
+    /// Creation order: the order of v4 lists and what their cursors point at.
+    #[serde(default)]
+    pub seq: u64,
+    /// v4-only attributes and timestamps.
+    #[serde(default)]
+    pub v4: V4Attrs,
+    /// What search indexes show while a write is younger than the search lag.
+    #[serde(skip)]
+    pub search_prev: Option<Box<SearchVersion>>,
+    /// The keys this user is indexed under (to drop them when they change).
+    #[serde(skip)]
+    keys: IndexedKeys,
+}
+
+/// A user's data as the search index last saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchVersion {
+    pub fields: BTreeMap<String, String>,
+    pub v4: V4Attrs,
+}
+
+#[derive(Debug, Clone, Default)]
+struct IndexedKeys {
+    emp: String,
+    login: String,
+    external: String,
 }
 
 impl StoredUser {
@@ -133,6 +170,19 @@ impl StoredUser {
             self.fields.remove(k);
         } else {
             self.fields.insert(k.to_string(), v.to_string());
+        }
+    }
+
+    /// A user that is not stored yet (see [`Inner::add_user`]).
+    pub fn blank() -> Self {
+        Self {
+            id: new_guid(),
+            fields: BTreeMap::new(),
+            password: None,
+            seq: 0,
+            v4: V4Attrs::default(),
+            search_prev: None,
+            keys: IndexedKeys::default(),
         }
     }
 }
@@ -175,6 +225,13 @@ pub(crate) struct Inner {
     emp_index: HashMap<String, usize>,
     /// Lowercased LoginId → position in `users`, like `emp_index`.
     login_index: HashMap<String, usize>,
+    /// Lowercased id → position in `users`.
+    uuid_index: HashMap<String, usize>,
+    /// v4 `externalId` → position in `users`.
+    external_index: HashMap<String, usize>,
+    next_seq: u64,
+    /// The v4 side: settings, provisions, v4 faults, deletions.
+    pub v4: V4State,
 }
 
 impl Inner {
@@ -199,16 +256,103 @@ impl Inner {
         }
     }
 
-    /// Records the current EmpId and LoginId of `users[i]` in the look-up indexes; called after
-    /// every change that may touch them.
+    /// The user whose (v4) id is `id`, in any letter case.
+    pub fn user_by_uuid(&self, id: &str) -> Option<usize> {
+        let i = *self.uuid_index.get(&id.to_ascii_lowercase())?;
+        self.users
+            .get(i)
+            .is_some_and(|u| u.id.eq_ignore_ascii_case(id))
+            .then_some(i)
+    }
+
+    /// The user whose v4 `externalId` is `external`.
+    pub fn user_by_external(&self, external: &str) -> Option<usize> {
+        let i = *self.external_index.get(external)?;
+        self.users
+            .get(i)
+            .is_some_and(|u| u.v4.external_id() == external)
+            .then_some(i)
+    }
+
+    /// Records the current EmpId, LoginId, id and externalId of `users[i]` in the look-up
+    /// indexes, dropping the keys it held before; called after every change that may touch them.
     pub fn index(&mut self, i: usize) {
         let Some(u) = self.users.get(i) else { return };
-        let emp = u.get("EmpId").to_string();
-        let login = u.get("LoginId").to_ascii_lowercase();
-        self.emp_index.insert(emp, i);
-        if !login.is_empty() {
-            self.login_index.insert(login, i);
+        let keys = IndexedKeys {
+            emp: u.get("EmpId").to_string(),
+            login: u.get("LoginId").to_ascii_lowercase(),
+            external: u.v4.external_id().to_string(),
+        };
+        let old = std::mem::replace(&mut self.users[i].keys, keys.clone());
+        let id = self.users[i].id.to_ascii_lowercase();
+        for (index, before, now) in [
+            (&mut self.emp_index, old.emp, keys.emp),
+            (&mut self.login_index, old.login, keys.login),
+            (&mut self.external_index, old.external, keys.external),
+        ] {
+            if before != now && index.get(&before) == Some(&i) {
+                index.remove(&before);
+            }
+            if !now.is_empty() {
+                index.insert(now, i);
+            }
         }
+        self.uuid_index.insert(id, i);
+    }
+
+    /// Stores a new user: its place in the creation order, its timestamps, its index entries.
+    pub fn add_user(&mut self, mut user: StoredUser, now: DateTime<Utc>) -> usize {
+        self.next_seq += 1;
+        user.seq = self.next_seq;
+        user.v4.created = now;
+        user.v4.last_modified = now;
+        user.v4.visible_from = now + self.search_lag();
+        user.search_prev = None;
+        self.users.push(user);
+        let at = self.users.len() - 1;
+        self.index(at);
+        at
+    }
+
+    /// Call before changing `users[i]`: stamps the write and keeps what search indexes still
+    /// show during the search lag.
+    pub fn begin_write(&mut self, i: usize, now: DateTime<Utc>) {
+        let lag = self.search_lag();
+        let Some(u) = self.users.get_mut(i) else {
+            return;
+        };
+        if lag.is_zero() {
+            u.search_prev = None;
+        } else if now >= u.v4.visible_from {
+            u.search_prev = Some(Box::new(SearchVersion {
+                fields: u.fields.clone(),
+                v4: u.v4.clone(),
+            }));
+        }
+        u.v4.last_modified = now;
+        u.v4.visible_from = now + lag;
+    }
+
+    /// Removes `users[i]` for good (a v4 hard delete); the indexes are rebuilt.
+    pub fn remove_user(&mut self, i: usize) -> StoredUser {
+        let user = self.users.remove(i);
+        self.reindex_all();
+        user
+    }
+
+    fn reindex_all(&mut self) {
+        self.emp_index.clear();
+        self.login_index.clear();
+        self.uuid_index.clear();
+        self.external_index.clear();
+        for i in 0..self.users.len() {
+            self.users[i].keys = IndexedKeys::default();
+            self.index(i);
+        }
+    }
+
+    fn search_lag(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.v4.settings.search_lag).unwrap_or(chrono::Duration::MAX)
     }
 
     pub fn sorted_users(&self) -> Vec<&StoredUser> {
@@ -217,23 +361,21 @@ impl Inner {
         v
     }
 
-    /// Inserts or replaces seeded users (keyed by EmpId).
-    pub fn seed(&mut self, users: Vec<SimUser>) {
+    /// Inserts or replaces seeded users (keyed by EmpId). Seeded users are searchable at once.
+    pub fn seed(&mut self, users: Vec<SimUser>, now: DateTime<Utc>) {
         for mut u in users {
             let password = u.fields.remove("Password");
             let emp = u.emp_id().to_string();
             let idx = match self.user_by_emp(&emp) {
-                Some(i) => i,
-                None => {
-                    self.users.push(StoredUser {
-                        id: new_guid(),
-                        fields: BTreeMap::new(),
-                        password: None,
-                    });
-                    self.users.len() - 1
+                Some(i) => {
+                    self.begin_write(i, now);
+                    i
                 }
+                None => self.add_user(StoredUser::blank(), now),
             };
             let stored = &mut self.users[idx];
+            stored.search_prev = None;
+            stored.v4.visible_from = now;
             stored.fields = u
                 .fields
                 .into_iter()
@@ -251,6 +393,8 @@ impl Inner {
 struct Persisted {
     users: Vec<StoredUser>,
     attendees: Vec<Attendee>,
+    #[serde(default)]
+    provisions: Vec<Provision>,
 }
 
 /// Everything the handlers share.
@@ -268,6 +412,8 @@ pub(crate) struct Shared {
     pub state_file: Option<PathBuf>,
     pub started: Instant,
     pub base_url: String,
+    /// How far the simulated clock runs ahead of the wall clock, in ms.
+    clock_offset_ms: AtomicI64,
     inner: Mutex<Inner>,
     rng: Mutex<StdRng>,
 }
@@ -278,6 +424,8 @@ impl Shared {
             faults: config.faults.clone(),
             ..Inner::default()
         };
+        inner.v4.settings = config.v4.clone();
+        inner.v4.company_uuid = config.company_uuid.to_ascii_lowercase();
         if let Some(path) = &config.state_file
             && path.exists()
         {
@@ -286,9 +434,20 @@ impl Shared {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             inner.users = persisted.users;
             inner.attendees = persisted.attendees;
-            for i in 0..inner.users.len() {
-                inner.index(i);
+            let now = Utc::now();
+            let mut seq = 0;
+            for u in &mut inner.users {
+                // Files written before the v4 view existed carry no order and no timestamps.
+                seq = if u.seq > seq { u.seq } else { seq + 1 };
+                u.seq = seq;
+                if u.v4.created == DateTime::<Utc>::default() {
+                    u.v4.created = now;
+                    u.v4.last_modified = now;
+                }
             }
+            inner.next_seq = seq;
+            inner.reindex_all();
+            provisions::restore(&mut inner, persisted.provisions);
         }
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -303,18 +462,43 @@ impl Shared {
             company_id: config.company_id,
             request_token: config.request_token,
             company_name: config.company_name,
-            company_uuid: uuid::Uuid::new_v4().to_string(),
+            company_uuid: config.company_uuid.to_ascii_lowercase(),
             owner_user_id: uuid::Uuid::new_v4().to_string(),
             state_file: config.state_file,
             started: Instant::now(),
             base_url,
+            clock_offset_ms: AtomicI64::new(0),
             inner: Mutex::new(inner),
             rng: Mutex::new(rng),
         })
     }
 
+    /// The state, with every v4 provision that is due by now processed first, so that each
+    /// reader sees the tenant as the simulated clock says it is.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if provisions::settle(&mut inner, self.now()) {
+            self.persist(&inner);
+        }
+        inner
+    }
+
+    /// The simulated clock: the wall clock plus every advance asked for.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.clock_offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves the simulated clock forward (v4 provisions, timeouts, retention, search lag).
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.clock_offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// How far the simulated clock runs ahead of the wall clock.
+    pub fn clock_offset(&self) -> Duration {
+        Duration::from_millis(
+            u64::try_from(self.clock_offset_ms.load(Ordering::SeqCst)).unwrap_or(0),
+        )
     }
 
     /// Draws a uniform number in [0, 1).
@@ -346,6 +530,7 @@ impl Shared {
         let persisted = Persisted {
             users: inner.users.clone(),
             attendees: inner.attendees.clone(),
+            provisions: provisions::persisted(inner),
         };
         let result = serde_json::to_vec_pretty(&persisted)
             .map_err(std::io::Error::other)

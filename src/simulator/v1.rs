@@ -11,7 +11,7 @@ use axum::response::Response;
 use super::Dialect;
 use super::faults::BatchSize;
 use super::http_util::{NS, NS_I, auth_v1, error_xml, query_ci, xml_response};
-use super::state::{Inner, PasswordHash, Principal, Shared, StoredUser, new_guid};
+use super::state::{Inner, PasswordHash, Principal, Shared, StoredUser};
 use super::xml::{Element, parse, push_el};
 
 const MAX_BATCH: usize = 500;
@@ -204,11 +204,7 @@ fn apply_record(
                     return fail(format!("Missing Required Field: {req}"));
                 }
             }
-            let mut user = StoredUser {
-                id: new_guid(),
-                fields: BTreeMap::new(),
-                password: None,
-            };
+            let mut user = StoredUser::blank();
             for (k, v) in &values {
                 if !CONTROL_ELEMENTS.contains(&k.as_str()) {
                     user.set(k, v);
@@ -220,11 +216,10 @@ fn apply_record(
             }
             user.set("EmpId", &final_emp);
             user.set("LoginId", &final_login);
-            inner.users.push(user);
-            let at = inner.users.len() - 1;
-            inner.index(at);
+            inner.add_user(user, shared.now());
         }
         Some(i) => {
+            inner.begin_write(i, shared.now());
             let user = &mut inner.users[i];
             for (k, v) in &values {
                 if !CONTROL_ELEMENTS.contains(&k.as_str()) && k != "EmpId" && k != "LoginId" {

@@ -20,6 +20,7 @@ mod scim;
 mod secrets;
 mod service;
 mod simulator;
+mod simulator_v4;
 mod source_digest;
 mod sync_cycle;
 mod tokens;
