@@ -1,5 +1,5 @@
-//! `[concur]`: where and as whom the Concur client connects, its limiter, retries and batch
-//! size, with the defaults and the checks of each key.
+//! `[concur]`: where and as whom the Concur client connects, which API users are written
+//! through, its limiter, retries and batch size, with the defaults and the checks of each key.
 
 use std::path::PathBuf;
 
@@ -8,9 +8,44 @@ use serde::Deserialize;
 use super::{ConfigError, secret_keys, validate_http_limits};
 use crate::model::Secret;
 
+/// The API users are written through (`concur.api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurApi {
+    /// User v1 (XML batches) and the reads of its era: tenants outside the data centers where
+    /// SAP decommissioned it.
+    V1,
+    /// The User Provisioning Service v4 (asynchronous Bulk + provision status) and Identity
+    /// v4.1 / Spend User v4.1 reads.
+    V4,
+}
+
+impl ConcurApi {
+    /// Most operations one request may carry: 500 records per User v1 batch, 100 operations
+    /// per UPS v4 Bulk.
+    pub fn batch_limit(self) -> usize {
+        match self {
+            ConcurApi::V1 => 500,
+            ConcurApi::V4 => 100,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurApi::V1 => "v1",
+            ConcurApi::V4 => "v4",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurConfig {
+    /// `"v4"` or `"v1"`.
+    #[serde(default = "default_api")]
+    pub api: ConcurApi,
+    /// The company's UUID (the enterprise `companyId` of every v4 user); required with v4.
+    pub company_uuid: Option<String>,
     #[serde(default = "default_base_url")]
     pub base_url: String,
     pub client_id: String,
@@ -29,9 +64,19 @@ pub struct ConcurConfig {
     /// Attempts per request before giving up (429s, 5xx, timeouts, dropped connections).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
-    /// Records per User v1 batch (at most 500).
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
+    /// Operations per request: records per User v1 batch (default and at most 500) or
+    /// operations per UPS v4 Bulk (default and at most 100). Read it through
+    /// [`ConcurConfig::batch_size`].
+    #[serde(rename = "batch_size")]
+    pub batch_size_setting: Option<usize>,
+    /// Seconds before the first provision status poll after a v4 Bulk (fractions allowed); later
+    /// polls back off.
+    #[serde(default = "default_provision_poll")]
+    pub provision_poll_seconds: f64,
+    /// Minutes a v4 provision may stay pending before its operations are recorded as failed
+    /// (and planned again).
+    #[serde(default = "default_provision_timeout")]
+    pub provision_timeout_minutes: f64,
     /// Longest served throttle (`Retry-After`) a one-shot command waits for; a longer one ends
     /// it with "throttled until …". `run` always waits (and stays stoppable).
     #[serde(default = "default_max_wait")]
@@ -64,11 +109,23 @@ fn default_timeout() -> f64 {
 fn default_attempts() -> u32 {
     6
 }
-fn default_batch() -> usize {
-    500
+fn default_api() -> ConcurApi {
+    ConcurApi::V1
+}
+fn default_provision_poll() -> f64 {
+    5.0
+}
+fn default_provision_timeout() -> f64 {
+    120.0
 }
 
 impl ConcurConfig {
+    /// Operations per request: `concur.batch_size`, or the API's limit.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size_setting
+            .unwrap_or_else(|| self.api.batch_limit())
+    }
+
     /// Checks `[concur]`: the URL, names, limits and that each secret is given once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
@@ -108,11 +165,44 @@ impl ConcurConfig {
                 "must be at least 1024 bytes",
             ));
         }
-        if self.batch_size == 0 || self.batch_size > 500 {
+        let limit = self.api.batch_limit();
+        if self.batch_size() == 0 || self.batch_size() > limit {
             return Err(ConfigError::invalid(
                 "concur.batch_size",
-                "must be between 1 and 500 (the User v1 batch limit)",
+                match self.api {
+                    ConcurApi::V1 => "must be between 1 and 500 (the User v1 batch limit)",
+                    ConcurApi::V4 => {
+                        "must be between 1 and 100 (the UPS v4 Bulk limit of 100 operations)"
+                    }
+                },
             ));
+        }
+        if !(self.provision_poll_seconds > 0.0 && self.provision_poll_seconds.is_finite()) {
+            return Err(ConfigError::invalid(
+                "concur.provision_poll_seconds",
+                "must be a number of seconds > 0",
+            ));
+        }
+        if !(self.provision_timeout_minutes > 0.0 && self.provision_timeout_minutes.is_finite()) {
+            return Err(ConfigError::invalid(
+                "concur.provision_timeout_minutes",
+                "must be a number of minutes > 0",
+            ));
+        }
+        match (self.api, self.company_uuid.as_deref().map(str::trim)) {
+            (ConcurApi::V4, None | Some("")) => {
+                return Err(ConfigError::invalid(
+                    "concur.company_uuid",
+                    "is required with concur.api = \"v4\": the company's UUID (the enterprise companyId; `concur-sync check` shows it), or set concur.api = \"v1\" for a tenant still on User v1",
+                ));
+            }
+            (_, Some(u)) if !is_uuid(u) => {
+                return Err(ConfigError::invalid(
+                    "concur.company_uuid",
+                    "must be a UUID like 8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f",
+                ));
+            }
+            _ => {}
         }
         secret_keys(
             "concur.client_secret",
@@ -126,6 +216,11 @@ impl ConcurConfig {
         )?;
         Ok(())
     }
+}
+
+/// A hyphenated UUID (`8-4-4-4-12` hexadecimal digits).
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
 /// Whether `host` is `127.0.0.0/8`, `::1` or `localhost`: where plain `http://` is allowed
@@ -156,4 +251,54 @@ fn check_base_url(value: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(concur_extra: &str) -> Result<Config, String> {
+        Config::from_toml(&format!(
+            "[source]\nkind = \"csv\"\npath = \"/tmp/hr.csv\"\n[concur]\nclient_id = \"i\"\nclient_secret = \"s\"\ncompany_id = \"c\"\nrequest_token = \"t\"\n{concur_extra}\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_batch_size_defaults_to_and_is_bounded_by_the_api_limit() {
+        assert_eq!(load("").unwrap().concur.batch_size(), 500);
+        let uuid = "company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"";
+        let v4 = load(&format!("api = \"v4\"\n{uuid}")).unwrap();
+        assert_eq!(v4.concur.batch_size(), 100);
+        let e = load(&format!("api = \"v4\"\n{uuid}\nbatch_size = 101")).unwrap_err();
+        assert!(e.contains("concur.batch_size") && e.contains("100"), "{e}");
+        let e = load("batch_size = 501").unwrap_err();
+        assert!(e.contains("concur.batch_size") && e.contains("500"), "{e}");
+    }
+
+    #[test]
+    fn v4_needs_a_company_uuid_and_the_provision_timings_must_be_positive() {
+        let e = load("api = \"v4\"").unwrap_err();
+        assert!(
+            e.contains("concur.company_uuid") && e.contains("required"),
+            "{e}"
+        );
+        let e = load("api = \"v4\"\ncompany_uuid = \"acme\"").unwrap_err();
+        assert!(
+            e.contains("concur.company_uuid") && e.contains("UUID"),
+            "{e}"
+        );
+        let uuid = "company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"";
+        let c = load(&format!(
+            "api = \"v4\"\n{uuid}\nprovision_poll_seconds = 0.5"
+        ))
+        .unwrap();
+        assert_eq!(c.concur.provision_poll_seconds, 0.5);
+        let e = load(&format!("api = \"v4\"\n{uuid}\nprovision_poll_seconds = 0")).unwrap_err();
+        assert!(e.contains("concur.provision_poll_seconds"), "{e}");
+        let e = load("provision_timeout_minutes = -1").unwrap_err();
+        assert!(e.contains("concur.provision_timeout_minutes"), "{e}");
+        let e = load("api = \"v5\"").unwrap_err();
+        assert!(e.contains("api"), "{e}");
+    }
 }

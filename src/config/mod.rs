@@ -28,7 +28,7 @@ mod sync;
 pub use attendees::{
     AttendeeColumn, AttendeeSourceConfig, AttendeeSourceKind, AttendeesConfig, attendee_column,
 };
-pub use concur::{ConcurConfig, DEFAULT_MAX_RESPONSE_BYTES, is_loopback};
+pub use concur::{ConcurApi, ConcurConfig, DEFAULT_MAX_RESPONSE_BYTES, is_loopback};
 pub use ldap::{
     AttributeTargets, DEFAULT_ATTRIBUTES, InactiveWhen, LdapConfig, LdapMapping, SearchScope,
 };
@@ -430,7 +430,7 @@ request_token = "t"
     fn minimal_config_gets_defaults() {
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.concur.requests_per_second, 5.0);
-        assert_eq!(c.concur.batch_size, 500);
+        assert_eq!(c.concur.batch_size(), 500);
         assert_eq!(c.sync.password_on_create, PasswordOnCreate::Source);
         assert_eq!(c.sync.max_deactivations, DeactivationLimit::Share(5.0));
         assert_eq!(c.sync.max_deactivations.allowed(1000), 50);

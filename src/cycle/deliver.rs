@@ -166,7 +166,7 @@ pub(super) async fn apply(
         store,
         cycle,
         &entries,
-        cfg.concur.batch_size,
+        cfg.concur.batch_size(),
         Some(cancel),
         counts,
         |op, settled| {
@@ -197,7 +197,7 @@ pub(super) async fn apply(
     Ok(writer::send_passwords(
         target,
         &items,
-        cfg.concur.batch_size,
+        cfg.concur.batch_size(),
         Some(cancel),
         WhenUnsent::Stop,
         &mut ledger,

@@ -268,7 +268,7 @@ async fn send(
         store,
         cycle,
         &entries,
-        cfg.concur.batch_size,
+        cfg.concur.batch_size(),
         None,
         cc,
         |op, settled| match settled {
