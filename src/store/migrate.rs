@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004-attendee-files.sql",
         include_str!("../../migrations/0004-attendee-files.sql"),
     ),
+    (
+        "0005-concur-uuid.sql",
+        include_str!("../../migrations/0005-concur-uuid.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -410,6 +410,47 @@ mod tests {
     }
 
     #[test]
+    fn a_concur_uuid_follows_its_user_through_a_change_of_employee_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let c = s.begin_cycle("t.csv").unwrap();
+        let ops = vec![
+            op(OpKind::Create, user("1", "a@x")),
+            op(OpKind::Create, user("2", "b@x")),
+        ];
+        let ids = s.write_outbox(c, &ops, OutboxState::Pending).unwrap();
+        let acked: Vec<_> = ids
+            .iter()
+            .zip(&ops)
+            .map(|(id, op)| (*id, op, EntryResult::Acknowledged))
+            .collect();
+        s.record_results(c, &acked).unwrap();
+        s.set_concur_uuids(&[("1", "u-1"), ("3", "u-3")]).unwrap();
+        assert_eq!(
+            s.concur_uuids(["1", "2", "3"]).unwrap(),
+            [("1".to_owned(), "u-1".to_owned())].into()
+        );
+        // Employee 1 becomes 9: the same Concur user.
+        let mut renamed = op(OpKind::Update, user("9", "a@x"));
+        renamed.old_employee_id = Some("1".into());
+        let id = s
+            .write_outbox(c, std::slice::from_ref(&renamed), OutboxState::Pending)
+            .unwrap();
+        s.record_results(c, &[(id[0], &renamed, EntryResult::Acknowledged)])
+            .unwrap();
+        assert_eq!(
+            s.concur_uuids(["1", "9"]).unwrap(),
+            [("9".to_owned(), "u-1".to_owned())].into()
+        );
+        // Concur says the UUID is employee 2's: it moves, never held twice.
+        s.set_concur_uuids(&[("2", "u-1")]).unwrap();
+        assert_eq!(
+            s.concur_uuids(["2", "9"]).unwrap(),
+            [("2".to_owned(), "u-1".to_owned())].into()
+        );
+    }
+
+    #[test]
     fn ack_advances_snapshot_failure_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db"), None).unwrap();

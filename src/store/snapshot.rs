@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
 use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
@@ -48,6 +48,43 @@ impl Store {
             );
         }
         Ok(map)
+    }
+
+    /// The Concur UUIDs known for the given users (users without one are left out).
+    pub fn concur_uuids<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT concur_uuid FROM users WHERE employee_id = ?1 AND concur_uuid IS NOT NULL",
+        )?;
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(uuid) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                out.insert(id.to_owned(), uuid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the Concur UUID of users in the snapshot (a v4 create's answer, a look-up,
+    /// adoption), in one transaction. A UUID another user held is moved to this one: Concur's
+    /// answer is the truth. Ids not in the snapshot are skipped.
+    pub fn set_concur_uuids(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut clear = tx.prepare_cached(
+                "UPDATE users SET concur_uuid = NULL WHERE concur_uuid = ?1 AND employee_id != ?2",
+            )?;
+            let mut set =
+                tx.prepare_cached("UPDATE users SET concur_uuid = ?1 WHERE employee_id = ?2")?;
+            for (id, uuid) in pairs {
+                clear.execute(params![uuid, id])?;
+                set.execute(params![uuid, id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The last acknowledged record of the given users (absent ids are skipped).
@@ -163,7 +200,11 @@ impl Store {
                 tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1")?;
             let mut clear_failure =
                 tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1 AND op = ?2")?;
-            let mut rename = tx.prepare_cached("DELETE FROM users WHERE employee_id = ?1")?;
+            let mut rename = tx
+                .prepare_cached("DELETE FROM users WHERE employee_id = ?1 RETURNING concur_uuid")?;
+            let mut keep_uuid = tx.prepare_cached(
+                "UPDATE users SET concur_uuid = ?2 WHERE employee_id = ?1 AND concur_uuid IS NULL",
+            )?;
             let mut add_failure = tx.prepare_cached(
                 "INSERT INTO failures (employee_id, op, message, attempts, first_failed_at, last_failed_at, cycle_id)
                  VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)
@@ -184,10 +225,15 @@ impl Store {
                             clear_failure.execute(params![op.employee_id, op.kind.as_str()])?;
                             continue;
                         }
+                        // A changed employee id is the same Concur user: its UUID moves along.
+                        let mut moved_uuid = None;
                         if let Some(old) = op.old_employee_id.as_deref()
                             && old != op.employee_id
                         {
-                            rename.execute([old])?;
+                            moved_uuid = rename
+                                .query_row([old], |r| r.get::<_, Option<String>>(0))
+                                .optional()?
+                                .flatten();
                             clear_failures.execute([old])?;
                         }
                         upsert.execute(params![
@@ -200,6 +246,9 @@ impl Store {
                             at,
                             cycle
                         ])?;
+                        if let Some(uuid) = moved_uuid {
+                            keep_uuid.execute(params![op.employee_id, uuid])?;
+                        }
                         clear_failures.execute([&op.employee_id])?;
                     }
                     EntryResult::Failed(message) => {
