@@ -170,3 +170,24 @@ pub fn company_id(user: &Value) -> Option<&str> {
         .as_str()
         .filter(|s| !s.is_empty())
 }
+
+/// A UUID no user has (version 4 form, all zero): the target of the write-scope probe.
+pub const PROBE_UUID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// The write-scope probe: `PATCH /profile/v4/Users/{PROBE_UUID}` with no operations. It needs
+/// `user.provision.write` and cannot change anything; sent once. Answers the status and
+/// Concur's message.
+pub async fn write_probe(client: &ConcurClient) -> Result<(u16, String), ConcurError> {
+    let path = format!("{}/{PROBE_UUID}", super::schema::UPS_USERS_PATH);
+    let body = serde_json::json!({"schemas": [super::schema::PATCH_OP], "Operations": []});
+    let reply = client
+        .send_authed(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&body),
+            crate::concur::client::Repeat::Once,
+        )
+        .await?;
+    let message = super::error::error_text(&reply.body);
+    Ok((reply.status, message))
+}
