@@ -341,3 +341,51 @@ async fn a_password_column_under_v4_fails_the_read_before_anything_is_written() 
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_under_v4_is_judged_on_readable_fields_only_and_never_sent_through_user_v1() {
+    let rig = v4_rig().await;
+    rig.sim.seed_users((0..5).map(v1_user).collect());
+    rig.write_hr(&rows(0..5));
+    let out = rig.run(&["reconcile"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("5 Concur users, 5 adopted, 0 unmanaged, 0 drifted"),
+        "{stdout}"
+    );
+
+    // An administrator edits two users in Concur: one's last name, the other's e-mail.
+    rig.sim.seed_users(vec![
+        v1_user(1).with("LastName", "Edited"),
+        v1_user(2).with("EmailAddress", "elsewhere@example.com"),
+    ]);
+    let writes_before = user_writes(&rig).len();
+    // Without identity.user.coresensitive.read Concur returns no e-mail: only the name drifted.
+    rig.sim.set_v4_settings(V4Settings {
+        scopes: Some(
+            [
+                "user.provision.read",
+                "user.provision.write",
+                "identity.user.core.read",
+                "identity.user.enterprise.read",
+                "spend.user.general.read",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        ),
+        ..V4Settings::default()
+    });
+    let out = rig.run(&["reconcile"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("1 drifted, 0 drift repaired, 1 failed"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("the v4 writer"), "{stderr}");
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    // Nothing went out through User v1 (or anywhere else).
+    assert_eq!(user_writes(&rig).len(), writes_before, "a repair was sent");
+}
