@@ -314,6 +314,19 @@ async fn passwords_are_refused_under_v4_naming_single_sign_on() {
     assert!(stderr.contains("single sign-on"), "{stderr}");
     assert!(!text(&out).contains("Secret-Pass-1"));
     assert!(rig.sim.requests().is_empty(), "something was sent");
+
+    // A random password on create is something v4 cannot do: a configuration error naming the
+    // key. (Left at its default, the key has no effect under v4.)
+    let mut cfg = std::fs::read_to_string(&rig.config).unwrap();
+    cfg.push_str("\n[sync]\npassword_on_create = \"random\"\n");
+    std::fs::write(&rig.config, cfg).unwrap();
+    let out = rig.run(&["check"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        text(&out).contains("sync.password_on_create"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,4 +401,28 @@ async fn drift_under_v4_is_judged_on_readable_fields_only_and_never_sent_through
     assert_eq!(code(&out), 2, "{}", text(&out));
     // Nothing went out through User v1 (or anywhere else).
     assert_eq!(user_writes(&rig).len(), writes_before, "a repair was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_v41_is_paged_by_cursor_and_every_user_is_listed_once() {
+    let rig = v4_rig().await;
+    let users: Vec<Value> = (1..=1_150).map(stranger).collect();
+    rig.sim.seed_v4_users(users).unwrap();
+    rig.write_hr(&[]);
+    let out = rig.run(&["reconcile"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1150 Concur users, 0 adopted, 1150 unmanaged"),
+        "{stdout}"
+    );
+    // 1,150 users: two Identity v4.1 pages (1,000 then 150 by cursor), twelve Spend pages.
+    assert_eq!(
+        count_requests(&rig, "GET", "/profile/identity/v4.1/Users"),
+        2
+    );
+    assert_eq!(count_requests(&rig, "GET", "/profile/spend/v4.1/Users"), 12);
+    let stored = stored_uuids(&rig);
+    assert_eq!(stored.len(), 1150);
+    assert!(stored.values().all(Option::is_some));
 }
