@@ -4,7 +4,8 @@
 //! argument, and [`Matched`] says what to record and what to send.
 //!
 //! - A managed user whose Concur record differs from what was last acknowledged has drifted
-//!   (judged only on the fields Concur let us read); with `repair`, the source's desired record (else the last acknowledged one) is re-sent.
+//!   (judged only on the fields Concur let us read); with `repair`, the source's desired
+//!   record (else the last acknowledged one) is re-sent.
 //! - A Concur user whose employee id a source user has is adopted as Concur reports it.
 //! - A Concur user whose login a source user has, under an employee id neither managed nor in
 //!   Concur, is the same person: renamed in Concur (`NewEmployeeID`), then adopted.

@@ -1,7 +1,7 @@
 //! The wire layer of Concur's v4 user APIs: the User Provisioning Service v4 (UPS: `POST
 //! /profile/v4/Bulk`, provision status, `PATCH /Users/{uuid}`) for writes, Identity v4/v4.1
-//! and Spend User v4.1 for reads. Pure but for `read`: types, builders and tolerant decoders; no network, no
-//! store, no clock (dates are arguments).
+//! and Spend User v4.1 for reads. Pure but for `read`: types, builders and tolerant decoders;
+//! no network, no store, no clock (dates are arguments).
 //!
 //! - `schema`: URNs, paths, limits, and where each canonical field lives in a v4 user.
 //! - `mapping`: a canonical user → the v4 user a create sends; a v4 user as Identity and
