@@ -367,6 +367,20 @@ async fn drift_under_v4_is_judged_on_readable_fields_only_and_never_sent_through
         stdout.contains("5 Concur users, 5 adopted, 0 unmanaged, 0 drifted"),
         "{stdout}"
     );
+    // Adopted as Concur reports them: identity and spend, joined by UUID.
+    let db = rusqlite::Connection::open(rig.state_path()).unwrap();
+    let fields: String = db
+        .query_row(
+            "SELECT fields FROM users WHERE employee_id = 'E00001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let fields: Value = serde_json::from_str(&fields).unwrap();
+    assert_eq!(fields["login_id"], "user1@example.com", "{fields}");
+    assert_eq!(fields["ledger"], "DEFAULT", "{fields}");
+    assert_eq!(fields["country"], "US", "{fields}");
+    drop(db);
 
     // An administrator edits two users in Concur: one's last name, the other's e-mail.
     rig.sim.seed_users(vec![
