@@ -2,6 +2,14 @@
 //! and the company's FormFields work together, and whether the mapping fills every field the
 //! company requires. Reports problems instead of failing on the first one; nothing is written
 //! to Concur (the FormFields answer is cached).
+//!
+//! Under `concur.api = "v4"` the Concur part is the v4 one: the token, UPS discovery
+//! (`ServiceProviderConfig`, `Schemas`), the company UUID (the enterprise `companyId` of the
+//! first Identity v4.1 user, or Profile v1's `companyUUID` while the company has no user), and
+//! every scope the configuration needs. A 403 names the scope and says that the company's SAP
+//! Concur representative must grant it. Write scopes are probed by a PATCH of a user that
+//! cannot exist (nothing is written); the write-only attribute scopes cannot be probed at all
+//! and are listed as a note.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,7 +17,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::concur::readback::{self as wire, FormField};
-use crate::config::{Config, SourceKind};
+use crate::concur::v4::read as v4;
+use crate::concur::{ConcurClient, ConcurError};
+use crate::config::{ConcurApi, Config, SourceKind};
 use crate::cycle::input::{self, Preview};
 use crate::model::Field;
 use crate::readback::form_field_row;
@@ -183,6 +193,10 @@ pub async fn check(cfg: &Config) -> CheckReport {
         return r;
     }
     r.ok.push(format!("token: obtained from {}", c.base_url));
+    if c.api == ConcurApi::V4 {
+        check_v4(cfg, &client, &mut r).await;
+        return r;
+    }
     match wire::profile_me(&client).await {
         Ok(p) => {
             r.ok.push(format!(
@@ -289,4 +303,141 @@ pub async fn check(cfg: &Config) -> CheckReport {
     }
     r.form_fields = fields;
     r
+}
+
+/// What a company representative is asked for, after a 403.
+fn missing_scope(scope: &str, what: &str, e: &ConcurError) -> String {
+    format!(
+        "scope {scope} missing: {what} answered {e}; the company's SAP Concur representative must grant {scope} to this app's company token"
+    )
+}
+
+/// A 403 names the scope; any other failure is reported as it is.
+fn scope_problem(r: &mut CheckReport, scope: &str, what: &str, e: &ConcurError) {
+    if e.status() == Some(403) {
+        r.problems.push(missing_scope(scope, what, e));
+    } else {
+        r.problems.push(format!("{what}: {e}"));
+    }
+}
+
+/// The Concur half of `check` under v4 (after the token).
+async fn check_v4(cfg: &Config, client: &ConcurClient, r: &mut CheckReport) {
+    let expected = cfg.concur.company_uuid.as_deref().unwrap_or("").trim();
+    // Discovery (user.provision.read).
+    match v4::discover(client, v4::SERVICE_PROVIDER_CONFIG_PATH).await {
+        Ok(spc) => {
+            let bulk = &spc["bulk"];
+            r.ok.push(format!(
+                "ServiceProviderConfig: Bulk {} (at most {} operations, {} bytes); password change {}",
+                if bulk["supported"].as_bool() == Some(true) {
+                    "supported"
+                } else {
+                    "not supported"
+                },
+                bulk["maxOperations"],
+                bulk["maxPayloadSize"],
+                if spc["changePassword"]["supported"].as_bool() == Some(true) {
+                    "supported"
+                } else {
+                    "not supported (passwords go through single sign-on)"
+                }
+            ));
+            r.ok.push("scope user.provision.read: granted".into());
+        }
+        Err(e) => scope_problem(
+            r,
+            "user.provision.read",
+            &format!("GET {}", v4::SERVICE_PROVIDER_CONFIG_PATH),
+            &e,
+        ),
+    }
+    match v4::discover(client, v4::SCHEMAS_PATH).await {
+        Ok(schemas) => {
+            let ids: Vec<&str> = schemas["Resources"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s["id"].as_str()).collect())
+                .unwrap_or_default();
+            r.ok.push(format!(
+                "Schemas: {} schemas ({})",
+                ids.len(),
+                ids.join(", ")
+            ));
+        }
+        Err(e) if e.status() == Some(403) => {} // reported with ServiceProviderConfig
+        Err(e) => r
+            .problems
+            .push(format!("Schemas: GET {}: {e}", v4::SCHEMAS_PATH)),
+    }
+    // Identity reads and the company UUID.
+    let identity_what = "GET /profile/identity/v4.1/Users";
+    match v4::first_identity(client).await {
+        Ok(Some(user)) => {
+            r.ok.push("scope identity.user.core.read: granted".into());
+            match v4::company_id(&user) {
+                Some(company) => {
+                    r.ok.push("scope identity.user.enterprise.read: granted".into());
+                    company_matches(r, expected, company, "the enterprise companyId of the first Identity v4.1 user");
+                }
+                None => r.problems.push(format!(
+                    "scope identity.user.enterprise.read missing: {identity_what} returns users without the enterprise extension (employeeNumber, companyId), so users cannot be matched by employee id; the company's SAP Concur representative must grant identity.user.enterprise.read to this app's company token"
+                )),
+            }
+            if user.get("emails").is_none() {
+                r.notes.push("e-mail addresses are not returned (scope identity.user.coresensitive.read); drift of e-mail addresses is not detected".into());
+            }
+        }
+        Ok(None) => {
+            r.ok.push("scope identity.user.core.read: granted".into());
+            match wire::profile_me(client).await {
+                Ok(p) if !p.company_uuid.is_empty() => {
+                    company_matches(r, expected, &p.company_uuid, "Profile v1's companyUUID");
+                }
+                _ => r.notes.push(format!(
+                    "concur.company_uuid {expected} not verified: the company has no users yet and Profile v1 does not say"
+                )),
+            }
+        }
+        Err(e) => scope_problem(r, "identity.user.core.read", identity_what, &e),
+    }
+    // Spend reads.
+    let spend_what = "GET /profile/spend/v4.1/Users";
+    match v4::first_spend(client).await {
+        Ok(_) => r.ok.push("scope spend.user.general.read: granted".into()),
+        Err(e) => scope_problem(r, "spend.user.general.read", spend_what, &e),
+    }
+    // Writes: a PATCH of a user that cannot exist needs the scope and changes nothing.
+    let probe = format!(
+        "PATCH /profile/v4/Users/{} (a user that does not exist)",
+        v4::PROBE_UUID
+    );
+    match v4::write_probe(client).await {
+        Ok((403, message)) => {
+            let e = ConcurError::Http {
+                status: 403,
+                path: "/profile/v4/Users".into(),
+                message,
+            };
+            r.problems.push(missing_scope("user.provision.write", &probe, &e));
+        }
+        Ok(_) => r.ok.push(
+            "scope user.provision.write: granted (a PATCH of a user that does not exist was not refused; nothing was written)".into(),
+        ),
+        Err(e) => r.problems.push(format!("{probe}: {e}")),
+    }
+    r.notes.push(
+        "scopes identity.user.coreenterprise.writeonly, spend.user.general.writeonly and identity.user.ids.read cannot be verified without writing; make sure the company's SAP Concur representative granted them (docs/v4.md lists every scope)".into(),
+    );
+}
+
+fn company_matches(r: &mut CheckReport, expected: &str, reported: &str, source: &str) {
+    if reported.eq_ignore_ascii_case(expected) {
+        r.ok.push(format!(
+            "concur.company_uuid: {expected} is the company Concur reports ({source})"
+        ));
+    } else {
+        r.problems.push(format!(
+            "concur.company_uuid is {expected:?} but Concur reports the company {reported} ({source}); set concur.company_uuid = \"{reported}\""
+        ));
+    }
 }

@@ -5,6 +5,9 @@
 //! of at most 500, prints one outcome per user and stores nothing but an audit record that
 //! names the file and the counts. Passwords are never stored, logged or printed. Exit codes:
 //! 0 every password set, 2 some were refused or not sent, 1 the input or Concur is unusable.
+//!
+//! Under `concur.api = "v4"` the command is refused before the file is read (exit 1): v4 has
+//! no password attribute, and users sign in through single sign-on.
 
 use std::io::Read;
 use std::ops::Range;
@@ -238,8 +241,14 @@ async fn send(target: &impl UserTarget, rows: &[Row]) -> Result<Vec<RowOutcome>,
     Ok(report.outcomes)
 }
 
+/// Why `passwords` is refused under v4.
+pub const V4_REFUSAL: &str = "concur-sync passwords is not available with concur.api = \"v4\": the User Provisioning Service v4 has no password attribute, so Concur cannot be given passwords. Users sign in through single sign-on (SAP Cloud Identity Services or the company's identity provider); nothing was read, sent or stored";
+
 /// `concur-sync passwords --file FILE`.
 pub async fn run(cfg: &Config, file: &Path) -> Result<u8, PasswordsError> {
+    if cfg.concur.api == crate::config::ConcurApi::V4 {
+        return Err(SyncError::Refused(V4_REFUSAL.into()).into());
+    }
     let (label, bytes) = read_input(file)?;
     let (rows, mut refused) = read_rows(&label, &bytes)?;
     drop(bytes);

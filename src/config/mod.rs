@@ -164,6 +164,14 @@ impl Config {
                 "must be between 0 and 1",
             ));
         }
+        if self.concur.api == ConcurApi::V4
+            && self.sync.password_on_create == PasswordOnCreate::Random
+        {
+            return Err(ConfigError::invalid(
+                "sync.password_on_create",
+                "\"random\" cannot apply with concur.api = \"v4\": v4 has no password attribute (users sign in through single sign-on); remove the key",
+            ));
+        }
         if self.sync.schedule.split_whitespace().count() != 6 {
             return Err(ConfigError::invalid(
                 "sync.schedule",

@@ -63,9 +63,17 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         snapshot_empty: store.user_count()? == 0,
     };
     let opened = crate::source::open(&cfg.source, &prior).await?;
+    let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
     let (mut draft, snapshot_users) = match opened.records {
         Records::Csv(reader) => {
             let path = &cfg.source.path;
+            if v4
+                && reader
+                    .columns()
+                    .contains(&crate::source::csv::Column::Password)
+            {
+                return Err(v4_password_refusal(&path.display().to_string()));
+            }
             for col in reader.unknown_columns() {
                 tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
             }
@@ -118,6 +126,12 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             let mut planner = Planner::new(&snapshot, &mac, options);
             for item in items {
                 records += 1;
+                if v4
+                    && let SourceItem::Record(raw) = &item
+                    && raw.password.is_some()
+                {
+                    return Err(v4_password_refusal(&raw.origin.to_string()));
+                }
                 let validated = match item {
                     SourceItem::Record(raw) => normalizer.normalize_noting(raw, &mut warnings),
                     SourceItem::Rejected(r) => Err(vec![r]),
@@ -137,7 +151,12 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
-    let (ops, rejections) = apply_company_rules(store, ops, rejections)?;
+    // Under v4 there are none: User v1's FormFields went with User v1.
+    let (ops, rejections) = if v4 {
+        (ops, rejections)
+    } else {
+        apply_company_rules(store, ops, rejections)?
+    };
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,
@@ -159,6 +178,13 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         suspicious,
         learned_password_macs,
     })
+}
+
+/// A source carrying passwords under v4, refused before anything is planned, sent or stored.
+fn v4_password_refusal(source: &str) -> SyncError {
+    SyncError::Refused(format!(
+        "{source}: the source has a password column, but concur.api = \"v4\" cannot set passwords (the User Provisioning Service has no password attribute); remove the column: users sign in through single sign-on. Nothing was sent or stored"
+    ))
 }
 
 /// One source row after validation.

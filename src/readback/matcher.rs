@@ -1,9 +1,11 @@
-//! Adoption and drift, decided: Concur's users (as Bulk User v3.1 lists them) are matched to the
-//! source's users by employee id, then by login id, against what the snapshot knows. Pure: every
-//! input is an argument, and [`Matched`] says what to record and what to send.
+//! Adoption and drift, decided: Concur's users (as [`directory`](super::directory) lists them,
+//! through Bulk User v3.1 or Identity v4.1) are matched to the source's users by employee id,
+//! then by login id (ignoring case), against what the snapshot knows. Pure: every input is an
+//! argument, and [`Matched`] says what to record and what to send.
 //!
-//! - A managed user whose Concur record differs from what was last acknowledged has drifted;
-//!   with `repair`, the source's desired record (else the last acknowledged one) is re-sent.
+//! - A managed user whose Concur record differs from what was last acknowledged has drifted
+//!   (judged only on the fields Concur let us read); with `repair`, the source's desired
+//!   record (else the last acknowledged one) is re-sent.
 //! - A Concur user whose employee id a source user has is adopted as Concur reports it.
 //! - A Concur user whose login a source user has, under an employee id neither managed nor in
 //!   Concur, is the same person: renamed in Concur (`NewEmployeeID`), then adopted.
@@ -11,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::concur::readback::ConcurUser;
+use super::directory::ListedUser;
 use crate::model::{Field, Op, OpKind, SourceRecord, User};
 use crate::store::Ownership;
 
@@ -38,7 +40,7 @@ pub struct Matched {
 /// are the snapshot's ownership of every user and the last acknowledged record of every managed
 /// one.
 pub fn match_users(
-    concur: &[ConcurUser],
+    concur: &[ListedUser],
     source: &[SourceRecord],
     owners: &HashMap<String, Ownership>,
     known: &HashMap<String, User>,
@@ -53,49 +55,52 @@ pub fn match_users(
             .entry(r.user.login_id().to_lowercase())
             .or_insert(r);
     }
-    let in_concur: HashSet<&str> = concur.iter().map(|c| c.employee_id.as_str()).collect();
+    let in_concur: HashSet<&str> = concur.iter().map(ListedUser::employee_id).collect();
     let managed = |id: &str| owners.get(id).is_some_and(|o| *o != Ownership::Unmanaged);
 
     let mut m = Matched::default();
     for cu in concur {
-        if cu.employee_id.is_empty() {
+        let employee_id = cu.employee_id();
+        if employee_id.is_empty() {
             continue;
         }
-        if managed(&cu.employee_id) {
-            let Some(last) = known.get(&cu.employee_id) else {
+        if managed(employee_id) {
+            let Some(last) = known.get(employee_id) else {
                 continue;
             };
             let drifted = drift(last, cu);
             if drifted.is_empty() {
                 continue;
             }
-            m.drifted.push((cu.employee_id.clone(), drifted));
+            m.drifted.push((employee_id.to_owned(), drifted));
             if !repair {
                 continue;
             }
             let desired = by_emp
-                .get(cu.employee_id.as_str())
+                .get(employee_id)
                 .map(|r| r.user.clone())
                 .unwrap_or_else(|| last.clone());
             let seen = {
                 let mut s = last.clone();
-                for (f, v) in observed(cu, &cu.employee_id).iter() {
+                for (f, v) in observed(cu, employee_id).iter() {
                     s.set(f, v);
                 }
                 s
             };
-            let kind = match (cu.active, desired.is_active()) {
+            let active = cu.active().unwrap_or_else(|| last.is_active());
+            let kind = match (active, desired.is_active()) {
                 (true, false) => OpKind::Deactivate,
                 (false, true) => OpKind::Reactivate,
                 _ => OpKind::Update,
             };
-            let old_login_id = (!cu.login_id.eq_ignore_ascii_case(desired.login_id())
-                && !cu.login_id.is_empty())
-            .then(|| cu.login_id.clone());
-            m.repairs.insert(cu.employee_id.clone());
+            let login = cu.login_id();
+            let old_login_id = (!login.eq_ignore_ascii_case(desired.login_id())
+                && !login.is_empty())
+            .then(|| login.to_owned());
+            m.repairs.insert(employee_id.to_owned());
             m.ops.push(Op {
                 kind,
-                employee_id: cu.employee_id.clone(),
+                employee_id: employee_id.to_owned(),
                 changes: desired.changes_from(&seen),
                 user: desired,
                 old_login_id,
@@ -105,11 +110,11 @@ pub fn match_users(
             });
             continue;
         }
-        if let Some(r) = by_emp.get(cu.employee_id.as_str()) {
+        if let Some(r) = by_emp.get(employee_id) {
             m.adopt.push(observed(cu, r.user.employee_id()));
             continue;
         }
-        if let Some(r) = by_login.get(&cu.login_id.to_lowercase())
+        if let Some(r) = by_login.get(&cu.login_id().to_lowercase())
             && !managed(r.user.employee_id())
             && !in_concur.contains(r.user.employee_id())
         {
@@ -118,16 +123,16 @@ pub fn match_users(
             m.ops.push(Op {
                 kind: OpKind::Update,
                 employee_id: r.user.employee_id().to_owned(),
-                changes: r.user.changes_from(&observed(cu, &cu.employee_id)),
+                changes: r.user.changes_from(&observed(cu, employee_id)),
                 user: r.user.clone(),
                 old_login_id: None,
-                old_employee_id: Some(cu.employee_id.clone()),
+                old_employee_id: Some(employee_id.to_owned()),
                 password: None,
-                origin: format!("adoption: {} renamed from {}", r.origin, cu.employee_id),
+                origin: format!("adoption: {} renamed from {}", r.origin, employee_id),
             });
             continue;
         }
-        let user = observed(cu, &cu.employee_id);
+        let user = observed(cu, employee_id);
         if manage_unmatched {
             m.adopt.push(user);
         } else {
@@ -137,48 +142,47 @@ pub fn match_users(
     m
 }
 
-/// What Concur reports of a user, as a canonical user.
-fn observed(cu: &ConcurUser, employee_id: &str) -> User {
-    let mut u = User::new();
+/// What Concur reports of a user, as a canonical user under `employee_id`.
+fn observed(cu: &ListedUser, employee_id: &str) -> User {
+    let mut u = cu.user.clone();
     u.set(Field::EMPLOYEE_ID, employee_id);
-    u.set(Field::LOGIN_ID, cu.login_id.as_str());
-    u.set(Field::ACTIVE, if cu.active { "Y" } else { "N" });
-    u.set(Field::FIRST_NAME, cu.first_name.as_str());
-    u.set(Field::LAST_NAME, cu.last_name.as_str());
-    u.set(Field::MIDDLE_INITIAL, initial(&cu.middle_name));
-    u.set(Field::EMAIL, cu.email.as_str());
     u
 }
 
-fn initial(s: &str) -> String {
-    s.trim()
-        .chars()
-        .next()
-        .map(String::from)
-        .unwrap_or_default()
-}
+/// The fields drift is judged on, and whether they compare ignoring case.
+const DRIFT_FIELDS: [(Field, bool); 6] = [
+    (Field::ACTIVE, false),
+    (Field::FIRST_NAME, false),
+    (Field::LAST_NAME, false),
+    (Field::MIDDLE_INITIAL, false),
+    (Field::EMAIL, true),
+    (Field::LOGIN_ID, true),
+];
 
-/// The drift-checked fields where Concur differs from what was last acknowledged.
-fn drift(known: &User, cu: &ConcurUser) -> Vec<&'static str> {
+/// The drift-checked fields where Concur differs from what was last acknowledged; a field
+/// Concur did not let us read never counts as drifted.
+fn drift(known: &User, cu: &ListedUser) -> Vec<&'static str> {
     let mut out = Vec::new();
-    let k = |f: Field| known.get(f).unwrap_or("");
-    if known.is_active() != cu.active {
-        out.push("active");
-    }
-    if k(Field::FIRST_NAME) != cu.first_name {
-        out.push("first_name");
-    }
-    if k(Field::LAST_NAME) != cu.last_name {
-        out.push("last_name");
-    }
-    if !cu.middle_name.trim().is_empty() && k(Field::MIDDLE_INITIAL) != initial(&cu.middle_name) {
-        out.push("middle_initial");
-    }
-    if !k(Field::EMAIL).eq_ignore_ascii_case(&cu.email) {
-        out.push("email");
-    }
-    if !k(Field::LOGIN_ID).eq_ignore_ascii_case(&cu.login_id) {
-        out.push("login_id");
+    for (field, ignore_case) in DRIFT_FIELDS {
+        if !cu.readable(field) {
+            continue;
+        }
+        let differs = if field == Field::ACTIVE {
+            known.is_active() != cu.user.is_active()
+        } else {
+            let (k, c) = (
+                known.get(field).unwrap_or(""),
+                cu.user.get(field).unwrap_or(""),
+            );
+            if ignore_case {
+                !k.eq_ignore_ascii_case(c)
+            } else {
+                k != c
+            }
+        };
+        if differs {
+            out.push(field.name());
+        }
     }
     out
 }

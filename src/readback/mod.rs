@@ -1,9 +1,15 @@
 //! Reading Concur back outside the cycle: the FormFields cache that sharpens validation,
 //! adoption of the users Concur already has (once, before the first cycle), and `reconcile`
 //! (adoption and drift repair at once). The decisions are [`matcher`]'s; this module does the
-//! IO around them: it lists Concur's users, reads the source, records what was decided and
-//! sends the writes through the shared send loop (`writer::send_user_ops`), as a cycle of their
-//! own (outbox, batches, acknowledgement).
+//! IO around them: it lists Concur's users (through [`directory`], which hides which API lists
+//! them), reads the source, records what was decided and sends the writes through the shared
+//! send loop (`writer::send_user_ops`), as a cycle of their own (outbox, batches,
+//! acknowledgement).
+//!
+//! Under `concur.api = "v4"` adoption also records every listed user's Concur UUID in the
+//! snapshot: a state database kept from User v1 is adopted by employee number once, before its
+//! first v4 cycle, so nobody is created twice. User v1's FormFields are gone with User v1: the
+//! cache is not refreshed under v4 (and the cycle applies no company form rules).
 //!
 //! Adopted users enter the snapshot as `adopted` with what Concur reported (so the next cycle
 //! sends each the source's full record once); a login match under another employee id is
@@ -11,6 +17,7 @@
 //! are listed by `status`, never written, unless `sync.manage_unmatched` makes them managed.
 //! Drifted users get the source's desired state re-sent, counted as `drift_repaired`.
 
+pub mod directory;
 pub mod matcher;
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +26,7 @@ use serde::Serialize;
 
 use crate::concur::ConcurClient;
 use crate::concur::readback::{self as wire, FormField};
-use crate::config::{Config, ConfigError};
+use crate::config::{ConcurApi, Config, ConfigError};
 use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
 use crate::source::SourceItem;
@@ -30,6 +37,13 @@ use crate::writer::{self, Settled};
 
 /// The FormFields cache is refreshed when older than this.
 pub const FORM_FIELDS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Set in `kv` once adoption has run under v4 (and recorded the UUIDs it found).
+const V4_ADOPTION_KEY: &str = "readback.v4_adoption_ran";
+
+/// Why drift repairs and adoption renames are not sent under v4 in this build.
+pub const V4_NOT_REPAIRED: &str =
+    "not repaired: the v4 writer (User Provisioning Service PATCH) is not available in this build";
 
 /// What `reconcile` (or the adoption before the first cycle) did.
 #[derive(Debug, Clone, Serialize)]
@@ -72,8 +86,20 @@ pub fn form_field_row(f: &FormField) -> FormFieldRow {
 }
 
 /// Refreshes the FormFields cache when it is older than a day. A failure is logged and the
-/// cached rules (if any) stay in use.
-pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force: bool) {
+/// cached rules (if any) stay in use. Under v4 there is nothing to refresh: User v1's
+/// FormFields endpoint went with User v1.
+pub async fn refresh_form_fields(
+    api: ConcurApi,
+    store: &mut Store,
+    client: &ConcurClient,
+    force: bool,
+) {
+    if api == ConcurApi::V4 {
+        tracing::info!(
+            "FormFields not refreshed: User v1's FormFields endpoint is gone under concur.api = \"v4\"; no company form rules are applied"
+        );
+        return;
+    }
     let fresh = store
         .form_fields_fetched_at()
         .ok()
@@ -102,7 +128,19 @@ pub async fn before_cycle(
     store: &mut Store,
     client: &ConcurClient,
 ) -> Result<(), SyncError> {
-    refresh_form_fields(store, client, false).await;
+    refresh_form_fields(cfg.concur.api, store, client, false).await;
+    if cfg.concur.api == ConcurApi::V4 && store.kv_get(V4_ADOPTION_KEY)?.is_none() {
+        // The first v4 cycle, on a new state database or one kept from User v1: adopt by
+        // employee number and learn every UUID before anything is written through v4.
+        let report = run(cfg, store, client, "first-v4-cycle", false).await?;
+        tracing::info!(
+            adopted = report.counts.adopted,
+            unmanaged = report.counts.unmanaged,
+            concur_users = report.counts.concur_users,
+            "adopted the users Concur already had and recorded their UUIDs"
+        );
+        return Ok(());
+    }
     if store.managed_count()? == 0 && !store.adoption_ran()? {
         match run(cfg, store, client, "first-cycle", false).await {
             Ok(report) => tracing::info!(
@@ -151,6 +189,9 @@ async fn run(
             };
             store.finish_reconcile(id, outcome, &counts, None)?;
             store.mark_adoption_ran()?;
+            if cfg.concur.api == ConcurApi::V4 {
+                store.kv_set(V4_ADOPTION_KEY, b"1")?;
+            }
             tracing::info!(?counts, outcome, "reconcile finished");
             Ok(ReconcileReport {
                 id,
@@ -174,7 +215,7 @@ async fn run_inner(
     repair: bool,
     counts: &mut ReconcileCounts,
 ) -> Result<(), SyncError> {
-    let concur = wire::all_users(client).await?;
+    let concur = directory::read_all_users(cfg.concur.api, client).await?;
     counts.concur_users = concur.len() as u64;
     let source = read_source(cfg, store).await?;
     let owners = store.ownerships()?;
@@ -198,8 +239,19 @@ async fn run_inner(
     counts.adopted = matched.adopt.len() as u64;
     counts.unmanaged = matched.unmanaged.len() as u64;
     store.baseline_users(&matched.adopt, Ownership::Adopted)?;
-    let listed: HashSet<String> = concur.iter().map(|c| c.employee_id.clone()).collect();
+    let listed: HashSet<String> = concur.iter().map(|c| c.employee_id().to_owned()).collect();
     store.record_unmanaged(&matched.unmanaged, &listed)?;
+    // Every listed user the snapshot holds (adopted now, managed before, unmanaged) keeps the
+    // UUID Concur reports; the v4 writer addresses users by it.
+    let uuids: Vec<(&str, &str)> = concur
+        .iter()
+        .filter(|c| !c.employee_id().is_empty())
+        .filter_map(|c| Some((c.employee_id(), c.uuid.as_deref()?)))
+        .collect();
+    if !uuids.is_empty() {
+        store.set_concur_uuids(&uuids)?;
+        tracing::info!(users = uuids.len(), "recorded Concur UUIDs");
+    }
     if !matched.adopt.is_empty() || !matched.unmanaged.is_empty() {
         store.audit(
             "adoption",
@@ -213,6 +265,13 @@ async fn run_inner(
     }
     let ops = matched.ops;
     if ops.is_empty() {
+        return Ok(());
+    }
+    if cfg.concur.api == ConcurApi::V4 {
+        for op in &ops {
+            tracing::warn!(employee_id = %op.employee_id, origin = %op.origin, "{V4_NOT_REPAIRED}");
+        }
+        counts.failed += ops.len() as u64;
         return Ok(());
     }
     let cycle = store.begin_cycle("reconcile")?;

@@ -56,7 +56,7 @@ pub async fn reconcile(
     store: &mut Store,
     client: &ConcurClient,
 ) -> Result<ReconcileReport, SyncError> {
-    readback::refresh_form_fields(store, client, false).await;
+    readback::refresh_form_fields(cfg.concur.api, store, client, false).await;
     let cfg = input::with_current_file(cfg, store)?;
     readback::reconcile(&cfg, store, client).await
 }

@@ -1,7 +1,7 @@
 //! The wire layer of Concur's v4 user APIs: the User Provisioning Service v4 (UPS: `POST
 //! /profile/v4/Bulk`, provision status, `PATCH /Users/{uuid}`) for writes, Identity v4/v4.1
-//! and Spend User v4.1 for reads. Pure: types, builders and tolerant decoders; no network, no
-//! store, no clock (dates are arguments).
+//! and Spend User v4.1 for reads. Pure but for `read`: types, builders and tolerant decoders;
+//! no network, no store, no clock (dates are arguments).
 //!
 //! - `schema`: URNs, paths, limits, and where each canonical field lives in a v4 user.
 //! - `mapping`: a canonical user → the v4 user a create sends; a v4 user as Identity and
@@ -13,6 +13,8 @@
 //! - `list`: Identity list pages, look-up filters, the v4.1 `.search` request.
 //! - `error`: the SCIM + Concur error body as one readable line.
 //! - `rules`: the v4 rules a user must meet before it is sent.
+//! - `read`: the one module here that does IO: every user read back through Identity v4.1 and
+//!   Spend User v4.1, joined by UUID, and the discovery reads of `check`.
 //!
 //! Readings of what the documentation leaves open (§1.14 of the v4 notes), each made here:
 //! - `failOnErrors` is left out of Bulk requests: under RFC 7644 any value stops the request
@@ -45,6 +47,7 @@ mod json;
 pub mod list;
 pub mod mapping;
 pub mod patch;
+pub mod read;
 pub mod rules;
 pub mod schema;
 pub mod status;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::concur::readback::ConcurUser;
 
 fn concur(id: &str, login: &str, last: &str, active: bool) -> ConcurUser {
     ConcurUser {
@@ -60,8 +61,9 @@ fn run(
     manage_unmatched: bool,
     repair: bool,
 ) -> Matched {
+    let listed: Vec<ListedUser> = listed.iter().map(ListedUser::from_v1).collect();
     match_users(
-        listed,
+        &listed,
         src,
         &snap.owners,
         &snap.known,
@@ -260,4 +262,50 @@ fn a_managed_user_as_last_acknowledged_is_left_alone() {
         run(&[listed], &[], &snap, false, true).drifted,
         [("E1".to_owned(), vec!["middle_initial"])]
     );
+}
+
+#[test]
+fn drift_is_judged_only_on_the_fields_concur_let_us_read() {
+    // Under v4 a token without the sensitive read scope gets no e-mails: a managed user whose
+    // e-mail Concur did not return has not drifted; a changed name still has.
+    let known = user("E1", "ana@example.com", "Known", true);
+    let snap = snapshot(&[(known.clone(), Ownership::Created)]);
+    let mut seen = known.clone();
+    seen.set(Field::EMAIL, "");
+    let listed = |u: &User, unreadable: Vec<Field>| ListedUser {
+        uuid: Some("9b1d0c2e-0000-4000-8000-000000000001".into()),
+        user: u.clone(),
+        unreadable,
+    };
+    let m = match_users(
+        &[listed(&seen, vec![Field::EMAIL])],
+        &[],
+        &snap.owners,
+        &snap.known,
+        false,
+        true,
+    );
+    assert!(m.drifted.is_empty() && m.ops.is_empty(), "{:?}", m.drifted);
+    seen.set(Field::LAST_NAME, "Renamed");
+    let m = match_users(
+        &[listed(&seen, vec![Field::EMAIL])],
+        &[],
+        &snap.owners,
+        &snap.known,
+        false,
+        true,
+    );
+    assert_eq!(m.drifted, vec![("E1".to_owned(), vec!["last_name"])]);
+    // Matching by login ignores case.
+    let stranger = user("X9", "ANA@Example.com", "Known", true);
+    let src = [source(2, "E2", "ana@example.com", "Known")];
+    let m = match_users(
+        &[listed(&stranger, Vec::new())],
+        &src,
+        &HashMap::new(),
+        &HashMap::new(),
+        false,
+        false,
+    );
+    assert_eq!(m.renamed.iter().collect::<Vec<_>>(), ["E2"]);
 }
