@@ -24,6 +24,8 @@ pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod validate;
 pub mod wiring;
 pub mod writer;

@@ -8,36 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ownership, Store, StoreError, now, user_json};
 use crate::model::User;
-use crate::rules::FormRule;
 
 const KV_FORM_FIELDS_AT: &str = "readback.form_fields_at";
 const KV_ADOPTED_AT: &str = "readback.adopted_at";
 
-/// One field of the company's Concur employee form, as the FormFields cache holds it: what
-/// Concur said, not mapped to canonical fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FormFieldRow {
-    /// The form's id for the field, as Concur lists it (e.g. `LedgerKey`).
-    pub id: String,
-    pub label: String,
-    pub control_type: String,
-    pub data_type: String,
-    pub max_length: Option<u32>,
-    pub required: bool,
-    pub custom: bool,
-    pub sequence: Option<u32>,
-}
-
-impl FormFieldRow {
-    /// What this field requires of a user record.
-    pub fn rule(&self) -> FormRule<'_> {
-        FormRule {
-            id: &self.id,
-            required: self.required,
-            max_length: self.max_length,
-        }
-    }
-}
+/// One field of the company's Concur employee form, as the FormFields cache holds it.
+pub use crate::rules::FormField as FormFieldRow;
 
 /// A Concur user no source user matched, as `status` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
