@@ -52,7 +52,7 @@ pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Reje
             (_, None) => c.record.user.changes_from(&User::new()),
         };
         let old_login_id = prev
-            .map(|p| p.login_id())
+            .map(User::login_id)
             .filter(|l| *l != c.record.user.login_id())
             .map(str::to_owned);
         ops.push(Op {

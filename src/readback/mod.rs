@@ -90,7 +90,7 @@ pub async fn refresh_form_fields(store: &mut Store, client: &ConcurClient, force
             Err(e) => tracing::warn!(error = %e, "cannot cache FormFields"),
         },
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read FormFields; validating with the cached form, if any")
+            tracing::warn!(error = %e, "cannot read FormFields; validating with the cached form, if any");
         }
     }
 }
@@ -245,7 +245,7 @@ async fn run_inner(
         cycle,
         outcome,
         &cc,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
+        result.as_ref().err().map(ToString::to_string).as_deref(),
     )?;
     result
 }

@@ -258,14 +258,14 @@ async fn log_filters_that_do_not_parse_are_config_errors() {
     }
     check_config_error(
         &rig,
-        |c| c.to_owned(),
+        ToOwned::to_owned,
         &[("RUST_LOG", "debgu")],
         &["RUST_LOG", "debgu"],
     )
     .await;
     check_config_error(
         &rig,
-        |c| c.to_owned(),
+        ToOwned::to_owned,
         &[("RUST_LOG", "x=[[")],
         &["RUST_LOG"],
     )

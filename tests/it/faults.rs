@@ -250,7 +250,7 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
             };
             tokio::select! {
                 s = child.wait() => break s.unwrap(),
-                _ = tokio::time::sleep(hold) => phase += 1,
+                () = tokio::time::sleep(hold) => phase += 1,
             }
         };
         rig.sim.set_faults(Faults::default());

@@ -100,7 +100,7 @@ impl Daemon {
         self.sim
             .users()
             .into_iter()
-            .filter(|u| u.active())
+            .filter(simulator::SimUser::active)
             .map(|u| u.emp_id().to_owned())
             .collect()
     }
@@ -152,7 +152,7 @@ where
 
 fn archived(inbox: &Path) -> usize {
     std::fs::read_dir(inbox.join("archive"))
-        .map(|d| d.count())
+        .map(Iterator::count)
         .unwrap_or(0)
 }
 

@@ -183,7 +183,7 @@ async fn wire_facts_batch_round_trips_into_stored_users_and_answers_in_wire_shap
         .filter(|n| *n != "UserProfile")
         .collect();
     let mut sorted = names.clone();
-    sorted.sort();
+    sorted.sort_unstable();
     assert_eq!(names, sorted);
 
     let (status, xml) = get_text(

@@ -189,7 +189,7 @@ async fn bad_rows_are_rejected_with_clear_messages_and_good_rows_still_go() {
     assert_eq!(code(&out), 2, "{}", text(&out));
     let users = sim_users(&rig);
     let mut ids: Vec<&str> = users.keys().map(String::as_str).collect();
-    ids.sort();
+    ids.sort_unstable();
     // E00003 appears twice: both rows rejected, so it is not created.
     assert_eq!(
         ids,

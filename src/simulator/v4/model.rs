@@ -209,7 +209,7 @@ pub(crate) fn spend_elements() -> Vec<String> {
     v.extend(
         ["LocaleName", "CtrySubCode", "IsTestEmp"]
             .iter()
-            .map(|s| s.to_string()),
+            .map(ToString::to_string),
     );
     v.extend((1..=6).map(|i| format!("OrgUnit{i}")));
     v.extend((1..=21).map(|i| format!("Custom{i}")));

@@ -22,8 +22,12 @@ use super::{
     Scope, apply, authorize, correlation_id, json_body, prefix_of, respond, split_resource,
 };
 
-/// Draws of the v4 fault rates for one submission: stuck, and per operation a spend failure.
-pub(crate) fn draws(shared: &Shared, ops: usize) -> (bool, Vec<bool>) {
+/// The fault draws of one submission: whether its provision sticks, and per operation whether
+/// its Spend part fails.
+pub(crate) type Draws = (bool, Vec<bool>);
+
+/// Draws of the v4 fault rates for one submission.
+pub(crate) fn draws(shared: &Shared, ops: usize) -> Draws {
     let faults = shared.lock().faults.clone();
     let draw = |rate: f64| rate > 0.0 && shared.roll() < rate;
     let stuck = draw(faults.rate_stuck);
@@ -60,7 +64,7 @@ struct UserOp<'a> {
     core: (Outcome, &'a str),
     extensions: Vec<(String, ExtWork)>,
     creating: bool,
-    draws: (bool, Vec<bool>),
+    draws: Draws,
 }
 
 /// Submits the provision of `u` on user `i`, persists the tenant and answers with the user's
@@ -71,7 +75,7 @@ impl<'a> UserOp<'a> {
         method: &'a str,
         core: (Outcome, &'a str),
         extensions: Vec<(String, ExtWork)>,
-        draws: (bool, Vec<bool>),
+        draws: Draws,
     ) -> Self {
         UserOp {
             method,
@@ -192,7 +196,7 @@ fn find(inner: &Inner, id: &str) -> Result<usize, Response> {
 fn locked_user<'s>(
     shared: &'s Shared,
     id: &str,
-) -> Result<((bool, Vec<bool>), MutexGuard<'s, Inner>, usize), Response> {
+) -> Result<(Draws, MutexGuard<'s, Inner>, usize), Response> {
     let draws = draws(shared, 1);
     let inner = shared.lock();
     let i = find(&inner, id)?;
@@ -292,7 +296,7 @@ pub(crate) fn replace_all(
     held: &[String],
     exts: Vec<(String, Map<String, Value>)>,
 ) -> Vec<(String, ExtWork)> {
-    let mut names: Vec<String> = MODELED.iter().map(|u| u.to_string()).collect();
+    let mut names: Vec<String> = MODELED.iter().map(ToString::to_string).collect();
     names.extend(held.iter().cloned());
     names.extend(exts.iter().map(|(u, _)| u.clone()));
     let mut out: Vec<(String, ExtWork)> = Vec::new();
