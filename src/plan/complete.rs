@@ -25,16 +25,6 @@ impl Draft {
         v.dedup();
         v
     }
-
-    /// Deactivations this draft would send.
-    pub fn deactivation_count(&self) -> usize {
-        self.vanished.len()
-            + self
-                .candidates
-                .iter()
-                .filter(|c| c.kind == OpKind::Deactivate)
-                .count()
-    }
 }
 
 /// Turns a draft into operations: field changes old → new, renames, and deactivation payloads
