@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::harness::{Rig, code, text};
+use super::harness::{Rig, code, sim_users, text, user_v1_writes};
 
 const BASE: &str = "dc=example,dc=com";
 const PEOPLE: &str = "ou=people,dc=example,dc=com";
@@ -265,25 +265,8 @@ fn setup(url: &str, rig: &Rig, extra: &str) -> PathBuf {
     pw
 }
 
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
-}
-
 fn user_writes(rig: &Rig) -> usize {
-    rig.sim
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.path
-                    .to_ascii_lowercase()
-                    .ends_with("/api/user/v1.0/users")
-        })
-        .count()
+    user_v1_writes(rig).len()
 }
 
 fn no_secret(out: &std::process::Output) {

@@ -1,28 +1,11 @@
 //! The core cycle end to end: HR CSV → real binary → simulator over HTTP → state DB → status.
 
-use std::collections::BTreeMap;
-
-use super::harness::{Rig, code, q, row, rows, text};
+use super::harness::{Rig, code, q, row, rows, sim_users, text, user_v1_writes};
 use concur_sync::simulator::SimConfig;
 
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
-}
-
 fn user_writes(rig: &Rig) -> Vec<(u64, usize)> {
-    rig.sim
-        .requests()
+    user_v1_writes(rig)
         .into_iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.path
-                    .to_ascii_lowercase()
-                    .ends_with("/api/user/v1.0/users")
-        })
         .map(|r| (r.time_ms, r.records.unwrap_or(0)))
         .collect()
 }
