@@ -24,7 +24,7 @@ use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
-use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, Store};
+use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, ReconcileOutcome, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
 
@@ -145,23 +145,23 @@ async fn run(
     match run_inner(cfg, store, client, repair, &mut counts).await {
         Ok(()) => {
             let outcome = if counts.failed > 0 {
-                "partial"
+                ReconcileOutcome::Partial
             } else {
-                "success"
+                ReconcileOutcome::Success
             };
             store.finish_reconcile(id, outcome, &counts, None)?;
             store.mark_adoption_ran()?;
-            tracing::info!(?counts, outcome, "reconcile finished");
+            tracing::info!(?counts, %outcome, "reconcile finished");
             Ok(ReconcileReport {
                 id,
-                outcome,
+                outcome: outcome.as_str(),
                 counts,
             })
         }
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "reconcile failed");
-            store.finish_reconcile(id, "failed", &counts, Some(&msg))?;
+            store.finish_reconcile(id, ReconcileOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
     }

@@ -91,8 +91,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
-                [],
+                "SELECT id FROM cycles WHERE outcome = ?1 ORDER BY id DESC LIMIT 1",
+                [CycleOutcome::Running],
                 |r| r.get(0),
             )
             .optional()?)

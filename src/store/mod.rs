@@ -33,7 +33,7 @@ use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
 pub use outbox::OutboxEntry;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
-pub use states::{CycleOutcome, OutboxState, Ownership};
+pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
 pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
 
 /// Errors of the state database boundary.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Ownership, Store, StoreError, now, user_json};
+use super::{Ownership, ReconcileOutcome, Store, StoreError, now, user_json};
 use crate::model::User;
 
 const KV_FORM_FIELDS_AT: &str = "readback.form_fields_at";
@@ -49,7 +49,7 @@ pub struct ReconcileInfo {
     pub trigger: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub outcome: String,
+    pub outcome: ReconcileOutcome,
     pub message: Option<String>,
     pub counts: ReconcileCounts,
 }
@@ -243,8 +243,8 @@ impl Store {
     pub fn begin_reconcile(&mut self, trigger: &str) -> Result<i64, StoreError> {
         let at = now();
         self.conn.execute(
-            "UPDATE reconciles SET outcome = 'interrupted', finished_at = ?1 WHERE outcome = 'running'",
-            [&at],
+            "UPDATE reconciles SET outcome = ?2, finished_at = ?1 WHERE outcome = ?3",
+            params![at, ReconcileOutcome::Interrupted, ReconcileOutcome::Running],
         )?;
         self.conn.execute(
             "INSERT INTO reconciles (started_at, trigger) VALUES (?1, ?2)",
@@ -256,7 +256,7 @@ impl Store {
     pub fn finish_reconcile(
         &self,
         id: i64,
-        outcome: &str,
+        outcome: ReconcileOutcome,
         counts: &ReconcileCounts,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
