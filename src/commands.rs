@@ -1,6 +1,8 @@
 //! The CLI's commands as library functions: `main` parses arguments and calls these.
 //! Each returns the process exit code (0 ok, 1 fatal, 2 partial, 3 held).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;

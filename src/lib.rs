@@ -2,9 +2,14 @@
 //!
 //! Pipeline: `source` → `validate` → `plan` → `concur` (writers) → `store` (snapshot, outbox).
 //! `model` holds the types every stage exchanges. See ARCHITECTURE.md.
+//!
+//! The library's face is what the binary, the integration tests and the fuzz targets use: the
+//! commands and the service with the cycle they run (`commands`, `service`, `cycle`, `demo`,
+//! `passwords`, `error`), the configuration, the edges they are tested through (`source`,
+//! `concur`, `store`), the core types (`model`, `validate`, `escape`) and the bundled
+//! `simulator`. Everything else is internal to the crate.
 
-pub mod attendees;
-pub mod check;
+// The face.
 pub mod commands;
 pub mod concur;
 pub mod config;
@@ -12,18 +17,24 @@ pub mod cycle;
 pub mod demo;
 pub mod error;
 pub mod escape;
-pub mod http;
-pub mod identity;
 pub mod model;
-pub mod output;
 pub mod passwords;
-pub mod plan;
-pub mod readback;
-pub mod rules;
 pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;
 pub mod validate;
-pub mod wiring;
-pub mod writer;
+
+// Internal.
+mod attendees;
+mod check;
+mod http;
+mod identity;
+mod output;
+mod plan;
+mod readback;
+mod rules;
+#[cfg(test)]
+mod test_support;
+mod wiring;
+mod writer;

@@ -98,7 +98,7 @@ fn read_rows(label: &str, bytes: &[u8]) -> Result<(Vec<Row>, Vec<RowOutcome>), P
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(line, |p| p.line());
+                let line = e.position().map_or(line, csv::Position::line);
                 // The error text of the csv crate never quotes field content.
                 return Err(input(line, format!("malformed CSV: {}", csv_reason(&e))));
             }

@@ -7,6 +7,32 @@
 use crate::model::{Field, Op, OpKind, Rejection};
 use crate::validate::CompanyRules;
 
+/// One field of the company's Concur employee form as Concur lists it (User v1 FormFields), not
+/// mapped to canonical fields: what the Concur client reads and the state database caches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FormField {
+    /// The form's id for the field, as Concur lists it (e.g. `LedgerKey`).
+    pub id: String,
+    pub label: String,
+    pub control_type: String,
+    pub data_type: String,
+    pub max_length: Option<u32>,
+    pub required: bool,
+    pub custom: bool,
+    pub sequence: Option<u32>,
+}
+
+impl FormField {
+    /// What this field requires of a user record.
+    pub fn rule(&self) -> FormRule<'_> {
+        FormRule {
+            id: &self.id,
+            required: self.required,
+            max_length: self.max_length,
+        }
+    }
+}
+
 /// What one field of the company's employee form requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FormRule<'a> {

@@ -285,7 +285,7 @@ fn normalize_value(field: Field, mut v: String, problems: &mut Vec<Problem>) -> 
         problems.push(Problem {
             field: spec.name,
             message,
-        })
+        });
     };
     if let Some(message) = control_char_rule(&v) {
         fail(message);

@@ -13,8 +13,8 @@ use crate::config::AttendeeSourceConfig;
 use crate::error::SyncError;
 use crate::source::SourceError;
 use crate::source::dropfolder::{self, DropFolder, Handled};
-use crate::store::Store;
 use crate::store::files::SourceFile;
+use crate::store::{Store, StoreError};
 
 /// Where the attendee list comes from.
 pub enum Input {
@@ -71,11 +71,7 @@ impl Input {
             .into());
         }
         for stray in folder.strays() {
-            let kind = match std::fs::symlink_metadata(&stray) {
-                Ok(m) if m.file_type().is_symlink() => "a symbolic link",
-                _ => "not a regular file",
-            };
-            let reason = format!("{kind}: never followed or read; drop the file itself");
+            let reason = dropfolder::stray_reason(&stray);
             set_aside(store, folder, &stray, &reason, None)?;
         }
         let last = store.last_processed_attendee_file()?;
@@ -167,21 +163,19 @@ impl Input {
             Err(_) => {}
             Ok(_) => {
                 let outcome = if *duplicate { "duplicate" } else { "processed" };
-                let modified = dropfolder::modified_at(file);
-                let handled = folder.put_away(file, outcome);
+                let handled = put_away_recorded(
+                    store,
+                    Store::record_attendee_file,
+                    folder,
+                    file,
+                    digest,
+                    outcome,
+                )?;
                 if let Some(to) = &handled.moved_to {
                     tracing::info!(file = %file.display(), archived = %to.display(), outcome, "attendee file put away");
                 } else {
                     tracing::error!(file = %file.display(), "attendee file applied but cannot be archived: passed over until it changes");
                 }
-                record(
-                    store,
-                    file,
-                    Some(digest.clone()),
-                    modified,
-                    &handled,
-                    handled.alert.clone(),
-                )?;
                 let pruned = match &handled.moved_to {
                     Some(current) if !duplicate => folder.prune(SystemTime::now(), Some(current)),
                     _ => 0,
@@ -206,22 +200,68 @@ fn set_aside(
     reason: &str,
     digest: Option<String>,
 ) -> Result<(), SyncError> {
+    let handled = set_aside_recorded(
+        store,
+        Store::record_attendee_file,
+        folder,
+        file,
+        reason,
+        digest,
+    )?;
+    tracing::error!(file = %file.display(), outcome = handled.outcome, reason = %reason, "attendee file not applied");
+    Ok(())
+}
+
+/// Where a drop folder's file history goes: the users' (`Store::record_source_file`) or the
+/// attendee job's (`Store::record_attendee_file`).
+pub(crate) type FileHistory = fn(&Store, &SourceFile) -> Result<(), StoreError>;
+
+/// Sets aside a file that cannot be used (`DropFolder::set_aside`: to `rejected/`, or passed
+/// over) and records it with its reason and alert.
+pub(crate) fn set_aside_recorded(
+    store: &Store,
+    save: FileHistory,
+    folder: &mut DropFolder,
+    file: &Path,
+    reason: &str,
+    digest: Option<String>,
+) -> Result<Handled, SyncError> {
     let modified = dropfolder::modified_at(file);
     let handled = folder.set_aside(file, reason);
-    tracing::error!(file = %file.display(), outcome = handled.outcome, reason = %reason, "attendee file not applied");
+    let message = Some(reason.to_owned());
+    record(store, save, file, digest, modified, &handled, message)?;
+    Ok(handled)
+}
+
+/// Puts away a file that was applied or repeated the last one (`DropFolder::put_away`: to
+/// `archive/`, or passed over) and records it, with an alert when it could not be archived.
+pub(crate) fn put_away_recorded(
+    store: &Store,
+    save: FileHistory,
+    folder: &mut DropFolder,
+    file: &Path,
+    digest: &str,
+    outcome: &'static str,
+) -> Result<Handled, SyncError> {
+    let modified = dropfolder::modified_at(file);
+    let handled = folder.put_away(file, outcome);
+    let digest = Some(digest.to_owned());
     record(
         store,
+        save,
         file,
         digest,
         modified,
         &handled,
-        Some(reason.to_owned()),
-    )
+        handled.alert.clone(),
+    )?;
+    Ok(handled)
 }
 
-/// Records what became of a file and raises its alert.
+/// Records what became of a drop-folder file and raises its alert.
 fn record(
     store: &Store,
+    save: FileHistory,
     file: &Path,
     digest: Option<String>,
     modified_at: Option<String>,
@@ -232,14 +272,17 @@ fn record(
     if let Some(alert) = &handled.alert {
         store.alert(&name, alert)?;
     }
-    store.record_attendee_file(&SourceFile {
-        name,
-        digest,
-        modified_at,
-        outcome: handled.outcome.into(),
-        moved_to: handled.moved_to.as_ref().map(|p| p.display().to_string()),
-        at: crate::store::now(),
-        message,
-    })?;
+    save(
+        store,
+        &SourceFile {
+            name,
+            digest,
+            modified_at,
+            outcome: handled.outcome.into(),
+            moved_to: handled.moved_to.as_ref().map(|p| p.display().to_string()),
+            at: crate::store::now(),
+            message,
+        },
+    )?;
     Ok(())
 }

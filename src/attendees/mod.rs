@@ -15,7 +15,7 @@
 //! 5xx) the attendee is looked up by external id before it is sent again. A crash between a
 //! create and its acknowledgement is healed the same way: the next run finds it by lookup.
 
-mod folder;
+pub(crate) mod folder;
 pub mod plan;
 pub mod read;
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, secret_keys, validate_http_limits};
+use super::{ConfigError, default_attempts, default_timeout, secret_keys, validate_http_limits};
 use crate::model::Secret;
 
 /// The API users are written through (`concur.api`).
@@ -102,12 +102,6 @@ fn default_base_url() -> String {
 }
 fn default_rps() -> f64 {
     5.0
-}
-fn default_timeout() -> f64 {
-    60.0
-}
-fn default_attempts() -> u32 {
-    6
 }
 fn default_api() -> ConcurApi {
     ConcurApi::V1

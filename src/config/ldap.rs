@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, LdapFilter, SourceKind, non_empty_secret};
+use super::{ConfigError, LdapFilter, SourceKind, default_timeout, non_empty_secret};
 use crate::model::{Field, Secret};
 
 /// `[source.ldap]`.
@@ -80,9 +80,6 @@ fn default_page_size() -> u32 {
 }
 fn default_connect_timeout() -> f64 {
     10.0
-}
-fn default_timeout() -> f64 {
-    60.0
 }
 
 /// `scope`: `sub` (default, the base and everything below), `one` (direct children) or `base`.

@@ -39,7 +39,7 @@ fn parse_at(b: &[u8], mut i: usize) -> Result<(LdapFilter, usize), String> {
     }
     i += 1;
     let f = match b.get(i) {
-        Some(b'&') | Some(b'|') => {
+        Some(b'&' | b'|') => {
             let and = b[i] == b'&';
             i += 1;
             let mut list = Vec::new();

@@ -284,6 +284,16 @@ pub(crate) fn validate_http_limits(
 
 /// A TOML syntax check that reports the position (and the key, when the line names one) but
 /// never the text of the line, which may hold a secret.
+/// Default of every `timeout_seconds` (Concur, SCIM, LDAP): 60 seconds.
+fn default_timeout() -> f64 {
+    60.0
+}
+
+/// Default of every `max_attempts` (Concur, SCIM): 6.
+fn default_attempts() -> u32 {
+    6
+}
+
 fn check_toml_syntax(text: &str) -> Result<(), String> {
     let Err(e) = toml::de::DeTable::parse(text) else {
         return Ok(());

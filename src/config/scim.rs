@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{AttrPath, ConfigError, secret_keys, validate_http_limits};
+use super::{
+    AttrPath, ConfigError, default_attempts, default_timeout, secret_keys, validate_http_limits,
+};
 use crate::model::{Field, Secret};
 
 /// `[source.scim]`.
@@ -76,12 +78,6 @@ fn default_delta_overlap() -> String {
 }
 fn default_rps() -> f64 {
     10.0
-}
-fn default_timeout() -> f64 {
-    60.0
-}
-fn default_attempts() -> u32 {
-    6
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {

@@ -75,7 +75,7 @@ impl CsvConfig {
     pub fn delimiter_byte(&self, key: &str) -> Result<u8, ConfigError> {
         match self.delimiter.as_deref() {
             None => Ok(b','),
-            Some("\\t") | Some("\t") => Ok(b'\t'),
+            Some("\\t" | "\t") => Ok(b'\t'),
             Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
             Some(_) => Err(ConfigError::invalid(
                 key,

@@ -15,8 +15,8 @@
 //! it too; a pacer with a `max_wait` refuses to wait longer than that and reports until when it
 //! is throttled instead. Response bodies are read up to `max_body_bytes`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -157,7 +157,10 @@ impl Pacer {
         if let Ok(left) = until.duration_since(SystemTime::now())
             && !left.is_zero()
         {
-            let mut guard = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self
+                .not_before
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let at = Instant::now() + left;
             if guard.is_none_or(|t| t < at) {
                 *guard = Some(at);
@@ -166,7 +169,10 @@ impl Pacer {
     }
 
     fn current_not_before(&self) -> Option<Instant> {
-        *self.not_before.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits until a request may leave: past the global "not before", then a limiter cell.
@@ -184,15 +190,15 @@ impl Pacer {
                         return Err(Halt::ThrottledUntil(SystemTime::now() + left));
                     }
                     tokio::select! {
-                        _ = self.cancel.cancelled() => return Err(Halt::Cancelled),
-                        _ = tokio::time::sleep_until(t) => {}
+                        () = self.cancel.cancelled() => return Err(Halt::Cancelled),
+                        () = tokio::time::sleep_until(t) => {}
                     }
                 }
             }
             if let Some(limiter) = &self.limiter {
                 tokio::select! {
-                    _ = self.cancel.cancelled() => return Err(Halt::Cancelled),
-                    _ = limiter.until_ready() => {}
+                    () = self.cancel.cancelled() => return Err(Halt::Cancelled),
+                    () = limiter.until_ready() => {}
                 }
             }
             // A 429 served while this task waited for the limiter moves the gate again.
@@ -206,7 +212,10 @@ impl Pacer {
 
     /// Holds every request back until `until`; a later instant already set is kept.
     pub fn defer_until(&self, until: Instant) {
-        let mut guard = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let from = guard.map_or(now, |t| t.max(now));
         if until > from {
@@ -224,8 +233,8 @@ impl Pacer {
     /// Sleeps for `wait` unless cancelled first.
     async fn sleep(&self, wait: Duration) -> Result<(), Halt> {
         tokio::select! {
-            _ = self.cancel.cancelled() => Err(Halt::Cancelled),
-            _ = tokio::time::sleep(wait) => Ok(()),
+            () = self.cancel.cancelled() => Err(Halt::Cancelled),
+            () = tokio::time::sleep(wait) => Ok(()),
         }
     }
 
@@ -394,7 +403,7 @@ where
         // Shutdown drops the request in flight: its answer is never recorded, so whatever it
         // carried stays unacknowledged and is planned again by the next cycle.
         let result = tokio::select! {
-            _ = pacer.cancel.cancelled() => return Err(fail(SendError::Cancelled)),
+            () = pacer.cancel.cancelled() => return Err(fail(SendError::Cancelled)),
             r = exchange => r,
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;

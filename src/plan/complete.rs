@@ -25,16 +25,6 @@ impl Draft {
         v.dedup();
         v
     }
-
-    /// Deactivations this draft would send.
-    pub fn deactivation_count(&self) -> usize {
-        self.vanished.len()
-            + self
-                .candidates
-                .iter()
-                .filter(|c| c.kind == OpKind::Deactivate)
-                .count()
-    }
 }
 
 /// Turns a draft into operations: field changes old → new, renames, and deactivation payloads
@@ -52,7 +42,7 @@ pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Reje
             (_, None) => c.record.user.changes_from(&User::new()),
         };
         let old_login_id = prev
-            .map(|p| p.login_id())
+            .map(User::login_id)
             .filter(|l| *l != c.record.user.login_id())
             .map(str::to_owned);
         ops.push(Op {

@@ -151,7 +151,7 @@ fn a_rejected_row_protects_every_user_it_could_name() {
         employee_id: None,
         field: "employee_id".into(),
         message: "is missing; it is required".into(),
-        identity: RowIdentity(ident.iter().map(|s| s.to_string()).collect()),
+        identity: RowIdentity(ident.iter().map(ToString::to_string).collect()),
     };
     // By login (any case), by e-mail, by a look-alike id; "d" is simply gone.
     p.push_rejected(vec![rejected(&["A@X"])]);

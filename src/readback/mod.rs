@@ -31,7 +31,7 @@ use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
-use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, Store};
+use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, ReconcileOutcome, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
 
@@ -116,7 +116,7 @@ pub async fn refresh_form_fields(
             Err(e) => tracing::warn!(error = %e, "cannot cache FormFields"),
         },
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read FormFields; validating with the cached form, if any")
+            tracing::warn!(error = %e, "cannot read FormFields; validating with the cached form, if any");
         }
     }
 }
@@ -183,26 +183,26 @@ async fn run(
     match run_inner(cfg, store, client, repair, &mut counts).await {
         Ok(()) => {
             let outcome = if counts.failed > 0 {
-                "partial"
+                ReconcileOutcome::Partial
             } else {
-                "success"
+                ReconcileOutcome::Success
             };
             store.finish_reconcile(id, outcome, &counts, None)?;
             store.mark_adoption_ran()?;
             if cfg.concur.api == ConcurApi::V4 {
                 store.kv_set(V4_ADOPTION_KEY, b"1")?;
             }
-            tracing::info!(?counts, outcome, "reconcile finished");
+            tracing::info!(?counts, %outcome, "reconcile finished");
             Ok(ReconcileReport {
                 id,
-                outcome,
+                outcome: outcome.as_str(),
                 counts,
             })
         }
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "reconcile failed");
-            store.finish_reconcile(id, "failed", &counts, Some(&msg))?;
+            store.finish_reconcile(id, ReconcileOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
     }
@@ -304,7 +304,7 @@ async fn run_inner(
         cycle,
         outcome,
         &cc,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
+        result.as_ref().err().map(ToString::to_string).as_deref(),
     )?;
     result
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::User;
+use crate::test_support;
 
 fn op(kind: OpKind, id: &str, ledger: Option<&str>, org_unit: &str) -> Op {
     let mut user = User::new();
@@ -9,16 +10,7 @@ fn op(kind: OpKind, id: &str, ledger: Option<&str>, org_unit: &str) -> Op {
     if let Some(l) = ledger {
         user.set(Field::LEDGER, l);
     }
-    Op {
-        kind,
-        employee_id: id.into(),
-        user,
-        old_login_id: None,
-        old_employee_id: None,
-        changes: Vec::new(),
-        password: None,
-        origin: format!("hr.csv:{}", &id[1..]),
-    }
+    test_support::op(kind, user, &format!("hr.csv:{}", &id[1..]))
 }
 
 /// A form that requires `LedgerKey` and allows at most 4 characters in `OrgUnit1`.

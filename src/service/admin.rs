@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint (axum) of the daemon: `/healthz`, `/readyz`, `/metrics`, `/status`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
@@ -35,7 +35,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     let result = tokio::task::block_in_place(|| {
-        let store = s.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = s.store.lock().unwrap_or_else(PoisonError::into_inner);
         store.ping().map_err(|e| match e {
             StoreError::Sqlite(e) => format!("state database unusable: {e}"),
             e => format!("state database unusable: {e}"),
@@ -98,10 +98,10 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     let status = tokio::task::block_in_place(|| {
-        let store = s.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = s.store.lock().unwrap_or_else(PoisonError::into_inner);
         store.status().ok()
     });
-    let client = s.client.as_ref().map(|c| c.stats());
+    let client = s.client.as_ref().map(ConcurClient::stats);
     (
         StatusCode::OK,
         [(
@@ -115,7 +115,7 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
 
 async fn status(State(s): State<Arc<AdminState>>) -> Response {
     let st = tokio::task::block_in_place(|| {
-        let store = s.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = s.store.lock().unwrap_or_else(PoisonError::into_inner);
         store.status()
     });
     match st {

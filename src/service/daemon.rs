@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -175,7 +175,7 @@ pub async fn run_until(
             let mut t = tokio::time::interval(interval / 2);
             loop {
                 tokio::select! {
-                    _ = cancel.cancelled() => break,
+                    () = cancel.cancelled() => break,
                     _ = t.tick() => {}
                 }
                 if shared.heartbeat_age() < interval {
@@ -192,8 +192,8 @@ pub async fn run_until(
     tracing::info!(schedule = %cfg.sync.schedule, source = %cfg.source.path.display(), "concur-sync running");
 
     tokio::select! {
-        _ = shutdown => {}
-        _ = cancel.cancelled() => {}
+        () = shutdown => {}
+        () = cancel.cancelled() => {}
     }
     tracing::info!(
         "stopping: no new cycle starts and no further request is sent to Concur; what Concur acknowledged stays committed"
@@ -245,7 +245,7 @@ fn watch(dir: &std::path::Path, shared: Arc<Shared>) -> Option<notify::Recommend
             shared
                 .renamed
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .extend(renamed);
         }
         shared.wake.notify_one();
@@ -302,7 +302,7 @@ fn worker(
             metrics.wakeup();
             if let Some(f) = input.folder() {
                 let renamed: Vec<PathBuf> =
-                    std::mem::take(&mut *shared.renamed.lock().unwrap_or_else(|p| p.into_inner()));
+                    std::mem::take(&mut *shared.renamed.lock().unwrap_or_else(PoisonError::into_inner));
                 for p in renamed {
                     f.note_renamed(&p);
                 }
@@ -373,9 +373,9 @@ fn worker(
                 shared.running.store(false, Ordering::SeqCst);
             }
             tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                () = cancel.cancelled() => break,
+                () = shared.wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
             }
         }
     });

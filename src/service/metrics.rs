@@ -5,7 +5,7 @@ use prometheus::{
     Counter, Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use crate::concur::ClientStats;
 use crate::cycle::CycleReport;
@@ -213,7 +213,10 @@ impl Metrics {
             self.drop_folder_alerts.set(st.alerts.len() as i64);
         }
         if let Some(now) = client {
-            let mut seen = self.seen_client.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self
+                .seen_client
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.http_429
                 .inc_by(now.throttled_429.saturating_sub(seen.throttled_429));
             self.requests

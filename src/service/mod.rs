@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::attendees::folder::{put_away_recorded, set_aside_recorded};
 use crate::concur::ConcurClient;
 use crate::config::Config;
 use crate::cycle::input::{self, Input, current_file, modified_at, with_file};
@@ -20,7 +21,6 @@ use crate::cycle::{self, CycleReport};
 use crate::error::SyncError;
 use crate::readback::{self, ReconcileReport};
 use crate::source::dropfolder::{self, DropFolder};
-use crate::store::files::SourceFile;
 use crate::store::{CycleOutcome, Store};
 
 /// What one trigger of the cycle driver did.
@@ -70,39 +70,16 @@ fn set_aside(
     reason: &str,
     digest: Option<String>,
 ) -> Result<(), SyncError> {
-    let name = dropfolder::display_name(file);
-    let modified = modified_at(file);
-    let (outcome, moved_to, alert) = match folder.reject(file, reason) {
-        Ok(to) => {
+    let save = Store::record_source_file;
+    let handled = set_aside_recorded(store, save, folder, file, reason, digest)?;
+    match &handled.moved_to {
+        Some(to) => {
             tracing::error!(file = %file.display(), moved_to = %to.display(), reason = %reason, "file not applied: moved to rejected/");
-            (
-                "rejected",
-                Some(to.display().to_string()),
-                format!("moved to rejected/: {reason}"),
-            )
         }
-        Err(e) => {
-            folder.skip(file);
-            tracing::error!(file = %file.display(), reason = %reason, error = %e, "file not applied and cannot be moved to rejected/: passed over until it changes");
-            (
-                "skipped",
-                None,
-                format!(
-                    "{reason}; it cannot be moved to rejected/ ({e}): passed over until it changes"
-                ),
-            )
+        None => {
+            tracing::error!(file = %file.display(), reason = %reason, alert = ?handled.alert, "file not applied and cannot be moved to rejected/: passed over until it changes");
         }
-    };
-    store.alert(&name, &alert)?;
-    store.record_source_file(&SourceFile {
-        name,
-        digest,
-        modified_at: modified,
-        outcome: outcome.into(),
-        moved_to,
-        at: crate::store::now(),
-        message: Some(reason.to_owned()),
-    })?;
+    }
     Ok(())
 }
 
@@ -113,43 +90,21 @@ fn archive_and_record(
     folder: &mut DropFolder,
     file: &Path,
     digest: &str,
-    outcome: &str,
+    outcome: &'static str,
 ) -> Result<Option<PathBuf>, SyncError> {
-    let name = dropfolder::display_name(file);
-    let modified = modified_at(file);
-    let (moved_to, message) = match folder.archive(file) {
-        Ok(to) => (Some(to), None),
-        Err(e) => {
-            folder.skip(file);
-            let m = format!(
-                "applied, but it cannot be moved to archive/ ({e}): passed over until it changes"
-            );
-            tracing::error!(file = %file.display(), error = %e, "file applied but cannot be archived: passed over until it changes");
-            store.alert(&name, &m)?;
-            (None, Some(m))
-        }
-    };
-    store.record_source_file(&SourceFile {
-        name,
-        digest: Some(digest.to_owned()),
-        modified_at: modified,
-        outcome: outcome.into(),
-        moved_to: moved_to.as_ref().map(|p| p.display().to_string()),
-        at: crate::store::now(),
-        message,
-    })?;
-    Ok(moved_to)
+    let save = Store::record_source_file;
+    let handled = put_away_recorded(store, save, folder, file, digest, outcome)?;
+    if handled.moved_to.is_none() {
+        tracing::error!(file = %file.display(), alert = ?handled.alert, "file applied but cannot be archived: passed over until it changes");
+    }
+    Ok(handled.moved_to)
 }
 
 /// Moves symbolic links and other entries that are not regular files to `rejected/` (they are
 /// never followed or read), with an alert; the daemon does this on every wake-up.
 pub fn set_aside_strays(store: &Store, folder: &mut DropFolder) -> Result<(), SyncError> {
     for stray in folder.strays() {
-        let kind = match std::fs::symlink_metadata(&stray) {
-            Ok(m) if m.file_type().is_symlink() => "a symbolic link",
-            _ => "not a regular file",
-        };
-        let reason = format!("{kind}: never followed or read; drop the file itself");
+        let reason = dropfolder::stray_reason(&stray);
         set_aside(store, folder, &stray, &reason, None)?;
     }
     Ok(())

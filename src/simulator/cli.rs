@@ -1,5 +1,7 @@
 //! `concur-sync simulate`: the simulator as a server, configured by flags.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::faults::Faults;
 use super::http_util::query_ci;
-use super::state::{Shared, SimUser};
+use super::state::{Shared, SimUser, StoredUser};
 use super::v4::{self, V4Settings, model, provisions};
 
 /// Endpoint index, served at `GET /_sim/` after the company UUID.
@@ -53,7 +53,7 @@ pub(crate) async fn users(State(shared): State<Arc<Shared>>) -> Json<Vec<SimUser
         inner
             .sorted_users()
             .into_iter()
-            .map(|u| u.to_sim_user())
+            .map(StoredUser::to_sim_user)
             .collect(),
     )
 }

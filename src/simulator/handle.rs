@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::control;
 use super::faults::Faults;
-use super::state::{RequestRecord, Shared, SimUser};
+use super::state::{RequestRecord, Shared, SimUser, StoredUser};
 use super::v4::{self, DeletedUser, V4Settings, model, provisions};
 
 /// A running simulator. Dropping it stops the server abruptly; prefer [`SimHandle::shutdown`].
@@ -39,7 +39,7 @@ impl SimHandle {
         inner
             .sorted_users()
             .into_iter()
-            .map(|u| u.to_sim_user())
+            .map(StoredUser::to_sim_user)
             .collect()
     }
 

@@ -155,7 +155,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             required_fields: DEFAULT_REQUIRED_FIELDS
                 .iter()
-                .map(|s| s.to_string())
+                .map(ToString::to_string)
                 .collect(),
             dialect: Dialect::Wire,
             faults: Faults::default(),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -476,7 +476,7 @@ impl Shared {
     /// The state, with every v4 provision that is due by now processed first, so that each
     /// reader sees the tenant as the simulated clock says it is.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if provisions::settle(&mut inner, self.now()) {
             self.persist(&inner);
         }
@@ -505,19 +505,19 @@ impl Shared {
     pub fn roll(&self) -> f64 {
         self.rng
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .random::<f64>()
     }
 
     pub fn pick(&self, n: usize) -> usize {
         self.rng
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .random_range(0..n.max(1))
     }
 
     pub fn reseed(&self, seed: u64) {
-        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
+        *self.rng.lock().unwrap_or_else(PoisonError::into_inner) = StdRng::seed_from_u64(seed);
     }
 
     pub fn elapsed_ms(&self) -> u64 {

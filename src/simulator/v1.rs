@@ -414,7 +414,7 @@ pub(crate) async fn form_fields(State(shared): State<Arc<Shared>>, headers: Head
     let mut out = format!(r#"<FormFieldsList xmlns="{NS}" xmlns:i="{NS_I}">"#);
     let specs = element_specs();
     let mut seq = 0;
-    for (id, max, kind) in specs.iter() {
+    for (id, max, kind) in &specs {
         if matches!(
             id.as_str(),
             "FeedRecordNumber" | "NewLoginID" | "NewEmployeeID" | "BiHierNodeKey"

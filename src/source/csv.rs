@@ -329,7 +329,7 @@ impl<S: ColumnSet> CsvFile<S> {
         mapping: &[(String, S::Column)],
     ) -> Result<(), SourceError> {
         let mut lowered: Vec<String> = Vec::with_capacity(self.record.len());
-        for raw in self.record.iter() {
+        for raw in &self.record {
             let name = raw.trim_matches(is_space);
             if name.contains(['\r', '\n']) {
                 return Err(self.malformed(

@@ -79,6 +79,15 @@ pub fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// Why a stray entry (see [`DropFolder::strays`]) is set aside.
+pub fn stray_reason(path: &Path) -> String {
+    let kind = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => "a symbolic link",
+        _ => "not a regular file",
+    };
+    format!("{kind}: never followed or read; drop the file itself")
+}
+
 /// A file's modification time (the entry itself, not followed), RFC 3339.
 pub fn modified_at(path: &Path) -> Option<String> {
     let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;

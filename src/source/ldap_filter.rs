@@ -71,15 +71,7 @@ mod tests {
     use super::*;
 
     fn entry(attrs: &[(&str, &str)]) -> Entry {
-        Entry {
-            dn: "cn=x".into(),
-            origin: "x".into(),
-            values: attrs
-                .iter()
-                .map(|(a, v)| (a.to_ascii_lowercase(), v.as_bytes().to_vec()))
-                .collect(),
-            problems: vec![],
-        }
+        crate::test_support::entry("cn=x", attrs)
     }
 
     #[test]

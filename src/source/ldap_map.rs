@@ -396,30 +396,7 @@ fn map_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn entry(dn: &str, attrs: &[(&str, &str)]) -> Entry {
-        Entry {
-            dn: dn.into(),
-            origin: dn.into(),
-            values: attrs
-                .iter()
-                .map(|(a, v)| (a.to_ascii_lowercase(), v.as_bytes().to_vec()))
-                .collect(),
-            problems: vec![],
-        }
-    }
-
-    fn record(item: &SourceItem) -> BTreeMap<&'static str, String> {
-        match item {
-            SourceItem::Record(r) => r
-                .values
-                .iter()
-                .map(|(f, v)| (f.name(), v.clone()))
-                .collect(),
-            SourceItem::Rejected(r) => panic!("rejected: {r}"),
-        }
-    }
+    use crate::test_support::{entry, fields};
 
     #[test]
     fn dns_compare_by_name_not_spelling() {
@@ -458,7 +435,7 @@ mod tests {
             ],
         );
         let items = map_entries(&[boss, alice], &m);
-        let r = record(&items[1]);
+        let r = fields(&items[1]);
         assert_eq!(r["employee_id"], "E2");
         assert_eq!(r["login_id"], "alice@example.com");
         assert_eq!(r["email"], "alice@example.com");
@@ -515,7 +492,7 @@ mod tests {
                 ("userAccountControl", "514"),
             ],
         );
-        let r = record(&map_entries(&[e], &m)[0]);
+        let r = fields(&map_entries(&[e], &m)[0]);
         assert_eq!(r["login_id"], "x@ad.example");
         assert_eq!(r["email"], "x@example.com");
         assert_eq!(r["active"], "N");
@@ -523,7 +500,7 @@ mod tests {
             "cn=y,dc=ad",
             &[("employeeID", "8"), ("userAccountControl", "512")],
         );
-        assert!(!record(&map_entries(&[e], &m)[0]).contains_key("active"));
+        assert!(!fields(&map_entries(&[e], &m)[0]).contains_key("active"));
     }
 
     #[test]

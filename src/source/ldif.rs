@@ -420,7 +420,7 @@ mod tests {
     use super::*;
     use crate::config::LdapConfig;
     use crate::source::SourceItem;
-    use std::collections::BTreeMap;
+    use crate::test_support::{fields, rejection};
 
     fn items(text: &str) -> Vec<SourceItem> {
         let entries = parse("t.ldif", text.as_bytes()).unwrap();
@@ -428,24 +428,6 @@ mod tests {
             &entries,
             &Mapping::from_config(&LdapConfig::default()).unwrap(),
         )
-    }
-
-    fn fields(item: &SourceItem) -> BTreeMap<&'static str, String> {
-        match item {
-            SourceItem::Record(r) => r
-                .values
-                .iter()
-                .map(|(f, v)| (f.name(), v.clone()))
-                .collect(),
-            SourceItem::Rejected(r) => panic!("rejected: {r}"),
-        }
-    }
-
-    fn rejection(item: &SourceItem) -> &crate::model::Rejection {
-        match item {
-            SourceItem::Rejected(r) => r,
-            SourceItem::Record(r) => panic!("accepted: {:?}", r.origin),
-        }
     }
 
     #[test]

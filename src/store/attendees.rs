@@ -10,11 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::files::{FileJob, SourceFile};
-use super::journal::ATTENDEES;
+use super::journal::{ATTENDEES, RunInfo};
 use super::{CycleOutcome, OutboxState, Store, StoreError, now};
 use crate::model::{OpKind, Rejection};
 
@@ -70,16 +70,8 @@ pub struct AttendeeKey {
     pub missing_since: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct AttendeeRunInfo {
-    pub id: i64,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub outcome: CycleOutcome,
-    pub source: String,
-    pub message: Option<String>,
-    pub counts: AttendeeCounts,
-}
+/// One attendee run's record.
+pub type AttendeeRunInfo = RunInfo<AttendeeCounts>;
 
 /// The `attendees` key of `status --json`.
 #[derive(Debug, Clone, Serialize)]
@@ -372,26 +364,7 @@ impl Store {
 
     /// The `attendees` part of `status`, or `None` when no attendee run ever happened.
     pub fn attendee_status(&self) -> Result<Option<AttendeeStatus>, StoreError> {
-        let last_run = self
-            .conn
-            .query_row(
-                "SELECT id, started_at, finished_at, outcome, source, message, counts
-                 FROM attendee_runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    let counts: String = r.get(6)?;
-                    Ok(AttendeeRunInfo {
-                        id: r.get(0)?,
-                        started_at: r.get(1)?,
-                        finished_at: r.get(2)?,
-                        outcome: r.get(3)?,
-                        source: r.get(4)?,
-                        message: r.get(5)?,
-                        counts: serde_json::from_str(&counts).unwrap_or_default(),
-                    })
-                },
-            )
-            .optional()?;
+        let last_run: Option<AttendeeRunInfo> = ATTENDEES.last_run(&self.conn, "1")?;
         let Some(last_run) = last_run else {
             return Ok(None);
         };

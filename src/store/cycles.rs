@@ -4,20 +4,12 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::journal::USERS;
+use super::journal::{RunInfo, USERS};
 use super::{CycleOutcome, Store, StoreError};
 use crate::model::{OpKind, Rejection};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CycleInfo {
-    pub id: i64,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub outcome: CycleOutcome,
-    pub source: String,
-    pub message: Option<String>,
-    pub counts: CycleCounts,
-}
+/// One cycle's record.
+pub type CycleInfo = RunInfo<CycleCounts>;
 
 /// What a cycle did; stored as JSON in `cycles.counts`.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -99,8 +91,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM cycles WHERE outcome = 'running' ORDER BY id DESC LIMIT 1",
-                [],
+                "SELECT id FROM cycles WHERE outcome = ?1 ORDER BY id DESC LIMIT 1",
+                [CycleOutcome::Running],
                 |r| r.get(0),
             )
             .optional()?)
@@ -161,24 +153,6 @@ impl Store {
     }
 
     pub(super) fn cycle_where(&self, cond: &str) -> Result<Option<CycleInfo>, StoreError> {
-        let sql = format!(
-            "SELECT id, started_at, finished_at, outcome, source, message, counts FROM cycles
-             WHERE {cond} ORDER BY id DESC LIMIT 1"
-        );
-        Ok(self
-            .conn
-            .query_row(&sql, [], |r| {
-                let counts: String = r.get(6)?;
-                Ok(CycleInfo {
-                    id: r.get(0)?,
-                    started_at: r.get(1)?,
-                    finished_at: r.get(2)?,
-                    outcome: r.get(3)?,
-                    source: r.get(4)?,
-                    message: r.get(5)?,
-                    counts: serde_json::from_str(&counts).unwrap_or_default(),
-                })
-            })
-            .optional()?)
+        USERS.last_run(&self.conn, cond)
     }
 }

@@ -11,11 +11,25 @@
 //! still lacks every change Concur did not acknowledge. The rejections of the latest run that
 //! read its source replace those of the one before.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{CycleOutcome, OutboxState, StoreError, now};
 use crate::model::Rejection;
+
+/// One run's record as `status` shows it: a user cycle (`CycleInfo`) or an attendee run
+/// (`AttendeeRunInfo`), with the job's own counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo<C> {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: CycleOutcome,
+    pub source: String,
+    pub message: Option<String>,
+    pub counts: C,
+}
 
 /// The tables and words of one job.
 pub(super) struct Journal {
@@ -80,6 +94,33 @@ impl Journal {
             params![run, outcome, now(), counts, message],
         )?;
         Ok(())
+    }
+
+    /// The newest run matching `cond` (an SQL condition on the runs table), if any.
+    pub(super) fn last_run<C: DeserializeOwned + Default>(
+        &self,
+        conn: &Connection,
+        cond: &str,
+    ) -> Result<Option<RunInfo<C>>, StoreError> {
+        let sql = format!(
+            "SELECT id, started_at, finished_at, outcome, source, message, counts FROM {}
+             WHERE {cond} ORDER BY id DESC LIMIT 1",
+            self.runs
+        );
+        Ok(conn
+            .query_row(&sql, [], |r| {
+                let counts: String = r.get(6)?;
+                Ok(RunInfo {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    outcome: r.get(3)?,
+                    source: r.get(4)?,
+                    message: r.get(5)?,
+                    counts: serde_json::from_str(&counts).unwrap_or_default(),
+                })
+            })
+            .optional()?)
     }
 
     /// Closes what a crash left open (see the module text). Returns the interrupted runs.

@@ -2,6 +2,8 @@
 //! the end of a served throttle (`TokenDb`, a second connection for the token lifecycle), the
 //! state key's check value, the SCIM watermarks, and the `audit` log.
 
+use std::sync::PoisonError;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +18,7 @@ pub struct TokenDb {
 
 impl TokenDb {
     pub fn load(&self) -> Result<Option<(Secret, Option<String>)>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         token_load(&conn, &self.keys)
     }
     pub fn save(
@@ -25,7 +27,7 @@ impl TokenDb {
         geolocation: Option<&str>,
         access_expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         token_save(
             &conn,
             &self.keys,
@@ -37,7 +39,7 @@ impl TokenDb {
 
     /// The wall-clock end of the last throttle Concur served (any process), if recorded.
     pub fn load_not_before(&self) -> Result<Option<std::time::SystemTime>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(kv_get(&conn, KV_NOT_BEFORE)?
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
@@ -50,7 +52,7 @@ impl TokenDb {
         if self.load_not_before()?.is_some_and(|t| t >= until) {
             return Ok(());
         }
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let text = chrono::DateTime::<chrono::Utc>::from(until)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         kv_set(&conn, KV_NOT_BEFORE, text.as_bytes())

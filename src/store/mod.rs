@@ -27,12 +27,13 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{Secret, User};
 pub use cycles::{CycleCounts, CycleInfo};
+pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
 pub use outbox::OutboxEntry;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
-pub use states::{CycleOutcome, OutboxState, Ownership};
+pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
 pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
 
 /// Errors of the state database boundary.
@@ -397,20 +398,11 @@ mod tests {
     }
 
     fn op(kind: OpKind, u: User) -> Op {
-        Op {
-            kind,
-            employee_id: u.employee_id().to_owned(),
-            user: u,
-            old_login_id: None,
-            old_employee_id: None,
-            changes: vec![],
-            password: None,
-            origin: "t.csv:2".into(),
-        }
+        crate::test_support::op(kind, u, "t.csv:2")
     }
 
-    #[test]
-    fn a_concur_uuid_follows_its_user_through_a_change_of_employee_id() {
+    /// A fresh store with one cycle whose outbox holds two pending creates (employees 1, 2).
+    fn two_creates_pending() -> (tempfile::TempDir, Store, i64, Vec<Op>, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db"), None).unwrap();
         let c = s.begin_cycle("t.csv").unwrap();
@@ -419,6 +411,12 @@ mod tests {
             op(OpKind::Create, user("2", "b@x")),
         ];
         let ids = s.write_outbox(c, &ops, OutboxState::Pending).unwrap();
+        (dir, s, c, ops, ids)
+    }
+
+    #[test]
+    fn a_concur_uuid_follows_its_user_through_a_change_of_employee_id() {
+        let (_dir, mut s, c, ops, ids) = two_creates_pending();
         let acked: Vec<_> = ids
             .iter()
             .zip(&ops)
@@ -452,14 +450,7 @@ mod tests {
 
     #[test]
     fn ack_advances_snapshot_failure_does_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.db"), None).unwrap();
-        let c = s.begin_cycle("t.csv").unwrap();
-        let ops = vec![
-            op(OpKind::Create, user("1", "a@x")),
-            op(OpKind::Create, user("2", "b@x")),
-        ];
-        let ids = s.write_outbox(c, &ops, OutboxState::Pending).unwrap();
+        let (_dir, mut s, c, ops, ids) = two_creates_pending();
         s.mark_inflight(&ids).unwrap();
         s.record_results(
             c,

@@ -6,38 +6,14 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Ownership, Store, StoreError, now, user_json};
+use super::{Ownership, ReconcileOutcome, Store, StoreError, now, user_json};
 use crate::model::User;
-use crate::rules::FormRule;
 
 const KV_FORM_FIELDS_AT: &str = "readback.form_fields_at";
 const KV_ADOPTED_AT: &str = "readback.adopted_at";
 
-/// One field of the company's Concur employee form, as the FormFields cache holds it: what
-/// Concur said, not mapped to canonical fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FormFieldRow {
-    /// The form's id for the field, as Concur lists it (e.g. `LedgerKey`).
-    pub id: String,
-    pub label: String,
-    pub control_type: String,
-    pub data_type: String,
-    pub max_length: Option<u32>,
-    pub required: bool,
-    pub custom: bool,
-    pub sequence: Option<u32>,
-}
-
-impl FormFieldRow {
-    /// What this field requires of a user record.
-    pub fn rule(&self) -> FormRule<'_> {
-        FormRule {
-            id: &self.id,
-            required: self.required,
-            max_length: self.max_length,
-        }
-    }
-}
+/// One field of the company's Concur employee form, as the FormFields cache holds it.
+pub use crate::rules::FormField as FormFieldRow;
 
 /// A Concur user no source user matched, as `status` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -73,7 +49,7 @@ pub struct ReconcileInfo {
     pub trigger: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub outcome: String,
+    pub outcome: ReconcileOutcome,
     pub message: Option<String>,
     pub counts: ReconcileCounts,
 }
@@ -267,8 +243,8 @@ impl Store {
     pub fn begin_reconcile(&mut self, trigger: &str) -> Result<i64, StoreError> {
         let at = now();
         self.conn.execute(
-            "UPDATE reconciles SET outcome = 'interrupted', finished_at = ?1 WHERE outcome = 'running'",
-            [&at],
+            "UPDATE reconciles SET outcome = ?2, finished_at = ?1 WHERE outcome = ?3",
+            params![at, ReconcileOutcome::Interrupted, ReconcileOutcome::Running],
         )?;
         self.conn.execute(
             "INSERT INTO reconciles (started_at, trigger) VALUES (?1, ?2)",
@@ -280,7 +256,7 @@ impl Store {
     pub fn finish_reconcile(
         &self,
         id: i64,
-        outcome: &str,
+        outcome: ReconcileOutcome,
         counts: &ReconcileCounts,
         message: Option<&str>,
     ) -> Result<(), StoreError> {

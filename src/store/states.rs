@@ -99,6 +99,22 @@ text_enum!(
 );
 
 text_enum!(
+    /// How a reconcile (adoption and drift repair) ended (`reconciles.outcome`); `running`
+    /// until it does.
+    ReconcileOutcome {
+        Running => "running",
+        /// Every repair acknowledged, or nothing to repair.
+        Success => "success",
+        /// Finished, but Concur refused some repairs.
+        Partial => "partial",
+        /// Ended early (Concur unreachable, the source unreadable).
+        Failed => "failed",
+        /// Stopped before it finished; closed by the next reconcile.
+        Interrupted => "interrupted",
+    }
+);
+
+text_enum!(
     /// Who owns a user the snapshot knows (`users.ownership`).
     Ownership {
         /// Created by concur-sync.
@@ -149,5 +165,11 @@ mod tests {
         assert_eq!(texts, ["created", "adopted", "unmanaged"]);
         round_trip(OutboxState::ALL);
         round_trip(Ownership::ALL);
+        let texts: Vec<&str> = ReconcileOutcome::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["running", "success", "partial", "failed", "interrupted"]
+        );
+        round_trip(ReconcileOutcome::ALL);
     }
 }

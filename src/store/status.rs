@@ -91,9 +91,9 @@ impl Store {
                 }
                 users.managed += n;
                 if active {
-                    users.active += n
+                    users.active += n;
                 } else {
-                    users.inactive += n
+                    users.inactive += n;
                 }
             }
         }

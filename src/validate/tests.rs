@@ -22,7 +22,7 @@ fn render(result: Result<SourceRecord, Vec<Rejection>>) -> Vec<String> {
             }
             out
         }
-        Err(rejections) => rejections.iter().map(|r| r.to_string()).collect(),
+        Err(rejections) => rejections.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -86,7 +86,7 @@ fn line_breaks_and_tabs_become_spaces() {
         .expect("valid");
     assert_eq!(rec.user.get(Field::ORG_UNIT1), Some("Cost centre Sales"));
     assert_eq!(rec.user.get(Field::FIRST_NAME), Some("Jo hn"));
-    let lines: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
         lines,
         [

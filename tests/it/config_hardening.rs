@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 
-use super::harness::{Rig, code, free_port, rows, run_bin, text};
+use super::harness::{Rig, code, free_port, rows, run_bin, spawn_daemon, text};
 
 const CLIENT_SECRET: &str = "it-client-secret-7f3a";
 
@@ -258,14 +258,14 @@ async fn log_filters_that_do_not_parse_are_config_errors() {
     }
     check_config_error(
         &rig,
-        |c| c.to_owned(),
+        ToOwned::to_owned,
         &[("RUST_LOG", "debgu")],
         &["RUST_LOG", "debgu"],
     )
     .await;
     check_config_error(
         &rig,
-        |c| c.to_owned(),
+        ToOwned::to_owned,
         &[("RUST_LOG", "x=[[")],
         &["RUST_LOG"],
     )
@@ -291,16 +291,7 @@ async fn start_daemon(rig: &Rig, listen: &str) -> (tokio::process::Child, std::p
     )
     .unwrap();
     let log = rig.dir.path().join("daemon.log");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"))
-        .arg("--config")
-        .arg(&rig.config)
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = spawn_daemon(&rig.config, &log);
     (child, log)
 }
 

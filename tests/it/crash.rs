@@ -193,7 +193,7 @@ async fn sigkill_at_random_moments_then_restart_converges_exactly() {
                     assert_eq!(status.unwrap().code(), Some(0));
                     break;
                 }
-                _ = sending => {}
+                () = sending => {}
             }
             let _ = child.start_kill();
             let status = child.wait().await.unwrap();

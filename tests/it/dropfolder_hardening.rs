@@ -5,17 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::harness::{HEADER, Rig, code, q, row, rows, text};
-
-/// A CSV file of the harness header and `rows`.
-fn csv(rows: &[String]) -> String {
-    let mut s = format!("{HEADER}\n");
-    for r in rows {
-        s.push_str(r);
-        s.push('\n');
-    }
-    s
-}
+use super::harness::{HEADER, Rig, code, hr_csv, q, row, rows, spawn_bin, text};
 
 /// A rig whose source is a drop folder `inbox/` (files complete at once).
 fn use_folder(rig: &Rig) -> PathBuf {
@@ -100,7 +90,7 @@ async fn a_quote_that_swallows_rows_fails_the_file_and_deactivates_nobody() {
     drop_file(
         &inbox,
         "hr-swallow.csv",
-        csv(&r).as_bytes(),
+        hr_csv(&r).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["sync"]).await;
@@ -168,13 +158,7 @@ async fn line_breaks_inside_quoted_values_become_spaces_with_a_warning() {
 
 /// Runs the binary and samples its peak resident memory (VmHWM, KiB) until it exits.
 async fn run_measured(rig: &Rig, args: &[&str]) -> (std::process::Output, u64) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"));
-    cmd.arg("--config").arg(&rig.config).args(args);
-    cmd.env_remove("RUST_LOG");
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
+    let child = spawn_bin(&rig.config, args, &[]);
     let pid = child.id().unwrap();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
@@ -292,7 +276,7 @@ async fn the_drop_folder_never_follows_links_or_leaves_the_folder() {
     let outside = rig.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let secret = outside.join("other.csv");
-    std::fs::write(&secret, csv(&rows(0..5))).unwrap();
+    std::fs::write(&secret, hr_csv(&rows(0..5))).unwrap();
 
     // A link dropped into the folder is moved aside, never read.
     std::os::unix::fs::symlink(&secret, inbox.join("link.csv")).unwrap();
@@ -305,7 +289,10 @@ async fn the_drop_folder_never_follows_links_or_leaves_the_folder() {
             .unwrap()
             .is_dir()
     );
-    assert_eq!(std::fs::read_to_string(&secret).unwrap(), csv(&rows(0..5)));
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        hr_csv(&rows(0..5))
+    );
     let st = rig.status().await;
     assert_eq!(st["alerts"][0]["file"], "link.csv");
 
@@ -314,7 +301,7 @@ async fn the_drop_folder_never_follows_links_or_leaves_the_folder() {
     drop_file(
         &inbox,
         "hr-1.csv",
-        csv(&rows(0..3)).as_bytes(),
+        hr_csv(&rows(0..3)).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["sync"]).await;
@@ -326,7 +313,7 @@ async fn the_drop_folder_never_follows_links_or_leaves_the_folder() {
         inbox
             .join("archive")
             .join("zz-by-hand.csv.29991231T000000.000Z"),
-        csv(&rows(0..1)),
+        hr_csv(&rows(0..1)),
     )
     .unwrap();
     let out = rig.run(&["plan"]).await;
@@ -345,7 +332,7 @@ async fn the_drop_folder_never_follows_links_or_leaves_the_folder() {
     drop_file(
         &inbox,
         "hr-2.csv",
-        csv(&rows(0..4)).as_bytes(),
+        hr_csv(&rows(0..4)).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["sync"]).await;
@@ -379,7 +366,7 @@ async fn an_older_file_is_set_aside_until_it_is_dropped_again_with_a_fresh_time(
     .await;
     let inbox = use_folder(&rig);
     let now = SystemTime::now();
-    drop_file(&inbox, "hr-new.csv", csv(&rows(0..4)).as_bytes(), now);
+    drop_file(&inbox, "hr-new.csv", hr_csv(&rows(0..4)).as_bytes(), now);
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(active(&rig), 4);
@@ -397,7 +384,7 @@ async fn an_older_file_is_set_aside_until_it_is_dropped_again_with_a_fresh_time(
     let old = drop_file(
         &inbox,
         "hr-old.csv",
-        csv(&old_rows).as_bytes(),
+        hr_csv(&old_rows).as_bytes(),
         now - Duration::from_secs(86_400),
     );
     let out = rig.run(&["sync"]).await;
@@ -425,7 +412,7 @@ async fn an_older_file_is_set_aside_until_it_is_dropped_again_with_a_fresh_time(
     drop_file(
         &inbox,
         "hr-old.csv",
-        csv(&old_rows).as_bytes(),
+        hr_csv(&old_rows).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["sync"]).await;
@@ -451,10 +438,10 @@ async fn unusable_files_are_moved_aside_and_the_ones_behind_go_on() {
     drop_file(
         &inbox,
         &long,
-        csv(&rows(0..2)).as_bytes(),
+        hr_csv(&rows(0..2)).as_bytes(),
         now - Duration::from_secs(10),
     );
-    drop_file(&inbox, "hr-3.csv", csv(&rows(0..3)).as_bytes(), now);
+    drop_file(&inbox, "hr-3.csv", hr_csv(&rows(0..3)).as_bytes(), now);
 
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 1, "{}", text(&out));
@@ -502,7 +489,7 @@ async fn plan_and_check_preview_the_next_file_without_moving_it() {
     let next = drop_file(
         &inbox,
         "hr-1.csv",
-        csv(&rows(0..2)).as_bytes(),
+        hr_csv(&rows(0..2)).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["plan"]).await;
@@ -551,7 +538,7 @@ async fn the_service_sets_unusable_files_aside_at_once_and_raises_an_alert() {
         b"employee_id,login_id\n\0\0",
         now - Duration::from_secs(10),
     );
-    drop_file(&inbox, "good.csv", csv(&rows(0..3)).as_bytes(), now);
+    drop_file(&inbox, "good.csv", hr_csv(&rows(0..3)).as_bytes(), now);
     let _daemon = super::harness::spawn_bin(&rig.config, &["run"], &[]);
     let get = |path: &'static str| {
         let url = format!("http://{admin}{path}");
@@ -679,7 +666,7 @@ async fn after_an_upgrade_the_archived_file_the_last_cycle_read_is_current_not_t
     drop_file(
         &inbox,
         "hr-1.csv",
-        csv(&rows(0..3)).as_bytes(),
+        hr_csv(&rows(0..3)).as_bytes(),
         SystemTime::now(),
     );
     let out = rig.run(&["sync"]).await;
@@ -692,7 +679,7 @@ async fn after_an_upgrade_the_archived_file_the_last_cycle_read_is_current_not_t
         .unwrap();
     std::fs::write(
         inbox.join("archive").join("hr-9.csv.29991231T000000.000Z"),
-        csv(&rows(0..1)),
+        hr_csv(&rows(0..1)),
     )
     .unwrap();
     let out = rig.run(&["sync"]).await;

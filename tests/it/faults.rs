@@ -4,10 +4,9 @@
 //! faster than `requests_per_second`; a record is given up only after bounded attempts, with
 //! the reason in `status`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::harness::{Rig, code, row, rows, spawn_bin, text};
+use super::harness::{Rig, code, row, rows, sim_users, spawn_bin, text};
 use concur_sync::simulator::{Faults, RequestRecord, RetryAfterMode, SimConfig};
 
 /// The requests after the first `before` of the log, in the order the client sent them.
@@ -48,14 +47,6 @@ fn assert_waits_after_429(all: &[RequestRecord], min_wait_ms: u64) -> usize {
         }
     }
     checked
-}
-
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields))
-        .collect()
 }
 
 /// The simulator holds exactly `0..n` as [`row`] with `suffix` describes them.
@@ -250,7 +241,7 @@ async fn soak(users: usize, batch: usize, rps: f64, hold_ms: u64) {
             };
             tokio::select! {
                 s = child.wait() => break s.unwrap(),
-                _ = tokio::time::sleep(hold) => phase += 1,
+                () = tokio::time::sleep(hold) => phase += 1,
             }
         };
         rig.sim.set_faults(Faults::default());

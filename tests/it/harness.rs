@@ -1,10 +1,11 @@
 //! Shared test rig: the bundled simulator on 127.0.0.1:0, a temporary state directory, a config
 //! file pointing at both, and the real `concur-sync` binary.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use concur_sync::simulator::{self, SimConfig, SimHandle};
+use concur_sync::simulator::{self, RequestRecord, SimConfig, SimHandle};
 
 pub const HEADER: &str = "employee_id,login_id,email,first_name,middle_initial,last_name,active,country,currency,locale,ledger,org_unit1,manager_employee_id";
 
@@ -54,13 +55,7 @@ impl Rig {
     }
 
     pub fn write_hr(&self, rows: &[String]) {
-        let mut s = String::from(HEADER);
-        s.push('\n');
-        for r in rows {
-            s.push_str(r);
-            s.push('\n');
-        }
-        std::fs::write(&self.hr, s).unwrap();
+        std::fs::write(&self.hr, hr_csv(rows)).unwrap();
     }
 
     /// Runs the real binary with this rig's config.
@@ -236,7 +231,7 @@ impl Rig {
     }
 
     /// The simulator's log of requests whose path ends with `suffix` (case-insensitive).
-    pub fn sim_requests_to(&self, suffix: &str) -> Vec<concur_sync::simulator::RequestRecord> {
+    pub fn sim_requests_to(&self, suffix: &str) -> Vec<RequestRecord> {
         let suffix = suffix.to_ascii_lowercase();
         self.sim
             .requests()
@@ -244,6 +239,30 @@ impl Rig {
             .filter(|r| r.path.to_ascii_lowercase().ends_with(&suffix))
             .collect()
     }
+}
+
+/// An HR CSV file's text: [`HEADER`] and `rows`.
+pub fn hr_csv(rows: &[String]) -> String {
+    let mut s = format!("{HEADER}\n");
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+/// Starts `concur-sync run` with `config`, its log (stderr) written to `log`; killed on drop.
+pub fn spawn_daemon(config: &Path, log: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 /// Starts the real binary without waiting for it (stdout and stderr piped; killed on drop).
@@ -267,4 +286,40 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The simulator's users: employee id → fields.
+pub fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
+    rig.sim
+        .users()
+        .into_iter()
+        .map(|u| (u.emp_id().to_owned(), u.fields))
+        .collect()
+}
+
+/// The User v1 batch writes the simulator received, in order.
+pub fn user_v1_writes(rig: &Rig) -> Vec<RequestRecord> {
+    rig.sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path
+                    .to_ascii_lowercase()
+                    .ends_with("/api/user/v1.0/users")
+        })
+        .collect()
+}
+
+/// The simulator's company token request (password grant with the company request token).
+pub fn company_token_request(http: &reqwest::Client, sim: &SimHandle) -> reqwest::RequestBuilder {
+    http.post(format!("{}/oauth2/v0/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "cid"),
+            ("client_secret", "secret"),
+            ("username", "company-1"),
+            ("password", "request-token"),
+            ("credtype", "authtoken"),
+        ])
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::harness::{Rig, code, text};
+use super::harness::{Rig, code, sim_users, text, user_v1_writes};
 
 const BASE: &str = "dc=example,dc=com";
 const PEOPLE: &str = "ou=people,dc=example,dc=com";
@@ -58,9 +58,11 @@ fn peers_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    if std::env::var_os("CI").is_some() || std::env::var_os("CONCUR_SYNC_REQUIRE_PEERS").is_some() {
-        panic!("LDAP peer tools missing: {missing:?}; run .ci/install-ldap.sh");
-    }
+    assert!(
+        !(std::env::var_os("CI").is_some()
+            || std::env::var_os("CONCUR_SYNC_REQUIRE_PEERS").is_some()),
+        "LDAP peer tools missing: {missing:?}; run .ci/install-ldap.sh"
+    );
     eprintln!("skipping: LDAP peer tools missing ({missing:?}); run .ci/install-ldap.sh");
     false
 }
@@ -263,25 +265,8 @@ fn setup(url: &str, rig: &Rig, extra: &str) -> PathBuf {
     pw
 }
 
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
-}
-
 fn user_writes(rig: &Rig) -> usize {
-    rig.sim
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.path
-                    .to_ascii_lowercase()
-                    .ends_with("/api/user/v1.0/users")
-        })
-        .count()
+    user_v1_writes(rig).len()
 }
 
 fn no_secret(out: &std::process::Output) {
@@ -532,7 +517,7 @@ async fn slapcat_output_read_as_ldif_gives_the_same_users_as_the_live_directory(
                     users.insert(id, v);
                 }
                 concur_sync::source::SourceItem::Rejected(r) => {
-                    rejected.push(format!("{} {}", r.field, r.message))
+                    rejected.push(format!("{} {}", r.field, r.message));
                 }
             }
         }

@@ -1,6 +1,11 @@
 //! One integration-test binary; each module covers one feature at the boundary.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod attendees;
 mod config_hardening;

@@ -26,10 +26,10 @@ const DAY2: &[&str] = &[
 /// A rig synced with day 1 and holding day 2 in its HR file.
 async fn day_two() -> Rig {
     let rig = Rig::start().await;
-    rig.write_hr(&DAY1.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    rig.write_hr(&DAY1.iter().map(ToString::to_string).collect::<Vec<_>>());
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
-    rig.write_hr(&DAY2.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    rig.write_hr(&DAY2.iter().map(ToString::to_string).collect::<Vec<_>>());
     rig
 }
 

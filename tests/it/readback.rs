@@ -1,18 +1,8 @@
 //! Reading Concur back, end to end through the real binary and the simulator: adoption of the
 //! users Concur already has, drift repair, the Attendees v4 job and `check`.
 
-use std::collections::BTreeMap;
-
-use super::harness::{Rig, code, row, rows, text};
+use super::harness::{Rig, code, row, rows, sim_users, text};
 use concur_sync::simulator::{SimConfig, SimUser};
-
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
-}
 
 /// The Concur user the harness row `i` describes, as another tool would have loaded it.
 fn concur_user(i: usize, emp_id: &str) -> SimUser {

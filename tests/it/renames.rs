@@ -2,6 +2,8 @@
 //! `previous_employee_id`, change the same Concur user; the snapshot follows only after Concur
 //! acknowledged.
 
+use concur_sync::simulator::SimUser;
+
 use super::harness::{HEADER, Rig, code, row, rows, text};
 
 /// A rig whose small company may change a few identities without an operator's approval.
@@ -59,7 +61,7 @@ async fn a_new_login_changes_the_same_concur_user() {
     assert!(u.active());
     assert_eq!(
         u.get("FirstName"),
-        before.get("FirstName").map(|s| s.as_str())
+        before.get("FirstName").map(String::as_str)
     );
     let st = rig.status().await;
     assert_eq!(st["last_cycle"]["counts"]["update"], 1);
@@ -89,12 +91,12 @@ async fn a_previous_employee_id_moves_the_user_without_a_duplicate_or_a_deactiva
     assert_eq!(code(&out), 0, "{}", text(&out));
 
     let users = rig.sim.users();
-    let ids: Vec<&str> = users.iter().map(|u| u.emp_id()).collect();
+    let ids: Vec<&str> = users.iter().map(SimUser::emp_id).collect();
     assert_eq!(ids, ["E00000", "E00001", "E00003", "X00002"]);
     let x = users.iter().find(|u| u.emp_id() == "X00002").unwrap();
     assert_eq!(x.login_id(), "x2@example.com");
     assert!(x.active());
-    assert!(users.iter().all(|u| u.active()));
+    assert!(users.iter().all(SimUser::active));
     let st = rig.status().await;
     let counts = &st["last_cycle"]["counts"];
     assert_eq!(counts["deactivate"], 0, "{st}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::harness::{Rig, code, text};
+use super::harness::{Rig, code, sim_users, text};
 use concur_sync::simulator::{Faults, SimConfig};
 
 const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -252,14 +252,6 @@ pub(super) fn user(i: usize) -> Value {
         "addresses": [{"type": "work", "country": "us"}],
         ENT: ent,
     })
-}
-
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

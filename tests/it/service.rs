@@ -2,12 +2,11 @@
 //! its drop folder, probed through its admin endpoint, stopped with SIGTERM.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use concur_sync::simulator::{self, SimConfig, SimHandle};
 
-use super::harness::{HEADER, code, free_port, row, rows, run_bin, text};
+use super::harness::{code, free_port, hr_csv, row, rows, run_bin, spawn_daemon, text};
 
 struct Daemon {
     sim: SimHandle,
@@ -53,18 +52,7 @@ impl Daemon {
     }
 
     async fn start(&mut self) {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(self.dir.path().join("daemon.log")).unwrap(),
-            ))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let child = spawn_daemon(&self.config, &self.dir.path().join("daemon.log"));
         self.child = Some(child);
         let url = format!("http://{}/healthz", self.admin);
         wait_until(
@@ -92,7 +80,7 @@ impl Daemon {
     /// Drops a file the way HR systems should: write under a temporary name, then rename.
     fn drop_file(&self, name: &str, rows: &[String]) {
         let tmp = self.inbox.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, csv(rows)).unwrap();
+        std::fs::write(&tmp, hr_csv(rows)).unwrap();
         std::fs::rename(&tmp, self.inbox.join(name)).unwrap();
     }
 
@@ -100,7 +88,7 @@ impl Daemon {
         self.sim
             .users()
             .into_iter()
-            .filter(|u| u.active())
+            .filter(simulator::SimUser::active)
             .map(|u| u.emp_id().to_owned())
             .collect()
     }
@@ -126,15 +114,6 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-fn csv(rows: &[String]) -> String {
-    let mut s = format!("{HEADER}\n");
-    for r in rows {
-        s.push_str(r);
-        s.push('\n');
-    }
-    s
-}
-
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,
@@ -152,7 +131,7 @@ where
 
 fn archived(inbox: &Path) -> usize {
     std::fs::read_dir(inbox.join("archive"))
-        .map(|d| d.count())
+        .map(Iterator::count)
         .unwrap_or(0)
 }
 
@@ -176,7 +155,7 @@ async fn the_daemon_takes_complete_files_guards_deactivations_and_stops_cleanly(
 
     // A half-written file (still growing, no marker) is not taken.
     let growing = d.inbox.join("hr-2.csv");
-    let full = csv(&rows(0..101));
+    let full = hr_csv(&rows(0..101));
     let (a, b) = full.split_at(full.len() / 2);
     std::fs::write(&growing, a).unwrap();
     for _ in 0..8 {
@@ -205,7 +184,7 @@ async fn the_daemon_takes_complete_files_guards_deactivations_and_stops_cleanly(
     // A file cut in the middle of a row, and a 60%-smaller file, deactivate nobody.
     // Cut mid-row about three rows before the end: three users vanish, which the deactivation
     // limit alone would allow; the short last row gives the truncation away.
-    let mut cut = csv(&rows(0..101));
+    let mut cut = hr_csv(&rows(0..101));
     let at = cut[..cut.len() * 97 / 100].rfind('\n').unwrap() + 12;
     cut.truncate(at);
     let tmp = d.inbox.join(".cut.tmp");

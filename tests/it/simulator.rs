@@ -4,6 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use concur_sync::simulator::*;
+
+use super::harness::company_token_request;
 use serde_json::{Value, json};
 
 const NS: &str = "http://www.concursolutions.com/api/user/2011/02";
@@ -25,19 +27,7 @@ fn http() -> reqwest::Client {
 
 /// Company token: (access, refresh).
 async fn token(sim: &SimHandle) -> (String, String) {
-    let resp = http()
-        .post(format!("{}/oauth2/v0/token", sim.base_url()))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "cid"),
-            ("client_secret", "secret"),
-            ("username", "company-1"),
-            ("password", "request-token"),
-            ("credtype", "authtoken"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = company_token_request(&http(), sim).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
@@ -183,7 +173,7 @@ async fn wire_facts_batch_round_trips_into_stored_users_and_answers_in_wire_shap
         .filter(|n| *n != "UserProfile")
         .collect();
     let mut sorted = names.clone();
-    sorted.sort();
+    sorted.sort_unstable();
     assert_eq!(names, sorted);
 
     let (status, xml) = get_text(

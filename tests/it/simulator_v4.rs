@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use concur_sync::simulator::*;
+
+use super::harness::company_token_request;
 use serde_json::{Value, json};
 
 const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -30,19 +32,7 @@ impl V4 {
 
     async fn with(config: SimConfig) -> V4 {
         let sim = start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
-        let resp = http()
-            .post(format!("{}/oauth2/v0/token", sim.base_url()))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "cid"),
-                ("client_secret", "secret"),
-                ("username", "company-1"),
-                ("password", "request-token"),
-                ("credtype", "authtoken"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let resp = company_token_request(&http(), &sim).send().await.unwrap();
         let body: Value = resp.json().await.unwrap();
         let token = body["access_token"].as_str().unwrap().to_string();
         V4 {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use concur_sync::simulator::SimUser;
+
 use super::harness::{HEADER, Rig, code, rows, text};
 
 /// An LDIF export of users `0..n` (employee ids `E00000`…), as slapcat writes it.
@@ -63,7 +65,7 @@ fn active(rig: &Rig) -> Vec<String> {
         .sim
         .users()
         .into_iter()
-        .filter(|u| u.active())
+        .filter(SimUser::active)
         .map(|u| u.emp_id().to_owned())
         .collect();
     ids.sort();

@@ -1,28 +1,11 @@
 //! The core cycle end to end: HR CSV → real binary → simulator over HTTP → state DB → status.
 
-use std::collections::BTreeMap;
-
-use super::harness::{Rig, code, q, row, rows, text};
+use super::harness::{Rig, code, q, row, rows, sim_users, text, user_v1_writes};
 use concur_sync::simulator::SimConfig;
 
-fn sim_users(rig: &Rig) -> BTreeMap<String, BTreeMap<String, String>> {
-    rig.sim
-        .users()
-        .into_iter()
-        .map(|u| (u.emp_id().to_owned(), u.fields.clone()))
-        .collect()
-}
-
 fn user_writes(rig: &Rig) -> Vec<(u64, usize)> {
-    rig.sim
-        .requests()
+    user_v1_writes(rig)
         .into_iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.path
-                    .to_ascii_lowercase()
-                    .ends_with("/api/user/v1.0/users")
-        })
         .map(|r| (r.time_ms, r.records.unwrap_or(0)))
         .collect()
 }
@@ -189,7 +172,7 @@ async fn bad_rows_are_rejected_with_clear_messages_and_good_rows_still_go() {
     assert_eq!(code(&out), 2, "{}", text(&out));
     let users = sim_users(&rig);
     let mut ids: Vec<&str> = users.keys().map(String::as_str).collect();
-    ids.sort();
+    ids.sort_unstable();
     // E00003 appears twice: both rows rejected, so it is not created.
     assert_eq!(
         ids,

@@ -29,19 +29,8 @@ pub struct Principal {
     pub company_id: String,
 }
 
-/// One field of the company's Global employee form.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FormField {
-    /// The UserProfile element, e.g. `LedgerKey`.
-    pub id: String,
-    pub label: String,
-    pub control_type: String,
-    pub data_type: String,
-    pub max_length: Option<u32>,
-    pub required: bool,
-    pub custom: bool,
-    pub sequence: Option<u32>,
-}
+/// One field of the company's Global employee form (its `id` is a `UserProfile` element).
+pub use crate::rules::FormField;
 
 /// One user as Bulk User v3.1 lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

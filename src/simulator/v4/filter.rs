@@ -347,7 +347,7 @@ mod tests {
                 json!("9f3c2a80-0000-4000-8000-000000000001")
             )
         );
-        assert!(parse(r#"userName eq "#).is_err());
+        assert!(parse(r"userName eq ").is_err());
         assert!(parse(r#"userName xx "a""#).is_err());
         assert!(parse(r#"(userName eq "a""#).is_err());
         assert!(parse(r#"userName eq "a\"b""#).is_ok());

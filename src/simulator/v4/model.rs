@@ -151,6 +151,16 @@ impl UserRef<'_> {
     }
 }
 
+/// A User resource's `meta`: created, last modified and where it lives.
+pub(crate) fn meta(u: &UserRef<'_>, location: String) -> Value {
+    json!({
+        "resourceType": "User",
+        "created": timestamp(u.v4.created),
+        "lastModified": timestamp(u.v4.last_modified),
+        "location": location,
+    })
+}
+
 pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -199,7 +209,7 @@ pub(crate) fn spend_elements() -> Vec<String> {
     v.extend(
         ["LocaleName", "CtrySubCode", "IsTestEmp"]
             .iter()
-            .map(|s| s.to_string()),
+            .map(ToString::to_string),
     );
     v.extend((1..=6).map(|i| format!("OrgUnit{i}")));
     v.extend((1..=21).map(|i| format!("Custom{i}")));
@@ -314,12 +324,7 @@ pub(crate) fn identity_view(inner: &Inner, u: UserRef<'_>, base_url: &str) -> Ma
     m.insert(SAP.into(), json!({"userUuid": uuid}));
     m.insert(
         "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": timestamp(u.v4.created),
-            "lastModified": timestamp(u.v4.last_modified),
-            "location": format!("{base_url}/profile/identity/v4/Users/{uuid}"),
-        }),
+        meta(&u, format!("{base_url}/profile/identity/v4/Users/{uuid}")),
     );
     m
 }

@@ -19,6 +19,7 @@ use super::identity::LIST_RESPONSE;
 use super::model::{
     CORE, ENTERPRISE, MODELED, OPAQUE, SAP, SPEND_APPROVER, SPEND_ROLE, SPEND_USER,
 };
+use super::validate::APPROVER_KINDS;
 use super::{Scope, authorize, respond};
 
 const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
@@ -228,18 +229,7 @@ fn definitions() -> Vec<(&'static str, &'static str, Vec<Value>)> {
             attr("roleGroups", "string", false, true, 0, "readWrite"),
         ],
     )];
-    let approver = [
-        "report",
-        "cashAdvance",
-        "request",
-        "invoice",
-        "purchaseRequest",
-        "statement",
-        "budget",
-    ]
-    .iter()
-    .map(|k| approver_list(k))
-    .collect();
+    let approver = APPROVER_KINDS.iter().map(|k| approver_list(k)).collect();
     vec![
         (CORE, "User", core),
         (ENTERPRISE, "EnterpriseUser", enterprise),

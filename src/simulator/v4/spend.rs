@@ -13,7 +13,7 @@ use super::super::http_util::query_ci;
 use super::super::state::{Inner, Shared};
 use super::errors::Failure;
 use super::identity::LIST_RESPONSE;
-use super::model::{MODELED, UserRef, ext_view, extension_urn, timestamp};
+use super::model::{MODELED, UserRef, ext_view, extension_urn, meta};
 use super::{Scope, authorize, respond};
 
 fn resource(inner: &Inner, u: UserRef<'_>, base_url: &str) -> Value {
@@ -33,12 +33,7 @@ fn resource(inner: &Inner, u: UserRef<'_>, base_url: &str) -> Value {
     m.insert("id".into(), json!(uuid));
     m.insert(
         "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": timestamp(u.v4.created),
-            "lastModified": timestamp(u.v4.last_modified),
-            "location": format!("{base_url}/profile/spend/v4.1/Users/{uuid}"),
-        }),
+        meta(&u, format!("{base_url}/profile/spend/v4.1/Users/{uuid}")),
     );
     Value::Object(m)
 }

@@ -5,7 +5,7 @@
 //! runs. The answer carries the identity only: whether Concur's PATCH answer reflects spend
 //! changes is not documented, and here they are not applied yet when it is sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
@@ -22,8 +22,12 @@ use super::{
     Scope, apply, authorize, correlation_id, json_body, prefix_of, respond, split_resource,
 };
 
-/// Draws of the v4 fault rates for one submission: stuck, and per operation a spend failure.
-pub(crate) fn draws(shared: &Shared, ops: usize) -> (bool, Vec<bool>) {
+/// The fault draws of one submission: whether its provision sticks, and per operation whether
+/// its Spend part fails.
+pub(crate) type Draws = (bool, Vec<bool>);
+
+/// Draws of the v4 fault rates for one submission.
+pub(crate) fn draws(shared: &Shared, ops: usize) -> Draws {
     let faults = shared.lock().faults.clone();
     let draw = |rate: f64| rate > 0.0 && shared.roll() < rate;
     let stuck = draw(faults.rate_stuck);
@@ -56,18 +60,61 @@ pub(crate) fn group(ops: Vec<PatchOp>) -> (Vec<Value>, Vec<(String, ExtWork)>) {
 /// The one operation of a `/Users` provision, whose identity part is done.
 struct UserOp<'a> {
     method: &'a str,
-    id: String,
     /// The identity's result and code.
     core: (Outcome, &'a str),
     extensions: Vec<(String, ExtWork)>,
     creating: bool,
-    draws: (bool, Vec<bool>),
+    draws: Draws,
 }
 
-fn submit_user(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, u: UserOp<'_>) -> String {
+/// Submits the provision of `u` on user `i`, persists the tenant and answers with the user's
+/// identity and the provision's status link (201 for a create, else 200).
+impl<'a> UserOp<'a> {
+    /// A write by `method`; a `POST` creates the user.
+    fn new(
+        method: &'a str,
+        core: (Outcome, &'a str),
+        extensions: Vec<(String, ExtWork)>,
+        draws: Draws,
+    ) -> Self {
+        UserOp {
+            method,
+            core,
+            extensions,
+            creating: method == "POST",
+            draws,
+        }
+    }
+}
+
+fn submit(
+    shared: &Shared,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    uri_path: &str,
+    i: usize,
+    u: UserOp<'_>,
+) -> Response {
+    let status = if u.creating {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let id = inner.users[i].id.to_ascii_lowercase();
+    let pid = submit_user(shared, inner, headers, id, u);
+    shared.persist(inner);
+    answer(shared, inner, uri_path, i, &pid, status)
+}
+
+fn submit_user(
+    shared: &Shared,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    id: String,
+    u: UserOp<'_>,
+) -> String {
     let UserOp {
         method,
-        id,
         core,
         extensions,
         creating,
@@ -145,6 +192,17 @@ fn find(inner: &Inner, id: &str) -> Result<usize, Response> {
         .ok_or_else(|| Failure::not_found("User not found").into_response())
 }
 
+/// The fault draws of one write, the tenant (locked) and the index of the user `id` names.
+fn locked_user<'s>(
+    shared: &'s Shared,
+    id: &str,
+) -> Result<(Draws, MutexGuard<'s, Inner>, usize), Response> {
+    let draws = draws(shared, 1);
+    let inner = shared.lock();
+    let i = find(&inner, id)?;
+    Ok((draws, inner, i))
+}
+
 /// `POST /Users`: 201 with the identity and the provision of its extensions.
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
@@ -165,22 +223,12 @@ pub(crate) async fn create(
         Ok(i) => i,
         Err(f) => return f.into_response(),
     };
-    let id = inner.users[i].id.to_ascii_lowercase();
     let works = exts
         .into_iter()
         .map(|(u, m)| (u, ExtWork::Replace(m)))
         .collect();
-    let op = UserOp {
-        method: "POST",
-        id,
-        core: (Outcome::Success, "201"),
-        extensions: works,
-        creating: true,
-        draws,
-    };
-    let pid = submit_user(&shared, &mut inner, &headers, op);
-    shared.persist(&inner);
-    answer(&shared, &inner, uri.path(), i, &pid, StatusCode::CREATED)
+    let op = UserOp::new("POST", (Outcome::Success, "201"), works, draws);
+    submit(&shared, &mut inner, &headers, uri.path(), i, op)
 }
 
 /// `GET /Users/{id}` on UPS: the whole resource, extensions included.
@@ -225,10 +273,8 @@ pub(crate) async fn patch(
         Err(f) => return f.into_response(),
     };
     let (identity, exts) = group(ops);
-    let draws = draws(&shared, 1);
-    let mut inner = shared.lock();
-    let i = match find(&inner, &id) {
-        Ok(i) => i,
+    let (draws, mut inner, i) = match locked_user(&shared, &id) {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     let core = if identity.is_empty() {
@@ -240,18 +286,8 @@ pub(crate) async fn patch(
             Err(f) => return f.into_response(),
         }
     };
-    let uuid = inner.users[i].id.to_ascii_lowercase();
-    let op = UserOp {
-        method: "PATCH",
-        id: uuid,
-        core: (core, "200"),
-        extensions: exts,
-        creating: false,
-        draws,
-    };
-    let pid = submit_user(&shared, &mut inner, &headers, op);
-    shared.persist(&inner);
-    answer(&shared, &inner, uri.path(), i, &pid, StatusCode::OK)
+    let op = UserOp::new("PATCH", (core, "200"), exts, draws);
+    submit(&shared, &mut inner, &headers, uri.path(), i, op)
 }
 
 /// The extension work of a full replace: every modeled extension, every extension in `held`
@@ -260,7 +296,7 @@ pub(crate) fn replace_all(
     held: &[String],
     exts: Vec<(String, Map<String, Value>)>,
 ) -> Vec<(String, ExtWork)> {
-    let mut names: Vec<String> = MODELED.iter().map(|u| u.to_string()).collect();
+    let mut names: Vec<String> = MODELED.iter().map(ToString::to_string).collect();
     names.extend(held.iter().cloned());
     names.extend(exts.iter().map(|(u, _)| u.clone()));
     let mut out: Vec<(String, ExtWork)> = Vec::new();
@@ -298,10 +334,8 @@ pub(crate) async fn put(
     {
         return Failure::invalid_value("id", "id does not match the path").into_response();
     }
-    let draws = draws(&shared, 1);
-    let mut inner = shared.lock();
-    let i = match find(&inner, &id) {
-        Ok(i) => i,
+    let (draws, mut inner, i) = match locked_user(&shared, &id) {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     let core = match apply::update(
@@ -316,18 +350,8 @@ pub(crate) async fn put(
     };
     let held: Vec<String> = inner.users[i].v4.other.keys().cloned().collect();
     let works = replace_all(&held, exts);
-    let uuid = inner.users[i].id.to_ascii_lowercase();
-    let op = UserOp {
-        method: "PUT",
-        id: uuid,
-        core: (core, "200"),
-        extensions: works,
-        creating: false,
-        draws,
-    };
-    let pid = submit_user(&shared, &mut inner, &headers, op);
-    shared.persist(&inner);
-    answer(&shared, &inner, uri.path(), i, &pid, StatusCode::OK)
+    let op = UserOp::new("PUT", (core, "200"), works, draws);
+    submit(&shared, &mut inner, &headers, uri.path(), i, op)
 }
 
 /// `DELETE /Users/{id}`: a hard delete (204), recorded for `GET /_sim/v4/deleted`.

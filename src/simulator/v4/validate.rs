@@ -359,7 +359,8 @@ fn role_for(kind: &str) -> Option<&'static str> {
     }
 }
 
-const APPROVER_KINDS: [&str; 7] = [
+/// The approver kinds of the Spend approver extension.
+pub(crate) const APPROVER_KINDS: [&str; 7] = [
     "report",
     "cashAdvance",
     "request",

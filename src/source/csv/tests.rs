@@ -267,7 +267,9 @@ fn pipeline(path: &Path, opts: &CsvOptions, defaults: &[(&str, &str)]) -> Vec<St
     for item in CsvReader::open(path, opts).expect("open") {
         match item.map(|raw| n.normalize(raw)) {
             Ok(Ok(rec)) => out.push(format!("{} {:?}", rec.origin, rec.user)),
-            Ok(Err(rejections)) => out.extend(rejections.iter().map(|r| r.to_string())),
+            Ok(Err(rejections)) => {
+                out.extend(rejections.iter().map(ToString::to_string));
+            }
             Err(issue) => out.push(issue.to_string()),
         }
     }

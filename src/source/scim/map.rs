@@ -393,7 +393,7 @@ mod tests {
         let bad = json!({"id": "x1", "userName": "b@x", "name": "Bob",
                          "emails": "b@x", ENTERPRISE: {"employeeNumber": "E2"}});
         let rej = m.map(&bad, 3).unwrap_err();
-        let msgs: Vec<String> = rej.iter().map(|r| r.to_string()).collect();
+        let msgs: Vec<String> = rej.iter().map(ToString::to_string).collect();
         assert!(
             msgs.iter()
                 .all(|m| m.starts_with("scim:x1 (b@x): employee E2: ")),
