@@ -24,3 +24,4 @@ mod simulator_v4;
 mod source_digest;
 mod sync_cycle;
 mod tokens;
+mod v4_sync;
