@@ -138,6 +138,11 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
     let (ops, rejections) = apply_company_rules(store, ops, rejections)?;
+    // Under UPS v4, its own rules (user name characters, lengths, spend values) too.
+    let (ops, rejections) = match cfg.concur.api {
+        crate::config::ConcurApi::V4 => apply_v4_rules(ops, rejections),
+        crate::config::ConcurApi::V1 => (ops, rejections),
+    };
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,
@@ -202,6 +207,32 @@ fn validate_csv(
         let _ = tx.send(batch);
     }
     (last_row_short, None)
+}
+
+/// The v4 rules applied to a plan: a create, update or reactivation breaking one is rejected,
+/// each rule named; deactivations and passwords are left alone.
+fn apply_v4_rules(ops: Vec<Op>, mut rejections: Vec<Rejection>) -> (Vec<Op>, Vec<Rejection>) {
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let broken = match op.kind {
+            crate::model::OpKind::Create
+            | crate::model::OpKind::Update
+            | crate::model::OpKind::Reactivate => crate::concur::v4::violations(&op.user),
+            _ => Vec::new(),
+        };
+        if broken.is_empty() {
+            kept.push(op);
+            continue;
+        }
+        rejections.extend(broken.into_iter().map(|(field, message)| Rejection {
+            source: op.origin.clone(),
+            employee_id: Some(op.employee_id.clone()),
+            field: field.name().into(),
+            message,
+            identity: crate::model::RowIdentity::default(),
+        }));
+    }
+    (kept, rejections)
 }
 
 /// The company's own form rules (cached FormFields) applied to a plan: what Concur would refuse

@@ -1,9 +1,12 @@
 //! Sync through the User Provisioning Service v4 (`concur.api = "v4"`): the real binary
 //! against the simulator over HTTP, with its asynchronous provisions.
 
-use concur_sync::simulator::SimConfig;
+use std::time::Duration;
 
-use crate::harness::{HEADER, Rig, code, row, text};
+use concur_sync::simulator::{Faults, SimConfig, V4Settings};
+use serde_json::Value;
+
+use crate::harness::{HEADER, Rig, code, row, spawn_bin, text};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
@@ -208,4 +211,208 @@ async fn a_changed_file_sends_exactly_its_changes_and_an_unchanged_one_nothing()
     }
     assert_eq!(rig.sim.v4_users().len(), 32);
     assert!(rig.sim.deleted_users().is_empty());
+}
+
+fn submitted(rig: &Rig) -> i64 {
+    let Ok(db) = rusqlite::Connection::open(rig.state_path()) else {
+        return 0;
+    };
+    db.query_row(
+        "SELECT count(*) FROM outbox WHERE state = 'submitted'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+/// Operations carried by every Bulk request so far.
+fn bulk_operations(rig: &Rig) -> usize {
+    bulks(rig).iter().filter_map(|r| r.records).sum()
+}
+
+#[tokio::test]
+async fn a_kill_while_provisions_are_pending_resumes_polling_without_sending_again() {
+    let rig = v4_rig(
+        SimConfig {
+            v4: V4Settings {
+                provision_delay: Duration::from_millis(1500),
+                ..V4Settings::default()
+            },
+            ..SimConfig::default()
+        },
+        "",
+    )
+    .await;
+    let lines = rows(0..150, 150);
+    write(&rig, &lines);
+    let mut child = spawn_bin(&rig.config, &["sync"], &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while submitted(&rig) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was submitted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let pending = submitted(&rig);
+    assert!(pending > 0);
+    let status = rig.status().await;
+    assert!(
+        status["provisions"]["in_flight"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    let out = rig.run(&["status"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("provisions in flight"),
+        "{}",
+        text(&out)
+    );
+
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(submitted(&rig), 0);
+    assert_eq!(rig.sim.v4_users().len(), 150);
+    assert_arrived(&rig, &lines);
+    // Every operation went out exactly once: nothing pending was sent again.
+    assert_eq!(bulk_operations(&rig), 150);
+    assert!(rig.sim.deleted_users().is_empty());
+    assert!(
+        !rig.sim.requests().iter().any(|r| r.method == "DELETE"),
+        "no DELETE is ever sent"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_bulk_answer_creates_no_duplicate() {
+    let rig = v4_rig(SimConfig::default(), "max_attempts = 2").await;
+    let lines = rows(0..5, 5);
+    write(&rig, &lines[..2]);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // The Bulk creating the others is applied, and its answer lost.
+    write(&rig, &lines);
+    rig.sim.set_faults(Faults {
+        rate_lost_response: 1.0,
+        ..Faults::default()
+    });
+    let out = rig.run(&["sync"]).await;
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    rig.sim.set_faults(Faults::default());
+    assert!(rig.sim.v4_user("E00004").is_some(), "the Bulk was applied");
+
+    let from = rig.sim.requests().len();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(rig.sim.v4_users().len(), 5);
+    assert_arrived(&rig, &lines);
+    let lookups = rig.sim.requests()[from..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/identity/v4/users"))
+        .count();
+    assert!(
+        lookups >= 3,
+        "each create was looked up before it was sent again: {}",
+        text(&out)
+    );
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(rig.sim.v4_users().len(), 5);
+}
+
+#[tokio::test]
+async fn a_create_refused_as_taken_adopts_the_existing_user() {
+    let rig = v4_rig(SimConfig::default(), "").await;
+    let lines = rows(0..3, 3);
+    write(&rig, &lines[..2]);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // Meanwhile someone created E00002 in Concur, with other values.
+    let mut other: Value = serde_json::from_str(&format!(
+        r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","{ENT}"],"userName":"someone@example.com","active":true,
+            "name":{{"givenName":"Some","familyName":"One"}},"{ENT}":{{"employeeNumber":"E00002","companyId":"{}"}}}}"#,
+        rig.sim.company_uuid()
+    ))
+    .unwrap();
+    other["emails"] = serde_json::json!([{"type": "work", "value": "someone@example.com"}]);
+    rig.sim.seed_v4_users(vec![other]).unwrap();
+    write(&rig, &lines);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(rig.sim.v4_users().len(), 3);
+    assert_arrived(&rig, &lines);
+}
+
+#[tokio::test]
+async fn a_transient_spend_failure_is_repaired_by_patching_only_that_extension() {
+    let rig = v4_rig(SimConfig::default(), "").await;
+    let lines = rows(0..5, 5);
+    write(&rig, &lines);
+    rig.sim.fail_spend(&["E00003"], 1);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let u = rig.sim.v4_user("E00003").unwrap();
+    assert!(u.get(SPEND).is_none(), "{u}");
+    let status = rig.status().await;
+    assert!(
+        status["failed"].to_string().contains("SERVICE_UNAVAILABLE"),
+        "{status}"
+    );
+
+    let from = bulks(&rig).len();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_arrived(&rig, &lines);
+    let again = &bulks(&rig)[from..];
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].records, Some(1));
+    assert_eq!(rig.sim.v4_users().len(), 5);
+}
+
+#[tokio::test]
+async fn a_stuck_provision_ends_failed_with_its_reason_and_is_retried() {
+    let rig = v4_rig(SimConfig::default(), "provision_timeout_minutes = 0.02").await;
+    let lines = rows(0..5, 5);
+    write(&rig, &lines);
+    rig.sim.stick(&["E00004"]);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let status = rig.status().await;
+    assert!(
+        status["failed"].to_string().contains("still pending after"),
+        "{status}"
+    );
+    assert!(rig.sim.v4_user("E00004").is_none());
+    rig.sim.clear_v4_faults();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(rig.sim.v4_users().len(), 5);
+    assert_arrived(&rig, &lines);
+}
+
+#[tokio::test]
+async fn rows_breaking_v4_rules_are_rejected_by_name_while_good_rows_apply() {
+    let rig = v4_rig(SimConfig::default(), "").await;
+    let mut lines = rows(0..4, 4);
+    // A user name with a character v4 refuses, and a first name over 32 characters.
+    lines.push(format!("{},N", row(4, "")).replace("user4@example.com", "user4#x@example.com"));
+    lines.push(format!("{},N", row(5, "")).replacen(
+        ",Łukasz,",
+        &format!(",{},", "A".repeat(40)),
+        1,
+    ));
+    write(&rig, &lines);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert_eq!(rig.sim.v4_users().len(), 4);
+    assert_arrived(&rig, &lines[..4]);
+    let status = rig.status().await;
+    let rejected = status["rejected"].to_string();
+    assert!(
+        rejected.contains("E00004") && rejected.contains("E00005"),
+        "{rejected}"
+    );
+    assert!(rejected.contains("userName"), "{rejected}");
+    assert!(rejected.contains("UPS v4"), "{rejected}");
 }
