@@ -149,7 +149,7 @@ async fn a_large_file_arrives_exactly_within_the_bulk_limits_and_the_rate() {
         .filter(|r| r.path.contains("/provisions/"))
         .count();
     assert!(
-        polls as f64 <= sent.len() as f64 * 3.0,
+        polls as f64 <= sent.len() as f64 * 1.5,
         "{polls} polls for {} Bulk requests",
         sent.len()
     );
