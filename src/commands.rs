@@ -278,6 +278,15 @@ pub fn status_text(st: &Status) -> String {
             st.outbox.pending, st.outbox.held
         );
     }
+    if st.provisions.in_flight > 0 {
+        let _ = writeln!(
+            o,
+            "provisions in flight: {} ({} operations), oldest accepted at {}",
+            st.provisions.in_flight,
+            st.provisions.operations,
+            st.provisions.oldest_submitted_at.as_deref().unwrap_or("?")
+        );
+    }
     if !st.failed.is_empty() {
         let _ = writeln!(o, "failed ({}):", st.failed.len());
         for f in &st.failed {

@@ -1,14 +1,22 @@
 //! Wiring the Concur client to the state database: the client a command or the service uses,
 //! with its token and served throttle persisted in the store (`TokenBridge`) and its waits
-//! bounded for one-shot commands (`Waits`).
+//! bounded for one-shot commands (`Waits`); and the target users are written through
+//! (`UsersVia`: User v1 on the client, or the User Provisioning Service v4), as
+//! `concur.api` says.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::concur::{self, ConcurClient};
+use crate::concur::v4::V4Target;
+use crate::concur::{
+    self, ConcurClient, ConcurError, PasswordOutcome, Planned, Poll, Provisioning, RecordOutcome,
+    Submitted, UserTarget,
+};
+use crate::config::ConcurApi;
 use crate::config::Config;
 use crate::error::SyncError;
+use crate::model::{Op, Secret};
 use crate::store::Store;
 
 /// How long a client built for a command may wait on Concur.
@@ -55,6 +63,76 @@ pub fn client_with(
     config.cancel = cancel.clone();
     let client = ConcurClient::new(config, Some(tokens))?;
     Ok(client)
+}
+
+/// The target users are written through, as `concur.api` says.
+#[derive(Clone, Debug)]
+pub enum UsersVia {
+    V1(ConcurClient),
+    V4(V4Target),
+}
+
+/// The target of `cfg` on `client`. Deactivations under v4 are dated today (UTC).
+pub fn user_target(cfg: &Config, client: &ConcurClient) -> UsersVia {
+    let c = &cfg.concur;
+    match c.api {
+        ConcurApi::V1 => UsersVia::V1(client.clone()),
+        ConcurApi::V4 => UsersVia::V4(V4Target::new(
+            client.clone(),
+            c.company_uuid.as_deref().unwrap_or_default().trim(),
+            chrono::Utc::now().date_naive(),
+            std::time::Duration::from_secs_f64(c.provision_poll_seconds),
+            std::time::Duration::from_secs_f64(c.provision_timeout_minutes * 60.0),
+        )),
+    }
+}
+
+impl UserTarget for UsersVia {
+    fn max_batch(&self) -> usize {
+        match self {
+            UsersVia::V1(c) => c.max_batch(),
+            UsersVia::V4(t) => t.max_batch(),
+        }
+    }
+    async fn write_users(&self, ops: &[&Op]) -> Result<Vec<RecordOutcome>, ConcurError> {
+        match self {
+            UsersVia::V1(c) => c.write_users(ops).await,
+            UsersVia::V4(t) => t.write_users(ops).await,
+        }
+    }
+    fn provisioning(&self) -> Option<Provisioning> {
+        match self {
+            UsersVia::V1(c) => c.provisioning(),
+            UsersVia::V4(t) => t.provisioning(),
+        }
+    }
+    async fn submit(&self, ops: &[Planned<'_>]) -> Result<Submitted, ConcurError> {
+        match self {
+            UsersVia::V1(c) => c.submit(ops).await,
+            UsersVia::V4(t) => t.submit(ops).await,
+        }
+    }
+    async fn poll(&self, provision_id: &str) -> Result<Poll, ConcurError> {
+        match self {
+            UsersVia::V1(c) => c.poll(provision_id).await,
+            UsersVia::V4(t) => t.poll(provision_id).await,
+        }
+    }
+    async fn look_up(&self, employee_id: &str) -> Result<Option<String>, ConcurError> {
+        match self {
+            UsersVia::V1(c) => c.look_up(employee_id).await,
+            UsersVia::V4(t) => t.look_up(employee_id).await,
+        }
+    }
+    async fn set_passwords(
+        &self,
+        users: &[(&str, &Secret)],
+    ) -> Result<Vec<PasswordOutcome>, ConcurError> {
+        match self {
+            UsersVia::V1(c) => c.set_passwords(users).await,
+            UsersVia::V4(t) => t.set_passwords(users).await,
+        }
+    }
 }
 
 struct TokenBridge(crate::store::TokenDb);

@@ -4,6 +4,15 @@
 //! the entry); used by the user cycle and by adoption's drift repairs. `send_passwords` sends
 //! passwords the same way, telling a [`PasswordLedger`] what happened to each batch; used by the
 //! cycle's password changes and by `concur-sync passwords`.
+//!
+//! An asynchronous target (UPS v4: a Bulk request is answered 202 with a provision id and
+//! settles later) goes through the asynchronous ledger in `provisions`: each accepted request's
+//! provision id and bulkIds are recorded (`submitted`) in the transaction that records the 202,
+//! before any waiting; provisions are polled while further requests go out, and each settled
+//! operation closes its entry like a synchronous answer. `resume_provisions` polls what a
+//! previous process left submitted, before anything is planned.
+
+mod provisions;
 
 use std::ops::Range;
 
@@ -48,6 +57,20 @@ pub async fn send_user_ops<T: UserTarget>(
     counts: &mut CycleCounts,
     mut settled: impl FnMut(&Op, Settled<'_>),
 ) -> Result<bool, WriteError> {
+    if let Some(timing) = target.provisioning() {
+        return provisions::send(
+            target,
+            store,
+            cycle,
+            entries,
+            batch_size,
+            cancel,
+            counts,
+            &mut settled,
+            timing,
+        )
+        .await;
+    }
     for chunk in entries.chunks(batch_size.min(target.max_batch()).max(1)) {
         if cancel.is_some_and(CancellationToken::is_cancelled) {
             return Ok(false);
@@ -91,6 +114,8 @@ pub async fn send_user_ops<T: UserTarget>(
     }
     Ok(true)
 }
+
+pub use provisions::resume_provisions;
 
 /// Where [`send_passwords`] records what happened to each batch (a cycle's outbox, or only the
 /// caller's report).

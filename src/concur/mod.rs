@@ -32,7 +32,10 @@ pub mod v4;
 pub use body::error_message;
 pub use client::{ClientStats, ConcurClient};
 pub use error::{ConcurError, Credential};
-pub use target::{PasswordOutcome, RecordOutcome, UserTarget};
+pub use target::{
+    PasswordOutcome, Planned, Poll, Provisioning, RecordOutcome, Sent, Submitted, UserOutcome,
+    UserTarget,
+};
 pub use transport::{ClientConfig, StoredToken, TokenStore};
 /// The reads of the User v1 era (Profile v1, FormFields, Bulk User v3.1).
 pub use v1::readback;

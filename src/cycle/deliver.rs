@@ -100,7 +100,7 @@ pub async fn apply_held(
     let done = apply(
         cfg,
         store,
-        client,
+        &crate::wiring::user_target(cfg, client),
         cycle,
         &ops,
         &ids,

@@ -72,9 +72,14 @@ pub async fn run_cycle(
         tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
     }
     let before = client.stats();
-    // A token first: a rejected credential fails here, once.
+    // A token first: a rejected credential fails here, once. Then the provisions a previous
+    // process left in flight are polled to their end (nothing is sent again) before anything
+    // is planned.
     let prepared = match client.authenticate().await {
-        Ok(()) => prepare(store).await,
+        Ok(()) => match resume(cfg, store, client).await {
+            Ok(()) => prepare(store).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e.into()),
     };
     let cycle = store.begin_cycle(&crate::source::history_label(&cfg.source))?;
@@ -82,6 +87,22 @@ pub async fn run_cycle(
     run_begun(cfg, store, client, cancel, cycle, &before, prepared)
         .instrument(span)
         .await
+}
+
+/// Polls the provisions a previous process left submitted (an asynchronous target only) and
+/// records their outcomes.
+async fn resume(cfg: &Config, store: &mut Store, client: &ConcurClient) -> Result<(), SyncError> {
+    let target = crate::wiring::user_target(cfg, client);
+    let mut counts = CycleCounts::default();
+    let resumed = crate::writer::resume_provisions(&target, store, &mut counts).await?;
+    if resumed > 0 {
+        tracing::info!(
+            provisions = resumed,
+            ?counts,
+            "provisions left in flight settled"
+        );
+    }
+    Ok(())
 }
 
 /// The cycle `cycle`, recorded as begun, after its preparation ended with `prepared`.
@@ -159,7 +180,8 @@ async fn run_begun(
         store.write_outbox(cycle, &held, OutboxState::Held)?;
     }
     let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
-    let result = deliver::apply(cfg, store, client, cycle, &ops, &ids, &mut counts, cancel).await;
+    let target = crate::wiring::user_target(cfg, client);
+    let result = deliver::apply(cfg, store, &target, cycle, &ops, &ids, &mut counts, cancel).await;
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
     counts.retries = after.retries.saturating_sub(before.retries);

@@ -151,9 +151,10 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
-    // Under v4 there are none: User v1's FormFields went with User v1.
+    // Under v4 there are none (User v1's FormFields went with User v1), but UPS v4's own rules
+    // (user name characters, lengths, spend values) apply.
     let (ops, rejections) = if v4 {
-        (ops, rejections)
+        apply_v4_rules(ops, rejections)
     } else {
         apply_company_rules(store, ops, rejections)?
     };
@@ -228,6 +229,32 @@ fn validate_csv(
         let _ = tx.send(batch);
     }
     (last_row_short, None)
+}
+
+/// The v4 rules applied to a plan: a create, update or reactivation breaking one is rejected,
+/// each rule named; deactivations and passwords are left alone.
+fn apply_v4_rules(ops: Vec<Op>, mut rejections: Vec<Rejection>) -> (Vec<Op>, Vec<Rejection>) {
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let broken = match op.kind {
+            crate::model::OpKind::Create
+            | crate::model::OpKind::Update
+            | crate::model::OpKind::Reactivate => crate::concur::v4::violations(&op.user),
+            _ => Vec::new(),
+        };
+        if broken.is_empty() {
+            kept.push(op);
+            continue;
+        }
+        rejections.extend(broken.into_iter().map(|(field, message)| Rejection {
+            source: op.origin.clone(),
+            employee_id: Some(op.employee_id.clone()),
+            field: field.name().into(),
+            message,
+            identity: crate::model::RowIdentity::default(),
+        }));
+    }
+    (kept, rejections)
 }
 
 /// The company's own form rules (cached FormFields) applied to a plan: what Concur would refuse

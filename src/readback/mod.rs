@@ -41,10 +41,6 @@ pub const FORM_FIELDS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// Set in `kv` once adoption has run under v4 (and recorded the UUIDs it found).
 const V4_ADOPTION_KEY: &str = "readback.v4_adoption_ran";
 
-/// Why drift repairs and adoption renames are not sent under v4 in this build.
-pub const V4_NOT_REPAIRED: &str =
-    "not repaired: the v4 writer (User Provisioning Service PATCH) is not available in this build";
-
 /// What `reconcile` (or the adoption before the first cycle) did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconcileReport {
@@ -267,13 +263,6 @@ async fn run_inner(
     if ops.is_empty() {
         return Ok(());
     }
-    if cfg.concur.api == ConcurApi::V4 {
-        for op in &ops {
-            tracing::warn!(employee_id = %op.employee_id, origin = %op.origin, "{V4_NOT_REPAIRED}");
-        }
-        counts.failed += ops.len() as u64;
-        return Ok(());
-    }
     let cycle = store.begin_cycle("reconcile")?;
     counts.cycle_id = Some(cycle);
     let mut cc = CycleCounts {
@@ -323,7 +312,7 @@ async fn send(
 ) -> Result<(), SyncError> {
     let entries: Vec<(i64, &Op)> = ids.iter().copied().zip(ops).collect();
     writer::send_user_ops(
-        client,
+        &crate::wiring::user_target(cfg, client),
         store,
         cycle,
         &entries,

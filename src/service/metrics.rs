@@ -17,6 +17,7 @@ pub struct Metrics {
     records: IntCounterVec,
     rejected: IntCounter,
     outbox_depth: IntGauge,
+    provisions_in_flight: IntGauge,
     held_plans: IntGauge,
     users: IntGaugeVec,
     http_429: IntCounter,
@@ -56,6 +57,10 @@ impl Metrics {
         let outbox_depth = must(IntGauge::new(
             "concur_sync_outbox_depth",
             "Planned operations not yet answered by Concur.",
+        ));
+        let provisions_in_flight = must(IntGauge::new(
+            "concur_sync_provisions_in_flight",
+            "UPS v4 provisions Concur accepted whose outcome is still being polled.",
         ));
         let held_plans = must(IntGauge::new(
             "concur_sync_held_plans",
@@ -109,6 +114,7 @@ impl Metrics {
             Box::new(records.clone()),
             Box::new(rejected.clone()),
             Box::new(outbox_depth.clone()),
+            Box::new(provisions_in_flight.clone()),
             Box::new(held_plans.clone()),
             Box::new(users.clone()),
             Box::new(http_429.clone()),
@@ -136,6 +142,7 @@ impl Metrics {
             records,
             rejected,
             outbox_depth,
+            provisions_in_flight,
             held_plans,
             users,
             http_429,
@@ -188,6 +195,8 @@ impl Metrics {
     pub fn render(&self, status: Option<&Status>, client: Option<&ClientStats>) -> String {
         if let Some(st) = status {
             self.outbox_depth.set(st.outbox.pending as i64);
+            self.provisions_in_flight
+                .set(st.provisions.in_flight as i64);
             self.held_plans.set(st.outbox.held as i64);
             self.users
                 .with_label_values(&["active"])

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005-concur-uuid.sql",
         include_str!("../../migrations/0005-concur-uuid.sql"),
     ),
+    (
+        "0006-outbox-provisions.sql",
+        include_str!("../../migrations/0006-outbox-provisions.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

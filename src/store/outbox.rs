@@ -18,7 +18,141 @@ pub struct OutboxEntry {
     pub attempts: i64,
 }
 
+/// An entry an asynchronous API accepted (`submitted`), waiting for its provision's outcome.
+#[derive(Debug, Clone)]
+pub struct SubmittedEntry {
+    pub id: i64,
+    pub cycle_id: i64,
+    pub op: Op,
+    pub bulk_id: String,
+    /// The UUID the operation addressed (none for a create).
+    pub uuid: Option<String>,
+}
+
+/// One provision in flight and the entries it carries.
+#[derive(Debug, Clone)]
+pub struct SubmittedProvision {
+    pub provision_id: String,
+    /// When Concur answered 202 (RFC 3339, UTC).
+    pub submitted_at: String,
+    pub entries: Vec<SubmittedEntry>,
+}
+
+/// Provisions in flight, for `status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProvisionsInFlight {
+    pub in_flight: u64,
+    pub oldest_submitted_at: Option<String>,
+    pub operations: u64,
+}
+
 impl Store {
+    /// Records an asynchronous API's acceptance (HTTP 202) of in-flight entries, in one
+    /// transaction: each becomes `submitted` with the provision id, its operation's bulkId and
+    /// the UUID it addressed. `recover` leaves such entries alone; their outcome is polled for.
+    pub fn mark_submitted(
+        &mut self,
+        provision_id: &str,
+        entries: &[(i64, &str, Option<&str>)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET state = 'submitted', provision_id = ?2, bulk_id = ?3,
+                   concur_uuid = ?4, submitted_at = ?5, updated_at = ?5
+                 WHERE id = ?1",
+            )?;
+            let at = now();
+            for (id, bulk_id, uuid) in entries {
+                stmt.execute(params![id, provision_id, bulk_id, uuid, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every provision with entries still `submitted`, oldest first.
+    pub fn submitted_provisions(&self) -> Result<Vec<SubmittedProvision>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, cycle_id, employee_id, op, payload, old_login_id, old_employee_id, origin,
+                    provision_id, bulk_id, concur_uuid, submitted_at
+             FROM outbox WHERE state = 'submitted' ORDER BY submitted_at, provision_id, seq",
+        )?;
+        let mut out: Vec<SubmittedProvision> = Vec::new();
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind_s: String = r.get(3)?;
+            let payload: String = r.get(4)?;
+            let employee_id: String = r.get(2)?;
+            let kind = OpKind::parse(&kind_s)
+                .ok_or_else(|| StoreError::Corrupt(format!("outbox op {kind_s}")))?;
+            let user: User = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox {employee_id}: {e}")))?;
+            let provision_id: String = r.get::<_, Option<String>>(8)?.unwrap_or_default();
+            let entry = SubmittedEntry {
+                id: r.get(0)?,
+                cycle_id: r.get(1)?,
+                op: Op {
+                    kind,
+                    employee_id,
+                    user,
+                    old_login_id: r.get(5)?,
+                    old_employee_id: r.get(6)?,
+                    changes: Vec::new(),
+                    password: None,
+                    origin: r.get(7)?,
+                },
+                bulk_id: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                uuid: r.get(10)?,
+            };
+            match out.iter_mut().find(|p| p.provision_id == provision_id) {
+                Some(p) => p.entries.push(entry),
+                None => out.push(SubmittedProvision {
+                    provision_id,
+                    submitted_at: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                    entries: vec![entry],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Provisions in flight: how many, the oldest acceptance, how many operations.
+    pub fn provisions_in_flight(&self) -> Result<ProvisionsInFlight, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(DISTINCT provision_id), min(submitted_at), count(*)
+             FROM outbox WHERE state = 'submitted'",
+            [],
+            |r| {
+                Ok(ProvisionsInFlight {
+                    in_flight: r.get::<_, i64>(0)? as u64,
+                    oldest_submitted_at: r.get(1)?,
+                    operations: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?)
+    }
+
+    /// Employee ids among `ids` an earlier create was sent for without a recorded success
+    /// (its answer lost, refused, or timed out): Concur may hold the user, so it is looked up
+    /// before anything is created again.
+    pub fn creates_unsettled<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM outbox WHERE employee_id = ?1 AND op = 'create' AND attempts > 0
+               AND state IN ('inflight', 'failed', 'abandoned') LIMIT 1",
+        )?;
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if stmt.exists([id])? {
+                out.insert(id.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
     /// Closes what a crash left open: running cycles become `interrupted` and their unsent or
     /// in-flight outbox entries `abandoned` (the next plan re-derives them from the snapshot,
     /// which only ever holds what Concur acknowledged). Returns the ids of interrupted cycles.

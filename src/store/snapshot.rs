@@ -13,6 +13,8 @@ use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
 #[derive(Debug, Clone)]
 pub enum EntryResult {
     Acknowledged,
+    /// Acknowledged, and Concur named the user's UUID (UPS v4): stored with the snapshot row.
+    AcknowledgedAs(String),
     Failed(String),
 }
 
@@ -212,9 +214,14 @@ impl Store {
                    attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at,
                    cycle_id = excluded.cycle_id",
             )?;
+            let mut set_uuid =
+                tx.prepare_cached("UPDATE users SET concur_uuid = ?2 WHERE employee_id = ?1")?;
+            let mut clear_uuid = tx.prepare_cached(
+                "UPDATE users SET concur_uuid = NULL WHERE concur_uuid = ?1 AND employee_id != ?2",
+            )?;
             for (id, op, result) in results {
                 match result {
-                    EntryResult::Acknowledged => {
+                    EntryResult::Acknowledged | EntryResult::AcknowledgedAs(_) => {
                         done.execute(params![id, at])?;
                         let mac = op
                             .password
@@ -248,6 +255,10 @@ impl Store {
                         ])?;
                         if let Some(uuid) = moved_uuid {
                             keep_uuid.execute(params![op.employee_id, uuid])?;
+                        }
+                        if let EntryResult::AcknowledgedAs(uuid) = result {
+                            clear_uuid.execute(params![uuid, op.employee_id])?;
+                            set_uuid.execute(params![op.employee_id, uuid])?;
                         }
                         clear_failures.execute([&op.employee_id])?;
                     }

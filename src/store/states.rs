@@ -68,6 +68,9 @@ text_enum!(
         Pending => "pending",
         /// Sent; Concur's answer not recorded yet.
         Inflight => "inflight",
+        /// Accepted by an asynchronous API (a provision id and bulkId recorded); its outcome
+        /// is polled for, also after a restart.
+        Submitted => "submitted",
         /// Acknowledged by Concur.
         Done => "done",
         /// Refused by Concur (its message is kept).
@@ -145,7 +148,15 @@ mod tests {
         let texts: Vec<&str> = OutboxState::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             texts,
-            ["pending", "inflight", "done", "failed", "abandoned", "held"]
+            [
+                "pending",
+                "inflight",
+                "submitted",
+                "done",
+                "failed",
+                "abandoned",
+                "held"
+            ]
         );
         let texts: Vec<&str> = CycleOutcome::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(

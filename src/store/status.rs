@@ -16,6 +16,8 @@ pub struct Status {
     pub last_cycle: Option<CycleInfo>,
     pub last_success: Option<CycleInfo>,
     pub outbox: OutboxCounts,
+    /// Provisions an asynchronous API (UPS v4) accepted whose outcome is still being polled.
+    pub provisions: super::ProvisionsInFlight,
     pub retries: u64,
     pub throttled_seconds: f64,
     pub token: TokenInfo,
@@ -144,6 +146,7 @@ impl Store {
                 pending: pending as u64,
                 held: held as u64,
             },
+            provisions: self.provisions_in_flight()?,
             retries,
             throttled_seconds,
             token,

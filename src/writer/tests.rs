@@ -1,5 +1,5 @@
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::*;
 use crate::concur::Credential;
@@ -212,4 +212,164 @@ async fn shutdown_stops_between_batches_and_leaves_a_cut_batch_unsettled() {
     assert!(matches!(r, Ok(false)));
     assert!(heard.is_empty());
     assert!(target.sent.into_inner().is_empty());
+}
+
+/// An asynchronous target: every request is accepted as provision `p<n>`; the first poll of a
+/// provision finds it pending, the second settles every operation with its UUID.
+#[derive(Default)]
+struct Provisions {
+    accepted: RefCell<Vec<Vec<String>>>,
+    polls: RefCell<HashMap<String, usize>>,
+}
+
+impl UserTarget for Provisions {
+    fn max_batch(&self) -> usize {
+        2
+    }
+    async fn write_users(&self, _: &[&Op]) -> Result<Vec<RecordOutcome>, ConcurError> {
+        unreachable!("an asynchronous target is submitted to")
+    }
+    fn provisioning(&self) -> Option<crate::concur::Provisioning> {
+        Some(crate::concur::Provisioning {
+            first_poll: std::time::Duration::from_millis(1),
+            max_interval: std::time::Duration::from_millis(4),
+            timeout: std::time::Duration::from_secs(60),
+        })
+    }
+    async fn submit(
+        &self,
+        ops: &[crate::concur::Planned<'_>],
+    ) -> Result<crate::concur::Submitted, ConcurError> {
+        let mut accepted = self.accepted.borrow_mut();
+        accepted.push(ops.iter().map(|p| p.op.employee_id.clone()).collect());
+        Ok(crate::concur::Submitted {
+            provision_id: Some(format!("p{}", accepted.len())),
+            ops: ops
+                .iter()
+                .map(|p| crate::concur::Sent::Pending(format!("b-{}", p.op.employee_id)))
+                .collect(),
+        })
+    }
+    async fn poll(&self, provision_id: &str) -> Result<crate::concur::Poll, ConcurError> {
+        let mut polls = self.polls.borrow_mut();
+        let n = polls.entry(provision_id.to_owned()).or_default();
+        *n += 1;
+        if *n == 1 {
+            return Ok(crate::concur::Poll {
+                settled: Vec::new(),
+                pending: true,
+            });
+        }
+        let index: usize = provision_id[1..].parse().unwrap_or(1);
+        let ids = self.accepted.borrow()[index - 1].clone();
+        Ok(crate::concur::Poll {
+            settled: ids
+                .iter()
+                .map(|e| {
+                    (
+                        format!("b-{e}"),
+                        crate::concur::UserOutcome::Acknowledged {
+                            uuid: Some(format!("uuid-{e}")),
+                        },
+                    )
+                })
+                .collect(),
+            pending: false,
+        })
+    }
+}
+
+fn create(id: &str, manager: Option<&str>) -> Op {
+    let mut u = crate::model::User::new();
+    u.set(crate::model::Field::EMPLOYEE_ID, id);
+    u.set(crate::model::Field::LOGIN_ID, format!("{id}@example.com"));
+    u.set(crate::model::Field::ACTIVE, "Y");
+    if let Some(m) = manager {
+        u.set(crate::model::Field::MANAGER_EMPLOYEE_ID, m);
+    }
+    Op {
+        kind: crate::model::OpKind::Create,
+        employee_id: id.into(),
+        user: u,
+        old_login_id: None,
+        old_employee_id: None,
+        changes: Vec::new(),
+        password: None,
+        origin: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn provisions_are_recorded_polled_and_settled_managers_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = Store::open(&dir.path().join("s.db"), None).expect("store");
+    let cycle = store.begin_cycle("test").expect("cycle");
+    let ops = vec![
+        create("M", None),
+        create("R1", Some("M")),
+        create("X", None),
+        create("R2", Some("M")),
+    ];
+    let ids = store
+        .write_outbox(cycle, &ops, crate::store::OutboxState::Pending)
+        .expect("outbox");
+    let entries: Vec<(i64, &Op)> = ids.iter().copied().zip(&ops).collect();
+    let target = Provisions::default();
+    let mut counts = CycleCounts::default();
+    let done = send_user_ops(
+        &target,
+        &mut store,
+        cycle,
+        &entries,
+        10,
+        None,
+        &mut counts,
+        |_, _| {},
+    )
+    .await
+    .expect("sent");
+    assert!(done);
+    // The manager's wave (M, X) settles before its reports are sent; batches of two.
+    assert_eq!(
+        *target.accepted.borrow(),
+        vec![vec!["M", "X"], vec!["R1", "R2"]]
+    );
+    assert_eq!(counts.create, 4);
+    assert_eq!(store.provisions_in_flight().expect("status").in_flight, 0);
+    let uuids = store.concur_uuids(["M", "R2"]).expect("uuids");
+    assert_eq!(uuids["M"], "uuid-M");
+    assert_eq!(uuids["R2"], "uuid-R2");
+}
+
+#[tokio::test]
+async fn submitted_entries_survive_recovery_and_are_resumed_without_sending() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = Store::open(&dir.path().join("s.db"), None).expect("store");
+    let cycle = store.begin_cycle("test").expect("cycle");
+    let ops = vec![create("A", None), create("B", None)];
+    let ids = store
+        .write_outbox(cycle, &ops, crate::store::OutboxState::Pending)
+        .expect("outbox");
+    store.mark_inflight(&ids).expect("inflight");
+    store
+        .mark_submitted("p1", &[(ids[0], "b-A", None), (ids[1], "b-B", None)])
+        .expect("submitted");
+    // The process dies here; the next start recovers.
+    assert_eq!(store.recover().expect("recover"), vec![cycle]);
+    let inflight = store.provisions_in_flight().expect("status");
+    assert_eq!((inflight.in_flight, inflight.operations), (1, 2));
+    let target = Provisions::default();
+    target
+        .accepted
+        .borrow_mut()
+        .push(vec!["A".into(), "B".into()]);
+    let mut counts = CycleCounts::default();
+    let resumed = resume_provisions(&target, &mut store, &mut counts)
+        .await
+        .expect("resumed");
+    assert_eq!(resumed, 1);
+    assert_eq!(target.accepted.borrow().len(), 1, "nothing sent again");
+    assert_eq!(counts.create, 2);
+    assert_eq!(store.provisions_in_flight().expect("status").in_flight, 0);
+    assert_eq!(store.snapshot_index().expect("snapshot").len(), 2);
 }

@@ -30,3 +30,4 @@ mod source_digest;
 mod sync_cycle;
 mod tokens;
 mod v4_readback;
+mod v4_sync;

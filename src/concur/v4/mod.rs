@@ -13,8 +13,9 @@
 //! - `list`: Identity list pages, look-up filters, the v4.1 `.search` request.
 //! - `error`: the SCIM + Concur error body as one readable line.
 //! - `rules`: the v4 rules a user must meet before it is sent.
-//! - `read`: the one module here that does IO: every user read back through Identity v4.1 and
+//! - `read`: IO: every user read back through Identity v4.1 and
 //!   Spend User v4.1, joined by UUID, and the discovery reads of `check`.
+//! - `target`: IO: Bulk requests, provision status polls and look-ups behind the seam.
 //!
 //! Readings of what the documentation leaves open (§1.14 of the v4 notes), each made here:
 //! - `failOnErrors` is left out of Bulk requests: under RFC 7644 any value stops the request
@@ -51,6 +52,7 @@ pub mod read;
 pub mod rules;
 pub mod schema;
 pub mod status;
+mod target;
 
 pub use bulk::{
     BulkLimits, BulkOperation, BulkRequest, Method, Oversized, Packed, Unsendable, bulk_id,
@@ -68,6 +70,7 @@ pub use status::{
     Applied, CreatedUser, ExtResult, ExtensionStatus, OperationStatus, ProvisionStatus, Settled,
     decode_created_user, decode_provision_status, provision_status_path, settle,
 };
+pub use target::V4Target;
 
 #[cfg(test)]
 mod tests;

@@ -326,7 +326,17 @@ pub(crate) fn run(
             }
         }
         (None, _) => match found {
-            Some(i) => i,
+            // Nothing (more) for the identity to do: one still processing reports no-op.
+            Some(i) => {
+                if op
+                    .extensions
+                    .iter()
+                    .any(|e| e.name == CORE && e.result == Outcome::Processing)
+                {
+                    set_core(op, Outcome::NoOp, "200");
+                }
+                i
+            }
             None => return fail_identity(op, &not_found()),
         },
     };

@@ -243,8 +243,13 @@ pub(crate) fn member<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
     })
 }
 
-/// The value at a dotted attribute path (`approver.value`) inside `obj`.
+/// The value at a dotted attribute path (`approver.value`) inside `obj`. `value` of an element
+/// that is not an object (a multi-valued simple attribute such as `entitlements`) is the
+/// element itself (RFC 7644 §3.5.2).
 fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.eq_ignore_ascii_case("value") && !obj.is_object() {
+        return Some(obj);
+    }
     path.split('.').try_fold(obj, member)
 }
 
@@ -355,6 +360,14 @@ mod tests {
 
     #[test]
     fn evaluation_on_json() {
+        assert!(matches(
+            &parse(r#"value eq "Expense""#).unwrap(),
+            &json!("Expense")
+        ));
+        assert!(!matches(
+            &parse(r#"value eq "Travel""#).unwrap(),
+            &json!("Expense")
+        ));
         let el = json!({"approver": {"value": "U1"}, "primary": true, "id": "custom2"});
         assert!(matches(&parse(r#"approver.value eq "u1""#).unwrap(), &el));
         assert!(matches(&parse(r#"ID eq "Custom2""#).unwrap(), &el));

@@ -1,0 +1,490 @@
+//! The asynchronous ledger: planned operations sent to a target that settles them later.
+//!
+//! - Creates of managers go in an earlier wave than the creates of reports that name them,
+//!   and a wave starts only once every provision of the one before has settled (Concur does
+//!   not document in-order processing).
+//! - A request accepted with a provision id marks its entries `submitted` (provision id,
+//!   bulkId, the UUID addressed) in one transaction before anything else happens.
+//! - Provisions are polled first `first_poll` after acceptance, then with doubling intervals
+//!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
+//!   out while earlier ones are pending. A provision still pending after `timeout` fails its
+//!   remaining operations with that reason (planned again next cycle).
+//! - A create some earlier attempt may have applied (answer lost, refused, timed out) is
+//!   looked up by employee number before it is sent: found, it is adopted (its UUID taken and
+//!   the user patched to the desired state) instead of created. A create refused because its
+//!   employee number or user name is taken is resolved the same way, never by a second user.
+//! - An operation whose identity was applied but whose spend extensions failed advances the
+//!   snapshot with the identity only: the failed extensions' fields keep what the snapshot
+//!   held before, so the next plan patches only them; the user's failure keeps Concur's
+//!   messages.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Settled, WriteError};
+use crate::concur::v4::schema::fields_of;
+use crate::concur::{Planned, Provisioning, Sent, UserOutcome, UserTarget};
+use crate::model::{Field, Op, OpKind, User};
+use crate::store::{CycleCounts, EntryResult, Store};
+
+/// One operation on its way: its outbox entry and cycle, what it addresses.
+#[derive(Clone, Debug)]
+struct Item {
+    id: i64,
+    cycle: i64,
+    op: Op,
+    uuid: Option<String>,
+    /// A create of a user Concur already holds (as `uuid`).
+    adopt: bool,
+    /// Whether Concur was already asked for this user's UUID.
+    looked_up: bool,
+    /// Look up before sending (a create an earlier attempt may have applied).
+    look_up: bool,
+}
+
+/// A provision being polled.
+struct InFlight {
+    provision_id: String,
+    accepted: Instant,
+    next_poll: Instant,
+    interval: Duration,
+    /// By bulkId.
+    items: HashMap<String, Item>,
+}
+
+/// The ledger's state for one run of the loop.
+struct Ledger<'a, T, F> {
+    target: &'a T,
+    store: &'a mut Store,
+    timing: Provisioning,
+    counts: &'a mut CycleCounts,
+    settled: F,
+    in_flight: Vec<InFlight>,
+}
+
+/// Sends `entries` through an asynchronous target: see the module text.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send<T: UserTarget>(
+    target: &T,
+    store: &mut Store,
+    cycle: i64,
+    entries: &[(i64, &Op)],
+    batch_size: usize,
+    cancel: Option<&CancellationToken>,
+    counts: &mut CycleCounts,
+    settled: &mut impl FnMut(&Op, Settled<'_>),
+    timing: Provisioning,
+) -> Result<bool, WriteError> {
+    let keys: Vec<&str> = entries
+        .iter()
+        .map(|(_, op)| op.old_employee_id.as_deref().unwrap_or(&op.employee_id))
+        .collect();
+    let uuids = store.concur_uuids(keys.iter().copied())?;
+    let unsettled = store.creates_unsettled(
+        entries
+            .iter()
+            .filter(|(_, op)| op.kind == OpKind::Create)
+            .map(|(_, op)| op.employee_id.as_str()),
+    )?;
+    let items: Vec<Item> = entries
+        .iter()
+        .zip(&keys)
+        .map(|(&(id, op), key)| Item {
+            id,
+            cycle,
+            op: op.clone(),
+            uuid: uuids.get(*key).cloned(),
+            adopt: false,
+            looked_up: false,
+            look_up: unsettled.contains(&op.employee_id),
+        })
+        .collect();
+    let mut ledger = Ledger {
+        target,
+        store,
+        timing,
+        counts,
+        settled,
+        in_flight: Vec::new(),
+    };
+    let size = batch_size.min(target.max_batch()).max(1);
+    for wave in waves(items) {
+        let mut queue: VecDeque<Item> = wave.into();
+        loop {
+            if cancel.is_some_and(CancellationToken::is_cancelled) {
+                return Ok(false);
+            }
+            if ledger.poll_due(Instant::now()).await? {
+                continue;
+            }
+            if !queue.is_empty() {
+                let n = size.min(queue.len());
+                let batch: Vec<Item> = queue.drain(..n).collect();
+                let back = ledger.submit(batch).await?;
+                for item in back.into_iter().rev() {
+                    queue.push_front(item);
+                }
+                continue;
+            }
+            let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() else {
+                break;
+            };
+            match cancel {
+                Some(c) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(next) => {}
+                        () = c.cancelled() => return Ok(false),
+                    }
+                }
+                None => tokio::time::sleep_until(next).await,
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Polls the provisions a previous process left `submitted` until each has settled (or timed
+/// out), recording every outcome, before anything new is planned. Nothing is sent again.
+pub async fn resume_provisions<T: UserTarget>(
+    target: &T,
+    store: &mut Store,
+    counts: &mut CycleCounts,
+) -> Result<usize, WriteError> {
+    let Some(timing) = target.provisioning() else {
+        return Ok(0);
+    };
+    let provisions = store.submitted_provisions()?;
+    if provisions.is_empty() {
+        return Ok(0);
+    }
+    let now = Instant::now();
+    let wall = chrono::Utc::now();
+    let mut in_flight = Vec::with_capacity(provisions.len());
+    for p in provisions {
+        let age = chrono::DateTime::parse_from_rfc3339(&p.submitted_at)
+            .ok()
+            .and_then(|at| (wall - at.with_timezone(&chrono::Utc)).to_std().ok())
+            .unwrap_or_default();
+        in_flight.push(InFlight {
+            provision_id: p.provision_id,
+            accepted: now.checked_sub(age).unwrap_or(now),
+            next_poll: now,
+            interval: timing.first_poll,
+            items: p
+                .entries
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.bulk_id,
+                        Item {
+                            id: e.id,
+                            cycle: e.cycle_id,
+                            op: e.op,
+                            uuid: e.uuid,
+                            adopt: false,
+                            looked_up: true,
+                            look_up: false,
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+    let resumed = in_flight.len();
+    tracing::info!(
+        provisions = resumed,
+        "resuming the provisions a previous process left in flight"
+    );
+    let mut ledger = Ledger {
+        target,
+        store,
+        timing,
+        counts,
+        settled: |_: &Op, _: Settled<'_>| {},
+        in_flight,
+    };
+    while let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() {
+        tokio::time::sleep_until(next).await;
+        while ledger.poll_due(Instant::now()).await? {}
+    }
+    Ok(resumed)
+}
+
+/// Splits items into waves: a create whose manager is created in the same set goes one wave
+/// after its manager's; everything else is in the first.
+fn waves(items: Vec<Item>) -> Vec<Vec<Item>> {
+    let created: HashSet<String> = items
+        .iter()
+        .filter(|i| i.op.kind == OpKind::Create)
+        .map(|i| i.op.employee_id.clone())
+        .collect();
+    let mut depth: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Vec<Item>> = Vec::new();
+    for item in items {
+        let d = match item.op.user.get(Field::MANAGER_EMPLOYEE_ID) {
+            Some(m) if item.op.kind == OpKind::Create && created.contains(m) => {
+                depth.get(m).map_or(1, |d| d + 1)
+            }
+            _ => 0,
+        };
+        if item.op.kind == OpKind::Create {
+            depth.insert(item.op.employee_id.clone(), d);
+        }
+        if out.len() <= d {
+            out.resize_with(d + 1, Vec::new);
+        }
+        out[d].push(item);
+    }
+    out
+}
+
+impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
+    /// Polls one provision that is due, if any; `true` when one was polled.
+    async fn poll_due(&mut self, now: Instant) -> Result<bool, WriteError> {
+        let Some(at) = self.in_flight.iter().position(|p| p.next_poll <= now) else {
+            return Ok(false);
+        };
+        let provision_id = self.in_flight[at].provision_id.clone();
+        let poll = self.target.poll(&provision_id).await?;
+        let mut done = Vec::new();
+        {
+            let p = &mut self.in_flight[at];
+            for (bulk_id, outcome) in poll.settled {
+                if let Some(item) = p.items.remove(&bulk_id) {
+                    done.push((item, outcome));
+                }
+            }
+        }
+        let mut again = Vec::new();
+        for (item, outcome) in done {
+            if let Some(retry) = self.settle(item, outcome).await? {
+                again.push(retry);
+            }
+        }
+        let p = &mut self.in_flight[at];
+        if !p.items.is_empty() && p.accepted.elapsed() >= self.timing.timeout {
+            let minutes = self.timing.timeout.as_secs_f64() / 60.0;
+            let message = format!(
+                "provision {provision_id} still pending after {minutes} minutes; planned again next cycle"
+            );
+            let items: Vec<Item> = p.items.drain().map(|(_, i)| i).collect();
+            for item in items {
+                self.fail(&item, &message)?;
+            }
+        }
+        let p = &mut self.in_flight[at];
+        if p.items.is_empty() {
+            self.in_flight.remove(at);
+        } else {
+            p.next_poll = Instant::now() + p.interval;
+            p.interval = (p.interval * 2).min(self.timing.max_interval);
+        }
+        // A create resolved by adoption goes out again right away, alone.
+        for item in again {
+            let back = self.submit(vec![item]).await?;
+            for item in back {
+                Box::pin(self.submit(vec![item])).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Looks up what must be looked up, sends one request, records its 202 (or outcomes).
+    /// Returns the items the request did not carry.
+    async fn submit(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, WriteError> {
+        let mut ready = Vec::with_capacity(batch.len());
+        for mut item in batch {
+            let needs = (item.op.kind == OpKind::Create && item.look_up)
+                || (item.op.kind != OpKind::Create && item.uuid.is_none());
+            if needs && !item.looked_up {
+                item.looked_up = true;
+                let key = item
+                    .op
+                    .old_employee_id
+                    .clone()
+                    .unwrap_or_else(|| item.op.employee_id.clone());
+                match self.target.look_up(&key).await? {
+                    Some(uuid) => {
+                        item.adopt = item.op.kind == OpKind::Create;
+                        if item.adopt {
+                            tracing::info!(employee_id = %item.op.employee_id, uuid = %uuid, "Concur already holds this user: adopted and patched instead of created");
+                        }
+                        item.uuid = Some(uuid);
+                    }
+                    None if item.op.kind != OpKind::Create => {
+                        self.fail(
+                            &item,
+                            "the user was not found in Concur by its employee number; nothing was sent",
+                        )?;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            ready.push(item);
+        }
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = ready.iter().map(|i| i.id).collect();
+        self.store.mark_inflight(&ids)?;
+        let planned: Vec<Planned<'_>> = ready
+            .iter()
+            .map(|i| Planned {
+                op: &i.op,
+                uuid: i.uuid.as_deref(),
+                adopt: i.adopt,
+            })
+            .collect();
+        let submitted = match self.target.submit(&planned).await {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = format!("not applied: {e}");
+                for item in &ready {
+                    self.fail_unsent(item, &msg)?;
+                }
+                return Err(e.into());
+            }
+        };
+        let mut pending: Vec<(String, Item)> = Vec::new();
+        let mut back = Vec::new();
+        let mut now_settled = Vec::new();
+        for (item, sent) in ready.into_iter().zip(submitted.ops) {
+            match sent {
+                Sent::Pending(bulk_id) => pending.push((bulk_id, item)),
+                Sent::Settled(o) => now_settled.push((item, o)),
+                Sent::NotSent => back.push(item),
+            }
+        }
+        if !pending.is_empty() {
+            let Some(provision_id) = submitted.provision_id else {
+                return Err(WriteError::Concur(crate::concur::ConcurError::Decode(
+                    "operations pending without a provision id".into(),
+                )));
+            };
+            let rows: Vec<(i64, &str, Option<&str>)> = pending
+                .iter()
+                .map(|(b, i)| (i.id, b.as_str(), i.uuid.as_deref()))
+                .collect();
+            self.store.mark_submitted(&provision_id, &rows)?;
+            let now = Instant::now();
+            self.in_flight.push(InFlight {
+                provision_id,
+                accepted: now,
+                next_poll: now + self.timing.first_poll,
+                interval: (self.timing.first_poll * 2).min(self.timing.max_interval),
+                items: pending.into_iter().collect(),
+            });
+        }
+        for (item, outcome) in now_settled {
+            if let Some(retry) = Box::pin(self.settle(item, outcome)).await? {
+                back.push(retry);
+            }
+        }
+        // Items never sent go back to the entry's pending state through the caller's queue.
+        Ok(back)
+    }
+
+    /// Records one settled operation. Returns it again when it is to be sent once more (a
+    /// create refused as a conflict, now adopted).
+    async fn settle(
+        &mut self,
+        mut item: Item,
+        outcome: UserOutcome,
+    ) -> Result<Option<Item>, WriteError> {
+        match outcome {
+            UserOutcome::Acknowledged { uuid } => {
+                let result = match uuid.or_else(|| item.uuid.clone()) {
+                    Some(u) => EntryResult::AcknowledgedAs(u),
+                    None => EntryResult::Acknowledged,
+                };
+                self.store
+                    .record_results(item.cycle, &[(item.id, &item.op, result)])?;
+                (self.settled)(&item.op, Settled::Acknowledged);
+                self.counts.count(item.op.kind);
+            }
+            UserOutcome::ExtensionsFailed { uuid, failed } => {
+                let message = failed
+                    .iter()
+                    .map(|(name, m)| format!("{name}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let message = format!(
+                    "the identity was applied, these extensions were not (patched again next cycle): {message}"
+                );
+                let key = item
+                    .op
+                    .old_employee_id
+                    .clone()
+                    .unwrap_or_else(|| item.op.employee_id.clone());
+                let before = self.store.load_users([key.as_str()])?.remove(&key);
+                let mut partial = item.op.clone();
+                partial.user = keep_before(&item.op.user, before.as_ref(), &failed);
+                let result = match uuid.or_else(|| item.uuid.clone()) {
+                    Some(u) => EntryResult::AcknowledgedAs(u),
+                    None => EntryResult::Acknowledged,
+                };
+                self.store.record_results(
+                    item.cycle,
+                    &[
+                        (item.id, &partial, result),
+                        (item.id, &item.op, EntryResult::Failed(message.clone())),
+                    ],
+                )?;
+                (self.settled)(&item.op, Settled::Refused(&message));
+                self.counts.failed += 1;
+            }
+            UserOutcome::Failed { message, conflict } => {
+                if conflict && item.op.kind == OpKind::Create && !item.adopt && !item.looked_up {
+                    item.looked_up = true;
+                    if let Some(uuid) = self.target.look_up(&item.op.employee_id).await? {
+                        tracing::info!(employee_id = %item.op.employee_id, uuid = %uuid, "create refused as a conflict: the existing user is adopted and patched");
+                        item.uuid = Some(uuid);
+                        item.adopt = true;
+                        return Ok(Some(item));
+                    }
+                }
+                self.fail(&item, &message)?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn fail(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
+        self.store.record_results(
+            item.cycle,
+            &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
+        )?;
+        (self.settled)(&item.op, Settled::Refused(message));
+        self.counts.failed += 1;
+        Ok(())
+    }
+
+    fn fail_unsent(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
+        self.store.record_results(
+            item.cycle,
+            &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
+        )?;
+        (self.settled)(&item.op, Settled::Unsent);
+        self.counts.failed += 1;
+        Ok(())
+    }
+}
+
+/// `desired` with the fields of the `failed` extensions as `before` held them (absent when
+/// the user is new).
+fn keep_before(desired: &User, before: Option<&User>, failed: &[(String, String)]) -> User {
+    let mut out = desired.clone();
+    for (schema, _) in failed {
+        for field in fields_of(schema) {
+            match before.and_then(|b| b.get(field)) {
+                Some(v) => out.set(field, v),
+                None => out.remove(field),
+            }
+        }
+    }
+    out
+}
