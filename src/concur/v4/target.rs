@@ -208,7 +208,7 @@ impl UserTarget for V4Target {
                     sent[i] = Sent::Settled(UserOutcome::Failed {
                         message,
                         conflict: false,
-                    })
+                    });
                 }
             }
         }
