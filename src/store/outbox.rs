@@ -81,27 +81,11 @@ impl Store {
         let mut out: Vec<SubmittedProvision> = Vec::new();
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let kind_s: String = r.get(3)?;
-            let payload: String = r.get(4)?;
-            let employee_id: String = r.get(2)?;
-            let kind = OpKind::parse(&kind_s)
-                .ok_or_else(|| StoreError::Corrupt(format!("outbox op {kind_s}")))?;
-            let user: User = serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("outbox {employee_id}: {e}")))?;
             let provision_id: String = r.get::<_, Option<String>>(8)?.unwrap_or_default();
             let entry = SubmittedEntry {
                 id: r.get(0)?,
                 cycle_id: r.get(1)?,
-                op: Op {
-                    kind,
-                    employee_id,
-                    user,
-                    old_login_id: r.get(5)?,
-                    old_employee_id: r.get(6)?,
-                    changes: Vec::new(),
-                    password: None,
-                    origin: r.get(7)?,
-                },
+                op: op_at(r)?,
                 bulk_id: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
                 uuid: r.get(10)?,
             };
@@ -274,30 +258,36 @@ impl Store {
             if !states.contains(&state) {
                 continue;
             }
-            let kind_s: String = r.get(3)?;
-            let payload: String = r.get(4)?;
-            let employee_id: String = r.get(2)?;
-            let kind = OpKind::parse(&kind_s)
-                .ok_or_else(|| StoreError::Corrupt(format!("outbox op {kind_s}")))?;
-            let user: User = serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("outbox {employee_id}: {e}")))?;
             out.push(OutboxEntry {
                 id: r.get(0)?,
                 cycle_id: cycle,
                 seq: r.get(1)?,
-                op: Op {
-                    kind,
-                    employee_id,
-                    user,
-                    old_login_id: r.get(5)?,
-                    old_employee_id: r.get(6)?,
-                    changes: Vec::new(),
-                    password: None,
-                    origin: r.get(7)?,
-                },
+                op: op_at(r)?,
                 attempts: r.get(8)?,
             });
         }
         Ok(out)
     }
+}
+
+/// The operation an outbox row holds, from the columns 2–7 every outbox query selects in this
+/// order: `employee_id, op, payload, old_login_id, old_employee_id, origin`.
+fn op_at(r: &rusqlite::Row<'_>) -> Result<Op, StoreError> {
+    let kind_s: String = r.get(3)?;
+    let payload: String = r.get(4)?;
+    let employee_id: String = r.get(2)?;
+    let kind =
+        OpKind::parse(&kind_s).ok_or_else(|| StoreError::Corrupt(format!("outbox op {kind_s}")))?;
+    let user: User = serde_json::from_str(&payload)
+        .map_err(|e| StoreError::Corrupt(format!("outbox {employee_id}: {e}")))?;
+    Ok(Op {
+        kind,
+        employee_id,
+        user,
+        old_login_id: r.get(5)?,
+        old_employee_id: r.get(6)?,
+        changes: Vec::new(),
+        password: None,
+        origin: r.get(7)?,
+    })
 }
