@@ -96,7 +96,7 @@ pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current
                 store.record_source_file(&SourceFile {
                     name: name.clone(),
                     digest: Some(digest.clone()),
-                    modified_at: modified_at(&path),
+                    modified_at: dropfolder::modified_at(&path),
                     outcome: "processed".into(),
                     moved_to: Some(path.display().to_string()),
                     at: crate::store::now(),
@@ -140,15 +140,6 @@ pub fn current_file(store: &Store, folder: &DropFolder) -> Result<Option<Current
         name: last.name,
         digest: Some(digest),
     }))
-}
-
-/// A file's modification time (not followed), RFC 3339.
-pub fn modified_at(path: &Path) -> Option<String> {
-    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
-    Some(
-        chrono::DateTime::<chrono::Utc>::from(m)
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 /// The configuration for one cycle reading `file` of a drop folder.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::attendees::folder::{put_away_recorded, set_aside_recorded};
 use crate::concur::ConcurClient;
 use crate::config::Config;
-use crate::cycle::input::{self, Input, current_file, modified_at, with_file};
+use crate::cycle::input::{self, Input, current_file, with_file};
 use crate::cycle::{self, CycleReport};
 use crate::error::SyncError;
 use crate::readback::{self, ReconcileReport};
@@ -115,7 +115,10 @@ fn older_than_last(store: &Store, file: &Path) -> Result<Option<String>, SyncErr
     let Some(last) = store.last_processed_file()? else {
         return Ok(None);
     };
-    let (Some(this), Some(then)) = (modified_at(file), last.modified_at.as_deref()) else {
+    let (Some(this), Some(then)) = (
+        crate::source::dropfolder::modified_at(file),
+        last.modified_at.as_deref(),
+    ) else {
         return Ok(None);
     };
     let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
