@@ -38,6 +38,9 @@ pub enum Settled<'a> {
     Refused(&'a str),
     /// Its batch never got an answer (the request failed after its retries).
     Unsent,
+    /// Its request left but no answer said whether Concur took it; what became of it is found
+    /// out before it is sent again. The message says what happened.
+    Unanswered(&'a str),
 }
 
 /// Sends `entries` (outbox id, operation) in batches of at most `batch_size` (and the target's

@@ -72,6 +72,7 @@ impl ConcurClient {
                 path: String::new(),
                 message: format!("cannot build HTTP client: {e}"),
                 timeout: false,
+                unsent: true,
             })?;
         let policy = RetryPolicy {
             max_attempts: config.max_attempts.max(1),
@@ -176,6 +177,9 @@ pub(crate) enum Repeat {
     Retry,
     /// Not idempotent (a create): sent once; a 429 still holds back every later request.
     Once,
+    /// Not to be applied twice (a UPS v4 Bulk): resent only after answers that say it was not
+    /// processed (429, 503) or when no connection was made, per the client's policy.
+    IfUnprocessed,
 }
 
 impl ConcurClient {
@@ -192,15 +196,22 @@ impl ConcurClient {
     ) -> Result<crate::http::retry::Reply, ConcurError> {
         let inner = &*self.inner;
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
-        let once;
+        let adjusted;
         let policy = match repeat {
             Repeat::Retry => &inner.policy,
             Repeat::Once => {
-                once = RetryPolicy {
+                adjusted = RetryPolicy {
                     max_attempts: 1,
                     ..inner.policy.clone()
                 };
-                &once
+                &adjusted
+            }
+            Repeat::IfUnprocessed => {
+                adjusted = RetryPolicy {
+                    unprocessed_only: true,
+                    ..inner.policy.clone()
+                };
+                &adjusted
             }
         };
         let mut refused = None;

@@ -34,6 +34,8 @@ pub enum ConcurError {
         path: String,
         message: String,
         timeout: bool,
+        /// No connection was made: the request cannot have reached the server.
+        unsent: bool,
     },
     /// An HTTP status other than success, with a short excerpt of the body (or its message).
     #[error("HTTP {status} on {path}: {message}")]
@@ -109,11 +111,13 @@ impl ConcurError {
             )),
             SendError::Transport(error) => {
                 let timeout = error.is_timeout();
+                let unsent = error.is_connect() || error.is_builder();
                 let error = SendError::Transport(error.without_url());
                 ConcurError::Transport {
                     path: path.to_owned(),
                     message: format!("{error} (after {} attempts)", failure.attempts),
                     timeout,
+                    unsent,
                 }
             }
         }

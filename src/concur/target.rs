@@ -65,6 +65,9 @@ pub enum Sent {
     Pending(String),
     /// Not in this request (it did not fit): hand it over again.
     NotSent,
+    /// In a request that got no answer saying whether Concur took it (a timeout, a reset, a
+    /// 500/502/504): it may be applied later. The message says what happened.
+    Unanswered(String),
 }
 
 /// The answer to [`UserTarget::submit`]: the provision id, if the request was accepted for

@@ -170,8 +170,14 @@ pub(super) async fn apply(
         Some(cancel),
         counts,
         |op, settled| {
-            if let Settled::Refused(m) = settled {
-                tracing::warn!(employee_id = %op.employee_id, operation = %op.kind, message = %m, "Concur rejected the record");
+            match settled {
+                Settled::Refused(m) => {
+                    tracing::warn!(employee_id = %op.employee_id, operation = %op.kind, message = %m, "Concur rejected the record");
+                }
+                Settled::Unanswered(m) => {
+                    tracing::warn!(employee_id = %op.employee_id, operation = %op.kind, message = %m, "no answer from Concur");
+                }
+                Settled::Acknowledged | Settled::Unsent => {}
             }
         },
     )

@@ -7,7 +7,9 @@
 //! `0`, for an exponential backoff with jitter; either wait is global: no request through the
 //! same `Pacer` leaves before it ends. 500/502/503/504 (honouring a `Retry-After` the same way),
 //! timeouts and connection errors are retried after a task-local backoff. Every other status is
-//! final. At most `max_attempts` sends in all.
+//! final. At most `max_attempts` sends in all. A request that must not be applied twice
+//! (`unprocessed_only`) is retried only after answers that say it was not processed (429,
+//! 503) and connections never made.
 //!
 //! Every wait (the served throttle, the limiter, a backoff, the request and its body) ends at
 //! once when the pacer's cancellation token fires, and no request leaves after that. A served
@@ -42,6 +44,10 @@ pub struct RetryPolicy {
     pub retry_after_max: Duration,
     /// Largest response body read; a longer one fails the request.
     pub max_body_bytes: u64,
+    /// For a request that must not be applied twice: only answers that say it was not
+    /// processed (429, 503) and connections never made are retried; a timeout, a reset or a
+    /// 500/502/504, after which the server may have done the work, is returned as it is.
+    pub unprocessed_only: bool,
 }
 
 impl Default for RetryPolicy {
@@ -53,6 +59,7 @@ impl Default for RetryPolicy {
             timeout: Duration::from_secs(60),
             retry_after_max: Duration::from_secs(15 * 60),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            unprocessed_only: false,
         }
     }
 }
@@ -415,7 +422,9 @@ where
                 if reply.status == 429 {
                     pacer.throttled_429.fetch_add(1, Ordering::Relaxed);
                 }
-                if !is_retryable_status(reply.status) {
+                if !is_retryable_status(reply.status)
+                    || (policy.unprocessed_only && !matches!(reply.status, 429 | 503))
+                {
                     return Ok(reply);
                 }
                 let served = parse_retry_after(&reply.headers, SystemTime::now())
@@ -447,7 +456,9 @@ where
             Err(error) => {
                 tracing::debug!(%method, path, duration_ms = elapsed_ms, attempt, timeout = error.is_timeout(), "http request failed");
                 let final_error = match &error {
-                    SendError::Transport(e) => e.is_builder(),
+                    SendError::Transport(e) => {
+                        e.is_builder() || (policy.unprocessed_only && !e.is_connect())
+                    }
                     _ => true,
                 };
                 if last || final_error {

@@ -326,6 +326,10 @@ async fn send(
                 tracing::warn!(employee_id = %op.employee_id, message = %m, "Concur refused a reconcile write");
             }
             Settled::Unsent => tally(op, false),
+            Settled::Unanswered(m) => {
+                tally(op, false);
+                tracing::warn!(employee_id = %op.employee_id, message = %m, "a reconcile write got no answer");
+            }
         },
     )
     .await?;

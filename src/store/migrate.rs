@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006-outbox-provisions.sql",
         include_str!("../../migrations/0006-outbox-provisions.sql"),
     ),
+    (
+        "0007-outbox-sent-at.sql",
+        include_str!("../../migrations/0007-outbox-sent-at.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

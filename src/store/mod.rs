@@ -30,7 +30,7 @@ pub use cycles::{CycleCounts, CycleInfo};
 pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
-pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision};
+pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled};
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};

@@ -2,11 +2,22 @@
 //! reading open entries back, held plans (supersede, approve, reject, approval requests) and
 //! crash recovery (`recover`).
 
+use std::collections::HashMap;
+
 use rusqlite::params;
 
 use super::journal::USERS;
 use super::{OutboxState, Store, StoreError, now, user_json};
 use crate::model::{Op, OpKind, User};
+
+/// What an earlier attempt of a create left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsettled {
+    /// Concur refused it (or it was never answered for another reason now settled).
+    Refused,
+    /// Its request left at this time and no answer said what became of it.
+    Unanswered(chrono::DateTime<chrono::Utc>),
+}
 
 /// One outbox entry as stored.
 #[derive(Debug, Clone)]
@@ -117,21 +128,39 @@ impl Store {
         )?)
     }
 
-    /// Employee ids among `ids` an earlier create was sent for without a recorded success
-    /// (its answer lost, refused, or timed out): Concur may hold the user, so it is looked up
-    /// before anything is created again.
+    /// Of the creates of `ids`, those an earlier attempt may have applied: sent before and
+    /// refused, or sent without an answer that says what became of them. The latter carry the
+    /// time their request last left (UTC): until a provision accepted then would have timed
+    /// out, Concur may still apply it, so a create Concur does not show yet is not sent again.
     pub fn creates_unsettled<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a str>,
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, Unsettled>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT 1 FROM outbox WHERE employee_id = ?1 AND op = 'create' AND attempts > 0
-               AND state IN ('inflight', 'failed', 'abandoned') LIMIT 1",
+            "SELECT state, COALESCE(sent_at, updated_at) FROM outbox
+             WHERE employee_id = ?1 AND op = 'create' AND attempts > 0
+               AND state IN ('inflight', 'failed', 'abandoned')",
         )?;
-        let mut out = std::collections::HashSet::new();
+        let mut out = HashMap::new();
         for id in ids {
-            if stmt.exists([id])? {
-                out.insert(id.to_owned());
+            let mut rows = stmt.query([id])?;
+            let mut found: Option<Unsettled> = None;
+            while let Some(r) = rows.next()? {
+                let state: OutboxState = r.get(0)?;
+                let at: String = r.get(1)?;
+                let entry = found.get_or_insert(Unsettled::Refused);
+                if state != OutboxState::Failed {
+                    let at = chrono::DateTime::parse_from_rfc3339(&at)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .unwrap_or_else(|_| chrono::Utc::now());
+                    *entry = match *entry {
+                        Unsettled::Unanswered(prev) if prev >= at => Unsettled::Unanswered(prev),
+                        _ => Unsettled::Unanswered(at),
+                    };
+                }
+            }
+            if let Some(u) = found {
+                out.insert(id.to_owned(), u);
             }
         }
         Ok(out)
@@ -236,9 +265,22 @@ impl Store {
         Ok(ids)
     }
 
-    /// Marks entries as sent (their attempt counter goes up) before the request leaves.
+    /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
+    /// request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        USERS.mark_inflight(&mut self.conn, ids)
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
+                 WHERE id = ?1",
+            )?;
+            let at = now();
+            for id in ids {
+                stmt.execute(params![id, at, OutboxState::Inflight])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Open (pending or in-flight) entries of a cycle, in send order.

@@ -16,6 +16,11 @@ pub enum EntryResult {
     /// Acknowledged, and Concur named the user's UUID (UPS v4): stored with the snapshot row.
     AcknowledgedAs(String),
     Failed(String),
+    /// The request carrying it got no answer that says whether Concur applied it (a timeout,
+    /// a reset, a 5xx that may have come after the work): recorded as a failure with the
+    /// message, and left `abandoned` with the time it was sent, so that a create is looked up
+    /// before it is attempted again ([`Store::creates_unsettled`]).
+    Unanswered(String),
 }
 
 impl Store {
@@ -186,6 +191,9 @@ impl Store {
             let mut failed = tx.prepare_cached(
                 "UPDATE outbox SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
             )?;
+            let mut unanswered = tx.prepare_cached(
+                "UPDATE outbox SET state = 'abandoned', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+            )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8)
@@ -262,8 +270,12 @@ impl Store {
                         }
                         clear_failures.execute([&op.employee_id])?;
                     }
-                    EntryResult::Failed(message) => {
-                        failed.execute(params![id, message, at])?;
+                    EntryResult::Failed(message) | EntryResult::Unanswered(message) => {
+                        if matches!(result, EntryResult::Unanswered(_)) {
+                            unanswered.execute(params![id, message, at])?;
+                        } else {
+                            failed.execute(params![id, message, at])?;
+                        }
                         add_failure.execute(params![
                             op.employee_id,
                             op.kind.as_str(),

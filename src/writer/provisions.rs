@@ -9,10 +9,16 @@
 //!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
 //!   out while earlier ones are pending. A provision still pending after `timeout` fails its
 //!   remaining operations with that reason (planned again next cycle).
+//! - A Bulk request is resent only after answers that say it was not processed (429, 503, no
+//!   connection). One that got no answer saying whether Concur took it (a timeout, a reset, a
+//!   500/502/504, shutdown) leaves its entries unanswered: planned again next cycle.
 //! - A create some earlier attempt may have applied (answer lost, refused, timed out) is
 //!   looked up by employee number before it is sent: found, it is adopted (its UUID taken and
-//!   the user patched to the desired state) instead of created. A create refused because its
-//!   employee number or user name is taken is resolved the same way, never by a second user.
+//!   the user patched to the desired state) instead of created. Not found after an unanswered
+//!   attempt, it is not sent until a provision accepted at that attempt would have timed out
+//!   (Concur may still be processing it, and its reads lag): a create is never attempted
+//!   twice. A create refused because its employee number or user name is taken is resolved by
+//!   a look-up and adoption too, never by a second user.
 //! - An operation whose identity was applied but whose spend extensions failed advances the
 //!   snapshot with the identity only: the failed extensions' fields keep what the snapshot
 //!   held before, so the next plan patches only them; the user's failure keeps Concur's
@@ -28,7 +34,7 @@ use super::{Settled, WriteError};
 use crate::concur::v4::schema::fields_of;
 use crate::concur::{Planned, Provisioning, Sent, UserOutcome, UserTarget};
 use crate::model::{Field, Op, OpKind, User};
-use crate::store::{CycleCounts, EntryResult, Store};
+use crate::store::{CycleCounts, EntryResult, Store, Unsettled};
 
 /// One operation on its way: its outbox entry and cycle, what it addresses.
 #[derive(Clone, Debug)]
@@ -43,6 +49,9 @@ struct Item {
     looked_up: bool,
     /// Look up before sending (a create an earlier attempt may have applied).
     look_up: bool,
+    /// When a request carrying this create last left without an answer saying what became
+    /// of it: Concur may apply it until a provision accepted then would have timed out.
+    unanswered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A provision being polled.
@@ -99,7 +108,11 @@ pub(super) async fn send<T: UserTarget>(
             uuid: uuids.get(*key).cloned(),
             adopt: false,
             looked_up: false,
-            look_up: unsettled.contains(&op.employee_id),
+            look_up: unsettled.contains_key(&op.employee_id),
+            unanswered_at: match unsettled.get(&op.employee_id) {
+                Some(Unsettled::Unanswered(at)) => Some(*at),
+                _ => None,
+            },
         })
         .collect();
     let mut ledger = Ledger {
@@ -187,6 +200,7 @@ pub async fn resume_provisions<T: UserTarget>(
                             adopt: false,
                             looked_up: true,
                             look_up: false,
+                            unanswered_at: None,
                         },
                     )
                 })
@@ -321,7 +335,17 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                         )?;
                         continue;
                     }
-                    None => {}
+                    None => {
+                        if let Some(message) = self.still_in_doubt(&item) {
+                            self.store.record_results(
+                                item.cycle,
+                                &[(item.id, &item.op, EntryResult::Failed(message.clone()))],
+                            )?;
+                            (self.settled)(&item.op, Settled::Unanswered(&message));
+                            self.counts.failed += 1;
+                            continue;
+                        }
+                    }
                 }
             }
             ready.push(item);
@@ -357,6 +381,21 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 Sent::Pending(bulk_id) => pending.push((bulk_id, item)),
                 Sent::Settled(o) => now_settled.push((item, o)),
                 Sent::NotSent => back.push(item),
+                Sent::Unanswered(message) => {
+                    let message = if item.op.kind == OpKind::Create {
+                        format!(
+                            "{message}; Concur may still create the user: looked up before it is sent again"
+                        )
+                    } else {
+                        format!("{message}; planned again next cycle")
+                    };
+                    self.store.record_results(
+                        item.cycle,
+                        &[(item.id, &item.op, EntryResult::Unanswered(message.clone()))],
+                    )?;
+                    (self.settled)(&item.op, Settled::Unanswered(&message));
+                    self.counts.failed += 1;
+                }
             }
         }
         if !pending.is_empty() {
@@ -451,6 +490,24 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             }
         }
         Ok(None)
+    }
+
+    /// Why a create Concur does not show must not be sent yet: a request that carried it left
+    /// without an answer less than a provision timeout ago, so Concur may still apply it.
+    fn still_in_doubt(&self, item: &Item) -> Option<String> {
+        let at = item.unanswered_at?;
+        let timeout = chrono::Duration::from_std(self.timing.timeout).ok()?;
+        let until = at + timeout;
+        (chrono::Utc::now() < until).then(|| {
+            let fmt = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            format!(
+                "the create sent at {} got no answer and Concur does not show the user yet; it may still be applied, so it is looked up again by later cycles and sent again only after {} (concur.provision_timeout_minutes)",
+                fmt(at),
+                fmt(until)
+            )
+        })
     }
 
     fn fail(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {

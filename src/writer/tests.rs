@@ -90,6 +90,7 @@ fn transport() -> ConcurError {
         path: "/pw".into(),
         message: "connection reset".into(),
         timeout: false,
+        unsent: false,
     }
 }
 

@@ -322,6 +322,56 @@ async fn a_lost_bulk_answer_creates_no_duplicate() {
 }
 
 #[tokio::test]
+async fn a_create_whose_answer_never_came_is_not_sent_again_while_concur_could_still_apply_it() {
+    // A provision would time out after 3 s.
+    let rig = v4_rig(SimConfig::default(), "provision_timeout_minutes = 0.05").await;
+    let lines = rows(0..4, 4);
+    write(&rig, &lines[..2]);
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // The Bulk creating the others leaves and its connection closes without an answer
+    // (nothing applied; concur-sync cannot know that).
+    write(&rig, &lines);
+    let before = bulks(&rig).len();
+    rig.sim.set_faults(Faults {
+        rate_drop: 1.0,
+        ..Faults::default()
+    });
+    let out = rig.run(&["sync"]).await;
+    rig.sim.set_faults(Faults::default());
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert_eq!(
+        bulks(&rig).len(),
+        before + 1,
+        "a Bulk without an answer is not resent: {}",
+        text(&out)
+    );
+    assert_eq!(rig.sim.v4_users().len(), 2);
+
+    // At once: the creates are looked up, Concur does not show them, and they stay unsent.
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert_eq!(bulks(&rig).len(), before + 1, "{}", text(&out));
+    let status = rig.run(&["status", "--json"]).await;
+    let failures = serde_json::from_slice::<Value>(&status.stdout).unwrap()["failed"].clone();
+    let failures = failures.to_string();
+    assert!(
+        failures.contains("E00002")
+            && failures.contains("got no answer")
+            && failures.contains("concur.provision_timeout_minutes"),
+        "{failures}"
+    );
+
+    // Once a provision accepted then would have timed out, they are created.
+    std::thread::sleep(Duration::from_millis(3_200));
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(bulks(&rig).len(), before + 2);
+    assert_eq!(rig.sim.v4_users().len(), 4);
+    assert_arrived(&rig, &lines);
+}
+
+#[tokio::test]
 async fn a_create_refused_as_taken_adopts_the_existing_user() {
     let rig = v4_rig(SimConfig::default(), "").await;
     let lines = rows(0..3, 3);

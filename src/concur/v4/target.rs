@@ -161,6 +161,10 @@ impl UserTarget for V4Target {
                     message: "not sent: it did not fit into the request".into(),
                     conflict: false,
                 })),
+                Sent::Unanswered(message) => out.push(Some(UserOutcome::Failed {
+                    message,
+                    conflict: false,
+                })),
             }
         }
         if let Some(id) = submitted.provision_id {
@@ -228,15 +232,45 @@ impl UserTarget for V4Target {
         };
         let body: Value = serde_json::from_str(&request.body)
             .map_err(|e| ConcurError::Decode(format!("the Bulk request: {e}")))?;
-        let reply = self
+        // A Bulk must not be applied twice: resent only after answers that say it was not
+        // processed; after a lost answer its creates are looked up before anything is resent.
+        let unanswered = |sent: &mut Vec<Sent>, why: String| {
+            for &m in &request.members {
+                sent[index[m]] = Sent::Unanswered(why.clone());
+            }
+        };
+        let reply = match self
             .client
             .send_authed(
                 reqwest::Method::POST,
                 &format!("{UPS_BULK_PATH}/"),
                 Some(&body),
-                Repeat::Retry,
+                Repeat::IfUnprocessed,
             )
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e @ (ConcurError::Transport { unsent: false, .. } | ConcurError::Cancelled { .. })) => {
+                unanswered(&mut sent, format!("no answer to the Bulk request: {e}"));
+                return Ok(Submitted {
+                    provision_id: None,
+                    ops: sent,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if matches!(reply.status, 500 | 502 | 504) {
+            let why = format!(
+                "the Bulk request was answered HTTP {} ({}), which does not say whether Concur took it",
+                reply.status,
+                error_text(&reply.body)
+            );
+            unanswered(&mut sent, why);
+            return Ok(Submitted {
+                provision_id: None,
+                ops: sent,
+            });
+        }
         match reply.status {
             200..=299 => {
                 let status = decode_provision_status(&reply.body)?;
