@@ -265,6 +265,27 @@ impl Store {
         Ok(ids)
     }
 
+    /// Adds an operation to a cycle's plan after the others (a follow-up of one that was
+    /// partly applied): `pending`. Returns its id.
+    pub fn add_follow_up(&mut self, cycle: i64, op: &Op) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at)
+             SELECT ?1, COALESCE(max(seq), -1) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM outbox WHERE cycle_id = ?1",
+            params![
+                cycle,
+                op.employee_id,
+                op.kind.as_str(),
+                user_json(&op.user),
+                op.old_login_id,
+                op.old_employee_id,
+                op.origin,
+                OutboxState::Pending,
+                now()
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
     /// request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {

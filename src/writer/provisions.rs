@@ -21,8 +21,9 @@
 //!   a look-up and adoption too, never by a second user.
 //! - An operation whose identity was applied but whose spend extensions failed advances the
 //!   snapshot with the identity only: the failed extensions' fields keep what the snapshot
-//!   held before, so the next plan patches only them; the user's failure keeps Concur's
-//!   messages.
+//!   held before. A follow-up PATCH of only those fields (its own outbox entry) goes out with
+//!   the next request, up to [`EXTENSION_ATTEMPTS`] sends in all; after that the user's
+//!   failure keeps Concur's messages and the next plan patches only them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -52,7 +53,15 @@ struct Item {
     /// When a request carrying this create last left without an answer saying what became
     /// of it: Concur may apply it until a provision accepted then would have timed out.
     unanswered_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The operation this one completes: its kind is what the cycle counts once it settles,
+    /// and how many times its spend extensions were sent.
+    counts_as: OpKind,
+    extension_attempts: u32,
 }
+
+/// How many times the spend extensions of one operation are sent within a cycle before their
+/// failure is recorded (the first attempt included); later cycles patch them again.
+pub const EXTENSION_ATTEMPTS: u32 = 3;
 
 /// A provision being polled.
 struct InFlight {
@@ -72,6 +81,12 @@ struct Ledger<'a, T, F> {
     counts: &'a mut CycleCounts,
     settled: F,
     in_flight: Vec<InFlight>,
+    /// Whether failed spend extensions are patched again within this run (not when only
+    /// resuming provisions a previous process left).
+    retries_extensions: bool,
+    /// Operations patching again the spend extensions an earlier one could not apply, to be
+    /// sent with the next request.
+    follow_ups: Vec<Item>,
 }
 
 /// Sends `entries` through an asynchronous target: see the module text.
@@ -113,6 +128,8 @@ pub(super) async fn send<T: UserTarget>(
                 Some(Unsettled::Unanswered(at)) => Some(*at),
                 _ => None,
             },
+            counts_as: op.kind,
+            extension_attempts: 1,
         })
         .collect();
     let mut ledger = Ledger {
@@ -122,6 +139,8 @@ pub(super) async fn send<T: UserTarget>(
         counts,
         settled,
         in_flight: Vec::new(),
+        retries_extensions: true,
+        follow_ups: Vec::new(),
     };
     let size = batch_size.min(target.max_batch()).max(1);
     for wave in waves(items) {
@@ -131,6 +150,7 @@ pub(super) async fn send<T: UserTarget>(
                 return Ok(false);
             }
             if ledger.poll_due(Instant::now()).await? {
+                queue.extend(ledger.follow_ups.drain(..));
                 continue;
             }
             if !queue.is_empty() {
@@ -190,6 +210,7 @@ pub async fn resume_provisions<T: UserTarget>(
                 .entries
                 .into_iter()
                 .map(|e| {
+                    let kind = e.op.kind;
                     (
                         e.bulk_id,
                         Item {
@@ -201,6 +222,8 @@ pub async fn resume_provisions<T: UserTarget>(
                             looked_up: true,
                             look_up: false,
                             unanswered_at: None,
+                            counts_as: kind,
+                            extension_attempts: EXTENSION_ATTEMPTS,
                         },
                     )
                 })
@@ -219,6 +242,8 @@ pub async fn resume_provisions<T: UserTarget>(
         counts,
         settled: |_: &Op, _: Settled<'_>| {},
         in_flight,
+        retries_extensions: false,
+        follow_ups: Vec::new(),
     };
     while let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() {
         tokio::time::sleep_until(next).await;
@@ -443,7 +468,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 self.store
                     .record_results(item.cycle, &[(item.id, &item.op, result)])?;
                 (self.settled)(&item.op, Settled::Acknowledged);
-                self.counts.count(item.op.kind);
+                self.counts.count(item.counts_as);
             }
             UserOutcome::ExtensionsFailed { uuid, failed } => {
                 let message = failed
@@ -451,9 +476,6 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     .map(|(name, m)| format!("{name}: {m}"))
                     .collect::<Vec<_>>()
                     .join("; ");
-                let message = format!(
-                    "the identity was applied, these extensions were not (patched again next cycle): {message}"
-                );
                 let key = item
                     .op
                     .old_employee_id
@@ -462,10 +484,50 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 let before = self.store.load_users([key.as_str()])?.remove(&key);
                 let mut partial = item.op.clone();
                 partial.user = keep_before(&item.op.user, before.as_ref(), &failed);
-                let result = match uuid.or_else(|| item.uuid.clone()) {
+                let uuid = uuid.or_else(|| item.uuid.clone());
+                let result = match uuid.clone() {
                     Some(u) => EntryResult::AcknowledgedAs(u),
                     None => EntryResult::Acknowledged,
                 };
+                let changes = item.op.user.changes_from(&partial.user);
+                let retry = self.retries_extensions
+                    && item.extension_attempts < EXTENSION_ATTEMPTS
+                    && uuid.is_some()
+                    && !changes.is_empty();
+                if retry {
+                    // The identity is recorded; only the failed extensions go out again.
+                    self.store
+                        .record_results(item.cycle, &[(item.id, &partial, result)])?;
+                    let follow_up = Op {
+                        kind: OpKind::Update,
+                        employee_id: item.op.employee_id.clone(),
+                        user: item.op.user.clone(),
+                        old_login_id: None,
+                        old_employee_id: None,
+                        changes,
+                        password: None,
+                        origin: item.op.origin.clone(),
+                    };
+                    tracing::info!(employee_id = %item.op.employee_id, attempt = item.extension_attempts, message = %message, "the identity was applied, some extensions were not: patching them again");
+                    let id = self.store.add_follow_up(item.cycle, &follow_up)?;
+                    self.follow_ups.push(Item {
+                        id,
+                        cycle: item.cycle,
+                        op: follow_up,
+                        uuid,
+                        adopt: false,
+                        looked_up: true,
+                        look_up: false,
+                        unanswered_at: None,
+                        counts_as: item.counts_as,
+                        extension_attempts: item.extension_attempts + 1,
+                    });
+                    return Ok(None);
+                }
+                let message = format!(
+                    "the identity was applied, these extensions were not after {} attempts (patched again next cycle): {message}",
+                    item.extension_attempts
+                );
                 self.store.record_results(
                     item.cycle,
                     &[

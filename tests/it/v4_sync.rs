@@ -401,15 +401,61 @@ async fn a_transient_spend_failure_is_repaired_by_patching_only_that_extension()
     write(&rig, &lines);
     rig.sim.fail_spend(&["E00003"], 1);
     let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_arrived(&rig, &lines);
+    assert_eq!(rig.sim.v4_users().len(), 5);
+    assert_eq!(rig.status().await["failed"], serde_json::json!([]));
+    // The repair is one more operation: a PATCH of the user created a moment before.
+    let last = rig.sim.provisions().pop().unwrap();
+    let ops = last["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 1, "{last}");
+    assert_eq!(
+        ops[0]["method"]
+            .as_str()
+            .map(str::to_ascii_uppercase)
+            .as_deref(),
+        Some("PATCH"),
+        "{last}"
+    );
+    let uuid = rig.sim.v4_user("E00003").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(last.to_string().contains(&uuid), "{last}");
+
+    // Unchanged afterwards: nothing more is sent.
+    let from = bulks(&rig).len();
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(bulks(&rig).len(), from);
+}
+
+#[tokio::test]
+async fn a_spend_extension_that_keeps_failing_is_tried_a_bounded_number_of_times_then_next_cycle() {
+    let rig = v4_rig(SimConfig::default(), "").await;
+    let lines = rows(0..5, 5);
+    write(&rig, &lines);
+    rig.sim.fail_spend(&["E00003"], 100);
+    let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 2, "{}", text(&out));
     let u = rig.sim.v4_user("E00003").unwrap();
     assert!(u.get(SPEND).is_none(), "{u}");
     let status = rig.status().await;
+    let failed = status["failed"].to_string();
     assert!(
-        status["failed"].to_string().contains("SERVICE_UNAVAILABLE"),
+        failed.contains("SERVICE_UNAVAILABLE") && failed.contains("after 3 attempts"),
         "{status}"
     );
+    // One create and two patches carried E00003; the other users were sent once.
+    let carried: usize = rig
+        .sim
+        .provisions()
+        .iter()
+        .filter(|p| p.to_string().contains("emp-E00003"))
+        .count();
+    assert_eq!(carried, 3);
 
+    rig.sim.clear_v4_faults();
     let from = bulks(&rig).len();
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));

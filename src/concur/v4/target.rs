@@ -250,7 +250,9 @@ impl UserTarget for V4Target {
             .await
         {
             Ok(reply) => reply,
-            Err(e @ (ConcurError::Transport { unsent: false, .. } | ConcurError::Cancelled { .. })) => {
+            Err(
+                e @ (ConcurError::Transport { unsent: false, .. } | ConcurError::Cancelled { .. }),
+            ) => {
                 unanswered(&mut sent, format!("no answer to the Bulk request: {e}"));
                 return Ok(Submitted {
                     provision_id: None,
