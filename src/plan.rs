@@ -20,6 +20,9 @@ use crate::model::{
 pub struct PlanOptions {
     /// Compare source passwords with the remembered keyed hash and plan password changes.
     pub source_passwords: bool,
+    /// A new user's manager must be an expense approver (`expense_approver = Y` on the
+    /// manager's own row): UPS v4 refuses a report approver without the `EXP_APPROVER` role.
+    pub manager_must_approve: bool,
 }
 
 /// One record that needs an operation, before cross-record checks.
@@ -36,10 +39,15 @@ pub struct Candidate {
 struct Seen {
     /// Employee id key → index into `rows`.
     by_id: KeyMap<u32>,
-    /// (arena offset, id length, origin length, valid)
-    rows: Vec<(u32, u16, u16, bool)>,
+    /// (arena offset, id length, origin length, flags: [`VALID`], [`APPROVER`])
+    rows: Vec<(u32, u16, u16, u8)>,
     arena: String,
 }
+
+/// The row was valid (and is not a duplicate).
+const VALID: u8 = 1;
+/// The row makes its user an expense approver.
+const APPROVER: u8 = 2;
 
 impl Seen {
     fn with_capacity(n: usize) -> Seen {
@@ -52,7 +60,7 @@ impl Seen {
     fn get(&self, key: u128) -> Option<u32> {
         self.by_id.get(&key).copied()
     }
-    fn add(&mut self, key: u128, id: &str, origin: &str, valid: bool) -> u32 {
+    fn add(&mut self, key: u128, id: &str, origin: &str, flags: u8) -> u32 {
         let off = self.arena.len() as u32;
         let id = truncate_str(id, u16::MAX as usize);
         let origin = truncate_str(origin, u16::MAX as usize);
@@ -60,7 +68,7 @@ impl Seen {
         self.arena.push_str(origin);
         let i = self.rows.len() as u32;
         self.rows
-            .push((off, id.len() as u16, origin.len() as u16, valid));
+            .push((off, id.len() as u16, origin.len() as u16, flags));
         self.by_id.insert(key, i);
         i
     }
@@ -74,10 +82,13 @@ impl Seen {
         &self.arena[start..start + ol as usize]
     }
     fn valid(&self, i: u32) -> bool {
-        self.rows[i as usize].3
+        self.rows[i as usize].3 & VALID != 0
+    }
+    fn approver(&self, i: u32) -> bool {
+        self.rows[i as usize].3 & APPROVER != 0
     }
     fn invalidate(&mut self, i: u32) {
-        self.rows[i as usize].3 = false;
+        self.rows[i as usize].3 &= !VALID;
     }
     fn len(&self) -> usize {
         self.rows.len()
@@ -187,7 +198,7 @@ impl<'a> Planner<'a> {
                 self.dup_ids.entry(id).or_default().push(origin);
                 return;
             }
-            self.seen.add(key, &id, &origin, false);
+            self.seen.add(key, &id, &origin, 0);
         }
     }
 
@@ -202,7 +213,9 @@ impl<'a> Planner<'a> {
                 .push(record.origin);
             return;
         }
-        let row = self.seen.add(key, id, &record.origin, true);
+        let approver = record.user.get(Field::EXPENSE_APPROVER) == Some("Y");
+        let flags = if approver { VALID | APPROVER } else { VALID };
+        let row = self.seen.add(key, id, &record.origin, flags);
         match self.logins.entry(login_key(record.user.login_id())) {
             std::collections::hash_map::Entry::Occupied(o) => {
                 let holder = *o.get();
@@ -415,6 +428,33 @@ impl<'a> Planner<'a> {
                         identity: RowIdentity::default(),
                     },
                 );
+            }
+        }
+        // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
+        if self.options.manager_must_approve {
+            for c in candidates.iter().filter(|c| c.kind == OpKind::Create) {
+                let u = &c.record.user;
+                let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID) else {
+                    continue;
+                };
+                let Some(i) = seen.get(id_key(m)).filter(|&i| seen.valid(i)) else {
+                    continue;
+                };
+                if !seen.approver(i) && !bad_manager.contains_key(u.employee_id()) {
+                    bad_manager.insert(
+                        u.employee_id().to_owned(),
+                        Rejection {
+                            source: c.record.origin.clone(),
+                            employee_id: Some(u.employee_id().to_owned()),
+                            field: "manager_employee_id".into(),
+                            message: format!(
+                                "manager \"{m}\" is not an expense approver (its row at {} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER",
+                                seen.origin(i)
+                            ),
+                            identity: RowIdentity::default(),
+                        },
+                    );
+                }
             }
         }
         // Loops among users being created can never be satisfied.

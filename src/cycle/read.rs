@@ -52,6 +52,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         })?;
     let options = PlanOptions {
         source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
+        manager_must_approve: cfg.concur.api == crate::config::ConcurApi::V4,
     };
     let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
     let t0 = std::time::Instant::now();

@@ -28,6 +28,7 @@ fn run(snap: &SnapshotIndex, recs: Vec<SourceRecord>) -> Draft {
         &mac,
         PlanOptions {
             source_passwords: true,
+            manager_must_approve: false,
         },
     );
     for r in recs {
@@ -144,6 +145,7 @@ fn a_rejected_row_protects_every_user_it_could_name() {
         &mac,
         PlanOptions {
             source_passwords: false,
+            manager_must_approve: false,
         },
     );
     let rejected = |ident: &[&str]| Rejection {
@@ -212,4 +214,42 @@ fn vanished_and_inactive_rows_deactivate() {
     assert_eq!(kinds(&d), [(OpKind::Deactivate, "b".to_string())]);
     assert_eq!(d.vanished, ["c"]);
     assert_eq!(d.unchanged, 1);
+}
+
+#[test]
+fn under_v4_a_new_user_whose_manager_is_not_an_expense_approver_is_rejected() {
+    let snap = SnapshotIndex::default();
+    let mut approver = rec(2, "m1", "m1@x", None);
+    approver.user.set(Field::EXPENSE_APPROVER, "Y");
+    let records = vec![
+        approver,
+        rec(3, "m2", "m2@x", None),
+        rec(4, "a", "a@x", Some("m1")),
+        rec(5, "b", "b@x", Some("m2")),
+    ];
+    let mut p = Planner::new(
+        &snap,
+        &mac,
+        PlanOptions {
+            source_passwords: false,
+            manager_must_approve: true,
+        },
+    );
+    for r in records {
+        p.push(r);
+    }
+    let d = p.finish(true);
+    let ids: Vec<_> = kinds(&d).into_iter().map(|(_, i)| i).collect();
+    assert_eq!(ids, ["m1", "m2", "a"]);
+    assert_eq!(d.rejections.len(), 1, "{:?}", d.rejections);
+    let r = &d.rejections[0];
+    assert_eq!(r.source, "hr.csv:5");
+    assert_eq!(r.field, "manager_employee_id");
+    assert!(
+        r.message.contains("\"m2\" is not an expense approver")
+            && r.message.contains("hr.csv:3")
+            && r.message.contains("EXP_APPROVER"),
+        "{}",
+        r.message
+    );
 }

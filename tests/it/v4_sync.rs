@@ -498,6 +498,8 @@ async fn rows_breaking_v4_rules_are_rejected_by_name_while_good_rows_apply() {
         &format!(",{},", "A".repeat(40)),
         1,
     ));
+    // A new user whose manager (E00001) is not an expense approver.
+    lines.push(format!("{},N", row(11, "")));
     write(&rig, &lines);
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 2, "{}", text(&out));
@@ -511,4 +513,10 @@ async fn rows_breaking_v4_rules_are_rejected_by_name_while_good_rows_apply() {
     );
     assert!(rejected.contains("userName"), "{rejected}");
     assert!(rejected.contains("UPS v4"), "{rejected}");
+    assert!(
+        rejected.contains("E00011")
+            && rejected.contains("manager \\\"E00001\\\" is not an expense approver")
+            && rejected.contains("EXP_APPROVER"),
+        "{rejected}"
+    );
 }
