@@ -30,4 +30,5 @@ mod source_digest;
 mod sync_cycle;
 mod tokens;
 mod v4_readback;
+mod v4_scenarios;
 mod v4_sync;
