@@ -234,15 +234,24 @@ fn change_ops(change: &FieldChange, ops: &mut Vec<PatchOperation>) {
             _ => {}
         },
         Home::ReportApprover => {
+            // A new manager replaces the primary report approver whole: removed, then added,
+            // in the same (atomic) PATCH. A filtered `replace` would leave it to the server
+            // whether the old approver's UUID survives next to the new employeeNumber.
             let primary = format!("{SPEND_APPROVER}:report[primary eq true]");
-            ops.push(match (old, new) {
-                (Some(_), Some(m)) => PatchOperation::replace(primary, report_approver(m)),
-                (None, Some(m)) => PatchOperation::add(
+            let add = |m: &str| {
+                PatchOperation::add(
                     format!("{SPEND_APPROVER}:report"),
                     json!([report_approver(m)]),
-                ),
-                (_, None) => PatchOperation::remove(primary),
-            });
+                )
+            };
+            match (old, new) {
+                (Some(_), Some(m)) => {
+                    ops.push(PatchOperation::remove(primary));
+                    ops.push(add(m));
+                }
+                (None, Some(m)) => ops.push(add(m)),
+                (_, None) => ops.push(PatchOperation::remove(primary)),
+            }
         }
     }
 }
@@ -403,8 +412,9 @@ mod tests {
                 &format!(
                     r#"{{"op":"add","path":"{role}:roles","value":[{{"roleName":"INV_APPROVER"}}]}}"#
                 ),
+                &format!(r#"{{"op":"remove","path":"{approver}:report[primary eq true]"}}"#),
                 &format!(
-                    r#"{{"op":"replace","path":"{approver}:report[primary eq true]","value":{{"approver":{{"employeeNumber":"M2"}},"primary":true}}}}"#
+                    r#"{{"op":"add","path":"{approver}:report","value":[{{"approver":{{"employeeNumber":"M2"}},"primary":true}}]}}"#
                 ),
             ],
         );

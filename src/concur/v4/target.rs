@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
-use super::bulk::{BulkLimits, BulkOperation, Method, operation_for, pack, user_path};
+use super::bulk::{BulkLimits, BulkOperation, Method, Unsendable, operation_for, pack, user_path};
 use super::error::error_text;
 use super::list::{decode_user_list, employee_number_filter, identity_lookup_path};
 use super::mapping::user_body;
@@ -65,14 +65,14 @@ impl V4Target {
     }
 
     /// The Bulk operation of one planned operation, or why it has none.
-    fn operation(&self, p: &Planned<'_>) -> Result<BulkOperation, String> {
+    fn operation(&self, p: &Planned<'_>) -> Result<BulkOperation, Unsendable> {
         if p.adopt
             && p.op.kind == OpKind::Create
             && let Some(uuid) = p.uuid
         {
             return Ok(adoption(p.op, uuid, &self.company_uuid));
         }
-        operation_for(p.op, p.uuid, &self.company_uuid, self.today).map_err(|e| e.to_string())
+        operation_for(p.op, p.uuid, &self.company_uuid, self.today)
     }
 }
 
@@ -208,9 +208,16 @@ impl UserTarget for V4Target {
                     bulk.push(b);
                     index.push(i);
                 }
-                Err(message) => {
+                // A change of nothing v4 holds (a flag absent rather than N, a field v4 does
+                // not carry): Concur already holds what the record says.
+                Err(Unsendable::NoChange) => {
+                    sent[i] = Sent::Settled(UserOutcome::Acknowledged {
+                        uuid: p.uuid.map(str::to_owned),
+                    });
+                }
+                Err(e) => {
                     sent[i] = Sent::Settled(UserOutcome::Failed {
-                        message,
+                        message: e.to_string(),
                         conflict: false,
                     });
                 }
