@@ -1,10 +1,11 @@
 //! The asynchronous ledger: planned operations sent to a target that settles them later.
 //!
-//! - Creates of managers go in an earlier wave than the creates of reports that name them,
-//!   and a wave starts only once every provision of the one before has settled (Concur does
-//!   not document in-order processing).
+//! - Creates of managers go in an earlier Bulk than the creates of reports that name them: a
+//!   report's create waits until its manager's create has settled (Concur does not document
+//!   in-order processing), while every other operation keeps going out.
 //! - A request accepted with a provision id marks its entries `submitted` (provision id,
 //!   bulkId, the UUID addressed) in one transaction before anything else happens.
+//! - What one poll confirms is recorded in one transaction.
 //! - Provisions are polled first `first_poll` after acceptance, then with doubling intervals
 //!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
 //!   out while earlier ones are pending. A provision still pending after `timeout` fails its
@@ -87,6 +88,8 @@ struct Ledger<'a, T, F> {
     /// Operations patching again the spend extensions an earlier one could not apply, to be
     /// sent with the next request.
     follow_ups: Vec<Item>,
+    /// Employee ids of this run's creates not recorded yet: their reports wait.
+    unsettled: HashSet<String>,
 }
 
 /// Sends `entries` through an asynchronous target: see the module text.
@@ -141,39 +144,64 @@ pub(super) async fn send<T: UserTarget>(
         in_flight: Vec::new(),
         retries_extensions: true,
         follow_ups: Vec::new(),
+        unsettled: HashSet::new(),
     };
     let size = batch_size.min(target.max_batch()).max(1);
-    for wave in waves(items) {
-        let mut queue: VecDeque<Item> = wave.into();
-        loop {
-            if cancel.is_some_and(CancellationToken::is_cancelled) {
-                return Ok(false);
-            }
-            if ledger.poll_due(Instant::now()).await? {
-                queue.extend(ledger.follow_ups.drain(..));
-                continue;
-            }
-            if !queue.is_empty() {
-                let n = size.min(queue.len());
-                let batch: Vec<Item> = queue.drain(..n).collect();
+    // Managers first (by depth); a create whose manager is created in this run waits until
+    // that create has settled, while everything else keeps going out.
+    let mut queue: VecDeque<Item> = waves(items).into_iter().flatten().collect();
+    ledger.unsettled = queue
+        .iter()
+        .filter(|i| i.op.kind == OpKind::Create)
+        .map(|i| i.op.employee_id.clone())
+        .collect();
+    // Set when a scan found every queued item waiting for its manager: no use scanning again
+    // before something settles.
+    let mut all_waiting = false;
+    loop {
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return Ok(false);
+        }
+        if ledger.poll_due(Instant::now()).await? {
+            queue.extend(ledger.follow_ups.drain(..));
+            all_waiting = false;
+            continue;
+        }
+        if !queue.is_empty() && !all_waiting {
+            let batch = take_ready(&mut queue, size, &ledger.unsettled);
+            if batch.is_empty() {
+                all_waiting = true;
+            } else {
                 let back = ledger.submit(batch).await?;
                 for item in back.into_iter().rev() {
                     queue.push_front(item);
                 }
+                queue.extend(ledger.follow_ups.drain(..));
                 continue;
             }
-            let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() else {
+        }
+        let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() else {
+            if queue.is_empty() {
                 break;
-            };
-            match cancel {
-                Some(c) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(next) => {}
-                        () = c.cancelled() => return Ok(false),
-                    }
-                }
-                None => tokio::time::sleep_until(next).await,
             }
+            // Nothing in flight, yet items wait for a manager: its create was never recorded
+            // in this run (cannot happen); send them rather than wait forever.
+            let n = size.min(queue.len());
+            let batch: Vec<Item> = queue.drain(..n).collect();
+            let back = ledger.submit(batch).await?;
+            for item in back.into_iter().rev() {
+                queue.push_front(item);
+            }
+            continue;
+        };
+        match cancel {
+            Some(c) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    () = c.cancelled() => return Ok(false),
+                }
+            }
+            None => tokio::time::sleep_until(next).await,
         }
     }
     Ok(true)
@@ -244,12 +272,41 @@ pub async fn resume_provisions<T: UserTarget>(
         in_flight,
         retries_extensions: false,
         follow_ups: Vec::new(),
+        unsettled: HashSet::new(),
     };
     while let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() {
         tokio::time::sleep_until(next).await;
         while ledger.poll_due(Instant::now()).await? {}
     }
     Ok(resumed)
+}
+
+/// Takes up to `n` items from the front of `queue` that need not wait: every item but a
+/// create whose manager's create is still `unsettled`. The others keep their order.
+fn take_ready(queue: &mut VecDeque<Item>, n: usize, unsettled: &HashSet<String>) -> Vec<Item> {
+    let waits = |i: &Item| {
+        i.op.kind == OpKind::Create
+            && i.op
+                .user
+                .get(Field::MANAGER_EMPLOYEE_ID)
+                .is_some_and(|m| m != i.op.employee_id && unsettled.contains(m))
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut waiting = Vec::new();
+    while out.len() < n {
+        let Some(item) = queue.pop_front() else {
+            break;
+        };
+        if waits(&item) {
+            waiting.push(item);
+        } else {
+            out.push(item);
+        }
+    }
+    for item in waiting.into_iter().rev() {
+        queue.push_front(item);
+    }
+    out
 }
 
 /// Splits items into waves: a create whose manager is created in the same set goes one wave
@@ -297,8 +354,14 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 }
             }
         }
+        // What Concur confirmed whole is recorded in one transaction per poll; the rest (rare)
+        // one by one.
+        let (acknowledged, rest): (Vec<_>, Vec<_>) = done
+            .into_iter()
+            .partition(|(_, o)| matches!(o, UserOutcome::Acknowledged { .. }));
+        self.acknowledge(acknowledged)?;
         let mut again = Vec::new();
-        for (item, outcome) in done {
+        for (item, outcome) in rest {
             if let Some(retry) = self.settle(item, outcome).await? {
                 again.push(retry);
             }
@@ -362,7 +425,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     }
                     None => {
                         if let Some(message) = self.still_in_doubt(&item) {
-                            self.store.record_results(
+                            self.record(
                                 item.cycle,
                                 &[(item.id, &item.op, EntryResult::Failed(message.clone()))],
                             )?;
@@ -414,7 +477,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     } else {
                         format!("{message}; planned again next cycle")
                     };
-                    self.store.record_results(
+                    self.record(
                         item.cycle,
                         &[(item.id, &item.op, EntryResult::Unanswered(message.clone()))],
                     )?;
@@ -450,6 +513,51 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         }
         // Items never sent go back to the entry's pending state through the caller's queue.
         Ok(back)
+    }
+
+    /// Records outcomes; a create recorded (however it ended) no longer holds its reports back.
+    fn record(&mut self, cycle: i64, results: &[(i64, &Op, EntryResult)]) -> Result<(), WriteError> {
+        self.store.record_results(cycle, results)?;
+        for (_, op, _) in results {
+            if op.kind == OpKind::Create {
+                self.unsettled.remove(&op.employee_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records operations Concur applied whole, in one transaction.
+    fn acknowledge(&mut self, done: Vec<(Item, UserOutcome)>) -> Result<(), WriteError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let results: Vec<(i64, &Op, EntryResult)> = done
+            .iter()
+            .map(|(item, outcome)| {
+                let uuid = match outcome {
+                    UserOutcome::Acknowledged { uuid } => uuid.clone(),
+                    _ => None,
+                };
+                let result = match uuid.or_else(|| item.uuid.clone()) {
+                    Some(u) => EntryResult::AcknowledgedAs(u),
+                    None => EntryResult::Acknowledged,
+                };
+                (item.id, &item.op, result)
+            })
+            .collect();
+        let cycle = done[0].0.cycle;
+        if done.iter().all(|(i, _)| i.cycle == cycle) {
+            self.record(cycle, &results)?;
+        } else {
+            for ((item, _), result) in done.iter().zip(results) {
+                self.record(item.cycle, &[result])?;
+            }
+        }
+        for (item, _) in &done {
+            (self.settled)(&item.op, Settled::Acknowledged);
+            self.counts.count(item.counts_as);
+        }
+        Ok(())
     }
 
     /// Records one settled operation. Returns it again when it is to be sent once more (a
@@ -528,7 +636,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     "the identity was applied, these extensions were not after {} attempts (patched again next cycle): {message}",
                     item.extension_attempts
                 );
-                self.store.record_results(
+                self.record(
                     item.cycle,
                     &[
                         (item.id, &partial, result),
@@ -573,7 +681,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     }
 
     fn fail(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
-        self.store.record_results(
+        self.record(
             item.cycle,
             &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
         )?;
@@ -583,7 +691,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     }
 
     fn fail_unsent(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
-        self.store.record_results(
+        self.record(
             item.cycle,
             &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
         )?;
