@@ -29,6 +29,7 @@ mod simulator_v4;
 mod source_digest;
 mod sync_cycle;
 mod tokens;
+mod v4_chaos;
 mod v4_readback;
 mod v4_scenarios;
 mod v4_sync;
