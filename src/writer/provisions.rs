@@ -88,7 +88,8 @@ struct Ledger<'a, T, F> {
     /// Operations patching again the spend extensions an earlier one could not apply, to be
     /// sent with the next request.
     follow_ups: Vec<Item>,
-    /// Employee ids of this run's creates not recorded yet: their reports wait.
+    /// Employee ids of this run's operations that may let their user approve reports
+    /// ([`may_enable_approval`]) and are not recorded yet: new reports naming them wait.
     unsettled: HashSet<String>,
 }
 
@@ -152,7 +153,7 @@ pub(super) async fn send<T: UserTarget>(
     let mut queue: VecDeque<Item> = waves(items).into_iter().flatten().collect();
     ledger.unsettled = queue
         .iter()
-        .filter(|i| i.op.kind == OpKind::Create)
+        .filter(|i| may_enable_approval(&i.op))
         .map(|i| i.op.employee_id.clone())
         .collect();
     // Set when a scan found every queued item waiting for its manager: no use scanning again
@@ -281,8 +282,21 @@ pub async fn resume_provisions<T: UserTarget>(
     Ok(resumed)
 }
 
+/// Whether `op` may be what lets its user approve reports: a create, a reactivation, or an
+/// update of an expense approver (which may grant the role). A new report naming this user
+/// as its manager waits until it has settled: Concur refuses an approver who does not (yet)
+/// hold `EXP_APPROVER`.
+fn may_enable_approval(op: &Op) -> bool {
+    match op.kind {
+        OpKind::Create | OpKind::Reactivate => true,
+        OpKind::Update => op.user.get(Field::EXPENSE_APPROVER) == Some("Y"),
+        OpKind::Deactivate | OpKind::Password => false,
+    }
+}
+
 /// Takes up to `n` items from the front of `queue` that need not wait: every item but a
-/// create whose manager's create is still `unsettled`. The others keep their order.
+/// create whose manager has an operation still `unsettled` that may let it approve. The others
+/// keep their order.
 fn take_ready(queue: &mut VecDeque<Item>, n: usize, unsettled: &HashSet<String>) -> Vec<Item> {
     let waits = |i: &Item| {
         i.op.kind == OpKind::Create
@@ -515,13 +529,12 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         Ok(back)
     }
 
-    /// Records outcomes; a create recorded (however it ended) no longer holds its reports back.
+    /// Records outcomes; an operation recorded (however it ended) no longer holds new reports
+    /// back.
     fn record(&mut self, cycle: i64, results: &[(i64, &Op, EntryResult)]) -> Result<(), WriteError> {
         self.store.record_results(cycle, results)?;
         for (_, op, _) in results {
-            if op.kind == OpKind::Create {
-                self.unsettled.remove(&op.employee_id);
-            }
+            self.unsettled.remove(&op.employee_id);
         }
         Ok(())
     }
@@ -618,6 +631,10 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     };
                     tracing::info!(employee_id = %item.op.employee_id, attempt = item.extension_attempts, message = %message, "the identity was applied, some extensions were not: patching them again");
                     let id = self.store.add_follow_up(item.cycle, &follow_up)?;
+                    if may_enable_approval(&item.op) {
+                        // Its role may be among what failed: new reports keep waiting.
+                        self.unsettled.insert(item.op.employee_id.clone());
+                    }
                     self.follow_ups.push(Item {
                         id,
                         cycle: item.cycle,

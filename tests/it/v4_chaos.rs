@@ -637,8 +637,6 @@ fn phases() -> Vec<Faults> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "v4: a Bulk whose 202 was lost is sent again at once (a second create of each of its \
-            users), and a repeated spend repair adds a second primary report approver"]
 async fn a_v4_sync_converges_exactly_under_every_fault() {
     if !slow("v4 fault soak") {
         return;
@@ -751,7 +749,6 @@ async fn a_v4_sync_converges_exactly_under_every_fault() {
 /// next cycle must converge; a repair that adds a second primary report approver is refused by
 /// Concur in every later cycle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "v4: a repeated spend repair adds a second primary report approver and is refused forever"]
 async fn a_spend_repair_applied_with_its_answer_lost_converges_next_cycle() {
     let rig = v4_rig(SimConfig::default(), "max_attempts = 2").await;
     let source = Source {
@@ -760,7 +757,8 @@ async fn a_spend_repair_applied_with_its_answer_lost_converges_next_cycle() {
     };
     source.write(&rig);
     let want = source.expect(&BTreeMap::new());
-    rig.sim.fail_spend(&["E00001"], 1);
+    // Failing as often as a cycle tries (three sends), so the repair is left to the next one.
+    rig.sim.fail_spend(&["E00001"], 3);
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert_eq!(

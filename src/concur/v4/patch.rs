@@ -234,23 +234,18 @@ fn change_ops(change: &FieldChange, ops: &mut Vec<PatchOperation>) {
             _ => {}
         },
         Home::ReportApprover => {
-            // A new manager replaces the primary report approver whole: removed, then added,
-            // in the same (atomic) PATCH. A filtered `replace` would leave it to the server
-            // whether the old approver's UUID survives next to the new employeeNumber.
+            // A manager is set by replacing the primary report approver whole: whatever
+            // primary Concur holds is removed, then the new one added, in the same (atomic)
+            // PATCH. A filtered `replace` would leave it to the server whether the old
+            // approver's UUID survives next to the new employeeNumber, and a bare `add` sent
+            // again after a lost answer would give the user a second primary approver.
             let primary = format!("{SPEND_APPROVER}:report[primary eq true]");
-            let add = |m: &str| {
-                PatchOperation::add(
+            ops.push(PatchOperation::remove(primary));
+            if let Some(m) = new {
+                ops.push(PatchOperation::add(
                     format!("{SPEND_APPROVER}:report"),
                     json!([report_approver(m)]),
-                )
-            };
-            match (old, new) {
-                (Some(_), Some(m)) => {
-                    ops.push(PatchOperation::remove(primary));
-                    ops.push(add(m));
-                }
-                (None, Some(m)) => ops.push(add(m)),
-                (_, None) => ops.push(PatchOperation::remove(primary)),
+                ));
             }
         }
     }
@@ -430,6 +425,10 @@ mod tests {
         let patch = patch_for(&op(OpKind::Update, &old, &base()), date());
         assert_eq!(
             patch.operations[0].to_value().to_string(),
+            format!(r#"{{"op":"remove","path":"{approver}:report[primary eq true]"}}"#)
+        );
+        assert_eq!(
+            patch.operations[1].to_value().to_string(),
             format!(
                 r#"{{"op":"add","path":"{approver}:report","value":[{{"approver":{{"employeeNumber":"M1"}},"primary":true}}]}}"#
             )
