@@ -44,8 +44,8 @@ impl Rig {
             &config,
             format!(
                 "[state]\npath = {state:?}\n[source]\nkind = \"csv\"\npath = {hr:?}\n[defaults]\nledger = \"DEFAULT\"\n\
-                 [concur]\n{api}base_url = \"{base}\"\nclient_id = \"it-client\"\nclient_secret = \"it-client-secret-7f3a\"\n\
-                 company_id = \"it-company\"\nrequest_token = \"it-request-token-91bc\"\n{rps}{extra}\n",
+                 [concur]\nbase_url = \"{base}\"\nclient_id = \"it-client\"\nclient_secret = \"it-client-secret-7f3a\"\n\
+                 company_id = \"it-company\"\nrequest_token = \"it-request-token-91bc\"\n{api}{rps}{extra}\n",
                 state = dir.path().join("state.db").display().to_string(),
                 hr = hr.display().to_string(),
                 base = sim.base_url(),
