@@ -25,6 +25,7 @@ path = "$W/inbox"
 [defaults]
 ledger = "DEFAULT"
 [concur]
+api = "v1"
 base_url = "http://127.0.0.1:$SIM_PORT"
 client_id = "bench"
 client_secret = "bench"

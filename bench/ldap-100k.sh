@@ -84,6 +84,7 @@ bind_dn = "uid=reader,ou=system,dc=example,dc=com"
 bind_password_file = "$W/bind-password"
 base_dn = "ou=people,dc=example,dc=com"
 [concur]
+api = "v1"
 base_url = "http://127.0.0.1:9"
 client_id = "bench"
 client_secret = "bench"

@@ -18,6 +18,7 @@ path = "$W/state.db"
 kind = "csv"
 path = "$W/base.csv"
 [concur]
+api = "v1"
 base_url = "http://127.0.0.1:9"
 client_id = "bench"
 client_secret = "bench"

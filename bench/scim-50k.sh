@@ -51,6 +51,7 @@ page_size = $PAGE
 requests_per_second = 0
 timeout_seconds = 600
 [concur]
+api = "v1"
 base_url = "http://127.0.0.1:9"
 client_id = "bench"
 client_secret = "bench"

@@ -46,6 +46,7 @@ path = "$W/$name.db"
 kind = "csv"
 path = "$W/$name.csv"
 [concur]
+api = "v1"
 base_url = "$SIM_URL"
 client_id = "bench"
 client_secret = "bench"

@@ -60,7 +60,12 @@ enum Command {
     /// Serve the bundled Concur simulator.
     Simulate(Box<concur_sync::simulator::SimulateArgs>),
     /// Self-contained tour against the bundled simulator.
-    Demo,
+    Demo {
+        /// The API the tour provisions through: "v4" (the User Provisioning Service) or "v1"
+        /// (User v1, for legacy tenants).
+        #[arg(long, default_value = "v4", value_parser = parse_api)]
+        api: concur_sync::config::ConcurApi,
+    },
     /// Run as a service: cycles on the schedule and when files land in the drop folder.
     Run {
         /// The state key file is lost: start a new key (see `sync --new-key`).
@@ -159,6 +164,15 @@ fn start_logging(format: LogFormat, level: Option<&str>, default: &str) -> Resul
     })
 }
 
+/// `--api v4` or `--api v1`.
+fn parse_api(value: &str) -> Result<concur_sync::config::ConcurApi, String> {
+    match value {
+        "v4" => Ok(concur_sync::config::ConcurApi::V4),
+        "v1" => Ok(concur_sync::config::ConcurApi::V1),
+        _ => Err("expected v4 or v1".to_string()),
+    }
+}
+
 fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = commands::config_path(path);
     Config::load(&path).map_err(|e| {
@@ -213,11 +227,11 @@ async fn main() -> ExitCode {
                 .await
                 .map(|()| 0)
         }
-        Command::Demo => {
+        Command::Demo { api } => {
             if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
                 return code;
             }
-            concur_sync::demo::run().await
+            concur_sync::demo::run(api).await
         }
         Command::Status { json, state } => {
             let state = match state {
@@ -292,7 +306,7 @@ async fn main() -> ExitCode {
                     .await
                     .map_err(Into::into),
                 Command::Simulate(_)
-                | Command::Demo
+                | Command::Demo { .. }
                 | Command::Status { .. }
                 | Command::Probe { .. } => Ok(0),
             }

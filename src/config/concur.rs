@@ -104,7 +104,7 @@ fn default_rps() -> f64 {
     5.0
 }
 fn default_api() -> ConcurApi {
-    ConcurApi::V1
+    ConcurApi::V4
 }
 fn default_provision_poll() -> f64 {
     5.0
@@ -187,7 +187,7 @@ impl ConcurConfig {
             (ConcurApi::V4, None | Some("")) => {
                 return Err(ConfigError::invalid(
                     "concur.company_uuid",
-                    "is required with concur.api = \"v4\": the company's UUID (the enterprise companyId; `concur-sync check` shows it), or set concur.api = \"v1\" for a tenant still on User v1",
+                    "is required with concur.api = \"v4\", the default: the company's UUID, the enterprise companyId every v4 user carries (with any UUID there, `concur-sync check` shows the one Concur reports); for a legacy tenant still on User v1 set concur.api = \"v1\" instead",
                 ));
             }
             (_, Some(u)) if !is_uuid(u) => {
@@ -249,6 +249,7 @@ fn check_base_url(value: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::ConcurApi;
     use crate::config::Config;
 
     fn load(concur_extra: &str) -> Result<Config, String> {
@@ -260,14 +261,31 @@ mod tests {
 
     #[test]
     fn the_batch_size_defaults_to_and_is_bounded_by_the_api_limit() {
-        assert_eq!(load("").unwrap().concur.batch_size(), 500);
+        assert_eq!(load("api = \"v1\"").unwrap().concur.batch_size(), 500);
         let uuid = "company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"";
         let v4 = load(&format!("api = \"v4\"\n{uuid}")).unwrap();
         assert_eq!(v4.concur.batch_size(), 100);
         let e = load(&format!("api = \"v4\"\n{uuid}\nbatch_size = 101")).unwrap_err();
         assert!(e.contains("concur.batch_size") && e.contains("100"), "{e}");
-        let e = load("batch_size = 501").unwrap_err();
+        let e = load("api = \"v1\"\nbatch_size = 501").unwrap_err();
         assert!(e.contains("concur.batch_size") && e.contains("500"), "{e}");
+    }
+
+    #[test]
+    fn a_config_without_api_is_v4_and_its_missing_company_uuid_is_named() {
+        let uuid = "company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"";
+        let c = load(uuid).unwrap();
+        assert_eq!(c.concur.api, ConcurApi::V4);
+        assert_eq!(c.concur.batch_size(), 100);
+        let e = load("").unwrap_err();
+        assert!(
+            e.contains("concur.company_uuid")
+                && e.contains("required")
+                && e.contains("api = \"v1\""),
+            "{e}"
+        );
+        let c = load("api = \"v1\"").unwrap();
+        assert_eq!(c.concur.api, ConcurApi::V1);
     }
 
     #[test]

@@ -430,6 +430,7 @@ kind = "csv"
 path = "/tmp/hr.csv"
 [concur]
 client_id = "id"
+company_uuid = "8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f"
 client_secret = "s"
 company_id = "c"
 request_token = "t"
@@ -448,7 +449,8 @@ request_token = "t"
     fn minimal_config_gets_defaults() {
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.concur.requests_per_second, 5.0);
-        assert_eq!(c.concur.batch_size(), 500);
+        assert_eq!(c.concur.api, ConcurApi::V4);
+        assert_eq!(c.concur.batch_size(), 100);
         assert_eq!(c.sync.password_on_create, PasswordOnCreate::Source);
         assert_eq!(c.sync.max_deactivations, DeactivationLimit::Share(5.0));
         assert_eq!(c.sync.max_deactivations.allowed(1000), 50);

@@ -261,6 +261,7 @@ mod tests {
     fn config(scim: &str) -> Result<crate::config::Config, String> {
         crate::config::Config::from_toml(&format!(
             "[source]\nkind = \"scim\"\n[source.scim]\n{scim}\n[concur]\nclient_id = \"i\"\n\
+             company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"\n\
              client_secret = \"s\"\ncompany_id = \"c\"\nrequest_token = \"t\"\n"
         ))
         .map_err(|e| e.to_string())

@@ -306,6 +306,7 @@ mod tests {
     fn section(kind: &str, path: &Path) -> SourceConfig {
         Config::from_toml(&format!(
             "[source]\nkind = \"{kind}\"\npath = {:?}\n[concur]\nclient_id = \"i\"\n\
+             company_uuid = \"8c4b5f3e-1d2a-4e6b-9f70-0a1b2c3d4e5f\"\n\
              client_secret = \"s\"\ncompany_id = \"c\"\nrequest_token = \"t\"\n",
             path.display().to_string()
         ))

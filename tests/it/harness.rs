@@ -34,12 +34,18 @@ impl Rig {
         } else {
             "requests_per_second = 0\n"
         };
+        // User v1 unless `extra` chooses the API.
+        let api = if extra.contains("api =") {
+            ""
+        } else {
+            "api = \"v1\"\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[state]\npath = {state:?}\n[source]\nkind = \"csv\"\npath = {hr:?}\n[defaults]\nledger = \"DEFAULT\"\n\
                  [concur]\nbase_url = \"{base}\"\nclient_id = \"it-client\"\nclient_secret = \"it-client-secret-7f3a\"\n\
-                 company_id = \"it-company\"\nrequest_token = \"it-request-token-91bc\"\n{rps}{extra}\n",
+                 company_id = \"it-company\"\nrequest_token = \"it-request-token-91bc\"\n{api}{rps}{extra}\n",
                 state = dir.path().join("state.db").display().to_string(),
                 hr = hr.display().to_string(),
                 base = sim.base_url(),

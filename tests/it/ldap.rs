@@ -474,7 +474,7 @@ async fn slapcat_output_read_as_ldif_gives_the_same_users_as_the_live_directory(
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, READER_PW).unwrap();
-    let concur = "[concur]\nbase_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+    let concur = "[concur]\napi = \"v1\"\nbase_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
                   company_id = \"c\"\nrequest_token = \"t\"\n";
     let live_cfg = concur_sync::config::Config::from_toml(&format!(
         "{}{concur}",

@@ -31,7 +31,7 @@ impl Daemon {
             &config,
             format!(
                 "[state]\npath = {state:?}\n[source]\nkind = \"csv\"\npath = {inbox:?}\nsettle_seconds = 2\n\
-                 [defaults]\nledger = \"DEFAULT\"\n[concur]\nbase_url = \"{base}\"\nclient_id = \"c\"\n\
+                 [defaults]\nledger = \"DEFAULT\"\n[concur]\napi = \"v1\"\nbase_url = \"{base}\"\nclient_id = \"c\"\n\
                  client_secret = \"s\"\ncompany_id = \"co\"\nrequest_token = \"t\"\nrequests_per_second = 0\n\
                  [sync]\nschedule = \"0 0 0 1 1 *\"\nmax_deactivations = \"5%\"\n[admin]\nlisten = \"{admin}\"\n\
                  [service]\nshutdown_timeout = 10\npoll_seconds = 0.3\n",

@@ -360,16 +360,80 @@ async fn csv_quirks_round_trip_exactly() {
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_runs_to_completion() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"))
+async fn demo(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_concur-sync"))
         .arg("demo")
+        .args(args)
         .env_remove("RUST_LOG")
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_to_completion() {
+    let out = demo(&[]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("Day 2"), "{s}");
     assert!(s.contains("deactivate"), "{s}");
+    // The tour provisions through UPS v4: Bulk requests on both days, every provision settled.
+    let bulks: Vec<u64> = s
+        .lines()
+        .filter_map(|l| l.strip_prefix("-- UPS v4: "))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(bulks.len(), 2, "{s}");
+    assert!(bulks.iter().all(|b| *b > 0), "{s}");
+    let provisions: Vec<&str> = s.lines().filter(|l| l.contains(" provision ")).collect();
+    assert!(!provisions.is_empty(), "{s}");
+    assert!(provisions.iter().all(|l| l.contains("(settled: ")), "{s}");
+    assert!(s.contains("\nprovisions in flight: 0\n"), "{s}");
+    // Every user of both days ends up in the simulator's v4 store, the two leavers inactive.
+    let users: Vec<Vec<&str>> = s
+        .split("UPS v4 /Users)\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{s}"))
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let day2 = include_str!("../../config/examples/hr-day2.csv");
+    let expected: Vec<(&str, &str)> = day2
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .chain([("1003", "bjorn.sorensen@example.com")])
+        .collect();
+    assert_eq!(users.len(), expected.len(), "{s}");
+    for (id, login) in expected {
+        let u = users
+            .iter()
+            .find(|u| u[0] == id)
+            .unwrap_or_else(|| panic!("{id} not in the v4 store: {s}"));
+        assert_eq!(u[1], login, "{s}");
+        let state = if matches!(id, "1003" | "1006") {
+            "inactive"
+        } else {
+            "active"
+        };
+        assert_eq!(u[2], state, "{s}");
+        assert_eq!(u[3].len(), 36, "{id} has no UUID: {s}");
+    }
+
+    // `--api v1`: the User v1 tour, no UPS v4.
+    let out = demo(&["--api", "v1"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("(User v1)"), "{s}");
+    assert!(s.contains("Day 2"), "{s}");
+    assert!(s.contains("deactivate"), "{s}");
+    assert!(
+        s.contains("-- Concur (simulator) now holds 12 users, 10 active"),
+        "{s}"
+    );
+    assert!(!s.contains("UPS v4"), "{s}");
 }

@@ -193,7 +193,9 @@ async fn a_v1_state_database_switched_to_v4_adopts_by_employee_number_and_create
     assert!(stored_uuids(&rig).values().all(Option::is_none));
 
     // The company moves to v4: same state database, same file.
-    let mut cfg = std::fs::read_to_string(&rig.config).unwrap();
+    let mut cfg = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replacen("api = \"v1\"\n", "", 1);
     cfg.push_str(&v4_config());
     cfg.push('\n');
     std::fs::write(&rig.config, cfg).unwrap();
