@@ -531,7 +531,11 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
 
     /// Records outcomes; an operation recorded (however it ended) no longer holds new reports
     /// back.
-    fn record(&mut self, cycle: i64, results: &[(i64, &Op, EntryResult)]) -> Result<(), WriteError> {
+    fn record(
+        &mut self,
+        cycle: i64,
+        results: &[(i64, &Op, EntryResult)],
+    ) -> Result<(), WriteError> {
         self.store.record_results(cycle, results)?;
         for (_, op, _) in results {
             self.unsettled.remove(&op.employee_id);

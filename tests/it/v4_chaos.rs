@@ -50,9 +50,9 @@ async fn v4_rig(sim: SimConfig, extra: &str) -> Rig {
     let rig = Rig::with(sim, "").await;
     let text = std::fs::read_to_string(&rig.config).unwrap();
     let mut text = text.replacen(
-        "[concur]\n",
+        "api = \"v1\"\n",
         &format!(
-            "[concur]\napi = \"v4\"\ncompany_uuid = \"{}\"\nprovision_poll_seconds = 0.05\n{extra}\n",
+            "api = \"v4\"\ncompany_uuid = \"{}\"\nprovision_poll_seconds = 0.05\n{extra}\n",
             rig.sim.company_uuid()
         ),
         1,

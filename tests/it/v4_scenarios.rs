@@ -132,9 +132,9 @@ async fn v4_rig(status_page: Option<usize>, sync: &str) -> (Rig, Proxy) {
         .unwrap()
         .replace(&rig.sim.base_url(), &proxy.base)
         .replacen(
-            "[concur]\n",
+            "api = \"v1\"\n",
             &format!(
-                "[concur]\napi = \"v4\"\ncompany_uuid = \"{DEFAULT_COMPANY_UUID}\"\nprovision_poll_seconds = 0.05\n"
+                "api = \"v4\"\ncompany_uuid = \"{DEFAULT_COMPANY_UUID}\"\nprovision_poll_seconds = 0.05\n"
             ),
             1,
         );
