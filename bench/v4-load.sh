@@ -78,9 +78,12 @@ $poll_line
 [log]
 level = "$LOG_LEVEL"
 TOML
-  local t0 t1 rc=0
+  local t0 t1 rc=0 timer=()
+  # CPU seconds of the sync (user, system), to tell computing from waiting.
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U %S' -o "$W/$name.cpu")
+  : > "$W/$name.cpu"
   t0=$(now)
-  "$BIN" --config "$W/$name.toml" sync > "$W/$name.out" 2> "$W/$name.log" || rc=$?
+  "${timer[@]}" "$BIN" --config "$W/$name.toml" sync > "$W/$name.out" 2> "$W/$name.log" || rc=$?
   t1=$(now)
   curl -s "$SIM_URL/_sim/requests" > "$W/$name.requests.json"
   curl -s "$SIM_URL/_sim/v4/users" > "$W/$name.users.json"
@@ -89,9 +92,9 @@ TOML
     cp "$W/$name.toml" "$W/$name.out" "$W/$name.log" "$W/$name.requests.json" "$KEEP/"
   fi
   python3 - "$name" "$n" "$rps" "$delay" "${poll:-5 (default)}" "$t0" "$t1" "$rc" \
-    "$W/$name.out" "$W/$name.requests.json" "$W/$name.users.json" "$W/summary" <<'PY'
+    "$W/$name.out" "$W/$name.requests.json" "$W/$name.users.json" "$W/summary" "$W/$name.cpu" <<'PY'
 import json, sys
-(name, n, rps, delay, poll, t0, t1, rc, out, reqs, users, summary) = sys.argv[1:]
+(name, n, rps, delay, poll, t0, t1, rc, out, reqs, users, summary, cpu) = sys.argv[1:]
 n, rps, t0, t1, rc = int(n), float(rps), float(t0), float(t1), int(rc)
 secs = t1 - t0
 held = len(json.load(open(users)))
@@ -125,6 +128,9 @@ print(f"{name}: {n} users, requests_per_second = {rps:g}, provision_poll_seconds
       f"simulator provision delay {delay} ms")
 print(f"  sync exit {rc}; the simulator holds {held} v4 users; {secs:.2f} s end to end = "
       f"{n / secs:,.0f} users/s")
+cpu = open(cpu).read().split()
+if len(cpu) == 2:
+    print(f"  CPU of the sync: {float(cpu[0]):.2f} s user + {float(cpu[1]):.2f} s system")
 print(f"  on the wire: {len(log)} requests: {bulks} Bulks ({ops} operations), {polls} status polls "
       f"({polls / max(bulks, 1):.2f} per Bulk), {others}; answers {dict(sorted(status.items()))}")
 if log:
