@@ -35,8 +35,14 @@ use tokio_util::sync::CancellationToken;
 use super::{Settled, WriteError};
 use crate::concur::v4::schema::fields_of;
 use crate::concur::{Planned, Provisioning, Sent, UserOutcome, UserTarget};
-use crate::model::{Field, Op, OpKind, User};
+use crate::model::{Op, OpKind, User};
 use crate::store::{CycleCounts, EntryResult, Store, Unsettled};
+
+mod order;
+mod resume;
+
+use order::{may_enable_approval, take_ready, waves};
+pub use resume::resume_provisions;
 
 /// One operation on its way: its outbox entry and cycle, what it addresses.
 #[derive(Clone, Debug)]
@@ -206,149 +212,6 @@ pub(super) async fn send<T: UserTarget>(
         }
     }
     Ok(true)
-}
-
-/// Polls the provisions a previous process left `submitted` until each has settled (or timed
-/// out), recording every outcome, before anything new is planned. Nothing is sent again.
-pub async fn resume_provisions<T: UserTarget>(
-    target: &T,
-    store: &mut Store,
-    counts: &mut CycleCounts,
-) -> Result<usize, WriteError> {
-    let Some(timing) = target.provisioning() else {
-        return Ok(0);
-    };
-    let provisions = store.submitted_provisions()?;
-    if provisions.is_empty() {
-        return Ok(0);
-    }
-    let now = Instant::now();
-    let wall = chrono::Utc::now();
-    let mut in_flight = Vec::with_capacity(provisions.len());
-    for p in provisions {
-        let age = chrono::DateTime::parse_from_rfc3339(&p.submitted_at)
-            .ok()
-            .and_then(|at| (wall - at.with_timezone(&chrono::Utc)).to_std().ok())
-            .unwrap_or_default();
-        in_flight.push(InFlight {
-            provision_id: p.provision_id,
-            accepted: now.checked_sub(age).unwrap_or(now),
-            next_poll: now,
-            interval: timing.first_poll,
-            items: p
-                .entries
-                .into_iter()
-                .map(|e| {
-                    let kind = e.op.kind;
-                    (
-                        e.bulk_id,
-                        Item {
-                            id: e.id,
-                            cycle: e.cycle_id,
-                            op: e.op,
-                            uuid: e.uuid,
-                            adopt: false,
-                            looked_up: true,
-                            look_up: false,
-                            unanswered_at: None,
-                            counts_as: kind,
-                            extension_attempts: EXTENSION_ATTEMPTS,
-                        },
-                    )
-                })
-                .collect(),
-        });
-    }
-    let resumed = in_flight.len();
-    tracing::info!(
-        provisions = resumed,
-        "resuming the provisions a previous process left in flight"
-    );
-    let mut ledger = Ledger {
-        target,
-        store,
-        timing,
-        counts,
-        settled: |_: &Op, _: Settled<'_>| {},
-        in_flight,
-        retries_extensions: false,
-        follow_ups: Vec::new(),
-        unsettled: HashSet::new(),
-    };
-    while let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() {
-        tokio::time::sleep_until(next).await;
-        while ledger.poll_due(Instant::now()).await? {}
-    }
-    Ok(resumed)
-}
-
-/// Whether `op` may be what lets its user approve reports: a create, a reactivation, or an
-/// update of an expense approver (which may grant the role). A new report naming this user
-/// as its manager waits until it has settled: Concur refuses an approver who does not (yet)
-/// hold `EXP_APPROVER`.
-fn may_enable_approval(op: &Op) -> bool {
-    match op.kind {
-        OpKind::Create | OpKind::Reactivate => true,
-        OpKind::Update => op.user.get(Field::EXPENSE_APPROVER) == Some("Y"),
-        OpKind::Deactivate | OpKind::Password => false,
-    }
-}
-
-/// Takes up to `n` items from the front of `queue` that need not wait: every item but a
-/// create whose manager has an operation still `unsettled` that may let it approve. The others
-/// keep their order.
-fn take_ready(queue: &mut VecDeque<Item>, n: usize, unsettled: &HashSet<String>) -> Vec<Item> {
-    let waits = |i: &Item| {
-        i.op.kind == OpKind::Create
-            && i.op
-                .user
-                .get(Field::MANAGER_EMPLOYEE_ID)
-                .is_some_and(|m| m != i.op.employee_id && unsettled.contains(m))
-    };
-    let mut out = Vec::with_capacity(n);
-    let mut waiting = Vec::new();
-    while out.len() < n {
-        let Some(item) = queue.pop_front() else {
-            break;
-        };
-        if waits(&item) {
-            waiting.push(item);
-        } else {
-            out.push(item);
-        }
-    }
-    for item in waiting.into_iter().rev() {
-        queue.push_front(item);
-    }
-    out
-}
-
-/// Splits items into waves: a create whose manager is created in the same set goes one wave
-/// after its manager's; everything else is in the first.
-fn waves(items: Vec<Item>) -> Vec<Vec<Item>> {
-    let created: HashSet<String> = items
-        .iter()
-        .filter(|i| i.op.kind == OpKind::Create)
-        .map(|i| i.op.employee_id.clone())
-        .collect();
-    let mut depth: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<Vec<Item>> = Vec::new();
-    for item in items {
-        let d = match item.op.user.get(Field::MANAGER_EMPLOYEE_ID) {
-            Some(m) if item.op.kind == OpKind::Create && created.contains(m) => {
-                depth.get(m).map_or(1, |d| d + 1)
-            }
-            _ => 0,
-        };
-        if item.op.kind == OpKind::Create {
-            depth.insert(item.op.employee_id.clone(), d);
-        }
-        if out.len() <= d {
-            out.resize_with(d + 1, Vec::new);
-        }
-        out[d].push(item);
-    }
-    out
 }
 
 impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
