@@ -20,7 +20,7 @@ use concur_sync::simulator::{Faults, RetryAfterMode, SimConfig, V4Settings};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::harness::{HEADER, Rig, code, q, row, text};
+use crate::harness::{HEADER, Rig, code, csv_fields, q, row, text};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
@@ -62,27 +62,6 @@ async fn v4_rig(sim: SimConfig, extra: &str) -> Rig {
     rig
 }
 
-/// The fields of a CSV line, unquoted.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// What Concur should hold of one user (or holds: the manager is an employee number).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Want {
@@ -116,7 +95,7 @@ impl Source {
     }
 
     fn csv_fields(&self, l: &Line) -> Vec<String> {
-        let mut f = fields(&row(l.i, l.suffix));
+        let mut f = csv_fields(&row(l.i, l.suffix));
         f[6] = if l.active { "true" } else { "false" }.to_owned();
         f.push(if self.approver(l.i) { "Y" } else { "N" }.to_owned());
         f

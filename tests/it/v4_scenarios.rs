@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use concur_sync::simulator::{DEFAULT_COMPANY_UUID, SimConfig};
 use serde_json::{Value, json};
 
-use crate::harness::{HEADER, Rig, code, row, text};
+use crate::harness::{HEADER, Rig, code, csv_fields, row, text};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
@@ -155,20 +155,6 @@ fn lines(range: std::ops::Range<usize>, population: usize) -> Vec<String> {
 
 fn header() -> String {
     format!("{HEADER},expense_approver")
-}
-
-/// The unquoted CSV fields of a line.
-fn fields(line: &str) -> Vec<String> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line.as_bytes());
-    rdr.records()
-        .next()
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn uuid_of(rig: &Rig, employee_id: &str) -> String {
@@ -477,7 +463,7 @@ async fn a_provision_whose_operations_span_many_status_pages_is_settled_whole() 
     let stored = stored_uuids(&rig);
     assert_eq!(stored.len(), 230);
     for l in &rows {
-        let id = fields(l)[0].clone();
+        let id = csv_fields(l)[0].clone();
         assert_eq!(
             stored[&id].as_deref(),
             Some(uuid_of(&rig, &id).as_str()),
@@ -499,7 +485,7 @@ async fn a_provision_whose_operations_span_many_status_pages_is_settled_whole() 
 /// Line `l` of the source as another tool provisioned it through v4, with `manager` (if any)
 /// as the primary report approver and the expense approver role when the line says so.
 fn provisioned(l: &str, manager: Option<&str>) -> Value {
-    let f = fields(l);
+    let f = csv_fields(l);
     let mut schemas = vec!["urn:ietf:params:scim:schemas:core:2.0:User", ENT, SPEND];
     let mut u = json!({
         "userName": f[1],
@@ -617,7 +603,10 @@ async fn adoption_of_users_with_managers_patches_only_what_changed_and_leaves_st
 
     // The changed fields arrived.
     let user = |i: usize| rig.sim.v4_user(&format!("E{i:05}")).unwrap();
-    assert_eq!(user(7)["name"]["familyName"], fields(&rows[7])[5].as_str());
+    assert_eq!(
+        user(7)["name"]["familyName"],
+        csv_fields(&rows[7])[5].as_str()
+    );
     assert!(
         user(200)[SPEND]["customData"]
             .as_array()

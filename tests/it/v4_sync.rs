@@ -6,7 +6,7 @@ use std::time::Duration;
 use concur_sync::simulator::{Faults, SimConfig, V4Settings};
 use serde_json::Value;
 
-use crate::harness::{HEADER, Rig, code, row, spawn_bin, text};
+use crate::harness::{HEADER, Rig, code, csv_fields, row, spawn_bin, text};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
@@ -48,31 +48,10 @@ fn write(rig: &Rig, lines: &[String]) {
     rig.write_csv(&format!("{HEADER},expense_approver"), lines);
 }
 
-/// The CSV fields of `row(i, suffix)`, unquoted.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// Asserts the simulator's v4 user of each row holds what the row says.
 fn assert_arrived(rig: &Rig, lines: &[String]) {
     for line in lines {
-        let f = fields(line);
+        let f = csv_fields(line);
         let u = rig
             .sim
             .v4_user(&f[0])
@@ -187,7 +166,7 @@ async fn a_changed_file_sends_exactly_its_changes_and_an_unchanged_one_nothing()
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_arrived(&rig, &lines);
     for l in &leavers {
-        let u = rig.sim.v4_user(&fields(l)[0]).unwrap();
+        let u = rig.sim.v4_user(&csv_fields(l)[0]).unwrap();
         assert_eq!(u["active"], false, "{u}");
         assert!(u[ENT]["terminationDate"].is_string(), "{u}");
     }
@@ -205,7 +184,7 @@ async fn a_changed_file_sends_exactly_its_changes_and_an_unchanged_one_nothing()
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     for l in &leavers {
-        let u = rig.sim.v4_user(&fields(l)[0]).unwrap();
+        let u = rig.sim.v4_user(&csv_fields(l)[0]).unwrap();
         assert_eq!(u["active"], true, "{u}");
         assert!(u[ENT]["terminationDate"].is_null(), "{u}");
     }
