@@ -8,5 +8,3 @@
 
 ALTER TABLE outbox ADD COLUMN sent_at TEXT;
 UPDATE outbox SET sent_at = COALESCE(submitted_at, updated_at) WHERE attempts > 0;
--- A create's earlier attempts are found by employee id (`Store::creates_unsettled`).
-CREATE INDEX outbox_employee ON outbox(employee_id, op);

@@ -136,31 +136,34 @@ impl Store {
         &self,
         ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, Unsettled>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = ids.into_iter().collect();
+        let mut out: HashMap<String, Unsettled> = HashMap::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        // One pass over every earlier create attempt (few: only creates that did not end
+        // done), rather than a query per planned create.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT state, COALESCE(sent_at, updated_at) FROM outbox
-             WHERE employee_id = ?1 AND op = 'create' AND attempts > 0
-               AND state IN ('inflight', 'failed', 'abandoned')",
+            "SELECT employee_id, state, COALESCE(sent_at, updated_at) FROM outbox
+             WHERE op = 'create' AND attempts > 0 AND state IN ('inflight', 'failed', 'abandoned')",
         )?;
-        let mut out = HashMap::new();
-        for id in ids {
-            let mut rows = stmt.query([id])?;
-            let mut found: Option<Unsettled> = None;
-            while let Some(r) = rows.next()? {
-                let state: OutboxState = r.get(0)?;
-                let at: String = r.get(1)?;
-                let entry = found.get_or_insert(Unsettled::Refused);
-                if state != OutboxState::Failed {
-                    let at = chrono::DateTime::parse_from_rfc3339(&at)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .unwrap_or_else(|_| chrono::Utc::now());
-                    *entry = match *entry {
-                        Unsettled::Unanswered(prev) if prev >= at => Unsettled::Unanswered(prev),
-                        _ => Unsettled::Unanswered(at),
-                    };
-                }
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            if !wanted.contains(id.as_str()) {
+                continue;
             }
-            if let Some(u) = found {
-                out.insert(id.to_owned(), u);
+            let state: OutboxState = r.get(1)?;
+            let at: String = r.get(2)?;
+            let entry = out.entry(id).or_insert(Unsettled::Refused);
+            if state != OutboxState::Failed {
+                let at = chrono::DateTime::parse_from_rfc3339(&at)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or_else(|_| chrono::Utc::now());
+                *entry = match *entry {
+                    Unsettled::Unanswered(prev) if prev >= at => Unsettled::Unanswered(prev),
+                    _ => Unsettled::Unanswered(at),
+                };
             }
         }
         Ok(out)

@@ -116,7 +116,14 @@ pub(super) async fn send<T: UserTarget>(
         .iter()
         .map(|(_, op)| op.old_employee_id.as_deref().unwrap_or(&op.employee_id))
         .collect();
-    let uuids = store.concur_uuids(keys.iter().copied())?;
+    // A create's user is not in the snapshot: it has no UUID to look for.
+    let uuids = store.concur_uuids(
+        entries
+            .iter()
+            .zip(&keys)
+            .filter(|((_, op), _)| op.kind != OpKind::Create)
+            .map(|(_, key)| *key),
+    )?;
     let unsettled = store.creates_unsettled(
         entries
             .iter()

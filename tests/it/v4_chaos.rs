@@ -589,11 +589,13 @@ async fn sigkill_at_random_moments_of_a_v4_sync_with_provisions_pending_converge
     assert!(interrupted >= 1);
 }
 
-/// The fault phases the soak cycles through while a sync runs: every `Retry-After` form, with
-/// 5xx, dropped connections, lost answers (the write applied) and transient spend failures.
+/// The fault phases the soak cycles through while a sync runs: first one that loses half the
+/// answers to writes (applied all the same), so that some Bulk's answer is surely lost; then
+/// every `Retry-After` form, with 5xx, dropped connections, lost answers and transient spend
+/// failures.
 fn phases() -> Vec<Faults> {
     let mix = Faults {
-        rate_429: 0.06,
+        rate_429: 0.2,
         rate_5xx: 0.06,
         rate_drop: 0.03,
         rate_lost_response: 0.05,
@@ -601,18 +603,25 @@ fn phases() -> Vec<Faults> {
         include_token_endpoint: true,
         ..Faults::default()
     };
-    [
-        RetryAfterMode::Seconds(1),
-        RetryAfterMode::HttpDate(2),
-        RetryAfterMode::Zero,
-        RetryAfterMode::Absent,
-    ]
-    .into_iter()
-    .map(|retry_after| Faults {
-        retry_after,
-        ..mix.clone()
-    })
-    .collect()
+    let lossy = Faults {
+        rate_lost_response: 0.5,
+        ..Faults::default()
+    };
+    std::iter::once(lossy)
+        .chain(
+            [
+                RetryAfterMode::Seconds(1),
+                RetryAfterMode::HttpDate(2),
+                RetryAfterMode::Zero,
+                RetryAfterMode::Absent,
+            ]
+            .into_iter()
+            .map(|retry_after| Faults {
+                retry_after,
+                ..mix.clone()
+            }),
+        )
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
