@@ -578,8 +578,9 @@ async fn sigkill_at_random_moments_of_a_v4_sync_with_provisions_pending_converge
          Concur ahead of the snapshot; {interrupted} cycles interrupted; {:?}",
         started.elapsed()
     );
-    // A phase ends early when a run finishes before its kill lands.
-    assert!(kills >= 16, "{kills} kills");
+    // A phase ends early when a run finishes before its kill lands (each restart makes
+    // progress), so fewer than the 26 planned kills may land.
+    assert!(kills >= 10, "{kills} kills");
     assert!(early >= 1, "some kills hit start-up, the read or the plan");
     assert!(pending >= 1, "some kills left provisions pending");
     assert!(
