@@ -456,14 +456,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     ) -> Result<Option<Item>, WriteError> {
         match outcome {
             UserOutcome::Acknowledged { uuid } => {
-                let result = match uuid.or_else(|| item.uuid.clone()) {
-                    Some(u) => EntryResult::AcknowledgedAs(u),
-                    None => EntryResult::Acknowledged,
-                };
-                self.store
-                    .record_results(item.cycle, &[(item.id, &item.op, result)])?;
-                (self.settled)(&item.op, Settled::Acknowledged);
-                self.counts.count(item.counts_as);
+                self.acknowledge(vec![(item, UserOutcome::Acknowledged { uuid })])?;
             }
             UserOutcome::ExtensionsFailed { uuid, failed } => {
                 let message = failed
@@ -491,8 +484,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     && !changes.is_empty();
                 if retry {
                     // The identity is recorded; only the failed extensions go out again.
-                    self.store
-                        .record_results(item.cycle, &[(item.id, &partial, result)])?;
+                    self.record(item.cycle, &[(item.id, &partial, result)])?;
                     let follow_up = Op {
                         kind: OpKind::Update,
                         employee_id: item.op.employee_id.clone(),
