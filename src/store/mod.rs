@@ -291,6 +291,28 @@ impl Store {
         &self.path
     }
 
+    /// Runs `writes` as one transaction: every write method it calls that takes a savepoint
+    /// becomes part of it, and all of it is committed (one sync to disk) or nothing is.
+    pub fn in_one_transaction<R>(
+        &mut self,
+        writes: impl FnOnce(&mut Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match writes(self) {
+            Ok(r) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -66,7 +66,8 @@ impl Store {
         provision_id: &str,
         entries: &[(i64, &str, Option<&str>)],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction, or part of an enclosing one.
+        let tx = self.conn.savepoint()?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = 'submitted', provision_id = ?2, bulk_id = ?3,
@@ -292,7 +293,8 @@ impl Store {
     /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
     /// request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction, or part of an enclosing one.
+        let tx = self.conn.savepoint()?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2

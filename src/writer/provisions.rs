@@ -4,11 +4,18 @@
 //!   report's create waits until its manager's create has settled (Concur does not document
 //!   in-order processing), while every other operation keeps going out.
 //! - A request accepted with a provision id marks its entries `submitted` (provision id,
-//!   bulkId, the UUID addressed) in one transaction before anything else happens.
-//! - What one poll confirms is recorded in one transaction.
-//! - Provisions are polled first `first_poll` after acceptance, then with doubling intervals
-//!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
-//!   out while earlier ones are pending. A provision still pending after `timeout` fails its
+//!   bulkId, the UUID addressed); what one poll confirms is recorded in one transaction.
+//! - Up to `max_in_flight` requests (Bulks and polls) await their answers at once, so Concur's
+//!   answer time does not idle the limiter; the store is written by this one loop, in order.
+//!   What answers teach (202s, outcomes) is written in the transaction that marks the next
+//!   request's entries `inflight`, before that request leaves (one sync to disk per request),
+//!   or on its own when no request follows. A crash before that write leaves the entries as
+//!   the previous write had them: `inflight` (looked up or planned again) or `submitted`
+//!   (polled again).
+//! - Provisions are polled first `first_poll` after acceptance (a quarter of it for one that
+//!   carries a manager new reports wait for), then with doubling intervals up to
+//!   `max_interval`; a poll only happens when one is due, so further requests keep going out
+//!   while earlier ones are pending. A provision still pending after `timeout` fails its
 //!   remaining operations with that reason (planned again next cycle).
 //! - A Bulk request is resent only after answers that say it was not processed (429, 503, no
 //!   connection). One that got no answer saying whether Concur took it (a timeout, a reset, a
@@ -29,13 +36,17 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Settled, WriteError};
 use crate::concur::v4::schema::fields_of;
-use crate::concur::{Planned, Provisioning, Sent, UserOutcome, UserTarget};
-use crate::model::{Op, OpKind, User};
+use crate::concur::{
+    ConcurError, Planned, Poll, Provisioning, Sent, Submitted, UserOutcome, UserTarget,
+};
+use crate::model::{Field, Op, OpKind, User};
 use crate::store::{CycleCounts, EntryResult, Store, Unsettled};
 
 mod order;
@@ -76,8 +87,38 @@ struct InFlight {
     accepted: Instant,
     next_poll: Instant,
     interval: Duration,
+    /// A poll of it is awaiting its answer.
+    polling: bool,
     /// By bulkId.
     items: HashMap<String, Item>,
+}
+
+/// A request awaiting its answer, and what it brings back.
+enum Answer {
+    Submitted {
+        batch: Vec<Item>,
+        result: Result<Submitted, ConcurError>,
+    },
+    Polled {
+        provision_id: String,
+        result: Result<Poll, ConcurError>,
+    },
+}
+
+/// Requests awaiting their answers.
+type Requests<'t> = FuturesUnordered<LocalBoxFuture<'t, Answer>>;
+
+/// One operation of an accepted request: entry id, bulkId, the UUID it addressed.
+type Accepted = (i64, String, Option<String>);
+
+/// What the ledger has learnt and not yet written: committed with the next request's
+/// `inflight` mark (one transaction, one sync to disk), or on its own when no request follows.
+#[derive(Default)]
+struct Unwritten {
+    /// Requests accepted: provision id; (entry id, bulkId, UUID addressed).
+    submitted: Vec<(String, Vec<Accepted>)>,
+    /// Outcomes: cycle, entry id, operation, result.
+    results: Vec<(i64, i64, Op, EntryResult)>,
 }
 
 /// The ledger's state for one run of the loop.
@@ -97,6 +138,16 @@ struct Ledger<'a, T, F> {
     /// Employee ids of this run's operations that may let their user approve reports
     /// ([`may_enable_approval`]) and are not recorded yet: new reports naming them wait.
     unsettled: HashSet<String>,
+    /// Managers whose settling new reports of this run wait for: a provision carrying one is
+    /// polled sooner.
+    awaited: HashSet<String>,
+    unwritten: Unwritten,
+}
+
+/// Why the loop stopped early.
+enum Stop {
+    Cancelled,
+    Failed(WriteError),
 }
 
 /// Sends `entries` through an asynchronous target: see the module text.
@@ -149,86 +200,307 @@ pub(super) async fn send<T: UserTarget>(
             extension_attempts: 1,
         })
         .collect();
-    let mut ledger = Ledger {
-        target,
-        store,
-        timing,
-        counts,
-        settled,
-        in_flight: Vec::new(),
-        retries_extensions: true,
-        follow_ups: Vec::new(),
-        unsettled: HashSet::new(),
-    };
+    let mut ledger = Ledger::new(target, store, timing, counts, settled, Vec::new(), true);
     let size = batch_size.min(target.max_batch()).max(1);
     // Managers first (by depth); a create whose manager is created in this run waits until
     // that create has settled, while everything else keeps going out.
-    let mut queue: VecDeque<Item> = waves(items).into_iter().flatten().collect();
-    ledger.unsettled = queue
+    let mut waves = waves(items);
+    ledger.unsettled = waves
         .iter()
+        .flatten()
         .filter(|i| may_enable_approval(&i.op))
         .map(|i| i.op.employee_id.clone())
         .collect();
-    // Set when a scan found every queued item waiting for its manager: no use scanning again
-    // before something settles.
-    let mut all_waiting = false;
-    loop {
-        if cancel.is_some_and(CancellationToken::is_cancelled) {
-            return Ok(false);
-        }
-        if ledger.poll_due(Instant::now()).await? {
-            queue.extend(ledger.follow_ups.drain(..));
-            all_waiting = false;
-            continue;
-        }
-        if !queue.is_empty() && !all_waiting {
-            let batch = take_ready(&mut queue, size, &ledger.unsettled);
-            if batch.is_empty() {
-                all_waiting = true;
-            } else {
-                let back = ledger.submit(batch).await?;
-                for item in back.into_iter().rev() {
-                    queue.push_front(item);
-                }
-                queue.extend(ledger.follow_ups.drain(..));
-                continue;
-            }
-        }
-        let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() else {
-            if queue.is_empty() {
-                break;
-            }
-            // Nothing in flight, yet items wait for a manager: its create was never recorded
-            // in this run (cannot happen); send them rather than wait forever.
-            let n = size.min(queue.len());
-            let batch: Vec<Item> = queue.drain(..n).collect();
-            let back = ledger.submit(batch).await?;
-            for item in back.into_iter().rev() {
-                queue.push_front(item);
-            }
-            continue;
-        };
-        match cancel {
-            Some(c) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(next) => {}
-                    () = c.cancelled() => return Ok(false),
-                }
-            }
-            None => tokio::time::sleep_until(next).await,
-        }
+    ledger.awaited = waves
+        .iter()
+        .flatten()
+        .filter(|i| i.op.kind == OpKind::Create)
+        .filter_map(|i| i.op.user.get(Field::MANAGER_EMPLOYEE_ID))
+        .filter(|m| ledger.unsettled.contains(*m))
+        .map(str::to_owned)
+        .collect();
+    // Within a depth, the managers others wait for go first.
+    for wave in &mut waves {
+        wave.sort_by_key(|i| !ledger.awaited.contains(&i.op.employee_id));
     }
-    Ok(true)
+    let queue: VecDeque<Item> = waves.into_iter().flatten().collect();
+    ledger.run(queue, size, cancel).await
 }
 
-impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
-    /// Polls one provision that is due, if any; `true` when one was polled.
-    async fn poll_due(&mut self, now: Instant) -> Result<bool, WriteError> {
-        let Some(at) = self.in_flight.iter().position(|p| p.next_poll <= now) else {
-            return Ok(false);
+/// A submit of `batch` as one request.
+fn submit_request<T: UserTarget>(target: &T, batch: Vec<Item>) -> LocalBoxFuture<'_, Answer> {
+    Box::pin(async move {
+        let result = {
+            let planned: Vec<Planned<'_>> = batch
+                .iter()
+                .map(|i| Planned {
+                    op: &i.op,
+                    uuid: i.uuid.as_deref(),
+                    adopt: i.adopt,
+                })
+                .collect();
+            target.submit(&planned).await
         };
-        let provision_id = self.in_flight[at].provision_id.clone();
-        let poll = self.target.poll(&provision_id).await?;
+        Answer::Submitted { batch, result }
+    })
+}
+
+/// A poll of `provision_id` as one request.
+fn poll_request<T: UserTarget>(target: &T, provision_id: String) -> LocalBoxFuture<'_, Answer> {
+    Box::pin(async move {
+        let result = target.poll(&provision_id).await;
+        Answer::Polled {
+            provision_id,
+            result,
+        }
+    })
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `cancel` fires, never without one.
+async fn cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(c) => c.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
+    fn new(
+        target: &'a T,
+        store: &'a mut Store,
+        timing: Provisioning,
+        counts: &'a mut CycleCounts,
+        settled: F,
+        in_flight: Vec<InFlight>,
+        retries_extensions: bool,
+    ) -> Self {
+        Ledger {
+            target,
+            store,
+            timing,
+            counts,
+            settled,
+            in_flight,
+            retries_extensions,
+            follow_ups: Vec::new(),
+            unsettled: HashSet::new(),
+            awaited: HashSet::new(),
+            unwritten: Unwritten::default(),
+        }
+    }
+
+    /// Sends `queue` in requests of at most `size` operations and polls every provision to
+    /// the end, with up to `timing.max_in_flight` requests awaiting answers at once. `Ok(false)`
+    /// when `cancel` stopped it: no request starts after that, and the answers of those under
+    /// way are recorded.
+    async fn run(
+        &mut self,
+        mut queue: VecDeque<Item>,
+        size: usize,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<bool, WriteError> {
+        let target = self.target;
+        let max = self.timing.max_in_flight.max(1);
+        let mut requests: Requests<'a> = FuturesUnordered::new();
+        let mut stop: Option<Stop> = None;
+        // Set when a scan found every queued item waiting for its manager: no use scanning
+        // again before something settles.
+        let mut all_waiting = false;
+        loop {
+            if stop.is_none() && cancel.is_some_and(CancellationToken::is_cancelled) {
+                stop = Some(Stop::Cancelled);
+            }
+            if stop.is_none()
+                && let Err(e) = self
+                    .start_requests(
+                        target,
+                        &mut requests,
+                        &mut queue,
+                        &mut all_waiting,
+                        size,
+                        max,
+                    )
+                    .await
+            {
+                stop = Some(Stop::Failed(e));
+            }
+            if requests.is_empty() {
+                if stop.is_some() {
+                    break;
+                }
+                let Some(next) = self.next_poll() else {
+                    if queue.is_empty() {
+                        break;
+                    }
+                    // Nothing in flight, yet items wait for a manager: its operation was never
+                    // recorded in this run (cannot happen); send them rather than wait forever.
+                    self.unsettled.clear();
+                    all_waiting = false;
+                    continue;
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    () = cancelled(cancel) => stop = Some(Stop::Cancelled),
+                }
+                continue;
+            }
+            // A poll falling due matters only while a request may start.
+            let due = if stop.is_none() && requests.len() < max {
+                self.next_poll()
+            } else {
+                None
+            };
+            tokio::select! {
+                Some(answer) = requests.next() => {
+                    all_waiting = false;
+                    if let Err(e) = self.answered(answer, &mut queue).await
+                        && stop.is_none()
+                    {
+                        stop = Some(Stop::Failed(e));
+                    } else if !self.unwritten.is_empty() && (requests.is_empty() || stop.is_some()) {
+                        self.write(&[])?;
+                    }
+                }
+                () = sleep_until(due) => {}
+                () = cancelled(cancel), if stop.is_none() => stop = Some(Stop::Cancelled),
+            }
+        }
+        self.write(&[])?;
+        match stop {
+            None => Ok(true),
+            Some(Stop::Cancelled) => Ok(false),
+            Some(Stop::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Starts what may start: polls that are due first (what they settle may free reports),
+    /// then requests of ready items, while fewer than `max` requests await answers. Whatever
+    /// was learnt is written with the next request's `inflight` mark, or on its own.
+    async fn start_requests(
+        &mut self,
+        target: &'a T,
+        requests: &mut Requests<'a>,
+        queue: &mut VecDeque<Item>,
+        all_waiting: &mut bool,
+        size: usize,
+        max: usize,
+    ) -> Result<(), WriteError> {
+        let now = Instant::now();
+        while requests.len() < max {
+            let Some(p) = self
+                .in_flight
+                .iter_mut()
+                .filter(|p| !p.polling && p.next_poll <= now)
+                .min_by_key(|p| p.next_poll)
+            else {
+                break;
+            };
+            p.polling = true;
+            requests.push(poll_request(target, p.provision_id.clone()));
+        }
+        while requests.len() < max && !queue.is_empty() && !*all_waiting {
+            let batch = take_ready(queue, size, &self.unsettled);
+            if batch.is_empty() {
+                *all_waiting = true;
+                break;
+            }
+            let ready = self.look_up(batch).await?;
+            if ready.is_empty() {
+                continue;
+            }
+            // Marked in flight (with what was learnt so far) before the request leaves.
+            let ids: Vec<i64> = ready.iter().map(|i| i.id).collect();
+            self.write(&ids)?;
+            requests.push(submit_request(target, ready));
+        }
+        if !self.unwritten.is_empty() && requests.is_empty() {
+            self.write(&[])?;
+        }
+        Ok(())
+    }
+
+    /// When the next poll not under way is due.
+    fn next_poll(&self) -> Option<Instant> {
+        self.in_flight
+            .iter()
+            .filter(|p| !p.polling)
+            .map(|p| p.next_poll)
+            .min()
+    }
+
+    /// Writes what was learnt and marks `inflight` entries in flight, in one transaction.
+    fn write(&mut self, inflight: &[i64]) -> Result<(), WriteError> {
+        if self.unwritten.is_empty() && inflight.is_empty() {
+            return Ok(());
+        }
+        let unwritten = std::mem::take(&mut self.unwritten);
+        self.store.in_one_transaction(|store| {
+            for (provision_id, rows) in &unwritten.submitted {
+                let rows: Vec<(i64, &str, Option<&str>)> = rows
+                    .iter()
+                    .map(|(id, bulk_id, uuid)| (*id, bulk_id.as_str(), uuid.as_deref()))
+                    .collect();
+                store.mark_submitted(provision_id, &rows)?;
+            }
+            for group in unwritten.results.chunk_by(|a, b| a.0 == b.0) {
+                let results: Vec<(i64, &Op, EntryResult)> = group
+                    .iter()
+                    .map(|(_, id, op, result)| (*id, op, result.clone()))
+                    .collect();
+                store.record_results(group[0].0, &results)?;
+            }
+            if !inflight.is_empty() {
+                store.mark_inflight(inflight)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Handles one answer: records what it settled, puts back what is to be sent (again).
+    async fn answered(
+        &mut self,
+        answer: Answer,
+        queue: &mut VecDeque<Item>,
+    ) -> Result<(), WriteError> {
+        let back = match answer {
+            Answer::Submitted { batch, result } => self.submitted(batch, result).await?,
+            Answer::Polled {
+                provision_id,
+                result,
+            } => self.polled(&provision_id, result).await?,
+        };
+        for item in back.into_iter().rev() {
+            queue.push_front(item);
+        }
+        queue.extend(self.follow_ups.drain(..));
+        Ok(())
+    }
+
+    /// Records what one poll of `provision_id` found. Returns creates to send again (refused
+    /// as a conflict, now adopted).
+    async fn polled(
+        &mut self,
+        provision_id: &str,
+        result: Result<Poll, ConcurError>,
+    ) -> Result<Vec<Item>, WriteError> {
+        let Some(at) = self
+            .in_flight
+            .iter()
+            .position(|p| p.provision_id == provision_id)
+        else {
+            return Ok(Vec::new());
+        };
+        self.in_flight[at].polling = false;
+        let poll = result?;
         let mut done = Vec::new();
         {
             let p = &mut self.in_flight[at];
@@ -238,18 +510,23 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 }
             }
         }
-        // What Concur confirmed whole is recorded in one transaction per poll; the rest (rare)
-        // one by one.
         let (acknowledged, rest): (Vec<_>, Vec<_>) = done
             .into_iter()
             .partition(|(_, o)| matches!(o, UserOutcome::Acknowledged { .. }));
-        self.acknowledge(acknowledged)?;
+        self.acknowledge(acknowledged);
         let mut again = Vec::new();
         for (item, outcome) in rest {
             if let Some(retry) = self.settle(item, outcome).await? {
                 again.push(retry);
             }
         }
+        let Some(at) = self
+            .in_flight
+            .iter()
+            .position(|p| p.provision_id == provision_id)
+        else {
+            return Ok(again);
+        };
         let p = &mut self.in_flight[at];
         if !p.items.is_empty() && p.accepted.elapsed() >= self.timing.timeout {
             let minutes = self.timing.timeout.as_secs_f64() / 60.0;
@@ -258,7 +535,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             );
             let items: Vec<Item> = p.items.drain().map(|(_, i)| i).collect();
             for item in items {
-                self.fail(&item, &message)?;
+                self.fail(item, &message);
             }
         }
         let p = &mut self.in_flight[at];
@@ -268,19 +545,11 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             p.next_poll = Instant::now() + p.interval;
             p.interval = (p.interval * 2).min(self.timing.max_interval);
         }
-        // A create resolved by adoption goes out again right away, alone.
-        for item in again {
-            let back = self.submit(vec![item]).await?;
-            for item in back {
-                Box::pin(self.submit(vec![item])).await?;
-            }
-        }
-        Ok(true)
+        Ok(again)
     }
 
-    /// Looks up what must be looked up, sends one request, records its 202 (or outcomes).
-    /// Returns the items the request did not carry.
-    async fn submit(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, WriteError> {
+    /// Looks up what must be looked up before it is sent; returns what may be sent.
+    async fn look_up(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, WriteError> {
         let mut ready = Vec::with_capacity(batch.len());
         for mut item in batch {
             let needs = (item.op.kind == OpKind::Create && item.look_up)
@@ -302,19 +571,16 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     }
                     None if item.op.kind != OpKind::Create => {
                         self.fail(
-                            &item,
+                            item,
                             "the user was not found in Concur by its employee number; nothing was sent",
-                        )?;
+                        );
                         continue;
                     }
                     None => {
                         if let Some(message) = self.still_in_doubt(&item) {
-                            self.record(
-                                item.cycle,
-                                &[(item.id, &item.op, EntryResult::Failed(message.clone()))],
-                            )?;
                             (self.settled)(&item.op, Settled::Unanswered(&message));
                             self.counts.failed += 1;
+                            self.record(item.cycle, item.id, item.op, EntryResult::Failed(message));
                             continue;
                         }
                     }
@@ -322,25 +588,22 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             }
             ready.push(item);
         }
-        if ready.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = ready.iter().map(|i| i.id).collect();
-        self.store.mark_inflight(&ids)?;
-        let planned: Vec<Planned<'_>> = ready
-            .iter()
-            .map(|i| Planned {
-                op: &i.op,
-                uuid: i.uuid.as_deref(),
-                adopt: i.adopt,
-            })
-            .collect();
-        let submitted = match self.target.submit(&planned).await {
+        Ok(ready)
+    }
+
+    /// Records the answer to one request (its 202, or outcomes). Returns the items it did not
+    /// carry and creates to send again (refused as a conflict, now adopted).
+    async fn submitted(
+        &mut self,
+        batch: Vec<Item>,
+        result: Result<Submitted, ConcurError>,
+    ) -> Result<Vec<Item>, WriteError> {
+        let submitted = match result {
             Ok(s) => s,
             Err(e) => {
                 let msg = format!("not applied: {e}");
-                for item in &ready {
-                    self.fail_unsent(item, &msg)?;
+                for item in batch {
+                    self.fail_unsent(item, &msg);
                 }
                 return Err(e.into());
             }
@@ -348,7 +611,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         let mut pending: Vec<(String, Item)> = Vec::new();
         let mut back = Vec::new();
         let mut now_settled = Vec::new();
-        for (item, sent) in ready.into_iter().zip(submitted.ops) {
+        for (item, sent) in batch.into_iter().zip(submitted.ops) {
             match sent {
                 Sent::Pending(bulk_id) => pending.push((bulk_id, item)),
                 Sent::Settled(o) => now_settled.push((item, o)),
@@ -361,32 +624,46 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     } else {
                         format!("{message}; planned again next cycle")
                     };
-                    self.record(
-                        item.cycle,
-                        &[(item.id, &item.op, EntryResult::Unanswered(message.clone()))],
-                    )?;
                     (self.settled)(&item.op, Settled::Unanswered(&message));
                     self.counts.failed += 1;
+                    self.record(
+                        item.cycle,
+                        item.id,
+                        item.op,
+                        EntryResult::Unanswered(message),
+                    );
                 }
             }
         }
         if !pending.is_empty() {
             let Some(provision_id) = submitted.provision_id else {
-                return Err(WriteError::Concur(crate::concur::ConcurError::Decode(
+                return Err(WriteError::Concur(ConcurError::Decode(
                     "operations pending without a provision id".into(),
                 )));
             };
-            let rows: Vec<(i64, &str, Option<&str>)> = pending
+            self.unwritten.submitted.push((
+                provision_id.clone(),
+                pending
+                    .iter()
+                    .map(|(b, i)| (i.id, b.clone(), i.uuid.clone()))
+                    .collect(),
+            ));
+            // A provision that new reports wait for is polled sooner.
+            let first = if pending
                 .iter()
-                .map(|(b, i)| (i.id, b.as_str(), i.uuid.as_deref()))
-                .collect();
-            self.store.mark_submitted(&provision_id, &rows)?;
+                .any(|(_, i)| self.awaited.contains(&i.op.employee_id))
+            {
+                self.timing.first_poll / 4
+            } else {
+                self.timing.first_poll
+            };
             let now = Instant::now();
             self.in_flight.push(InFlight {
                 provision_id,
                 accepted: now,
-                next_poll: now + self.timing.first_poll,
-                interval: (self.timing.first_poll * 2).min(self.timing.max_interval),
+                next_poll: now + first,
+                interval: (first * 2).min(self.timing.max_interval),
+                polling: false,
                 items: pending.into_iter().collect(),
             });
         }
@@ -399,52 +676,28 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         Ok(back)
     }
 
-    /// Records outcomes; an operation recorded (however it ended) no longer holds new reports
-    /// back.
-    fn record(
-        &mut self,
-        cycle: i64,
-        results: &[(i64, &Op, EntryResult)],
-    ) -> Result<(), WriteError> {
-        self.store.record_results(cycle, results)?;
-        for (_, op, _) in results {
-            self.unsettled.remove(&op.employee_id);
-        }
-        Ok(())
+    /// Records an outcome (written with the next request, or on its own); an operation
+    /// recorded, however it ended, no longer holds new reports back.
+    fn record(&mut self, cycle: i64, id: i64, op: Op, result: EntryResult) {
+        self.unsettled.remove(&op.employee_id);
+        self.unwritten.results.push((cycle, id, op, result));
     }
 
-    /// Records operations Concur applied whole, in one transaction.
-    fn acknowledge(&mut self, done: Vec<(Item, UserOutcome)>) -> Result<(), WriteError> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let results: Vec<(i64, &Op, EntryResult)> = done
-            .iter()
-            .map(|(item, outcome)| {
-                let uuid = match outcome {
-                    UserOutcome::Acknowledged { uuid } => uuid.clone(),
-                    _ => None,
-                };
-                let result = match uuid.or_else(|| item.uuid.clone()) {
-                    Some(u) => EntryResult::AcknowledgedAs(u),
-                    None => EntryResult::Acknowledged,
-                };
-                (item.id, &item.op, result)
-            })
-            .collect();
-        let cycle = done[0].0.cycle;
-        if done.iter().all(|(i, _)| i.cycle == cycle) {
-            self.record(cycle, &results)?;
-        } else {
-            for ((item, _), result) in done.iter().zip(results) {
-                self.record(item.cycle, &[result])?;
-            }
-        }
-        for (item, _) in &done {
+    /// Records operations Concur applied whole.
+    fn acknowledge(&mut self, done: Vec<(Item, UserOutcome)>) {
+        for (item, outcome) in done {
+            let uuid = match outcome {
+                UserOutcome::Acknowledged { uuid } => uuid,
+                _ => None,
+            };
+            let result = match uuid.or(item.uuid) {
+                Some(u) => EntryResult::AcknowledgedAs(u),
+                None => EntryResult::Acknowledged,
+            };
             (self.settled)(&item.op, Settled::Acknowledged);
             self.counts.count(item.counts_as);
+            self.record(item.cycle, item.id, item.op, result);
         }
-        Ok(())
     }
 
     /// Records one settled operation. Returns it again when it is to be sent once more (a
@@ -456,7 +709,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     ) -> Result<Option<Item>, WriteError> {
         match outcome {
             UserOutcome::Acknowledged { uuid } => {
-                self.acknowledge(vec![(item, UserOutcome::Acknowledged { uuid })])?;
+                self.acknowledge(vec![(item, UserOutcome::Acknowledged { uuid })]);
             }
             UserOutcome::ExtensionsFailed { uuid, failed } => {
                 let message = failed
@@ -469,6 +722,8 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     .old_employee_id
                     .clone()
                     .unwrap_or_else(|| item.op.employee_id.clone());
+                // The snapshot as written so far.
+                self.write(&[])?;
                 let before = self.store.load_users([key.as_str()])?.remove(&key);
                 let mut partial = item.op.clone();
                 partial.user = keep_before(&item.op.user, before.as_ref(), &failed);
@@ -484,7 +739,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     && !changes.is_empty();
                 if retry {
                     // The identity is recorded; only the failed extensions go out again.
-                    self.record(item.cycle, &[(item.id, &partial, result)])?;
+                    self.record(item.cycle, item.id, partial, result);
                     let follow_up = Op {
                         kind: OpKind::Update,
                         employee_id: item.op.employee_id.clone(),
@@ -496,6 +751,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                         origin: item.op.origin.clone(),
                     };
                     tracing::info!(employee_id = %item.op.employee_id, attempt = item.extension_attempts, message = %message, "the identity was applied, some extensions were not: patching them again");
+                    self.write(&[])?;
                     let id = self.store.add_follow_up(item.cycle, &follow_up)?;
                     if may_enable_approval(&item.op) {
                         // Its role may be among what failed: new reports keep waiting.
@@ -519,15 +775,10 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     "the identity was applied, these extensions were not after {} attempts (patched again next cycle): {message}",
                     item.extension_attempts
                 );
-                self.record(
-                    item.cycle,
-                    &[
-                        (item.id, &partial, result),
-                        (item.id, &item.op, EntryResult::Failed(message.clone())),
-                    ],
-                )?;
                 (self.settled)(&item.op, Settled::Refused(&message));
                 self.counts.failed += 1;
+                self.record(item.cycle, item.id, partial, result);
+                self.record(item.cycle, item.id, item.op, EntryResult::Failed(message));
             }
             UserOutcome::Failed { message, conflict } => {
                 if conflict && item.op.kind == OpKind::Create && !item.adopt && !item.looked_up {
@@ -539,7 +790,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                         return Ok(Some(item));
                     }
                 }
-                self.fail(&item, &message)?;
+                self.fail(item, &message);
             }
         }
         Ok(None)
@@ -563,24 +814,32 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         })
     }
 
-    fn fail(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
-        self.record(
-            item.cycle,
-            &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
-        )?;
+    fn fail(&mut self, item: Item, message: &str) {
         (self.settled)(&item.op, Settled::Refused(message));
         self.counts.failed += 1;
-        Ok(())
-    }
-
-    fn fail_unsent(&mut self, item: &Item, message: &str) -> Result<(), WriteError> {
         self.record(
             item.cycle,
-            &[(item.id, &item.op, EntryResult::Failed(message.to_owned()))],
-        )?;
+            item.id,
+            item.op,
+            EntryResult::Failed(message.to_owned()),
+        );
+    }
+
+    fn fail_unsent(&mut self, item: Item, message: &str) {
         (self.settled)(&item.op, Settled::Unsent);
         self.counts.failed += 1;
-        Ok(())
+        self.record(
+            item.cycle,
+            item.id,
+            item.op,
+            EntryResult::Failed(message.to_owned()),
+        );
+    }
+}
+
+impl Unwritten {
+    fn is_empty(&self) -> bool {
+        self.submitted.is_empty() && self.results.is_empty()
     }
 }
 

@@ -40,6 +40,7 @@ pub struct V4Target {
     limits: BulkLimits,
     first_poll: Duration,
     timeout: Duration,
+    max_in_flight: usize,
 }
 
 impl V4Target {
@@ -57,7 +58,15 @@ impl V4Target {
             limits: BulkLimits::default(),
             first_poll,
             timeout,
+            max_in_flight: 1,
         }
+    }
+
+    /// Lets up to `n` requests (Bulks, status polls) await their answers at once.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, n: usize) -> V4Target {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     pub fn client(&self) -> &ConcurClient {
@@ -134,6 +143,7 @@ impl UserTarget for V4Target {
             first_poll: self.first_poll,
             max_interval: MAX_POLL_INTERVAL.max(self.first_poll),
             timeout: self.timeout,
+            max_in_flight: self.max_in_flight,
         })
     }
 
