@@ -33,7 +33,7 @@ fn stacked(c: &CycleInfo) -> [(&'static str, &'static str, &'static str, u64); 7
         ("update", "updated", "#1565c0", n.update),
         ("reactivate", "reactivated", "#00838f", n.reactivate),
         ("deactivate", "deactivated", "#ef6c00", n.deactivate),
-        ("password", "passwords", "#6a1b9a", n.password),
+        ("password", "passwords", "#d81b60", n.password),
         ("failed", "failed", "#c62828", n.failed),
         ("rejected", "rejected", "#8d6e63", n.rejected),
     ]
@@ -57,7 +57,7 @@ fn outcome_colour(o: CycleOutcome) -> &'static str {
     match o {
         CycleOutcome::Success => "#2e7d32",
         CycleOutcome::Partial => "#f9a825",
-        CycleOutcome::Held => "#6a1b9a",
+        CycleOutcome::Held => "#5e35b1",
         CycleOutcome::Degraded => "#ef6c00",
         CycleOutcome::Failed => "#c62828",
         CycleOutcome::Interrupted => "#757575",
@@ -85,7 +85,11 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 code.command{background:#263238;color:#fff;padding:2px 6px;border-radius:3px;white-space:nowrap}
 .outcome{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-size:12px}
 .legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:12px;font-size:12px}
-.swatch{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
+.swatch,.dot{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
+.dot{border-radius:50%}
+td.time{white-space:nowrap}
+td.path{overflow-wrap:anywhere}
+tr.cycle-message td{border-top:none;color:#37474f;font-size:12px}
 .note{color:#546e7a;font-size:12px}
 .warn{color:#b71c1c;font-weight:600}
 svg.chart{background:#fff;border:1px solid #e0e0e0;max-width:100%;height:auto}
@@ -107,7 +111,7 @@ pub fn render(d: &PageData) -> String {
             body {
                 header {
                     h1 { "concur-sync status" }
-                    p { "Read-only. Rendered " (d.now.format("%Y-%m-%d %H:%M:%S UTC")) " by concur-sync " (d.version) "; refreshes every minute." }
+                    p { "Read-only; times in UTC. Rendered " (d.now.format("%Y-%m-%d %H:%M:%S")) " by concur-sync " (d.version) "; refreshes every minute." }
                 }
                 main {
                     (summary(d))
@@ -140,7 +144,7 @@ fn summary(d: &PageData) -> Markup {
                         @if let Some(c) = last {
                             (c.id) " " (outcome(c.outcome))
                             br;
-                            small { (c.finished_at.as_deref().unwrap_or(&c.started_at)) " · " (ago(d.now, c.finished_at.as_deref().unwrap_or(&c.started_at))) }
+                            small { (when(c.finished_at.as_deref().unwrap_or(&c.started_at))) " · " (ago(d.now, c.finished_at.as_deref().unwrap_or(&c.started_at))) }
                         } @else {
                             "none yet"
                         }
@@ -312,7 +316,7 @@ fn chart(cycles: &[CycleInfo]) -> Markup {
             @if oldest_first.is_empty() {
                 p.note { "No cycle has run yet." }
             } @else {
-                p.note { "Operations per cycle, the latest " (oldest_first.len()) " cycles, oldest on the left; the mark under each bar is the cycle's outcome. Unchanged records are not drawn." }
+                p.note { "Operations per cycle, the latest " (oldest_first.len()) " cycles, oldest on the left; the dot under each bar is the cycle's outcome. Unchanged records are not drawn." }
                 ul.legend {
                     @for (class, label, colour, _) in stacked(oldest_first[0]) {
                         li class=(format!("legend-{class}")) { span.swatch style=(format!("background:{colour}")) {} (label) }
@@ -327,13 +331,15 @@ fn chart(cycles: &[CycleInfo]) -> Markup {
                     @for (i, c) in oldest_first.iter().enumerate() {
                         @let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
                         g.cycle data-cycle=(c.id) data-outcome=(c.outcome.as_str()) {
-                            title { "Cycle " (c.id) " (" (c.outcome.as_str()) "), " (c.started_at) ": " (c.counts.summary()) }
+                            title { "Cycle " (c.id) " (" (c.outcome.as_str()) "), " (when(&c.started_at)) ": " (c.counts.summary()) }
                             @for (class, label, colour, below, n) in segments(c) {
                                 rect class=(format!("bar op-{class}")) data-count=(n) x=(px(x)) width=(px(bar)) y=(px(y(below + n))) height=(px(y(below) - y(below + n))) fill=(colour) {
                                     title { "Cycle " (c.id) ": " (n) " " (label) }
                                 }
                             }
-                            rect.outcome-mark x=(px(x)) width=(px(bar)) y=(px(TOP + plot_h + 4.0)) height="8" fill=(outcome_colour(c.outcome)) {}
+                            circle.outcome-mark cx=(px(x + bar / 2.0)) cy=(px(TOP + plot_h + 10.0)) r="5" fill=(outcome_colour(c.outcome)) {
+                                title { "Cycle " (c.id) ": " (c.outcome.as_str()) }
+                            }
                             @if i % label_every == 0 || i + 1 == oldest_first.len() {
                                 text x=(px(x + bar / 2.0)) y=(px(TOP + plot_h + 28.0)) text-anchor="middle" font-size="11" fill="#263238" { (c.id) }
                             }
@@ -341,6 +347,11 @@ fn chart(cycles: &[CycleInfo]) -> Markup {
                     }
                     line x1=(px(LEFT)) x2=(px(W - RIGHT)) y1=(px(y(0))) y2=(px(y(0))) stroke="#90a4ae" {}
                     text x=(px(LEFT)) y=(px(H - 4.0)) font-size="11" fill="#546e7a" { "cycle" }
+                }
+                ul.legend.outcomes {
+                    @for o in CycleOutcome::ALL.iter().filter(|o| **o != CycleOutcome::Running) {
+                        li { span.dot style=(format!("background:{}", outcome_colour(*o))) {} (o.as_str()) }
+                    }
                 }
             }
         }
@@ -371,23 +382,24 @@ fn cycles_table(cycles: &[CycleInfo]) -> Markup {
             } @else {
                 table {
                     thead { tr {
-                        th { "Cycle" } th { "Started" } th { "Finished" } th { "Outcome" } th { "Source" }
+                        th { "Cycle" } th { "Ended" } th { "Outcome" } th { "Source" }
                         th { "Created" } th { "Updated" } th { "Reactivated" } th { "Deactivated" } th { "Passwords" }
-                        th { "Failed" } th { "Rejected" } th { "Unchanged" } th { "Retries" } th { "Throttled s" } th { "Message" }
+                        th { "Failed" } th { "Rejected" } th { "Unchanged" } th { "Retries" } th { "Throttled s" }
                     } }
                     tbody {
                         @for c in cycles {
                             @let n = &c.counts;
                             tr.cycle-row data-cycle=(c.id) {
                                 td.n { (c.id) }
-                                td { (c.started_at) }
-                                td { (c.finished_at.as_deref().unwrap_or("")) }
+                                td.time { (when(c.finished_at.as_deref().unwrap_or(&c.started_at))) }
                                 td { (outcome(c.outcome)) }
-                                td { (c.source) }
+                                td.path { (c.source) }
                                 td.n { (n.create) } td.n { (n.update) } td.n { (n.reactivate) } td.n { (n.deactivate) }
                                 td.n { (n.password) } td.n { (n.failed) } td.n { (n.rejected) } td.n { (n.unchanged) }
                                 td.n { (n.retries) } td.n { (format!("{:.1}", n.throttled_seconds)) }
-                                td { (c.message.as_deref().unwrap_or("")) }
+                            }
+                            @if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty()) {
+                                tr.cycle-message data-cycle=(c.id) { td {} td.message colspan="13" { (m) } }
                             }
                         }
                     }
@@ -414,8 +426,8 @@ fn failures(st: &Status) -> Markup {
                                 td { (f.operation) }
                                 td.message { (f.message) }
                                 td.n { (f.attempts) }
-                                td { (f.first_failed_at) }
-                                td { (f.last_failed_at) }
+                                td.time { (when(&f.first_failed_at)) }
+                                td.time { (when(&f.last_failed_at)) }
                             }
                         }
                     }
@@ -439,7 +451,7 @@ fn rejections(id: &str, heading: &str, note: &str, rows: &[crate::model::Rejecti
                     tbody {
                         @for r in rows.iter().take(MAX_ROWS) {
                             tr.finding {
-                                td { (r.source) }
+                                td.path { (r.source) }
                                 td.employee { (r.employee_id.as_deref().unwrap_or("")) }
                                 td { (r.field) }
                                 td.message { (r.message) }
@@ -478,7 +490,7 @@ fn provisions(d: &PageData) -> Markup {
                                 td { code { (p.provision_id) } }
                                 td.n { (p.cycle_id) }
                                 td.n { (p.operations) }
-                                td { (p.submitted_at.as_deref().unwrap_or("")) }
+                                td.time { (p.submitted_at.as_deref().map(when).unwrap_or_default()) }
                                 td { (p.submitted_at.as_deref().map(|t| ago(d.now, t)).unwrap_or_default()) }
                             }
                         }
@@ -500,13 +512,21 @@ fn alerts(st: &Status) -> Markup {
                     thead { tr { th { "When" } th { "File" } th { "Problem" } } }
                     tbody {
                         @for a in &st.alerts {
-                            tr.alert { td { (a.at) } td { (a.file) } td.message { (a.message) } }
+                            tr.alert { td.time { (when(&a.at)) } td.path { (a.file) } td.message { (a.message) } }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` UTC; the text itself when it does not parse.
+fn when(t: &str) -> String {
+    parse(t).map_or_else(
+        || t.to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 fn parse(t: &str) -> Option<DateTime<Utc>> {
