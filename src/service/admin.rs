@@ -115,7 +115,7 @@ fn same_token(offered: &str, token: &str) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
-/// Headers of every answer that names people: not cached, not framed, no script, no referrer.
+/// Headers of every answer that names people: not cached, not sniffed, not framed, no referrer.
 fn private_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
