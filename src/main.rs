@@ -266,13 +266,6 @@ async fn main() -> ExitCode {
             if let Err(code) = start_logging(cfg.log.format, cfg.log.level.as_deref(), "info") {
                 return code;
             }
-            if matches!(command, Command::Run { .. }) && !cfg.admin_is_loopback() {
-                tracing::warn!(
-                    key = "admin.listen",
-                    listen = %cfg.admin.listen,
-                    "admin.listen is not a loopback address: /status and /metrics are open to anyone who can reach it; bind 127.0.0.1 or put an authenticating proxy in front"
-                );
-            }
             if let Command::Sync { new_key: true, .. } | Command::Run { new_key: true } = command
                 && let Err(e) = commands::new_key(&cfg)
             {

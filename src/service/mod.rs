@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod metrics;
+mod page;
 pub mod probe;
 
 use std::path::{Path, PathBuf};

@@ -34,7 +34,10 @@ pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvi
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
-pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
+pub use status::{
+    FailedEntry, HELD_SAMPLE, HeldEntry, HeldPlan, OutboxCounts, Overview, ProvisionRow, Status,
+    TokenInfo, UserCounts,
+};
 
 /// Errors of the state database boundary.
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,7 @@ mod service;
 mod simulator;
 mod simulator_v4;
 mod source_digest;
+mod status_page;
 mod sync_cycle;
 mod tokens;
 mod v4_chaos;
