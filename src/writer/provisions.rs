@@ -12,10 +12,12 @@
 //!   or on its own when no request follows. A crash before that write leaves the entries as
 //!   the previous write had them: `inflight` (looked up or planned again) or `submitted`
 //!   (polled again).
-//! - Provisions are polled first `first_poll` after acceptance (a quarter of it for one that
-//!   carries a manager new reports wait for), then with doubling intervals up to
-//!   `max_interval`; a poll only happens when one is due, so further requests keep going out
-//!   while earlier ones are pending. A provision still pending after `timeout` fails its
+//! - Provisions are polled first `first_poll` after acceptance, then with doubling intervals
+//!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
+//!   out while earlier ones are pending. While nothing else can be sent (everything left waits
+//!   for a manager, or all is sent), and always for a provision carrying a manager that new
+//!   reports wait for, each wait is an eighth as long: those polls take request slots that
+//!   would idle, and end the wait sooner. A provision still pending after `timeout` fails its
 //!   remaining operations with that reason (planned again next cycle).
 //! - A Bulk request is resent only after answers that say it was not processed (429, 503, no
 //!   connection). One that got no answer saying whether Concur took it (a timeout, a reset, a
@@ -85,12 +87,27 @@ pub const EXTENSION_ATTEMPTS: u32 = 3;
 struct InFlight {
     provision_id: String,
     accepted: Instant,
-    next_poll: Instant,
+    /// When it was accepted or last polled.
+    last: Instant,
+    /// The wait after `last` before the next poll (doubling).
     interval: Duration,
+    /// It carries a manager that new reports wait for.
+    awaited: bool,
     /// A poll of it is awaiting its answer.
     polling: bool,
     /// By bulkId.
     items: HashMap<String, Item>,
+}
+
+impl InFlight {
+    /// When its next poll is due (sooner while nothing else can be sent).
+    fn due(&self, idle: bool) -> Instant {
+        if idle || self.awaited {
+            self.last + self.interval / QUICK_POLLS
+        } else {
+            self.last + self.interval
+        }
+    }
 }
 
 /// A request awaiting its answer, and what it brings back.
@@ -142,7 +159,13 @@ struct Ledger<'a, T, F> {
     /// polled sooner.
     awaited: HashSet<String>,
     unwritten: Unwritten,
+    /// Nothing can be sent now: everything left waits for a manager, or all is sent.
+    idle: bool,
 }
+
+/// How much shorter the waits between polls are for a provision that reports wait for, or
+/// while nothing else can be sent.
+const QUICK_POLLS: u32 = 8;
 
 /// Why the loop stopped early.
 enum Stop {
@@ -294,6 +317,7 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
             unsettled: HashSet::new(),
             awaited: HashSet::new(),
             unwritten: Unwritten::default(),
+            idle: false,
         }
     }
 
@@ -332,6 +356,7 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
             {
                 stop = Some(Stop::Failed(e));
             }
+            self.idle = queue.is_empty() || all_waiting;
             if requests.is_empty() {
                 if stop.is_some() {
                     break;
@@ -395,15 +420,18 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
     ) -> Result<(), WriteError> {
         let now = Instant::now();
         while requests.len() < max {
+            let (idle, max_interval) = (self.idle, self.timing.max_interval);
             let Some(p) = self
                 .in_flight
                 .iter_mut()
-                .filter(|p| !p.polling && p.next_poll <= now)
-                .min_by_key(|p| p.next_poll)
+                .filter(|p| !p.polling && p.due(idle) <= now)
+                .min_by_key(|p| p.due(idle))
             else {
                 break;
             };
             p.polling = true;
+            p.last = now;
+            p.interval = (p.interval * 2).min(max_interval);
             requests.push(poll_request(target, p.provision_id.clone()));
         }
         while requests.len() < max && !queue.is_empty() && !*all_waiting {
@@ -432,7 +460,7 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
         self.in_flight
             .iter()
             .filter(|p| !p.polling)
-            .map(|p| p.next_poll)
+            .map(|p| p.due(self.idle))
             .min()
     }
 
@@ -538,12 +566,8 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
                 self.fail(item, &message);
             }
         }
-        let p = &mut self.in_flight[at];
-        if p.items.is_empty() {
+        if self.in_flight[at].items.is_empty() {
             self.in_flight.remove(at);
-        } else {
-            p.next_poll = Instant::now() + p.interval;
-            p.interval = (p.interval * 2).min(self.timing.max_interval);
         }
         Ok(again)
     }
@@ -648,21 +672,16 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
                     .map(|(b, i)| (i.id, b.clone(), i.uuid.clone()))
                     .collect(),
             ));
-            // A provision that new reports wait for is polled sooner.
-            let first = if pending
+            let awaited = pending
                 .iter()
-                .any(|(_, i)| self.awaited.contains(&i.op.employee_id))
-            {
-                self.timing.first_poll / 4
-            } else {
-                self.timing.first_poll
-            };
+                .any(|(_, i)| self.awaited.contains(&i.op.employee_id));
             let now = Instant::now();
             self.in_flight.push(InFlight {
                 provision_id,
                 accepted: now,
-                next_poll: now + first,
-                interval: (first * 2).min(self.timing.max_interval),
+                last: now,
+                interval: self.timing.first_poll,
+                awaited,
                 polling: false,
                 items: pending.into_iter().collect(),
             });

@@ -36,8 +36,10 @@ pub async fn resume_provisions<T: UserTarget>(
         in_flight.push(InFlight {
             provision_id: p.provision_id,
             accepted: now.checked_sub(age).unwrap_or(now),
-            next_poll: now,
+            // Due at once.
+            last: now.checked_sub(timing.first_poll).unwrap_or(now),
             interval: timing.first_poll,
+            awaited: true,
             polling: false,
             items: p
                 .entries
