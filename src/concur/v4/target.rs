@@ -247,8 +247,6 @@ impl UserTarget for V4Target {
                 ops: sent,
             });
         };
-        let body: Value = serde_json::from_str(&request.body)
-            .map_err(|e| ConcurError::Decode(format!("the Bulk request: {e}")))?;
         // A Bulk must not be applied twice: resent only after answers that say it was not
         // processed; after a lost answer its creates are looked up before anything is resent.
         let unanswered = |sent: &mut Vec<Sent>, why: String| {
@@ -258,10 +256,10 @@ impl UserTarget for V4Target {
         };
         let reply = match self
             .client
-            .send_authed(
+            .send_authed_json(
                 reqwest::Method::POST,
                 &format!("{UPS_BULK_PATH}/"),
-                Some(&body),
+                Some(&request.body),
                 Repeat::IfUnprocessed,
             )
             .await
