@@ -30,6 +30,7 @@ mod attendees;
 mod check;
 mod http;
 mod identity;
+mod operators;
 mod output;
 mod plan;
 mod readback;

@@ -48,6 +48,55 @@ enum Command {
     Plan {
         #[arg(long)]
         json: bool,
+        /// Also save the plan (canonical JSON, with the source's digest and the snapshot
+        /// generation) for `apply`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply exactly a plan saved with `plan --out` (exit 1 and nothing sent if the source or
+    /// the snapshot changed since).
+    Apply {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Everything the state database knows about one user, newest first (exit 1 if unknown).
+    Explain {
+        /// An employee id, or a login.
+        #[arg(value_name = "EMPLOYEE_ID")]
+        user: String,
+        #[arg(long)]
+        json: bool,
+        /// Read this state database instead of the configured one (no config file needed).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// List the failed records with Concur's reasons, and the parked ones.
+    Failed {
+        #[arg(long)]
+        json: bool,
+        /// Read this state database instead of the configured one (no config file needed).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Plan failed or parked records again from the next cycle on (`sync` runs one now).
+    Retry {
+        #[arg(
+            value_name = "EMPLOYEE_ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        employee_id: Option<String>,
+        /// Every failed and parked record.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Park a failed record: no longer counted as failed, not planned until its source row
+    /// changes (or `retry`).
+    Skip {
+        #[arg(value_name = "EMPLOYEE_ID")]
+        employee_id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// Show managed users, the last cycle, failures and rejections.
     Status {
@@ -246,6 +295,32 @@ async fn main() -> ExitCode {
             }
             commands::status(&state, json).map_err(Into::into)
         }
+        Command::Explain { user, json, state } => {
+            let state = match state {
+                Some(s) => s,
+                None => match load_config(cli.config) {
+                    Ok(c) => c.state.path,
+                    Err(code) => return code,
+                },
+            };
+            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
+                return code;
+            }
+            commands::explain(&state, &user, json).map_err(Into::into)
+        }
+        Command::Failed { json, state } => {
+            let state = match state {
+                Some(s) => s,
+                None => match load_config(cli.config) {
+                    Ok(c) => c.state.path,
+                    Err(code) => return code,
+                },
+            };
+            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
+                return code;
+            }
+            commands::failed(&state, json).map_err(Into::into)
+        }
         Command::Probe { url, timeout } => {
             let url = match url {
                 Some(u) => u,
@@ -283,7 +358,19 @@ async fn main() -> ExitCode {
                 Command::Sync { full, .. } => commands::sync(&cfg, &cancel_on_signal(), full)
                     .await
                     .map_err(Into::into),
-                Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
+                Command::Plan { json, out } => commands::plan(&cfg, json, out.as_deref())
+                    .await
+                    .map_err(Into::into),
+                Command::Apply { file } => commands::apply(&cfg, &file, &cancel_on_signal())
+                    .await
+                    .map_err(Into::into),
+                Command::Retry { employee_id, .. } => {
+                    commands::retry(&cfg, employee_id.as_deref()).map_err(Into::into)
+                }
+                Command::Skip {
+                    employee_id,
+                    reason,
+                } => commands::skip(&cfg, &employee_id, &reason).map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
@@ -308,6 +395,8 @@ async fn main() -> ExitCode {
                 Command::Simulate(_)
                 | Command::Demo { .. }
                 | Command::Status { .. }
+                | Command::Explain { .. }
+                | Command::Failed { .. }
                 | Command::Probe { .. } => Ok(0),
             }
         }

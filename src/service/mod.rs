@@ -17,7 +17,7 @@ use crate::attendees::folder::{put_away_recorded, set_aside_recorded};
 use crate::concur::ConcurClient;
 use crate::config::Config;
 use crate::cycle::input::{self, Input, current_file, with_file};
-use crate::cycle::{self, CycleReport};
+use crate::cycle::{self, CycleReport, SavedPlan};
 use crate::error::SyncError;
 use crate::readback::{self, ReconcileReport};
 use crate::source::dropfolder::{self, DropFolder};
@@ -43,9 +43,25 @@ pub async fn run_cycle(
     client: &ConcurClient,
     cancel: &CancellationToken,
 ) -> Result<CycleReport, SyncError> {
-    cycle::run_cycle(cfg, store, client, cancel, async |store: &mut Store| {
-        readback::before_cycle(cfg, store, client).await
-    })
+    run_cycle_with(cfg, store, client, cancel, None).await
+}
+
+/// [`run_cycle`], applying exactly `saved` when given (`apply FILE`).
+async fn run_cycle_with(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    saved: Option<&SavedPlan>,
+) -> Result<CycleReport, SyncError> {
+    cycle::run_cycle_with(
+        cfg,
+        store,
+        client,
+        cancel,
+        saved,
+        async |store: &mut Store| readback::before_cycle(cfg, store, client).await,
+    )
     .await
 }
 
@@ -141,8 +157,20 @@ pub async fn cycle_once(
     input: &mut Input,
     cancel: &CancellationToken,
 ) -> Result<Ran, SyncError> {
+    cycle_once_with(cfg, store, client, input, cancel, None).await
+}
+
+/// [`cycle_once`], applying exactly `saved` when given (`apply FILE`).
+pub async fn cycle_once_with(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    input: &mut Input,
+    cancel: &CancellationToken,
+    saved: Option<&SavedPlan>,
+) -> Result<Ran, SyncError> {
     let Input::Folder(folder) = input else {
-        return run_cycle(cfg, store, client, cancel)
+        return run_cycle_with(cfg, store, client, cancel, saved)
             .await
             .map(|r| Ran::Cycle(r, None));
     };
@@ -180,7 +208,7 @@ pub async fn cycle_once(
             return Ok(Ran::Duplicate(file));
         }
         tracing::info!(file = %file.display(), "taking file from the drop folder");
-        let result = run_cycle(&with_file(cfg, &file), store, client, cancel).await;
+        let result = run_cycle_with(&with_file(cfg, &file), store, client, cancel, saved).await;
         match &result {
             Err(SyncError::Source(e)) => {
                 set_aside(store, folder, &file, &e.to_string(), Some(digest))?;
@@ -204,9 +232,11 @@ pub async fn cycle_once(
         return result.map(|r| Ran::Cycle(r, Some(file)));
     }
     match current_file(store, folder)? {
-        Some(current) => run_cycle(&with_file(cfg, &current.path), store, client, cancel)
-            .await
-            .map(|r| Ran::Cycle(r, None)),
+        Some(current) => {
+            run_cycle_with(&with_file(cfg, &current.path), store, client, cancel, saved)
+                .await
+                .map(|r| Ran::Cycle(r, None))
+        }
         None => Ok(Ran::NoSource),
     }
 }
