@@ -23,6 +23,7 @@ pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;
+pub mod terminal;
 pub mod validate;
 
 // Internal.
@@ -33,6 +34,7 @@ mod identity;
 mod operators;
 mod output;
 mod plan;
+mod progress;
 mod readback;
 mod rules;
 #[cfg(test)]

@@ -27,6 +27,9 @@ struct Cli {
     /// Configuration file (default /etc/concur-sync/config.toml).
     #[arg(long, global = true, env = "CONCUR_SYNC_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// No progress bar (`sync`, `baseline`, `reconcile` and `plan` show one on a terminal).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -182,7 +185,7 @@ fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(|| concur_sync::terminal::LogWriter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         // Every field value escaped: a file name or a message from Concur cannot forge a line
@@ -348,6 +351,17 @@ async fn main() -> ExitCode {
                     "admin.listen is not a loopback address: /status and /metrics are open to anyone who can reach it; bind 127.0.0.1 or put an authenticating proxy in front"
                 );
             }
+            if !cli.quiet
+                && matches!(
+                    command,
+                    Command::Sync { .. }
+                        | Command::Baseline { .. }
+                        | Command::Reconcile
+                        | Command::Plan { .. }
+                )
+            {
+                concur_sync::terminal::start();
+            }
             if let Command::Sync { new_key: true, .. } | Command::Run { new_key: true } = command
                 && let Err(e) = commands::new_key(&cfg)
             {
@@ -401,6 +415,7 @@ async fn main() -> ExitCode {
             }
         }
     };
+    concur_sync::terminal::finish();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,7 +1,10 @@
-//! What operators ask of the state database about single records: `explain` (one user's
-//! story, newest first) and the retry queue (`failed`, `retry`, `skip`). Reads and audited
-//! writes through the store; nothing here talks to Concur or reads the source.
+//! What operators use to see and steer single records and plans: `explain` (one user's story,
+//! newest first), the retry queue (`failed`, `retry`, `skip`: audited writes through the
+//! store), and saved plans applied exactly (`apply`, the saving half of `plan --out`, which
+//! run the usual cycle through `service`). `commands.rs` holds the CLI commands; `explain.rs`
+//! and `queue.rs` read the store and render.
 
+pub mod commands;
 pub mod explain;
 pub mod queue;
 
