@@ -201,7 +201,11 @@ pub async fn apply(cfg: &Config, file: &Path, cancel: &CancellationToken) -> Res
             return Ok(EXIT_FATAL);
         }
     };
-    let _lock = WriterLock::acquire(&cfg.state.path)?;
+    let (lock, holder) = match WriterLock::acquire(&cfg.state.path) {
+        Ok(lock) => (Some(lock), None),
+        Err(crate::store::StoreError::Locked(holder)) => (None, Some(holder)),
+        Err(e) => return Err(e.into()),
+    };
     let mut store = open_store(cfg)?;
     let refuse = |store: &Store, why: &str| -> Result<u8, SyncError> {
         store.audit(
@@ -224,6 +228,16 @@ pub async fn apply(cfg: &Config, file: &Path, cancel: &CancellationToken) -> Res
     if let Some(why) = saved.stale(digest.as_deref(), store.snapshot_generation()?) {
         return refuse(&store, &why);
     }
+    if let Some(holder) = holder {
+        // The running service applies it before its next cycle, exactly as below.
+        store.request_saved_plan(&file.display().to_string(), &text)?;
+        store.audit("apply-requested", &crate::escape::path(file))?;
+        crate::outln!(
+            "plan recorded; the running service applies it shortly ({holder}); `concur-sync status` and its log show the outcome"
+        );
+        return Ok(0);
+    }
+    let _lock = lock;
     let client = wiring::client_with(cfg, &store, cancel, wiring::Waits::OneShot)?;
     let mut input = Input::new(cfg);
     let ran =

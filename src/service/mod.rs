@@ -264,5 +264,50 @@ pub async fn apply_requested_approvals(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    apply_requested_plan(cfg, store, client, input).await
+}
+
+/// Applies the saved plan an operator asked to apply (`apply FILE`) while another process
+/// held the state: exactly as `apply` does, refused (logged and audited) if the source or the
+/// snapshot changed since it was saved.
+async fn apply_requested_plan(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    input: &mut Input,
+) -> Result<(), SyncError> {
+    let Some((file, text)) = store.take_saved_plan_request()? else {
+        return Ok(());
+    };
+    let refused = |store: &Store, why: &str| -> Result<(), SyncError> {
+        tracing::warn!(file = %file, reason = %why, "saved plan not applied; nothing was sent");
+        store.audit("apply-refused", &format!("{file}: {why}"))?;
+        Ok(())
+    };
+    let saved = match SavedPlan::parse(&text) {
+        Ok(s) => s,
+        Err(why) => return refused(store, &why),
+    };
+    let cancel = CancellationToken::new();
+    match cycle_once_with(cfg, store, client, input, &cancel, Some(&saved)).await {
+        Ok(Ran::Cycle(r, _)) => {
+            tracing::info!(file = %file, cycle = r.cycle_id, outcome = r.outcome.as_str(), counts = ?r.counts, "saved plan applied");
+            store.audit(
+                "apply",
+                &format!(
+                    "{file} applied as cycle {} ({} operations saved): {}",
+                    r.cycle_id,
+                    saved.operations.len(),
+                    r.outcome
+                ),
+            )?;
+            Ok(())
+        }
+        Ok(Ran::Duplicate(_) | Ran::NoSource) => refused(
+            store,
+            "the source the plan was saved from is not there to apply",
+        ),
+        Err(SyncError::Refused(why)) => refused(store, &why),
+        Err(e) => Err(e),
+    }
 }

@@ -11,6 +11,9 @@ use serde::Serialize;
 use super::{CycleOutcome, FailedEntry, OutboxState, Ownership, Store, StoreError, now};
 use crate::model::{FieldChange, User};
 
+/// A saved plan waiting for the process that holds the state (JSON: `file`, `plan`).
+const KV_APPLY_REQUEST: &str = "apply.request";
+
 /// One audit row about a user.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
@@ -286,6 +289,24 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records a saved plan (the file's name and text) for the process holding the state to
+    /// apply (`apply` while the service runs); a later request replaces an earlier one.
+    pub fn request_saved_plan(&self, file: &str, text: &str) -> Result<(), StoreError> {
+        let request = serde_json::json!({ "file": file, "plan": text }).to_string();
+        self.kv_set(KV_APPLY_REQUEST, request.as_bytes())
+    }
+
+    /// Takes the saved plan an operator asked to apply, if any: `(file, text)`.
+    pub fn take_saved_plan_request(&self) -> Result<Option<(String, String)>, StoreError> {
+        let Some(raw) = self.kv_get(KV_APPLY_REQUEST)? else {
+            return Ok(None);
+        };
+        self.kv_delete(KV_APPLY_REQUEST)?;
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        Ok(Some((text("file"), text("plan"))))
     }
 
     /// Records an operator's action about one user: what, about whom, by whom, now.

@@ -334,3 +334,44 @@ async fn a_saved_plan_is_applied_exactly_and_refused_once_the_source_changed() {
     );
     assert_eq!(bulk_operations(&rig), 6);
 }
+
+#[tokio::test]
+async fn a_plan_applied_while_the_service_runs_is_applied_by_the_service() {
+    let admin = format!("127.0.0.1:{}", crate::harness::free_port());
+    let rig = v4_rig(&format!(
+        "require_approved_plan = true\nschedule = \"0 0 0 1 1 *\"\n[admin]\nlisten = \"{admin}\"\n[service]\npoll_seconds = 0.2"
+    ))
+    .await;
+    write(&rig, &lines(3));
+    let plan = rig.dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let out = rig.run(&["plan", "--out", plan_arg]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let log = rig.dir.path().join("daemon.log");
+    let _daemon = crate::harness::spawn_daemon(&rig.config, &log);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let healthz = format!("http://{admin}/healthz");
+    while !reqwest::get(&healthz)
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = rig.run(&["apply", plan_arg]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("running service applies it"),
+        "{}",
+        text(&out)
+    );
+    while rig.sim.v4_users().len() < 3 {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(tokio::time::Instant::now() < deadline, "not applied: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(bulk_operations(&rig), 3);
+}
