@@ -103,6 +103,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                                 Err(rejections) => planner.push_rejected(rejections),
                             }
                         }
+                        crate::progress::read(records);
                     }
                     let (last_row_short, fatal) = producer.join().map_err(|_| {
                         SyncError::Refused(format!(
@@ -127,6 +128,9 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             let mut planner = Planner::new(&snapshot, &mac, options);
             for item in items {
                 records += 1;
+                if records.is_multiple_of(1024) {
+                    crate::progress::read(records);
+                }
                 if v4
                     && let SourceItem::Record(raw) = &item
                     && raw.password.is_some()
@@ -145,6 +149,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             (planner.finish(opened.complete), snapshot.len())
         }
     };
+    crate::progress::read(records);
     let t_read = t0.elapsed();
     let source_ids = draft.source_ids;
     let skipped_inactive = draft.skipped_inactive;
@@ -159,6 +164,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     } else {
         apply_company_rules(store, ops, rejections)?
     };
+    crate::progress::planned(ops.len() as u64);
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,

@@ -601,6 +601,7 @@ mod tests {
                 last_failed_at: "2026-03-01T10:00:05Z".into(),
             }],
             rejected: vec![rejection.clone()],
+            skipped: Vec::new(),
             last_cycle: Some(cycle(3, CycleOutcome::Held, 0, 0)),
             last_success: None,
             outbox: OutboxCounts {

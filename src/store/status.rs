@@ -16,6 +16,10 @@ use crate::model::Rejection;
 pub struct Status {
     pub users: UserCounts,
     pub failed: Vec<FailedEntry>,
+    /// Failed records an operator parked (`skip`): not counted as failed, not planned while
+    /// the source asks for the same record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<super::Skip>,
     pub rejected: Vec<Rejection>,
     pub last_cycle: Option<CycleInfo>,
     pub last_success: Option<CycleInfo>,
@@ -103,23 +107,7 @@ impl Store {
                 }
             }
         }
-        let failed = {
-            let mut stmt = self.conn.prepare(
-                "SELECT employee_id, op, message, attempts, first_failed_at, last_failed_at
-                 FROM failures ORDER BY employee_id, op",
-            )?;
-            stmt.query_map([], |r| {
-                Ok(FailedEntry {
-                    employee_id: r.get(0)?,
-                    operation: r.get(1)?,
-                    message: r.get(2)?,
-                    attempts: r.get(3)?,
-                    first_failed_at: r.get(4)?,
-                    last_failed_at: r.get(5)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
+        let failed = self.failed_entries()?;
         let rejected = self.findings("rejections")?;
         let last_cycle = self.cycle_where("1 = 1")?;
         let last_success = self.cycle_where("outcome IN ('success', 'partial', 'degraded')")?;
@@ -143,6 +131,7 @@ impl Store {
         Ok(Status {
             users,
             failed,
+            skipped: self.skips()?,
             rejected,
             last_cycle,
             last_success,

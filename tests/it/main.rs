@@ -16,6 +16,7 @@ mod harness;
 mod identity_safety;
 mod ldap;
 mod lifecycle_hardening;
+mod operators;
 mod passwords;
 mod plan_render;
 mod readback;
