@@ -328,28 +328,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Field, Op, OpKind};
+    use crate::model::{Op, OpKind};
     use crate::store::{CycleCounts, EntryResult};
 
     fn user(id: &str, last: &str) -> User {
-        let mut u = User::new();
-        u.set(Field::EMPLOYEE_ID, id);
-        u.set(Field::LOGIN_ID, format!("{id}@example.com"));
-        u.set(Field::LAST_NAME, last);
-        u
+        crate::test_support::user_named(id, last)
     }
 
     fn op(kind: OpKind, u: &User) -> Op {
-        Op {
-            kind,
-            employee_id: u.employee_id().to_owned(),
-            user: u.clone(),
-            old_login_id: None,
-            old_employee_id: None,
-            changes: Vec::new(),
-            password: None,
-            origin: "hr.csv:2".into(),
-        }
+        crate::test_support::op(kind, u.clone(), "hr.csv:2")
     }
 
     #[test]

@@ -295,28 +295,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Field, OpKind};
+    use crate::model::OpKind;
     use crate::store::{CycleCounts, CycleOutcome, EntryResult};
 
     fn user(id: &str, last: &str) -> User {
-        let mut u = User::new();
-        u.set(Field::EMPLOYEE_ID, id);
-        u.set(Field::LOGIN_ID, format!("{id}@example.com"));
-        u.set(Field::LAST_NAME, last);
-        u
+        crate::test_support::user_named(id, last)
     }
 
     fn op(kind: OpKind, u: &User) -> Op {
-        Op {
+        crate::test_support::op(
             kind,
-            employee_id: u.employee_id().to_owned(),
-            user: u.clone(),
-            old_login_id: None,
-            old_employee_id: None,
-            changes: Vec::new(),
-            password: None,
-            origin: format!("hr.csv:{}", u.employee_id().len()),
-        }
+            u.clone(),
+            &format!("hr.csv:{}", u.employee_id().len()),
+        )
     }
 
     /// A cycle in which `ops` fail with `message`.
