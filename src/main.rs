@@ -225,6 +225,17 @@ fn parse_api(value: &str) -> Result<concur_sync::config::ConcurApi, String> {
     }
 }
 
+/// The state database a command that only reads it uses: `--state`, or the configured one;
+/// logs warnings only.
+fn read_only_state(state: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    let state = match state {
+        Some(s) => s,
+        None => load_config(config)?.state.path,
+    };
+    start_logging(LogFormat::Text, None, "warn")?;
+    Ok(state)
+}
+
 fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = commands::config_path(path);
     Config::load(&path).map_err(|e| {
@@ -286,42 +297,24 @@ async fn main() -> ExitCode {
             concur_sync::demo::run(api).await
         }
         Command::Status { json, state } => {
-            let state = match state {
-                Some(s) => s,
-                None => match load_config(cli.config) {
-                    Ok(c) => c.state.path,
-                    Err(code) => return code,
-                },
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
-                return code;
-            }
             commands::status(&state, json).map_err(Into::into)
         }
         Command::Explain { user, json, state } => {
-            let state = match state {
-                Some(s) => s,
-                None => match load_config(cli.config) {
-                    Ok(c) => c.state.path,
-                    Err(code) => return code,
-                },
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
-                return code;
-            }
             commands::explain(&state, &user, json).map_err(Into::into)
         }
         Command::Failed { json, state } => {
-            let state = match state {
-                Some(s) => s,
-                None => match load_config(cli.config) {
-                    Ok(c) => c.state.path,
-                    Err(code) => return code,
-                },
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
-                return code;
-            }
             commands::failed(&state, json).map_err(Into::into)
         }
         Command::Probe { url, timeout } => {
