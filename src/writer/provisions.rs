@@ -281,12 +281,11 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
             tokio::select! {
                 Some(answer) = requests.next() => {
                     all_waiting = false;
+                    // What it taught is written with the next request, or once none awaits.
                     if let Err(e) = self.answered(answer, &mut queue).await
                         && stop.is_none()
                     {
                         stop = Some(Stop::Failed(e));
-                    } else if !self.unwritten.is_empty() && (requests.is_empty() || stop.is_some()) {
-                        self.write(&[])?;
                     }
                 }
                 () = sleep_until(due) => {}
