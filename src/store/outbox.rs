@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::journal::USERS;
-use super::{OutboxState, Store, StoreError, now, user_json};
+use super::{Atomic, OutboxState, Store, StoreError, now, user_json};
 use crate::model::{Op, OpKind, User};
 
 /// What an earlier attempt of a create left behind.
@@ -66,8 +66,8 @@ impl Store {
         provision_id: &str,
         entries: &[(i64, &str, Option<&str>)],
     ) -> Result<(), StoreError> {
-        // A savepoint: its own transaction, or part of an enclosing one.
-        let tx = self.conn.savepoint()?;
+        // Its own transaction, or part of an enclosing one.
+        let tx = Atomic::begin(&mut self.conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = 'submitted', provision_id = ?2, bulk_id = ?3,
@@ -295,8 +295,8 @@ impl Store {
     /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
     /// request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        // A savepoint: its own transaction, or part of an enclosing one.
-        let tx = self.conn.savepoint()?;
+        // Its own transaction, or part of an enclosing one.
+        let tx = Atomic::begin(&mut self.conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2

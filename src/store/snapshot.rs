@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
+use super::{Atomic, Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
 use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
 
 /// The outcome Concur gave one outbox entry.
@@ -182,8 +182,8 @@ impl Store {
         cycle: i64,
         results: &[(i64, &Op, EntryResult)],
     ) -> Result<(), StoreError> {
-        // A savepoint: its own transaction, or part of an enclosing one.
-        let tx = self.conn.savepoint()?;
+        // Its own transaction, or part of an enclosing one.
+        let tx = Atomic::begin(&mut self.conn)?;
         let at = now();
         {
             let mut done = tx.prepare_cached(
@@ -196,13 +196,14 @@ impl Store {
                 "UPDATE outbox SET state = 'abandoned', last_error = ?2, updated_at = ?3 WHERE id = ?1",
             )?;
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8)
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle, concur_uuid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, COALESCE(?9, ?10))
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
                    password_mac = COALESCE(excluded.password_mac, users.password_mac),
                    ownership = CASE users.ownership WHEN 'unmanaged' THEN 'adopted' ELSE users.ownership END,
-                   acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle",
+                   acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle,
+                   concur_uuid = COALESCE(?9, users.concur_uuid, ?10)",
             )?;
             let mut set_mac = tx.prepare_cached(
                 "UPDATE users SET password_mac = ?2, acked_at = ?3, acked_cycle = ?4 WHERE employee_id = ?1",
@@ -213,9 +214,6 @@ impl Store {
                 tx.prepare_cached("DELETE FROM failures WHERE employee_id = ?1 AND op = ?2")?;
             let mut rename = tx
                 .prepare_cached("DELETE FROM users WHERE employee_id = ?1 RETURNING concur_uuid")?;
-            let mut keep_uuid = tx.prepare_cached(
-                "UPDATE users SET concur_uuid = ?2 WHERE employee_id = ?1 AND concur_uuid IS NULL",
-            )?;
             let mut add_failure = tx.prepare_cached(
                 "INSERT INTO failures (employee_id, op, message, attempts, first_failed_at, last_failed_at, cycle_id)
                  VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)
@@ -223,8 +221,6 @@ impl Store {
                    attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at,
                    cycle_id = excluded.cycle_id",
             )?;
-            let mut set_uuid =
-                tx.prepare_cached("UPDATE users SET concur_uuid = ?2 WHERE employee_id = ?1")?;
             let mut clear_uuid = tx.prepare_cached(
                 "UPDATE users SET concur_uuid = NULL WHERE concur_uuid = ?1 AND employee_id != ?2",
             )?;
@@ -252,6 +248,15 @@ impl Store {
                                 .flatten();
                             clear_failures.execute([old])?;
                         }
+                        // The UUID Concur named is this user's alone; without one, a UUID the
+                        // user had (under its old employee id) stays.
+                        let acked_uuid = match result {
+                            EntryResult::AcknowledgedAs(uuid) => {
+                                clear_uuid.execute(params![uuid, op.employee_id])?;
+                                Some(uuid)
+                            }
+                            _ => None,
+                        };
                         upsert.execute(params![
                             op.employee_id,
                             op.user.login_id(),
@@ -260,15 +265,10 @@ impl Store {
                             user_json(&op.user),
                             mac,
                             at,
-                            cycle
+                            cycle,
+                            acked_uuid,
+                            moved_uuid
                         ])?;
-                        if let Some(uuid) = moved_uuid {
-                            keep_uuid.execute(params![op.employee_id, uuid])?;
-                        }
-                        if let EntryResult::AcknowledgedAs(uuid) = result {
-                            clear_uuid.execute(params![uuid, op.employee_id])?;
-                            set_uuid.execute(params![op.employee_id, uuid])?;
-                        }
                         clear_failures.execute([&op.employee_id])?;
                     }
                     EntryResult::Failed(message) | EntryResult::Unanswered(message) => {

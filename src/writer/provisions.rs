@@ -7,11 +7,12 @@
 //!   bulkId, the UUID addressed); what one poll confirms is recorded in one transaction.
 //! - Up to `max_in_flight` requests (Bulks and polls) await their answers at once, so Concur's
 //!   answer time does not idle the limiter; the store is written by this one loop, in order.
-//!   What answers teach (202s, outcomes) is written in the transaction that marks the next
-//!   request's entries `inflight`, before that request leaves (one sync to disk per request),
-//!   or on its own when no request follows. A crash before that write leaves the entries as
-//!   the previous write had them: `inflight` (looked up or planned again) or `submitted`
-//!   (polled again).
+//!   What answers teach is written in the transaction that marks the next request's entries
+//!   `inflight`, before that request leaves (one sync to disk per request), or on its own when
+//!   no request follows: 202s always, outcomes once many gathered or the oldest waited a
+//!   second (the snapshot pages they change are then written once for many answers). A crash
+//!   before that write leaves the entries as the previous write had them: `inflight` (looked
+//!   up or planned again) or `submitted` (polled again).
 //! - Provisions are polled first `first_poll` after acceptance, then with doubling intervals
 //!   up to `max_interval`; a poll only happens when one is due, so further requests keep going
 //!   out while earlier ones are pending. While nothing else can be sent (everything left waits
@@ -343,7 +344,7 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
             self.write(&ids)?;
             requests.push(submit_request(target, ready));
         }
-        if !self.unwritten.is_empty() && requests.is_empty() {
+        if !self.unwritten.is_empty() && (requests.is_empty() || self.unwritten.results_overdue()) {
             self.write(&[])?;
         }
         Ok(())

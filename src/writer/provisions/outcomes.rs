@@ -2,7 +2,8 @@
 //! settled operations, failed spend extensions patched again, and how all of it is written
 //! (with the next request's in-flight mark, in one transaction).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -18,27 +19,80 @@ type Accepted = (i64, String, Option<String>);
 
 /// What the ledger has learnt and not yet written: committed with the next request's
 /// `inflight` mark (one transaction, one sync to disk), or on its own when no request follows.
+/// Outcomes ride along with a later request once [`OUTCOMES_AT_ONCE`] have gathered or the
+/// oldest waited [`OUTCOMES_WAIT`]: the snapshot rows and indexes they change are then written
+/// once for many answers instead of once per answer. Until then their entries stay `submitted`
+/// on disk, and a restart polls those provisions again.
 #[derive(Default)]
 pub(super) struct Unwritten {
     /// Requests accepted: provision id; (entry id, bulkId, UUID addressed).
     pub(super) submitted: Vec<(String, Vec<Accepted>)>,
     /// Outcomes: cycle, entry id, operation, result.
     pub(super) results: Vec<(i64, i64, Op, EntryResult)>,
+    /// The entries of `results`.
+    result_ids: HashSet<i64>,
+    /// When the oldest of `results` was learnt.
+    results_since: Option<Instant>,
 }
+
+/// How many outcomes make the next request's transaction write them.
+const OUTCOMES_AT_ONCE: usize = 2_000;
+/// How long an outcome waits at most for a request to carry it.
+const OUTCOMES_WAIT: Duration = Duration::from_secs(1);
 
 impl Unwritten {
     pub(super) fn is_empty(&self) -> bool {
         self.submitted.is_empty() && self.results.is_empty()
     }
+
+    pub(super) fn push_result(&mut self, cycle: i64, id: i64, op: Op, result: EntryResult) {
+        self.results_since.get_or_insert_with(Instant::now);
+        self.result_ids.insert(id);
+        self.results.push((cycle, id, op, result));
+    }
+
+    /// Whether the outcomes go with a transaction that marks `inflight` in flight: always
+    /// when no request follows, and before an entry with an outcome is sent again.
+    fn results_due(&self, inflight: &[i64]) -> bool {
+        !self.results.is_empty()
+            && (inflight.is_empty()
+                || self.results_overdue()
+                || inflight.iter().any(|id| self.result_ids.contains(id)))
+    }
+
+    /// Whether enough outcomes gathered, or the oldest waited long enough, to be written now.
+    pub(super) fn results_overdue(&self) -> bool {
+        self.results.len() >= OUTCOMES_AT_ONCE
+            || self
+                .results_since
+                .is_some_and(|t| t.elapsed() >= OUTCOMES_WAIT)
+    }
+
+    /// What to write now: the accepted requests, and the outcomes when they are due.
+    fn take(&mut self, inflight: &[i64]) -> Unwritten {
+        let submitted = std::mem::take(&mut self.submitted);
+        if self.results_due(inflight) {
+            Unwritten {
+                submitted,
+                ..std::mem::take(self)
+            }
+        } else {
+            Unwritten {
+                submitted,
+                ..Unwritten::default()
+            }
+        }
+    }
 }
 
 impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
-    /// Writes what was learnt and marks `inflight` entries in flight, in one transaction.
+    /// Writes what was learnt (outcomes only when due: [`Unwritten`]) and marks `inflight`
+    /// entries in flight, in one transaction. With no entries to mark, writes everything.
     pub(super) fn write(&mut self, inflight: &[i64]) -> Result<(), WriteError> {
-        if self.unwritten.is_empty() && inflight.is_empty() {
+        let unwritten = self.unwritten.take(inflight);
+        if unwritten.is_empty() && inflight.is_empty() {
             return Ok(());
         }
-        let unwritten = std::mem::take(&mut self.unwritten);
         self.store.in_one_transaction(|store| {
             for (provision_id, rows) in &unwritten.submitted {
                 let rows: Vec<(i64, &str, Option<&str>)> = rows
@@ -225,7 +279,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     /// recorded, however it ended, no longer holds new reports back.
     pub(super) fn record(&mut self, cycle: i64, id: i64, op: Op, result: EntryResult) {
         self.unsettled.remove(&op.employee_id);
-        self.unwritten.results.push((cycle, id, op, result));
+        self.unwritten.push_result(cycle, id, op, result);
     }
 
     /// Records operations Concur applied whole.
