@@ -216,7 +216,7 @@ pub async fn plan(cfg: &Config, json: bool, out: Option<&Path>) -> Result<u8, Sy
         }
     };
     let generation = store.snapshot_generation()?;
-    let planned = cycle::read_and_plan(cfg, &store).await?;
+    let planned = cycle::preview_plan(cfg, &store).await?;
     let saved = match out {
         Some(file) => Some(crate::operators::commands::save_plan(
             &store, &planned, generation, file,

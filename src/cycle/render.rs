@@ -24,6 +24,8 @@ struct PlanSummary {
     password: u64,
     unchanged: u64,
     rejected: u64,
+    /// Operations left out: their record is parked (`skip`).
+    skipped: u64,
     source_records: u64,
 }
 
@@ -45,6 +47,7 @@ impl PlannedCycle {
         let mut s = PlanSummary {
             unchanged: self.unchanged,
             rejected: self.rejections.len() as u64,
+            skipped: self.skipped,
             source_records: self.source_records,
             ..PlanSummary::default()
         };
@@ -136,9 +139,14 @@ impl PlannedCycle {
             let _ = writeln!(out, "warning    {}", crate::escape::escape(&w.to_string()));
         }
         let s = self.summary();
+        let skipped = if s.skipped > 0 {
+            format!(", {} skipped (parked)", s.skipped)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected ({} source records)",
+            "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected{skipped} ({} source records)",
             s.create,
             s.update,
             s.reactivate,

@@ -205,6 +205,21 @@ async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
         "{}",
         text(&out)
     );
+    // A preview leaves it out as the cycle does, and counts it as skipped.
+    let plan = json(&rig, &["plan", "--json"]).await;
+    assert_eq!(plan["summary"]["skipped"], 1, "{plan}");
+    assert_eq!(plan["operations"], serde_json::json!([]), "{plan}");
+    let saved = rig.dir.path().join("parked-plan.json");
+    let out = rig.run(&["plan", "--out", saved.to_str().unwrap()]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(", 1 skipped (parked)"), "{printed}");
+    assert!(
+        printed.contains("(0 operations; 1 skipped: parked;"),
+        "{printed}"
+    );
+    let file = std::fs::read_to_string(&saved).unwrap();
+    assert!(!file.contains("E00001"), "{file}");
     let sent = bulk_operations(&rig);
     sync(&rig, 0).await;
     assert_eq!(bulk_operations(&rig), sent, "a parked record is not sent");
@@ -222,6 +237,9 @@ async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
     rig.sim.clear_v4_faults();
     set(&mut rows, 1, ORG_UNIT1, "Treasury");
     write(&rig, &rows);
+    let plan = json(&rig, &["plan", "--json"]).await;
+    assert_eq!(plan["summary"]["skipped"], 0, "{plan}");
+    assert_eq!(plan["operations"][0]["employee_id"], "E00001", "{plan}");
     sync(&rig, 0).await;
     let status = rig.status().await;
     assert!(status.get("skipped").is_none(), "{status}");
