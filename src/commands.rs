@@ -310,6 +310,12 @@ pub fn status_text(st: &Status) -> String {
             st.provisions.oldest_submitted_at.as_deref().unwrap_or("?")
         );
     }
+    for line in crate::operators::status::superseded_lines(&st.superseded) {
+        let _ = writeln!(o, "{line}");
+    }
+    if let Some(line) = crate::operators::status::token_line(&st.token) {
+        let _ = writeln!(o, "{line}");
+    }
     if !st.failed.is_empty() {
         let _ = writeln!(o, "failed ({}):", st.failed.len());
         for f in &st.failed {

@@ -41,7 +41,7 @@ pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
 pub use status::{
     FailedEntry, HELD_SAMPLE, HeldEntry, HeldPlan, OutboxCounts, Overview, ProvisionRow, Status,
-    TokenInfo, UserCounts,
+    Superseded, TokenInfo, UserCounts,
 };
 
 /// Errors of the state database boundary.

@@ -1,5 +1,8 @@
 //! The cycles over time: the stacked-bar chart (inline SVG) and the table of the latest
-//! cycles beside it.
+//! cycles beside it. A held cycle whose plan a newer cycle superseded says so, and no longer
+//! names the commands that would have released it.
+
+use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 
@@ -48,7 +51,7 @@ pub(super) fn outcome_colour(o: CycleOutcome) -> &'static str {
 
 /// The cycles over time: one stacked bar per cycle (operations acknowledged, failed and
 /// rejected), oldest on the left, and a mark under each bar in its outcome's colour.
-pub(super) fn chart(cycles: &[CycleInfo]) -> Markup {
+pub(super) fn chart(cycles: &[CycleInfo], superseded: &BTreeMap<i64, i64>) -> Markup {
     const W: f64 = 960.0;
     const H: f64 = 280.0;
     const LEFT: f64 = 48.0;
@@ -90,8 +93,12 @@ pub(super) fn chart(cycles: &[CycleInfo]) -> Markup {
                     }
                     @for (i, c) in oldest_first.iter().enumerate() {
                         @let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
-                        g.cycle data-cycle=(c.id) data-outcome=(c.outcome.as_str()) {
-                            title { "Cycle " (c.id) " (" (c.outcome.as_str()) "), " (when(&c.started_at)) ": " (c.counts.summary()) }
+                        g.cycle data-cycle=(c.id) data-outcome=(c.outcome.as_str()) data-superseded-by=[superseded.get(&c.id)] {
+                            title {
+                                "Cycle " (c.id) " (" (c.outcome.as_str())
+                                @if let Some(by) = superseded.get(&c.id) { ", superseded by cycle " (by) }
+                                "), " (when(&c.started_at)) ": " (c.counts.summary())
+                            }
                             @for (class, label, colour, below, n) in segments(c) {
                                 rect class=(format!("bar op-{class}")) data-count=(n) x=(px(x)) width=(px(bar)) y=(px(y(below + n))) height=(px(y(below) - y(below + n))) fill=(colour) {
                                     title { "Cycle " (c.id) ": " (n) " " (label) }
@@ -133,7 +140,7 @@ pub(super) fn nice_ceiling(v: u64) -> u64 {
     }
 }
 
-pub(super) fn cycles_table(cycles: &[CycleInfo]) -> Markup {
+pub(super) fn cycles_table(cycles: &[CycleInfo], superseded: &BTreeMap<i64, i64>) -> Markup {
     html! {
         section #cycles {
             h2 { "Latest cycles" }
@@ -149,16 +156,28 @@ pub(super) fn cycles_table(cycles: &[CycleInfo]) -> Markup {
                     tbody {
                         @for c in cycles {
                             @let n = &c.counts;
-                            tr.cycle-row data-cycle=(c.id) {
+                            @let by = superseded.get(&c.id);
+                            tr.cycle-row data-cycle=(c.id) data-superseded-by=[by] {
                                 td.n { (c.id) }
                                 td.time { (when(c.finished_at.as_deref().unwrap_or(&c.started_at))) }
-                                td { (outcome(c.outcome)) }
+                                td {
+                                    (outcome(c.outcome))
+                                    @if let Some(by) = by { br; small.superseded { "superseded by cycle " (by) } }
+                                }
                                 td.path { (c.source) }
                                 td.n { (n.create) } td.n { (n.update) } td.n { (n.reactivate) } td.n { (n.deactivate) }
                                 td.n { (n.password) } td.n { (n.failed) } td.n { (n.rejected) } td.n { (n.unchanged) }
                                 td.n { (n.retries) } td.n { (format!("{:.1}", n.throttled_seconds)) }
                             }
-                            @if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty()) {
+                            @if let Some(by) = by {
+                                tr.cycle-message data-cycle=(c.id) {
+                                    td {}
+                                    td.message colspan="13" {
+                                        @if let Some(m) = c.message.as_deref().map(without_commands).filter(|m| !m.is_empty()) { (m) "; " }
+                                        "the plan of cycle " (by) " superseded this held plan: nothing to approve"
+                                    }
+                                }
+                            } @else if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty()) {
                                 tr.cycle-message data-cycle=(c.id) { td {} td.message colspan="13" { (m) } }
                             }
                         }
@@ -167,4 +186,10 @@ pub(super) fn cycles_table(cycles: &[CycleInfo]) -> Markup {
             }
         }
     }
+}
+
+/// A held cycle's message without the commands that would have released it
+/// ("held: …; approve with `concur-sync approve N` or …").
+fn without_commands(m: &str) -> &str {
+    m.find("; approve with `").map_or(m, |at| &m[..at])
 }

@@ -17,7 +17,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use crate::store::{CycleOutcome, Overview, Status};
 use chart::{chart, cycles_table, outcome_colour};
 use summary::summary;
-use tables::{alerts, failures, held, provisions, rejections};
+use tables::{alerts, failures, held, provisions, rejections, skipped};
 
 /// Rows of a findings table (failures, rejections, warnings) before the page refers to
 /// `status --json` for the rest.
@@ -83,9 +83,10 @@ pub fn render(d: &PageData) -> String {
                 main {
                     (summary(d))
                     (held(d))
-                    (chart(&d.overview.cycles))
-                    (cycles_table(&d.overview.cycles))
+                    (chart(&d.overview.cycles, &d.overview.superseded))
+                    (cycles_table(&d.overview.cycles, &d.overview.superseded))
                     (failures(st))
+                    (skipped(st))
                     (rejections("rejections", "Rejected rows", "Rows of the latest read that were not used, with the rule they broke.", &st.rejected))
                     (provisions(d))
                     (alerts(st))
@@ -146,6 +147,7 @@ mod tests {
         CycleCounts, CycleInfo, CycleOutcome, FailedEntry, HeldEntry, HeldPlan, OutboxCounts,
         ProvisionRow, TokenInfo, UserCounts,
     };
+    use std::collections::BTreeMap;
 
     const HOSTILE: &str = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>";
 
@@ -197,6 +199,7 @@ mod tests {
             token: TokenInfo {
                 refresh_token_stored: true,
                 access_expires_at: Some(1_772_363_400),
+                refresh_expires_at: Some(1_788_000_000),
             },
             unmanaged_users: Vec::new(),
             drift_repaired: 0,
@@ -205,6 +208,7 @@ mod tests {
             warnings: vec![rejection],
             alerts: Vec::new(),
             last_file: None,
+            superseded: Vec::new(),
         }
     }
 
@@ -232,6 +236,7 @@ mod tests {
             }],
             refresh_token_saved_at: Some(HOSTILE.into()),
             not_before: Some(HOSTILE.into()),
+            superseded: BTreeMap::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The page's first section: the last cycles, users, counts of what needs an operator, the
 //! outbox and provisions, the tokens and the throttle, at a glance.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::{PageData, ago, duration, outcome, parse, when};
@@ -42,7 +42,10 @@ pub(super) fn summary(d: &PageData) -> Markup {
                 }
                 div #failed-count {
                     dt { "Failed records" }
-                    dd { (st.failed.len()) }
+                    dd {
+                        (st.failed.len())
+                        @if !st.skipped.is_empty() { br; small { (st.skipped.len()) " more skipped (parked)" } }
+                    }
                 }
                 div #rejected-count {
                     dt { "Rejected rows (latest read)" }
@@ -71,9 +74,14 @@ pub(super) fn summary(d: &PageData) -> Markup {
                     dt { "Refresh token" }
                     dd {
                         @if token.refresh_token_stored {
-                            "stored (encrypted)"
-                            @if let Some(t) = &d.overview.refresh_token_saved_at {
-                                br; small { "saved " (ago(d.now, t)) " (a refresh token lasts six months; when Concur refuses it, the company request token is used)" }
+                            @if let Some(at) = token.refresh_expires_at.and_then(|t| DateTime::from_timestamp(t, 0)) {
+                                (expiry(d.now, at))
+                                br; small.refresh-expires { (at.format("%Y-%m-%d %H:%M:%S UTC")) " (as Concur said; stored encrypted)" }
+                            } @else {
+                                "stored (encrypted)"
+                                @if let Some(t) = &d.overview.refresh_token_saved_at {
+                                    br; small { "saved " (ago(d.now, t)) "; Concur did not say when it expires (a refresh token lasts six months; when Concur refuses it, the company request token is used)" }
+                                }
                             }
                         } @else {
                             "none stored"
@@ -103,14 +111,19 @@ fn access_token(d: &PageData) -> Markup {
         .and_then(|t| DateTime::from_timestamp(t, 0));
     html! {
         @if let Some(at) = at {
-            @if at > d.now {
-                "expires in " (duration((at - d.now).num_seconds()))
-            } @else {
-                "expired " (duration((d.now - at).num_seconds())) " ago"
-            }
+            (expiry(d.now, at))
             br; small { (at.format("%Y-%m-%d %H:%M:%S UTC")) }
         } @else {
             "none obtained yet"
         }
+    }
+}
+
+/// "expires in 5 min" or "expired 2 h 3 min ago", counted from `now`.
+fn expiry(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    if at > now {
+        format!("expires in {}", duration((at - now).num_seconds()))
+    } else {
+        format!("expired {} ago", duration((now - at).num_seconds()))
     }
 }

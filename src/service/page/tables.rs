@@ -1,5 +1,6 @@
 //! The page's tables of what needs an operator: held plans with their commands, failed
-//! records, rejections and warnings, provisions in flight, drop-folder alerts.
+//! records, parked (skipped) records, rejections and warnings, provisions in flight,
+//! drop-folder alerts.
 
 use maud::{Markup, html};
 
@@ -71,6 +72,35 @@ pub(super) fn failures(st: &Status) -> Markup {
                     }
                 }
                 (more(st.failed.len()))
+            }
+        }
+    }
+}
+
+pub(super) fn skipped(st: &Status) -> Markup {
+    html! {
+        section #skipped {
+            h2 { "Skipped records" }
+            @if st.skipped.is_empty() {
+                p.note { "No record is parked." }
+            } @else {
+                p.note { "Failed records an operator parked: not counted as failed and not sent until their source row changes or " code { "concur-sync retry ID" } " plans one again." }
+                table {
+                    thead { tr { th { "Employee" } th { "Operation" } th { "Reason" } th { "Parked by" } th { "Parked" } th { "Concur's message" } } }
+                    tbody {
+                        @for s in st.skipped.iter().take(MAX_ROWS) {
+                            tr.skip {
+                                td.employee { (s.employee_id) }
+                                td { (s.operation) }
+                                td.reason { (s.reason) }
+                                td.by { (s.by) }
+                                td.time { (when(&s.at)) }
+                                td.message { (s.message) }
+                            }
+                        }
+                    }
+                }
+                (more(st.skipped.len()))
             }
         }
     }
