@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008-operators.sql",
         include_str!("../../migrations/0008-operators.sql"),
     ),
+    (
+        "0011-outbox-requests.sql",
+        include_str!("../../migrations/0011-outbox-requests.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
