@@ -24,7 +24,8 @@ struct PlanSummary {
     password: u64,
     unchanged: u64,
     rejected: u64,
-    /// Operations left out: their record is parked (`skip`).
+    /// Operations left out: their record is parked (`skip`); absent when none is.
+    #[serde(skip_serializing_if = "is_zero")]
     skipped: u64,
     source_records: u64,
 }
@@ -158,6 +159,10 @@ impl PlannedCycle {
         );
         out
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn show(v: Option<&str>) -> String {

@@ -306,7 +306,7 @@ async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
     set(&mut rows, 1, ORG_UNIT1, "Treasury");
     write(&rig, &rows);
     let plan = json(&rig, &["plan", "--json"]).await;
-    assert_eq!(plan["summary"]["skipped"], 0, "{plan}");
+    assert!(plan["summary"].get("skipped").is_none(), "{plan}");
     assert_eq!(plan["operations"][0]["employee_id"], "E00001", "{plan}");
     sync(&rig, 0).await;
     let status = rig.status().await;
