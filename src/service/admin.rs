@@ -81,7 +81,7 @@ async fn require_token(State(s): State<Arc<AdminState>>, req: Request, next: Nex
 
 /// Whether the request's `Authorization` header carries `token`: as a bearer token, or as the
 /// password of HTTP Basic (any user name).
-fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

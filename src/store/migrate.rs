@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008-operators.sql",
         include_str!("../../migrations/0008-operators.sql"),
     ),
+    (
+        "0012-scim-push.sql",
+        include_str!("../../migrations/0012-scim-push.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
