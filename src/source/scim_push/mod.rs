@@ -14,6 +14,7 @@ mod discovery;
 mod filter;
 mod mapping;
 mod patch;
+mod projection;
 mod resource;
 mod routes;
 mod store;
