@@ -8,12 +8,16 @@ CREATE TABLE scim_push_resources (
     name_key      TEXT NOT NULL,
     external_id   TEXT,
     active        INTEGER NOT NULL DEFAULT 1,
+    -- A user deleted over SCIM stays as a tombstone: the source reads it as inactive, so Concur
+    -- deactivates it (never deletes); a new user with its userName or externalId replaces it.
+    deleted       INTEGER NOT NULL DEFAULT 0,
     version       INTEGER NOT NULL,
     created       TEXT NOT NULL,
     last_modified TEXT NOT NULL,
     resource      TEXT NOT NULL
 );
-CREATE UNIQUE INDEX scim_push_user_name ON scim_push_resources (name_key) WHERE kind = 'User';
+CREATE UNIQUE INDEX scim_push_user_name ON scim_push_resources (name_key)
+    WHERE kind = 'User' AND deleted = 0;
 CREATE UNIQUE INDEX scim_push_user_external_id ON scim_push_resources (external_id)
-    WHERE kind = 'User' AND external_id IS NOT NULL;
+    WHERE kind = 'User' AND deleted = 0 AND external_id IS NOT NULL;
 CREATE INDEX scim_push_kind ON scim_push_resources (kind, created, id);

@@ -40,14 +40,34 @@ pub fn read(cfg: &ScimPushConfig) -> Result<Opened, SourceError> {
             cfg.state_path.display()
         ))
     })?;
-    let users = store
-        .list(super::resource::Kind::User, None)
-        .map_err(|p| fail(p.detail))?;
-    if users.is_empty() {
+    let all = store
+        .directory()
+        .map_err(|e| fail(format!("cannot read the pushed directory: {e}")))?;
+    if all.is_empty() {
         return Err(fail(format!(
-            "no user has been pushed to {} yet: point the identity provider at it; nothing was changed",
+            "no user has been pushed to {} yet; nothing was changed",
             cfg.listen
         )));
+    }
+    // A deleted user is read as inactive, unless a live user now has its employee id.
+    let live: std::collections::HashSet<String> = all
+        .iter()
+        .filter(|(_, deleted)| !deleted)
+        .filter_map(|(u, _)| mapping.employee_id(&u.resource).ok().flatten())
+        .map(|e| e.trim().to_owned())
+        .collect();
+    let mut users = Vec::with_capacity(all.len());
+    for (mut u, deleted) in all {
+        if deleted {
+            let emp = mapping.employee_id(&u.resource).ok().flatten();
+            if emp.is_some_and(|e| live.contains(e.trim())) {
+                continue;
+            }
+            if let Some(m) = u.resource.as_object_mut() {
+                m.insert("active".into(), Value::Bool(false));
+            }
+        }
+        users.push(u);
     }
     let mut by_id: HashMap<&str, String> = HashMap::new();
     let mut by_employee: HashMap<String, String> = HashMap::new();

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::filter::{AttrPath, Filter, Op, parse_patch_path};
 use super::resource::{PATCH_OP, Problem, key_ci};
+use crate::config::ENTERPRISE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -77,20 +78,6 @@ pub fn apply(resource: &mut Value, body: &Value) -> Result<(), Problem> {
                     ));
                 };
                 for (k, v) in members {
-                    if k.eq_ignore_ascii_case(crate::config::ENTERPRISE) {
-                        // The extension's URN holding its attributes.
-                        if let Value::Object(inner) = v {
-                            for (ik, iv) in inner {
-                                one(resource, kind, &format!("{k}:{ik}"), iv).map_err(
-                                    |mut e| {
-                                        e.detail = at(e.detail);
-                                        e
-                                    },
-                                )?;
-                            }
-                        }
-                        continue;
-                    }
                     one(resource, kind, &k, v).map_err(|mut e| {
                         e.detail = at(e.detail);
                         e
@@ -135,6 +122,28 @@ fn container<'a>(
 }
 
 fn one(resource: &mut Value, kind: Kind, path: &str, value: Value) -> Result<(), Problem> {
+    if path.eq_ignore_ascii_case(ENTERPRISE) {
+        // The whole extension: its attributes one by one, or all of it removed.
+        return match (kind, value) {
+            (Kind::Remove, _) => {
+                if let Value::Object(root) = resource {
+                    let k = key_ci(root, ENTERPRISE);
+                    root.remove(&k);
+                }
+                Ok(())
+            }
+            (_, Value::Object(members)) => {
+                for (k, v) in members {
+                    one(resource, kind, &format!("{ENTERPRISE}:{k}"), v)?;
+                }
+                Ok(())
+            }
+            _ => Err(Problem::bad(
+                "invalidValue",
+                format!("path {path:?}: value must be an object of the extension's attributes"),
+            )),
+        };
+    }
     let pp = parse_patch_path(path)
         .map_err(|e| Problem::bad("invalidPath", format!("path {path:?}: {e}")))?;
     let attr = pp.path.attr.as_str();

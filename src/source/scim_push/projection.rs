@@ -20,7 +20,17 @@ impl Projection {
                 .split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
-                .filter_map(|p| AttrPath::parse(p).ok())
+                .filter_map(|p| {
+                    if p.eq_ignore_ascii_case(crate::config::ENTERPRISE) {
+                        // The whole extension.
+                        return Some(AttrPath {
+                            schema: None,
+                            attr: crate::config::ENTERPRISE.to_owned(),
+                            sub: None,
+                        });
+                    }
+                    AttrPath::parse(p).ok()
+                })
                 .collect()
         };
         Projection {

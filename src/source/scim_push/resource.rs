@@ -160,8 +160,12 @@ pub fn normalize(kind: Kind, resource: &mut Value) -> Result<(), Problem> {
         _ => Vec::new(),
     };
     let mut want = vec![kind.schema().to_owned()];
-    if kind == Kind::User && m.keys().any(|k| k.eq_ignore_ascii_case(ENTERPRISE)) {
+    let extended = m.keys().any(|k| k.eq_ignore_ascii_case(ENTERPRISE));
+    if kind == Kind::User && extended {
         want.push(ENTERPRISE.to_owned());
+    }
+    if !extended {
+        list.retain(|s| !s.eq_ignore_ascii_case(ENTERPRISE));
     }
     for w in want {
         if !list.iter().any(|s| s.eq_ignore_ascii_case(&w)) {

@@ -62,6 +62,7 @@ pub fn router(state: Arc<PushState>) -> Router {
         .route("/Groups", groups)
         .route("/Groups/.search", group_search)
         .route("/Groups/{id}", group)
+        .route("/.search", post(search_all).fallback(not_allowed))
         .route(
             "/ServiceProviderConfig",
             doc(discovery::service_provider_config),
@@ -326,6 +327,46 @@ async fn search(
         Ok(q) => run_list(s, headers, q, kind).await,
         Err(p) => problem(&p),
     }
+}
+
+/// `POST /.search` at the root: users and groups alike.
+async fn search_all(State(s): State<Arc<PushState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let q = match body_json(&body).and_then(|b| ListQuery::from(&b)) {
+        Ok(q) => q,
+        Err(p) => return problem(&p),
+    };
+    let parsed = match q.filter.as_deref().map(filter::parse).transpose() {
+        Ok(f) => f,
+        Err(e) => return problem(&Problem::bad("invalidFilter", format!("filter: {e}"))),
+    };
+    let found = blocking(&s, |store| {
+        let mut all: Vec<(Kind, Stored)> = Vec::new();
+        for kind in [Kind::User, Kind::Group] {
+            all.extend(store.list(kind, None)?.into_iter().map(|r| (kind, r)));
+        }
+        Ok(all)
+    })
+    .await;
+    let all = match found {
+        Ok(all) => all,
+        Err(p) => return problem(&p),
+    };
+    let base = base(&s, &headers);
+    let hits: Vec<&(Kind, Stored)> = all
+        .iter()
+        .filter(|(_, r)| parsed.as_ref().is_none_or(|f| f.matches(&r.resource)))
+        .collect();
+    let page: Vec<Value> = hits
+        .iter()
+        .skip(q.start - 1)
+        .take(q.count)
+        .map(|(kind, r)| q.projection.apply(with_location(*kind, r, &base)))
+        .collect();
+    scim(
+        StatusCode::OK,
+        &json!({"schemas": [LIST_RESPONSE], "totalResults": hits.len(), "startIndex": q.start,
+                "itemsPerPage": page.len(), "Resources": page}),
+    )
 }
 
 fn prepared(kind: Kind, mapping: &Mapping, mut v: Value) -> Result<Value, Problem> {

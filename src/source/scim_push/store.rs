@@ -69,7 +69,8 @@ impl PushStore {
     /// Every resource of `kind` in creation order; with `lookup` only those whose `userName`
     /// (ignoring case), `externalId` or `id` equals the value (the caller filters further).
     pub fn list(&self, kind: Kind, lookup: Option<(&str, &str)>) -> Result<Vec<Stored>, Problem> {
-        let base = "SELECT id, version, resource FROM scim_push_resources WHERE kind = ?1";
+        let base =
+            "SELECT id, version, resource FROM scim_push_resources WHERE kind = ?1 AND deleted = 0";
         let order = " ORDER BY created, id";
         let run = || -> Result<Vec<Stored>, rusqlite::Error> {
             let rows = match lookup {
@@ -102,6 +103,18 @@ impl PushStore {
             .map_err(|e| internal(&e))?;
         let id = uuid::Uuid::new_v4().to_string();
         unique(&tx, kind, &resource, None)?;
+        if kind == Kind::User {
+            // A deleted user with this userName or externalId gives way to the new one.
+            tx.execute(
+                "DELETE FROM scim_push_resources WHERE kind = 'User' AND deleted = 1
+                 AND (name_key = ?1 OR external_id = ?2)",
+                params![
+                    text(&resource, "userName").unwrap_or("").to_lowercase(),
+                    text(&resource, "externalId")
+                ],
+            )
+            .map_err(|e| internal(&e))?;
+        }
         let at = now();
         set_meta(kind, &mut resource, &id, 1, &at, &at);
         write(&tx, kind, &id, &resource, 1, &at, &at, true).map_err(|e| internal(&e))?;
@@ -160,15 +173,37 @@ impl PushStore {
         })
     }
 
-    /// Removes a resource; `false` when there was none.
+    /// Deletes a resource; `false` when there was none. A user stays as a tombstone, inactive,
+    /// for the source to deactivate it ([`PushStore::directory`]).
     pub fn delete(&mut self, kind: Kind, id: &str) -> Result<bool, Problem> {
+        let sql = match kind {
+            Kind::User => {
+                "UPDATE scim_push_resources SET deleted = 1, active = 0, version = version + 1,
+                 last_modified = ?3 WHERE kind = ?1 AND id = ?2 AND deleted = 0"
+            }
+            Kind::Group => {
+                "DELETE FROM scim_push_resources WHERE kind = ?1 AND id = ?2 AND ?3 = ?3"
+            }
+        };
         self.conn
-            .execute(
-                "DELETE FROM scim_push_resources WHERE kind = ?1 AND id = ?2",
-                params![kind.as_str(), id],
-            )
+            .execute(sql, params![kind.as_str(), id, now()])
             .map(|n| n > 0)
             .map_err(|e| internal(&e))
+    }
+
+    /// Every user, deleted ones included (with whether they were deleted), by id.
+    pub fn directory(&self) -> Result<Vec<(Stored, bool)>, rusqlite::Error> {
+        let mut st = self.conn.prepare(
+            "SELECT id, version, resource, deleted FROM scim_push_resources WHERE kind = 'User' ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| Ok((row(r)?, r.get::<_, bool>(3)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let (Some(stored), deleted) = r? {
+                out.push((stored, deleted));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -186,7 +221,7 @@ fn row(r: &rusqlite::Row<'_>) -> Result<Option<Stored>, rusqlite::Error> {
 fn get(conn: &Connection, kind: Kind, id: &str) -> Result<Option<Stored>, rusqlite::Error> {
     Ok(conn
         .query_row(
-            "SELECT id, version, resource FROM scim_push_resources WHERE kind = ?1 AND id = ?2",
+            "SELECT id, version, resource FROM scim_push_resources WHERE kind = ?1 AND id = ?2 AND deleted = 0",
             params![kind.as_str(), id],
             row,
         )
@@ -217,7 +252,7 @@ fn unique(
     };
     if let Some(name) = text(resource, "userName")
         && taken(
-            "SELECT 1 FROM scim_push_resources WHERE kind = 'User' AND name_key = ?1 AND id != ?2",
+            "SELECT 1 FROM scim_push_resources WHERE kind = 'User' AND deleted = 0 AND name_key = ?1 AND id != ?2",
             &name.to_lowercase(),
         )?
     {
@@ -231,7 +266,7 @@ fn unique(
     }
     if let Some(ext) = text(resource, "externalId")
         && taken(
-            "SELECT 1 FROM scim_push_resources WHERE kind = 'User' AND external_id = ?1 AND id != ?2",
+            "SELECT 1 FROM scim_push_resources WHERE kind = 'User' AND deleted = 0 AND external_id = ?1 AND id != ?2",
             ext,
         )?
     {
