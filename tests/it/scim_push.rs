@@ -14,6 +14,7 @@ use crate::harness::{Rig, free_port, spawn_daemon};
 const TOKEN: &str = "push-token-7c1e9a0b5d3f2468";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const APPROVER: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:Approver";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 struct Push {
@@ -155,16 +156,15 @@ impl Push {
     fn seen(&self, emp: &str) -> Option<Seen> {
         if self.v4 {
             let u = self.rig.sim.v4_user(emp)?;
-            let manager = u[ENT]["manager"]["value"]
-                .as_str()
-                .and_then(|id| {
-                    self.rig
-                        .sim
-                        .v4_users()
-                        .into_iter()
-                        .find(|m| m["id"] == id)
-                        .and_then(|m| m[ENT]["employeeNumber"].as_str().map(str::to_owned))
-                })
+            // Under v4 the manager is the user's report approver (by its Concur id).
+            let approver = u[APPROVER]["report"].to_string();
+            let manager = self
+                .rig
+                .sim
+                .v4_users()
+                .into_iter()
+                .find(|m| m["id"].as_str().is_some_and(|id| approver.contains(id)))
+                .and_then(|m| m[ENT]["employeeNumber"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             return Some(Seen {
                 active: u["active"] == true,
