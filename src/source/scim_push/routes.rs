@@ -117,7 +117,7 @@ fn one_of(items: Vec<Value>, id: &str) -> Response {
 }
 
 async fn require_token(State(s): State<Arc<PushState>>, req: Request, next: Next) -> Response {
-    if crate::service::admin::authorized(req.headers(), &s.token) {
+    if crate::http::bearer::authorized(req.headers(), &s.token) {
         return next.run(req).await;
     }
     tracing::warn!(path = %req.uri().path(), "SCIM push: request without the right bearer token refused");
