@@ -40,8 +40,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0008-operators.sql"),
     ),
     (
-        "0011-outbox-requests.sql",
-        include_str!("../../migrations/0011-outbox-requests.sql"),
+        "0009-outbox-requests.sql",
+        include_str!("../../migrations/0009-outbox-requests.sql"),
+    ),
+    (
+        "0010-scim-push.sql",
+        include_str!("../../migrations/0010-scim-push.sql"),
     ),
 ];
 
