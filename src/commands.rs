@@ -216,7 +216,7 @@ pub async fn plan(cfg: &Config, json: bool, out: Option<&Path>) -> Result<u8, Sy
         }
     };
     let generation = store.snapshot_generation()?;
-    let planned = cycle::read_and_plan(cfg, &store).await?;
+    let planned = cycle::preview_plan(cfg, &store).await?;
     let saved = match out {
         Some(file) => Some(crate::operators::commands::save_plan(
             &store, &planned, generation, file,
@@ -309,6 +309,12 @@ pub fn status_text(st: &Status) -> String {
             st.provisions.operations,
             st.provisions.oldest_submitted_at.as_deref().unwrap_or("?")
         );
+    }
+    for line in crate::operators::status::superseded_lines(&st.superseded) {
+        let _ = writeln!(o, "{line}");
+    }
+    if let Some(line) = crate::operators::status::token_line(&st.token) {
+        let _ = writeln!(o, "{line}");
     }
     if !st.failed.is_empty() {
         let _ = writeln!(o, "failed ({}):", st.failed.len());

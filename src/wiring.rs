@@ -147,6 +147,7 @@ impl concur::TokenStore for TokenBridge {
                 refresh_token,
                 geolocation,
                 access_expires_at: None,
+                refresh_expires_at: self.0.refresh_expires_at().unwrap_or_default(),
             }),
             Ok(None) => None,
             Err(e) => {
@@ -171,6 +172,7 @@ impl concur::TokenStore for TokenBridge {
             &token.refresh_token,
             token.geolocation.as_deref(),
             token.access_expires_at,
+            token.refresh_expires_at,
         ) {
             tracing::error!(error = %e, "cannot persist the newest refresh token");
         }

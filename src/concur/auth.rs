@@ -39,6 +39,8 @@ struct State {
     access: Option<Secret>,
     refresh_at: Option<Instant>,
     refresh: Option<Secret>,
+    /// When `refresh` expires (unix seconds), as Concur said.
+    refresh_expires_at: Option<i64>,
     geolocation: Option<String>,
     /// Bumped with every new access token; a caller refused with generation `g` asks for `> g`.
     generation: u64,
@@ -70,6 +72,9 @@ struct TokenReply {
     access_token: Option<String>,
     refresh_token: Option<String>,
     expires_in: Option<serde_json::Value>,
+    /// When the refresh token expires: Concur's guides show unix seconds despite the name; a
+    /// small number is read as seconds from now (see [`refresh_expiry`]).
+    refresh_expires_in: Option<serde_json::Value>,
     geolocation: Option<String>,
 }
 
@@ -86,6 +91,19 @@ fn number(v: &serde_json::Value) -> Option<f64> {
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// Unix seconds at which a refresh token expires, from the token answer's `refresh_expires_in`
+/// received at `now` (unix seconds). Concur's guides show an epoch time under that name; a
+/// value below 10^9 (before September 2001 as a time) can only be a lifetime in seconds.
+fn refresh_expiry(v: &serde_json::Value, now: i64) -> Option<i64> {
+    const EPOCH_FROM: f64 = 1e9;
+    let n = number(v).filter(|n| n.is_finite() && *n > 0.0 && *n < 1e12)?;
+    Some(if n >= EPOCH_FROM {
+        n as i64
+    } else {
+        now + n as i64
+    })
 }
 
 fn normalize_base(url: &str) -> String {
@@ -143,6 +161,7 @@ impl Auth {
             if let Some(stored) = inner.store.as_ref().and_then(|s| s.load()) {
                 if !stored.refresh_token.is_empty() {
                     st.refresh = Some(stored.refresh_token.clone());
+                    st.refresh_expires_at = stored.refresh_expires_at;
                 }
                 if let Some(raw) = stored
                     .geolocation
@@ -206,6 +225,7 @@ impl Auth {
                         "refresh token refused; requesting a new company token"
                     );
                     st.refresh = None;
+                    st.refresh_expires_at = None;
                 }
                 Err(e) => return Err(e),
             }
@@ -342,8 +362,22 @@ impl Auth {
         st.access = Some(Secret::new(access));
         st.refresh_at = Some(Instant::now() + lifetime - margin);
         st.generation += 1;
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         if let Some(r) = reply.refresh_token.filter(|r| !r.is_empty()) {
+            // A new refresh token's expiry is unknown unless the answer says it.
+            if st.refresh.as_ref().is_none_or(|old| old.expose() != r) {
+                st.refresh_expires_at = None;
+            }
             st.refresh = Some(Secret::new(r));
+        }
+        if let Some(at) = reply
+            .refresh_expires_in
+            .as_ref()
+            .and_then(|v| refresh_expiry(v, now_unix))
+        {
+            st.refresh_expires_at = Some(at);
         }
         st.geolocation = geo.or(st.geolocation.take()).or_else(|| {
             let configured = normalize_base(&inner.config.base_url);
@@ -364,8 +398,37 @@ impl Auth {
                 refresh_token: refresh.clone(),
                 geolocation: st.geolocation.clone(),
                 access_expires_at: Some(expires_at as i64),
+                refresh_expires_at: st.refresh_expires_at,
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_expiry;
+    use serde_json::json;
+
+    #[test]
+    fn refresh_expiry_reads_an_epoch_or_a_lifetime() {
+        let now = 1_780_000_000;
+        // Concur's guides: an epoch time, as a number or a string.
+        assert_eq!(
+            refresh_expiry(&json!(1_795_000_000), now),
+            Some(1_795_000_000)
+        );
+        assert_eq!(
+            refresh_expiry(&json!("1795000000"), now),
+            Some(1_795_000_000)
+        );
+        // Six months in seconds.
+        assert_eq!(
+            refresh_expiry(&json!(15_811_200), now),
+            Some(now + 15_811_200)
+        );
+        for bad in [json!(0), json!(-5), json!("soon"), json!(null), json!(1e15)] {
+            assert_eq!(refresh_expiry(&bad, now), None, "{bad}");
+        }
     }
 }

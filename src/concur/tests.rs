@@ -337,6 +337,7 @@ async fn stored_refresh_token_is_tried_first_and_code_108_falls_back() {
             refresh_token: Secret::new("R-old"),
             geolocation: Some(format!("{}/", expired.base)),
             access_expires_at: None,
+            refresh_expires_at: None,
         }),
         ..MemStore::default()
     });
@@ -408,6 +409,7 @@ async fn wrong_credentials_fail_fast_naming_the_credential() {
             refresh_token: Secret::new("R-old"),
             geolocation: None,
             access_expires_at: None,
+            refresh_expires_at: None,
         }),
         ..MemStore::default()
     });
@@ -925,6 +927,7 @@ async fn an_untrusted_geolocation_is_refused_from_every_source() {
             refresh_token: Secret::new("R-old"),
             geolocation: Some(bad.clone()),
             access_expires_at: None,
+            refresh_expires_at: None,
         }),
         ..MemStore::default()
     });

@@ -91,6 +91,9 @@ pub struct StoredToken {
     pub geolocation: Option<String>,
     /// When the access token obtained with it expires, in unix seconds; for status displays.
     pub access_expires_at: Option<i64>,
+    /// When the refresh token expires, in unix seconds, as Concur's token answer said
+    /// (`refresh_expires_in`); `None` when it did not say.
+    pub refresh_expires_at: Option<i64>,
 }
 
 /// The HTTP client, pacer and retry policy every request to Concur goes through.

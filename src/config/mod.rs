@@ -21,6 +21,7 @@ mod ldap;
 mod ldap_filter;
 mod scim;
 mod scim_path;
+mod scim_push;
 mod service;
 mod source;
 mod sync;
@@ -35,6 +36,7 @@ pub use ldap::{
 pub use ldap_filter::LdapFilter;
 pub use scim::{ScimConfig, ScimMapping, parse_duration};
 pub use scim_path::{AttrPath, CORE_USER, ENTERPRISE, FilterValue};
+pub use scim_push::ScimPushConfig;
 pub use service::{
     AdminConfig, LogConfig, LogFormat, MIN_ADMIN_TOKEN_CHARS, ServiceConfig, StateConfig,
     log_filter,
@@ -121,7 +123,8 @@ impl Config {
             )
             .build()
             .map_err(|e| err(e.to_string()))?;
-        let cfg: Config = built.try_deserialize().map_err(|e| err(e.to_string()))?;
+        let mut cfg: Config = built.try_deserialize().map_err(|e| err(e.to_string()))?;
+        cfg.source.scim_push.state_path = cfg.state.path.clone();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -139,10 +142,11 @@ impl Config {
                 path: "<inline>".into(),
                 message: e.to_string(),
             })?;
-        let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load {
+        let mut cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load {
             path: "<inline>".into(),
             message: e.to_string(),
         })?;
+        cfg.source.scim_push.state_path = cfg.state.path.clone();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -159,6 +163,9 @@ impl Config {
         }
         if self.source.kind == SourceKind::Scim {
             self.source.scim.validate()?;
+        }
+        if self.source.kind == SourceKind::ScimPush {
+            self.source.scim_push.validate()?;
         }
         self.delimiter()?;
         if !(0.0..=1.0).contains(&self.sync.min_source_ratio) {

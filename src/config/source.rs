@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Config, ConfigError, LdapConfig, ScimConfig};
+use super::{Config, ConfigError, LdapConfig, ScimConfig, ScimPushConfig};
 
 /// Default of `source.max_record_bytes`: 1 MiB.
 pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
@@ -24,6 +24,9 @@ pub enum SourceKind {
     Ldap,
     /// A SCIM 2.0 service.
     Scim,
+    /// The SCIM 2.0 endpoint identity providers provision into (`[source.scim_push]`).
+    #[serde(rename = "scim_push")]
+    ScimPush,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +61,9 @@ pub struct SourceConfig {
     /// Connection and attribute mapping for `scim`.
     #[serde(default)]
     pub scim: ScimConfig,
+    /// The SCIM endpoint for `scim_push`.
+    #[serde(default)]
+    pub scim_push: ScimPushConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -58,6 +58,15 @@ pub fn exit_code(outcome: CycleOutcome) -> u8 {
     }
 }
 
+/// What a cycle would plan now (`plan`, `plan --out`): the source read and planned, less the
+/// operations of parked records, as [`run_cycle`] leaves them out (counted as `skipped`).
+/// Writes nothing.
+pub async fn preview_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
+    let mut planned = read_and_plan(cfg, store).await?;
+    planned.skipped = store.leave_out_parked(&mut planned.ops)?.len() as u64;
+    Ok(planned)
+}
+
 /// Runs one full cycle: recover, token, `prepare`, plan, guard, store the plan, apply it,
 /// record everything. `prepare` is what the driver runs once the token is there and before the
 /// cycle is recorded (the FormFields refresh and, before the very first cycle, adoption, which
@@ -197,6 +206,7 @@ async fn run_begun(
     record_plan(store, cycle, &planned)?;
     if saved.is_none() {
         let skips = store.follow_skips(cycle, &mut planned.ops, planned.complete)?;
+        planned.skipped = skips.suppressed.len() as u64;
         if !skips.suppressed.is_empty() {
             tracing::info!(users = ?skips.suppressed, "parked records not planned (`concur-sync retry` plans them again)");
         }

@@ -24,6 +24,9 @@ struct PlanSummary {
     password: u64,
     unchanged: u64,
     rejected: u64,
+    /// Operations left out: their record is parked (`skip`); absent when none is.
+    #[serde(skip_serializing_if = "is_zero")]
+    skipped: u64,
     source_records: u64,
 }
 
@@ -45,6 +48,7 @@ impl PlannedCycle {
         let mut s = PlanSummary {
             unchanged: self.unchanged,
             rejected: self.rejections.len() as u64,
+            skipped: self.skipped,
             source_records: self.source_records,
             ..PlanSummary::default()
         };
@@ -136,9 +140,14 @@ impl PlannedCycle {
             let _ = writeln!(out, "warning    {}", crate::escape::escape(&w.to_string()));
         }
         let s = self.summary();
+        let skipped = if s.skipped > 0 {
+            format!(", {} skipped (parked)", s.skipped)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected ({} source records)",
+            "plan: {} create, {} update, {} reactivate, {} deactivate, {} password, {} unchanged, {} rejected{skipped} ({} source records)",
             s.create,
             s.update,
             s.reactivate,
@@ -150,6 +159,10 @@ impl PlannedCycle {
         );
         out
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn show(v: Option<&str>) -> String {

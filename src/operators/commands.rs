@@ -167,8 +167,12 @@ pub fn save_plan(
             crate::escape::path(file)
         ))
     })?;
+    let parked = match planned.skipped {
+        0 => String::new(),
+        n => format!("; {n} skipped: parked"),
+    };
     Ok(format!(
-        "plan saved to {} ({} operations; source digest {}, snapshot generation {generation}): `concur-sync apply {}` sends exactly these",
+        "plan saved to {} ({} operations{parked}; source digest {}, snapshot generation {generation}): `concur-sync apply {}` sends exactly these",
         crate::escape::path(file),
         saved.operations.len(),
         saved.source_digest,

@@ -1,8 +1,8 @@
 //! `concur-sync explain EMPLOYEE_ID|LOGIN [--json]`: everything the state database knows about
 //! one user, newest first: the snapshot row and ownership, a parked record, the current failure,
 //! rejections of the latest read, held operations, and every planned operation with its cycle,
-//! origin, changed fields, the request that carried it and Concur's answer, merged with the
-//! operators' actions about the user.
+//! origin, changed fields, each request that carried it (provision id and bulkId under UPS v4)
+//! and Concur's answer to it, merged with the operators' actions about the user.
 
 use std::fmt::Write;
 
@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::escape::escape;
 use crate::model::Rejection;
 use crate::store::{
-    AuditRow, FailedEntry, HistoryEntry, OutboxState, Skip, SnapshotRow, Store, StoreError,
+    AuditRow, FailedEntry, HistoryEntry, OutboxState, SentRequest, Skip, SnapshotRow, Store,
+    StoreError,
 };
 
 /// One user's story.
@@ -266,15 +267,7 @@ fn operation_text(o: &mut String, h: &HistoryEntry) {
             show(c.new.as_deref())
         );
     }
-    let answer = match h.state {
-        OutboxState::Done => "acknowledged by Concur".to_owned(),
-        OutboxState::Failed => "failed".to_owned(),
-        OutboxState::Abandoned => "not applied".to_owned(),
-        OutboxState::Held => "held for approval".to_owned(),
-        OutboxState::Pending => "planned, not sent yet".to_owned(),
-        OutboxState::Inflight => "sent, no answer recorded".to_owned(),
-        OutboxState::Submitted => "accepted, waiting for its provision".to_owned(),
-    };
+    let answer = answer(h.state);
     let _ = write!(
         o,
         "    {answer}; {} request{}",
@@ -297,6 +290,51 @@ fn operation_text(o: &mut String, h: &HistoryEntry) {
     if let Some(m) = &h.message {
         let _ = writeln!(o, "    Concur: {}", escape(m));
     }
+    if h.requests.len() > 1 {
+        for r in &h.requests {
+            request_text(o, r, r.attempt == h.attempts);
+        }
+    }
+}
+
+/// What an entry's state says about the answer to its latest request.
+fn answer(state: OutboxState) -> &'static str {
+    match state {
+        OutboxState::Done => "acknowledged by Concur",
+        OutboxState::Failed => "failed",
+        OutboxState::Abandoned => "not applied",
+        OutboxState::Held => "held for approval",
+        OutboxState::Pending => "planned, not sent yet",
+        OutboxState::Inflight => "sent, no answer recorded",
+        OutboxState::Submitted => "accepted, waiting for its provision",
+    }
+}
+
+/// One request of an entry sent more than once: when it left, the Bulk that carried it, and
+/// what its answer left (`latest`: the entry's current state).
+fn request_text(o: &mut String, r: &SentRequest, latest: bool) {
+    let _ = write!(o, "    request {}", r.attempt);
+    if let Some(at) = &r.sent_at {
+        let _ = write!(o, " sent {at}");
+    }
+    if let Some(p) = &r.provision_id {
+        let _ = write!(o, " in provision {}", escape(p));
+    }
+    if let Some(b) = &r.bulk_id {
+        let _ = write!(o, " bulkId {}", escape(b));
+    }
+    let what = match r.state {
+        _ if latest => answer(r.state),
+        OutboxState::Submitted => "accepted, then sent again",
+        OutboxState::Inflight => "no answer recorded, sent again",
+        OutboxState::Pending => "put back, sent again",
+        other => answer(other),
+    };
+    let _ = write!(o, ": {what}");
+    if let Some(m) = &r.message {
+        let _ = write!(o, ": {}", escape(m));
+    }
+    o.push('\n');
 }
 
 #[cfg(test)]
@@ -381,5 +419,64 @@ mod tests {
         assert!(text.contains("last_name: \"Ames\" → \"Berg\""), "{text}");
         assert!(text.contains("Concur: refused by Concur"), "{text}");
         assert!(explain(&store, "nobody").unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_request_of_an_entry_sent_again_is_told_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let u = user("E7", "eve@example.com", "Eames");
+        let op = Op {
+            kind: OpKind::Create,
+            employee_id: "E7".into(),
+            user: u,
+            old_login_id: None,
+            old_employee_id: None,
+            changes: Vec::new(),
+            password: None,
+            origin: "hr.csv:8".into(),
+        };
+        let cycle = store.begin_cycle("hr.csv").unwrap();
+        let ids = store
+            .write_outbox(cycle, std::slice::from_ref(&op), OutboxState::Pending)
+            .unwrap();
+        // Accepted in one provision, then sent again and acknowledged in another.
+        store.mark_inflight(&ids).unwrap();
+        store
+            .mark_submitted("P-1", &[(ids[0], "b1", None)])
+            .unwrap();
+        store.mark_inflight(&ids).unwrap();
+        store
+            .mark_submitted("P-2", &[(ids[0], "b2", None)])
+            .unwrap();
+        store
+            .record_results(cycle, &[(ids[0], &op, EntryResult::Acknowledged)])
+            .unwrap();
+        let e = &explain(&store, "E7").unwrap()[0];
+        let Event::Operation(entry) = &e.history[0] else {
+            panic!("{e:?}")
+        };
+        let seen: Vec<(i64, Option<&str>, OutboxState)> = entry
+            .requests
+            .iter()
+            .map(|r| (r.attempt, r.provision_id.as_deref(), r.state))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (2, Some("P-2"), OutboxState::Done),
+                (1, Some("P-1"), OutboxState::Submitted)
+            ]
+        );
+        let text = to_text(e);
+        assert!(
+            text.contains("request 2 sent ")
+                && text.contains(" in provision P-2 bulkId b2: acknowledged by Concur"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" in provision P-1 bulkId b1: accepted, then sent again"),
+            "{text}"
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! newest first), the retry queue (`failed`, `retry`, `skip`: audited writes through the
 //! store), and saved plans applied exactly (`apply`, the saving half of `plan --out`, which
 //! run the usual cycle through `service`). `commands.rs` holds the CLI commands; `explain.rs`
-//! and `queue.rs` read the store and render.
+//! and `queue.rs` read the store and render; `status.rs` the lines `status` adds for them.
 
 pub mod commands;
 pub mod explain;
 pub mod queue;
+pub mod status;
 
 /// Who is acting, as the audit records it: `user@host` (the login name from the environment,
 /// else the process's uid).

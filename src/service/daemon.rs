@@ -144,6 +144,18 @@ pub async fn run_until(
     scheduler.add(job).await?;
     scheduler.start().await?;
 
+    // The SCIM endpoint of a `scim_push` source: pushes schedule a cycle (debounced).
+    let _scim_push = if cfg.source.kind == crate::config::SourceKind::ScimPush {
+        let tick = shared.clone();
+        let push = &cfg.source.scim_push;
+        Some(
+            crate::source::scim_push::serve(push, cancel.clone(), move || tick.trigger_schedule())
+                .await?,
+        )
+    } else {
+        None
+    };
+
     // Drop-folder watcher (events where the filesystem gives them; the worker also polls).
     let input = Input::new(&cfg);
     let _watcher = match &input {

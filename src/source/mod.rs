@@ -17,6 +17,7 @@ pub mod ldap_filter;
 pub mod ldap_map;
 pub mod ldif;
 pub mod scim;
+pub mod scim_push;
 
 use std::io;
 use std::path::Path;
@@ -96,6 +97,9 @@ pub enum SourceError {
     Config(#[from] ConfigError),
     #[error("SCIM {0}")]
     Scim(scim::ScimError),
+    /// The pushed directory (`scim_push`) cannot be read.
+    #[error("SCIM push: {0}")]
+    ScimPush(String),
     /// A drop-folder file that is not applied (older than the last processed one, a link).
     #[error("{file}: {reason}")]
     SetAside { file: String, reason: String },
@@ -215,6 +219,7 @@ pub async fn open(section: &SourceConfig, prior: &Prior) -> Result<Opened, Sourc
         SourceKind::Ldif => ldif::read(&section.path, &section.ldap, FileLimits::of(section)),
         SourceKind::Ldap => ldap::read(&section.ldap).await,
         SourceKind::Scim => scim::read(&section.scim, prior).await,
+        SourceKind::ScimPush => scim_push::read(&section.scim_push),
     }
 }
 
@@ -224,6 +229,7 @@ pub fn history_label(section: &SourceConfig) -> String {
         SourceKind::Csv | SourceKind::Ldif => section.path.display().to_string(),
         SourceKind::Ldap => format!("{} {}", section.ldap.url, section.ldap.base_dn),
         SourceKind::Scim => section.scim.url.clone(),
+        SourceKind::ScimPush => scim_push::history_label(&section.scim_push),
     }
 }
 
@@ -235,7 +241,7 @@ pub fn current_digest(section: &SourceConfig) -> Option<Result<String, SourceErr
         SourceKind::Csv | SourceKind::Ldif => {
             Some(file_digest(&section.path, section.in_drop_folder))
         }
-        SourceKind::Ldap | SourceKind::Scim => None,
+        SourceKind::Ldap | SourceKind::Scim | SourceKind::ScimPush => None,
     }
 }
 

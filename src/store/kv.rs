@@ -1,5 +1,5 @@
-//! The `kv` table: plain key/value access, the encrypted refresh token and its geolocation,
-//! the end of a served throttle (`TokenDb`, a second connection for the token lifecycle), the
+//! The `kv` table: plain key/value access, the encrypted refresh token, its expiry and its
+//! geolocation, the end of a served throttle (`TokenDb`, a second connection for the token lifecycle), the
 //! state key's check value, the SCIM watermarks, and the `audit` log.
 
 use std::sync::PoisonError;
@@ -21,11 +21,14 @@ impl TokenDb {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         token_load(&conn, &self.keys)
     }
+    /// Saves the newest refresh token (encrypted), its geolocation, when the access token
+    /// obtained with it expires and when it expires itself (unix seconds; `None`: unknown).
     pub fn save(
         &self,
         refresh_token: &Secret,
         geolocation: Option<&str>,
         access_expires_at: Option<i64>,
+        refresh_expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         token_save(
@@ -34,7 +37,17 @@ impl TokenDb {
             refresh_token,
             geolocation,
             access_expires_at,
-        )
+        )?;
+        match refresh_expires_at {
+            Some(at) => kv_set(&conn, KV_REFRESH_EXPIRES, at.to_string().as_bytes()),
+            None => kv_delete(&conn, KV_REFRESH_EXPIRES),
+        }
+    }
+
+    /// When the stored refresh token expires (unix seconds), if Concur said.
+    pub fn refresh_expires_at(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        unix_seconds(&conn, KV_REFRESH_EXPIRES)
     }
 
     /// The wall-clock end of the last throttle Concur served (any process), if recorded.
@@ -63,6 +76,18 @@ pub(super) fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, St
     Ok(conn
         .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
         .optional()?)
+}
+
+pub(super) fn kv_delete(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM kv WHERE key = ?1", [key])?;
+    Ok(())
+}
+
+/// A value of `key` written as unix seconds.
+pub(super) fn unix_seconds(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(kv_get(conn, key)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.trim().parse().ok()))
 }
 
 pub(super) fn kv_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -114,6 +139,8 @@ fn token_save(
 pub(super) const KV_REFRESH_TOKEN: &str = "concur.refresh_token";
 pub(super) const KV_GEOLOCATION: &str = "concur.geolocation";
 pub(super) const KV_ACCESS_EXPIRES: &str = "concur.access_expires_at";
+/// Unix seconds: when the stored refresh token expires, as Concur's token answer said.
+pub(super) const KV_REFRESH_EXPIRES: &str = "concur.refresh_expires_at";
 /// RFC 3339 UTC: no request to Concur before this (a served `Retry-After`).
 pub(super) const KV_NOT_BEFORE: &str = "concur.not_before";
 /// A value derived from the state key when it was created (see [`Keys::check_value`]).
@@ -216,8 +243,7 @@ impl Store {
     }
 
     pub fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM kv WHERE key = ?1", [key])?;
-        Ok(())
+        kv_delete(&self.conn, key)
     }
 
     /// The persisted refresh token (decrypted) and its geolocation.

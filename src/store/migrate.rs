@@ -39,6 +39,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008-operators.sql",
         include_str!("../../migrations/0008-operators.sql"),
     ),
+    (
+        "0009-outbox-requests.sql",
+        include_str!("../../migrations/0009-outbox-requests.sql"),
+    ),
+    (
+        "0010-scim-push.sql",
+        include_str!("../../migrations/0010-scim-push.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -33,7 +33,7 @@ pub use cycles::{CycleCounts, CycleInfo};
 pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
-pub use operators::{AuditRow, HistoryEntry, SnapshotRow};
+pub use operators::{AuditRow, HistoryEntry, SentRequest, SnapshotRow};
 pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled};
 pub use queue::{FailedRecord, Skip, SkipsFollowed};
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
@@ -41,7 +41,7 @@ pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
 pub use status::{
     FailedEntry, HELD_SAMPLE, HeldEntry, HeldPlan, OutboxCounts, Overview, ProvisionRow, Status,
-    TokenInfo, UserCounts,
+    Superseded, TokenInfo, UserCounts,
 };
 
 /// Errors of the state database boundary.

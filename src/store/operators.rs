@@ -1,7 +1,7 @@
 //! What operators read about one user for `explain` (the snapshot row, every outbox entry with
-//! its cycle, failures, rejections, audit rows naming the user), audit rows written with who
-//! acted, and the snapshot generation a saved plan is checked against. The retry queue is
-//! `queue.rs`.
+//! its cycle and each request that carried it, failures, rejections, audit rows naming the
+//! user), audit rows written with who acted, and the snapshot generation a saved plan is
+//! checked against. The retry queue is `queue.rs`.
 
 use std::collections::BTreeSet;
 
@@ -73,6 +73,31 @@ pub struct HistoryEntry {
     pub bulk_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concur_uuid: Option<String>,
+    /// Each request that carried it and what its answer left, newest first (the first line
+    /// repeats the entry's own request, state and message); empty when it was never sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<SentRequest>,
+}
+
+/// One request that carried an outbox entry, and what its answer left on the entry.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SentRequest {
+    /// Which request: 1 is the first.
+    pub attempt: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    /// What the entry was after its answer: `done`, `failed`, `abandoned` (not applied),
+    /// `submitted` (accepted, its provision polled), `inflight` (no answer recorded).
+    pub state: OutboxState,
+    /// Concur's message, or why it was not applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk_id: Option<String>,
+    /// When the entry last changed after this request (its answer, or the next request).
+    pub at: String,
 }
 
 impl Store {
@@ -193,7 +218,7 @@ impl Store {
             "SELECT o.cycle_id, c.outcome, c.source, c.started_at, o.op, o.employee_id,
                     o.old_employee_id, o.old_login_id, json_extract(o.payload, '$.login_id'),
                     o.origin, o.changes, o.state, o.attempts, o.last_error, o.sent_at,
-                    o.updated_at, o.provision_id, o.bulk_id, o.concur_uuid
+                    o.updated_at, o.provision_id, o.bulk_id, o.concur_uuid, o.id
              FROM outbox o JOIN cycles c ON c.id = o.cycle_id
              WHERE o.employee_id IN ({marks}) OR o.old_employee_id IN ({marks})
              ORDER BY o.cycle_id DESC, o.seq DESC"
@@ -203,31 +228,74 @@ impl Store {
             let changes: Option<String> = r.get(10)?;
             let state: OutboxState = r.get(11)?;
             let last_error: Option<String> = r.get(13)?;
-            Ok(HistoryEntry {
-                cycle_id: r.get(0)?,
-                cycle_outcome: r.get(1)?,
-                cycle_source: r.get(2)?,
-                cycle_started_at: r.get(3)?,
-                operation: r.get(4)?,
-                employee_id: r.get(5)?,
-                old_employee_id: r.get(6)?,
-                old_login_id: r.get(7)?,
-                login_id: r.get(8)?,
-                origin: r.get(9)?,
-                changes: changes
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_default(),
-                state,
-                attempts: r.get(12)?,
-                message: last_error,
+            let attempts: i64 = r.get(12)?;
+            let latest = SentRequest {
+                attempt: attempts,
                 sent_at: r.get(14)?,
-                updated_at: r.get(15)?,
+                state,
+                message: last_error.clone(),
                 provision_id: r.get(16)?,
                 bulk_id: r.get(17)?,
-                concur_uuid: r.get(18)?,
-            })
+                at: r.get(15)?,
+            };
+            Ok((
+                r.get::<_, i64>(19)?,
+                HistoryEntry {
+                    cycle_id: r.get(0)?,
+                    cycle_outcome: r.get(1)?,
+                    cycle_source: r.get(2)?,
+                    cycle_started_at: r.get(3)?,
+                    operation: r.get(4)?,
+                    employee_id: r.get(5)?,
+                    old_employee_id: r.get(6)?,
+                    old_login_id: r.get(7)?,
+                    login_id: r.get(8)?,
+                    origin: r.get(9)?,
+                    changes: changes
+                        .and_then(|c| serde_json::from_str(&c).ok())
+                        .unwrap_or_default(),
+                    state,
+                    attempts: r.get(12)?,
+                    message: last_error,
+                    sent_at: r.get(14)?,
+                    updated_at: r.get(15)?,
+                    provision_id: r.get(16)?,
+                    bulk_id: r.get(17)?,
+                    concur_uuid: r.get(18)?,
+                    requests: if attempts > 0 {
+                        vec![latest]
+                    } else {
+                        Vec::new()
+                    },
+                },
+            ))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        let mut earlier = self.conn.prepare(
+            "SELECT attempt, sent_at, state, message, provision_id, bulk_id, answered_at
+             FROM outbox_requests WHERE outbox_id = ?1 ORDER BY attempt DESC, id DESC",
+        )?;
+        for row in rows {
+            let (id, mut entry) = row?;
+            if entry.attempts > 1 {
+                let rows = earlier.query_map([id], |r| {
+                    Ok(SentRequest {
+                        attempt: r.get(0)?,
+                        sent_at: r.get(1)?,
+                        state: r.get(2)?,
+                        message: r.get(3)?,
+                        provision_id: r.get(4)?,
+                        bulk_id: r.get(5)?,
+                        at: r.get(6)?,
+                    })
+                })?;
+                for request in rows {
+                    entry.requests.push(request?);
+                }
+            }
+            out.push(entry);
+        }
+        Ok(out)
     }
 
     /// The failures recorded for these employee ids (parked or not).

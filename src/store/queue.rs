@@ -239,29 +239,17 @@ impl Store {
         ops: &mut Vec<Op>,
         complete: bool,
     ) -> Result<SkipsFollowed, StoreError> {
-        let parked: HashMap<String, (String, Vec<u8>)> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT employee_id, op, hash FROM skips")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-                .collect::<Result<_, _>>()?
-        };
+        let parked = self.parked()?;
         let mut done = SkipsFollowed::default();
         if parked.is_empty() {
             return Ok(done);
         }
-        let mut planned: BTreeSet<String> = BTreeSet::new();
-        ops.retain(|op| {
-            let Some((kind, hash)) = parked.get(&op.employee_id) else {
-                return true;
-            };
-            planned.insert(op.employee_id.clone());
-            let same = kind == op.kind.as_str() && hash[..] == op.user.content_hash()[..];
-            if same {
-                done.suppressed.push(op.employee_id.clone());
-            }
-            !same
-        });
+        let planned: BTreeSet<String> = ops
+            .iter()
+            .filter(|op| parked.contains_key(&op.employee_id))
+            .map(|op| op.employee_id.clone())
+            .collect();
+        done.suppressed = leave_out(&parked, ops);
         let mut released: BTreeSet<String> = BTreeSet::new();
         for id in parked.keys() {
             let suppressed = done.suppressed.contains(id);
@@ -286,10 +274,47 @@ impl Store {
             )?;
         }
         done.released = released.into_iter().collect();
-        done.suppressed.sort();
-        done.suppressed.dedup();
         Ok(done)
     }
+
+    /// What a plan preview (`plan`, `plan --out`) leaves out as a cycle would: the operations
+    /// whose record is parked and that ask for exactly the record that failed. Returns their
+    /// employee ids, sorted; nothing is written (a cycle also ends the skips the source moved
+    /// past: [`Store::follow_skips`]).
+    pub fn leave_out_parked(&self, ops: &mut Vec<Op>) -> Result<Vec<String>, StoreError> {
+        let parked = self.parked()?;
+        if parked.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(leave_out(&parked, ops))
+    }
+
+    /// Parked records: employee id → (operation, content hash of the record that failed).
+    fn parked(&self) -> Result<HashMap<String, (String, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT employee_id, op, hash FROM skips")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Removes from `ops` each operation whose record is parked and that asks for exactly the
+/// record that failed (same operation, same content); returns their employee ids, sorted.
+fn leave_out(parked: &HashMap<String, (String, Vec<u8>)>, ops: &mut Vec<Op>) -> Vec<String> {
+    let mut left_out = Vec::new();
+    ops.retain(|op| {
+        let same = parked.get(&op.employee_id).is_some_and(|(kind, hash)| {
+            kind == op.kind.as_str() && hash[..] == op.user.content_hash()[..]
+        });
+        if same {
+            left_out.push(op.employee_id.clone());
+        }
+        !same
+    });
+    left_out.sort();
+    left_out.dedup();
+    left_out
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! The `status` read: one `Status` gathered from every table (users, failures, rejections,
 //! cycles, outbox, token, readback, attendees, drop-folder files), and the `Overview` the
-//! admin endpoint's status page adds to it (cycles over time, held plans, provisions).
+//! admin endpoint's status page adds to it (cycles over time, held plans, provisions), and the
+//! held plans a newer cycle superseded.
 
 use std::collections::BTreeMap;
 
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use super::kv::{KV_ACCESS_EXPIRES, KV_NOT_BEFORE, KV_REFRESH_TOKEN};
+use super::kv::{
+    KV_ACCESS_EXPIRES, KV_NOT_BEFORE, KV_REFRESH_EXPIRES, KV_REFRESH_TOKEN, unix_seconds,
+};
 use super::{CycleInfo, CycleOutcome, Store, StoreError, attendees, files, readback};
 use crate::model::Rejection;
 
@@ -42,10 +45,30 @@ pub struct Status {
     pub warnings: Vec<Rejection>,
     /// Drop-folder problems of the last 24 hours, newest first.
     pub alerts: Vec<files::Alert>,
+    /// Held plans of the latest cycles ([`RECENT_CYCLES`]) that a newer cycle superseded:
+    /// there is nothing to approve in them any more. Newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Superseded>,
     /// The last file taken from a drop folder and processed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_file: Option<files::SourceFile>,
 }
+
+/// A held plan a newer cycle superseded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Superseded {
+    /// The held cycle.
+    pub cycle_id: i64,
+    /// The cycle whose plan superseded it.
+    pub superseded_by: i64,
+}
+
+/// Cycles `status` looks back over for superseded held plans.
+pub const RECENT_CYCLES: usize = 10;
+
+/// How `Store::supersede_held` closes the held entries of an earlier cycle (followed by the
+/// newer cycle's id).
+const SUPERSEDED_BY: &str = "superseded by the plan of cycle ";
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UserCounts {
@@ -77,6 +100,9 @@ pub struct OutboxCounts {
 pub struct TokenInfo {
     pub refresh_token_stored: bool,
     pub access_expires_at: Option<i64>,
+    /// When the stored refresh token expires (unix seconds), as Concur's token answer said;
+    /// `null` when no refresh token is stored or Concur did not say.
+    pub refresh_expires_at: Option<i64>,
 }
 
 impl Store {
@@ -121,12 +147,15 @@ impl Store {
             .as_ref()
             .map(|c| (c.counts.retries, c.counts.throttled_seconds))
             .unwrap_or_default();
+        let refresh_token_stored = self.kv_get(KV_REFRESH_TOKEN)?.is_some();
         let token = TokenInfo {
-            refresh_token_stored: self.kv_get(KV_REFRESH_TOKEN)?.is_some(),
-            access_expires_at: self
-                .kv_get(KV_ACCESS_EXPIRES)?
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|s| s.parse().ok()),
+            refresh_token_stored,
+            access_expires_at: unix_seconds(&self.conn, KV_ACCESS_EXPIRES)?,
+            refresh_expires_at: if refresh_token_stored {
+                unix_seconds(&self.conn, KV_REFRESH_EXPIRES)?
+            } else {
+                None
+            },
         };
         Ok(Status {
             users,
@@ -150,7 +179,38 @@ impl Store {
             warnings: self.findings("warnings")?,
             alerts: self.recent_alerts()?,
             last_file: self.last_processed_file()?,
+            superseded: self.superseded_among(RECENT_CYCLES)?,
         })
+    }
+
+    /// The held plans among the latest `cycles` cycles that a newer cycle superseded, newest
+    /// first.
+    pub fn superseded_among(&self, cycles: usize) -> Result<Vec<Superseded>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, (SELECT o.last_error FROM outbox o
+                           WHERE o.state = 'abandoned' AND o.cycle_id = c.id
+                             AND o.last_error LIKE ?2 || '%' LIMIT 1)
+             FROM (SELECT id, outcome FROM cycles ORDER BY id DESC LIMIT ?1) c
+             WHERE c.outcome = 'held' ORDER BY c.id DESC",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![cycles as i64, SUPERSEDED_BY], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (cycle_id, note) = row?;
+            if let Some(by) = note
+                .as_deref()
+                .and_then(|n| n.strip_prefix(SUPERSEDED_BY))
+                .and_then(|n| n.trim().parse().ok())
+            {
+                out.push(Superseded {
+                    cycle_id,
+                    superseded_by: by,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -167,6 +227,8 @@ pub struct Overview {
     pub refresh_token_saved_at: Option<String>,
     /// The end of the last throttle Concur served: no request before it (RFC 3339 UTC).
     pub not_before: Option<String>,
+    /// Held cycles among `cycles` whose plan a newer cycle superseded → that cycle.
+    pub superseded: BTreeMap<i64, i64>,
 }
 
 /// One cycle's held entries.
@@ -287,12 +349,18 @@ impl Store {
             .kv_get(KV_NOT_BEFORE)?
             .and_then(|v| String::from_utf8(v).ok())
             .filter(|s| !s.is_empty());
+        let superseded = self
+            .superseded_among(cycles.len())?
+            .into_iter()
+            .map(|s| (s.cycle_id, s.superseded_by))
+            .collect();
         Ok(Overview {
             cycles,
             held,
             provisions,
             refresh_token_saved_at,
             not_before,
+            superseded,
         })
     }
 }

@@ -23,6 +23,7 @@ mod readback;
 mod renames;
 mod roundtrip;
 mod scim;
+mod scim_push;
 mod secrets;
 mod service;
 mod simulator;

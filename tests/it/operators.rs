@@ -53,6 +53,8 @@ fn join(fields: &[String]) -> String {
 const LOGIN: usize = 1;
 const EMAIL: usize = 2;
 const ORG_UNIT1: usize = 11;
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const SPEND: &str = "urn:ietf:params:scim:schemas:extension:spend:2.0:User";
 
 /// The operations the simulator received in Bulk requests so far.
 fn bulk_operations(rig: &Rig) -> usize {
@@ -176,6 +178,72 @@ async fn explain_tells_the_story_of_a_user_created_renamed_failed_once_and_repai
 }
 
 #[tokio::test]
+async fn explain_shows_each_request_of_a_create_sent_again_with_its_provision() {
+    let rig = v4_rig("").await;
+    write(&rig, &lines(2));
+    sync(&rig, 0).await;
+    // E00002 exists in Concur though the state database does not know it: its create is
+    // refused as a conflict, looked up, adopted and sent again in another Bulk.
+    let f = csv_fields(&lines(3)[2]);
+    rig.sim
+        .seed_v4_users(vec![serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENT, SPEND],
+            "userName": f[LOGIN],
+            "active": true,
+            "name": {"givenName": f[3], "familyName": "Old"},
+            "emails": [{"value": f[EMAIL], "type": "work"}],
+            ENT: {"employeeNumber": f[0], "companyId": rig.sim.company_uuid()},
+            SPEND: {"country": "US", "locale": "en-US", "reimbursementCurrency": "USD", "ledgerCode": "DEFAULT"},
+        })])
+        .unwrap();
+    write(&rig, &lines(3));
+    sync(&rig, 0).await;
+
+    let story = json(&rig, &["explain", "E00002", "--json"]).await;
+    let create = &story["history"][0];
+    assert_eq!(create["operation"], "create", "{story}");
+    assert_eq!(create["state"], "done", "{story}");
+    let requests = create["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{story}");
+    assert_eq!(requests[0]["attempt"], 2, "{story}");
+    assert_eq!(requests[0]["state"], "done", "{story}");
+    assert_eq!(requests[1]["attempt"], 1, "{story}");
+    assert_eq!(requests[1]["state"], "submitted", "{story}");
+    let provisions: Vec<&str> = requests
+        .iter()
+        .map(|r| r["provision_id"].as_str().unwrap())
+        .collect();
+    assert_ne!(provisions[0], provisions[1], "{story}");
+    // Each provision is one Concur received.
+    let known: Vec<String> = rig
+        .sim
+        .provisions()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for p in &provisions {
+        assert!(known.iter().any(|k| k == p), "{p} not in {known:?}");
+    }
+    let out = rig.run(&["explain", "E00002"]).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "request 1 sent {}",
+            requests[1]["sent_at"].as_str().unwrap()
+        )) && said.contains(&format!(
+            "in provision {} bulkId {}: accepted, then sent again",
+            provisions[1],
+            requests[1]["bulk_id"].as_str().unwrap()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("in provision {}", provisions[0])),
+        "{said}"
+    );
+}
+
+#[tokio::test]
 async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
     let rig = v4_rig("").await;
     let mut rows = lines(3);
@@ -205,6 +273,21 @@ async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
         "{}",
         text(&out)
     );
+    // A preview leaves it out as the cycle does, and counts it as skipped.
+    let plan = json(&rig, &["plan", "--json"]).await;
+    assert_eq!(plan["summary"]["skipped"], 1, "{plan}");
+    assert_eq!(plan["operations"], serde_json::json!([]), "{plan}");
+    let saved = rig.dir.path().join("parked-plan.json");
+    let out = rig.run(&["plan", "--out", saved.to_str().unwrap()]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(", 1 skipped (parked)"), "{printed}");
+    assert!(
+        printed.contains("(0 operations; 1 skipped: parked;"),
+        "{printed}"
+    );
+    let file = std::fs::read_to_string(&saved).unwrap();
+    assert!(!file.contains("E00001"), "{file}");
     let sent = bulk_operations(&rig);
     sync(&rig, 0).await;
     assert_eq!(bulk_operations(&rig), sent, "a parked record is not sent");
@@ -222,6 +305,9 @@ async fn retry_and_skip_change_what_status_and_the_next_cycle_do() {
     rig.sim.clear_v4_faults();
     set(&mut rows, 1, ORG_UNIT1, "Treasury");
     write(&rig, &rows);
+    let plan = json(&rig, &["plan", "--json"]).await;
+    assert!(plan["summary"].get("skipped").is_none(), "{plan}");
+    assert_eq!(plan["operations"][0]["employee_id"], "E00001", "{plan}");
     sync(&rig, 0).await;
     let status = rig.status().await;
     assert!(status.get("skipped").is_none(), "{status}");

@@ -266,7 +266,8 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
     let Some((chromium, driver)) = browser_tools() else {
         return;
     };
-    // A state database with several cycles, a failure, a rejected row and a held plan.
+    // A state database with several cycles, failures (one of them parked), a rejected row, a
+    // held plan and the one it superseded.
     let rig = Rig::start().await;
     let port = free_port();
     admin_config(
@@ -276,6 +277,24 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
     rig.write_hr(&rows(0..40));
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
+    // The refresh token's expiry is what Concur's token answer said (six months).
+    let st = rig.status().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let refresh_expires = st["token"]["refresh_expires_at"].as_i64().unwrap_or(0) - now;
+    assert!(
+        (180 * 86_400..186 * 86_400).contains(&refresh_expires),
+        "{}",
+        st["token"]
+    );
+    let out = rig.run(&["status"]).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("refresh token stored (encrypted), expires 20"),
+        "{said}"
+    );
     // Seven moves to another department (updates), new hires, one refused by Concur, and a
     // row that breaks the rules.
     let mut second: Vec<String> = (0..45)
@@ -288,11 +307,17 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
         })
         .collect();
     second[44] = "E00044,broken,,Bad,,Row,true,US,USD,en_US,,R&D,E00000".into();
-    rig.sim
-        .reject(&["E00042"], &format!("{HOSTILE} Invalid Input: Custom3"));
+    rig.sim.reject(
+        &["E00042", "E00043"],
+        &format!("{HOSTILE} Invalid Input: Custom3"),
+    );
     rig.write_hr(&second);
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 2, "{}", text(&out));
+    let out = rig
+        .run(&["skip", "E00043", "--reason", "HR fixes Custom3"])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
     // Three of 43 managed users leave: more than 5%, held.
     let third: Vec<String> = second
         .iter()
@@ -329,6 +354,20 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
     }
     let held_cycle = st["last_cycle"]["id"].as_i64().unwrap();
     assert_eq!(st["outbox"]["held"], 3, "{st}");
+    // The held plan of cycle 3 is superseded: status says so instead of asking to approve it.
+    assert_eq!(
+        st["superseded"],
+        json!([{"cycle_id": 3, "superseded_by": held_cycle}]),
+        "{st}"
+    );
+    let out = rig.run(&["status"]).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "cycle 3: held plan superseded by the plan of cycle {held_cycle}"
+        )),
+        "{said}"
+    );
 
     // The page in Chromium, the token sent the way a proxy in front of it would.
     let browser = Browser::start(&chromium, &driver).await;
@@ -370,6 +409,7 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
                   height: r.getBoundingClientRect().height,
                 })),
                 mark: all(g, 'circle.outcome-mark').length,
+                supersededBy: g.dataset.supersededBy || null,
               })),
               chartWidth: document.querySelector('svg.chart').getBoundingClientRect().width,
               held: all(document, '#held tr.held-plan').map(cells),
@@ -378,6 +418,11 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
               failures: all(document, '#failures tr.failure').map(cells),
               rejections: all(document, '#rejections tr.finding').map(cells),
               cycles: all(document, '#cycles tr.cycle-row').map(cells),
+              cycleMessages: Object.fromEntries(all(document, '#cycles tr.cycle-message')
+                .map(tr => [tr.dataset.cycle, tr.innerText.trim()])),
+              skipped: all(document, '#skipped tr.skip').map(cells),
+              failedCount: document.querySelector('#failed-count dd').innerText,
+              refreshToken: document.querySelector('#refresh-token dd').innerText,
               lastCycle: document.querySelector('#last-cycle dd').innerText,
               outbox: document.querySelector('#outbox dd').innerText,
               height: document.documentElement.scrollHeight,
@@ -432,14 +477,38 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
     assert_eq!(created, 40, "{dom:#}");
     let (updated, updated_px) = bar(1, "update");
     assert_eq!(updated, 7, "{dom:#}");
-    assert_eq!(bar(1, "create").0, 3, "{dom:#}");
-    assert_eq!(bar(1, "failed").0, 1, "{dom:#}");
+    assert_eq!(bar(1, "create").0, 2, "{dom:#}");
+    assert_eq!(bar(1, "failed").0, 2, "{dom:#}");
     assert_eq!(bar(1, "rejected").0, 1, "{dom:#}");
     assert!(
         updated_px > 1.0 && (created_px / updated_px - 40.0 / 7.0).abs() < 0.2,
         "bars not drawn to scale: {created_px} px for 40, {updated_px} px for 7"
     );
     assert!(dom["chartWidth"].as_f64().unwrap() > 300.0, "{dom:#}");
+    let superseded: Vec<&Value> = chart.iter().map(|g| &g["supersededBy"]).collect();
+    let by = held_cycle.to_string();
+    assert_eq!(
+        superseded,
+        [&Value::Null, &Value::Null, &json!(by), &Value::Null],
+        "{dom:#}"
+    );
+    // Its row says what superseded it, and no longer how to approve it.
+    let message = dom["cycleMessages"]["3"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the plan of cycle {held_cycle} superseded this held plan"
+        )),
+        "{dom:#}"
+    );
+    assert!(!message.contains("concur-sync approve"), "{dom:#}");
+    assert!(
+        dom["cycles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "3" && r[2] == format!("held\nsuperseded by cycle {held_cycle}")),
+        "{dom:#}"
+    );
 
     // The held plan with the exact commands.
     assert_eq!(
@@ -473,9 +542,32 @@ async fn the_status_page_renders_cycles_failures_and_held_plans_in_a_browser() {
         "{dom:#}"
     );
 
-    // Failures and rejections with their reasons, the hostile text shown as text.
+    // Failures and rejections with their reasons, the hostile text shown as text; the parked
+    // record beside them with its reason, who parked it and when.
     let failures = dom["failures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "{dom:#}");
+    let skipped = dom["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{dom:#}");
+    assert_eq!(skipped[0][0], "E00043", "{dom:#}");
+    assert_eq!(skipped[0][1], "create", "{dom:#}");
+    assert_eq!(skipped[0][2], "HR fixes Custom3", "{dom:#}");
+    assert!(skipped[0][3].as_str().unwrap().contains('@'), "{dom:#}");
+    assert!(skipped[0][4].as_str().unwrap().starts_with("20"), "{dom:#}");
+    assert_eq!(
+        skipped[0][5],
+        format!("{HOSTILE} Invalid Input: Custom3"),
+        "{dom:#}"
+    );
+    assert!(
+        dom["failedCount"]
+            .as_str()
+            .unwrap()
+            .contains("1 more skipped"),
+        "{dom:#}"
+    );
+    // The refresh token's expiry as Concur said it.
+    let refresh = dom["refreshToken"].as_str().unwrap();
+    assert!(refresh.starts_with("expires in 18"), "{dom:#}");
     assert_eq!(failures[0][0], "E00042", "{dom:#}");
     assert_eq!(failures[0][1], "create", "{dom:#}");
     assert_eq!(

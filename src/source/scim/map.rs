@@ -128,6 +128,12 @@ pub struct Mapped {
     pub manager_ref: Option<String>,
 }
 
+impl From<crate::config::ScimMapping> for Mapping {
+    fn from(m: crate::config::ScimMapping) -> Mapping {
+        Mapping { fields: m.fields }
+    }
+}
+
 impl Mapping {
     /// The mapping `[source.scim]` configures (see `ScimConfig::mapping`).
     pub fn new(cfg: &ScimConfig) -> Result<Mapping, ConfigError> {
