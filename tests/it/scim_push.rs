@@ -324,8 +324,14 @@ async fn okta(p: &Push) {
 }
 
 async fn conversations(v4: bool) {
-    // Two users in all: each deactivation is half of them, above the default guard's 5%.
-    let mut p = Push::new(v4, "0.2", "max_deactivations = 10").await;
+    // Two users in all: each deactivation is half of them, above the default guards' 5%; so
+    // is Ann's new e-mail and name when a cycle has created her before her PATCH arrives.
+    let mut p = Push::new(
+        v4,
+        "0.2",
+        "max_deactivations = 10\nmax_identity_changes = 10",
+    )
+    .await;
     p.start().await;
     entra(&p).await;
     okta(&p).await;
