@@ -499,6 +499,10 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         .map(|o| o.user)
         .collect();
     store.baseline_users(&users, crate::store::Ownership::Adopted)?;
+    if let Some(stamps) = &planned.row_stamps {
+        store.stamp_rows(stamps.fingerprint, &stamps.planned)?;
+    }
+    store.refresh_row_index()?;
     store.audit(
         "baseline",
         &format!(

@@ -182,6 +182,9 @@ async fn run_begun(
     let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let target = crate::wiring::user_target(cfg, client);
     let result = deliver::apply(cfg, store, &target, cycle, &ops, &ids, &mut counts, cancel).await;
+    if let Err(e) = store.refresh_row_index() {
+        tracing::warn!(error = %e, "the snapshot index file was not refreshed; the next plan rebuilds it");
+    }
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
     counts.retries = after.retries.saturating_sub(before.retries);
@@ -246,6 +249,10 @@ fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<
             users = planned.learned_password_macs.len(),
             "recorded source passwords of users whose password was unknown after a new state key; none was sent"
         );
+    }
+    if let Some(stamps) = &planned.row_stamps {
+        store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
+        store.expect_stamps(stamps);
     }
     store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
     store.supersede_held(cycle)?;

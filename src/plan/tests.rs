@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::User;
-use crate::model::{Secret, SnapshotEntry};
+use crate::model::{Secret, SnapshotEntry, SnapshotIndex};
 
 fn rec(line: u32, id: &str, login: &str, mgr: Option<&str>) -> SourceRecord {
     let mut u = User::new();
@@ -23,8 +23,9 @@ fn mac(_: &str, _: &Secret) -> [u8; 16] {
 }
 
 fn run(snap: &SnapshotIndex, recs: Vec<SourceRecord>) -> Draft {
+    let snap = RowIndex::from(snap);
     let mut p = Planner::new(
-        snap,
+        &snap,
         &mac,
         PlanOptions {
             source_passwords: true,
@@ -140,6 +141,7 @@ fn a_rejected_row_protects_every_user_it_could_name() {
         })
         .collect();
     let (snap, old) = snapshot_of(&users);
+    let snap = RowIndex::from(&snap);
     let mut p = Planner::new(
         &snap,
         &mac,
@@ -227,6 +229,7 @@ fn under_v4_a_new_user_whose_manager_is_not_an_expense_approver_is_rejected() {
         rec(4, "a", "a@x", Some("m1")),
         rec(5, "b", "b@x", Some("m2")),
     ];
+    let snap = RowIndex::from(&snap);
     let mut p = Planner::new(
         &snap,
         &mac,

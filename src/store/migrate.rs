@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007-outbox-sent-at.sql",
         include_str!("../../migrations/0007-outbox-sent-at.sql"),
     ),
+    (
+        "0010-row-stamps.sql",
+        include_str!("../../migrations/0010-row-stamps.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

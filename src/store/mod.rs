@@ -17,6 +17,7 @@ pub mod lock;
 pub mod migrate;
 mod outbox;
 pub mod readback;
+mod row_index;
 pub mod secrets;
 mod snapshot;
 mod states;
@@ -69,6 +70,8 @@ pub struct Store {
     keys: Keys,
     path: PathBuf,
     key_path: PathBuf,
+    /// Row stamps the operations being delivered earn when acknowledged.
+    expected: row_index::Expected,
 }
 
 /// What to do about the state key when opening the database.
@@ -209,6 +212,7 @@ impl Store {
                 keys,
                 path: path.to_path_buf(),
                 key_path,
+                expected: row_index::Expected::default(),
             },
             unknown,
         ))
@@ -236,6 +240,7 @@ impl Store {
                 keys: Keys::ephemeral(),
                 path: path.to_path_buf(),
                 key_path: PathBuf::new(),
+                expected: row_index::Expected::default(),
             });
         }
         if !path.is_file() {
@@ -284,6 +289,7 @@ impl Store {
             keys: Keys::ephemeral(),
             path: path.to_path_buf(),
             key_path: PathBuf::new(),
+            expected: row_index::Expected::default(),
         })
     }
 

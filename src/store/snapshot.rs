@@ -287,6 +287,13 @@ impl Store {
                 }
             }
         }
+        let acknowledged = results.iter().filter_map(|(_, op, r)| match r {
+            EntryResult::Acknowledged | EntryResult::AcknowledgedAs(_) => {
+                Some(op.employee_id.as_str())
+            }
+            _ => None,
+        });
+        Store::stamp_acknowledged(&self.expected, &tx, acknowledged)?;
         tx.commit()?;
         Ok(())
     }
