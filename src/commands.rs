@@ -498,10 +498,11 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
         .filter(|o| o.kind != crate::model::OpKind::Deactivate)
         .map(|o| o.user)
         .collect();
-    store.baseline_users(&users, crate::store::Ownership::Adopted)?;
-    if let Some(stamps) = &planned.row_stamps {
-        store.stamp_rows(stamps.fingerprint, &stamps.planned)?;
-    }
+    store.baseline_stamped(
+        &users,
+        crate::store::Ownership::Adopted,
+        planned.row_stamps.as_ref(),
+    )?;
     store.refresh_row_index()?;
     store.audit(
         "baseline",

@@ -21,6 +21,7 @@ mod plan_render;
 mod readback;
 mod renames;
 mod roundtrip;
+mod scale;
 mod scim;
 mod secrets;
 mod service;

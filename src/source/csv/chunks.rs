@@ -17,7 +17,7 @@ use crate::source::SourceError;
 use crate::source::csv::Column;
 use crate::validate::is_space;
 
-/// Bytes read at a time (grown to hold the longest record allowed).
+/// Bytes read at a time.
 const BLOCK: usize = 2 << 20;
 
 /// One row of a block, in file order.
@@ -72,6 +72,24 @@ pub fn read<T, U, P, C>(
     threads: usize,
     unchanged: &U,
     parse: &P,
+    consume: C,
+) -> Result<ReadEnd, SourceError>
+where
+    T: Send,
+    U: Fn(u128, u128) -> Option<u32> + Sync,
+    P: Fn(&RawRow<'_>, RawRecord, &mut Vec<Rejection>) -> T + Sync,
+    C: FnMut(Block<T>) -> bool,
+{
+    read_in(reader, threads, BLOCK, unchanged, parse, consume)
+}
+
+/// [`read`], reading `block` bytes at a time.
+fn read_in<T, U, P, C>(
+    reader: &CsvReader,
+    threads: usize,
+    block: usize,
+    unchanged: &U,
+    parse: &P,
     mut consume: C,
 ) -> Result<ReadEnd, SourceError>
 where
@@ -88,7 +106,6 @@ where
         })?;
     let threads = threads.clamp(1, 8);
     let max_record = reader.max_record_bytes;
-    let block = BLOCK.max(usize::try_from(max_record.saturating_mul(2)).unwrap_or(usize::MAX));
     std::thread::scope(|scope| {
         let mut inputs: Vec<SyncSender<Job>> = Vec::new();
         let mut outputs: Vec<Receiver<Block<T>>> = Vec::new();
@@ -212,25 +229,9 @@ fn feed(
             }
             break;
         }
-        match last_record_end(&buf, d) {
-            Some(cut) => {
-                carry.extend_from_slice(&buf[cut..]);
-                buf.truncate(cut);
-                let lines = count_newlines(&buf);
-                if !send(
-                    &mut k,
-                    Job::Data {
-                        bytes: buf,
-                        line,
-                        last: false,
-                    },
-                ) {
-                    break;
-                }
-                line += lines;
-            }
-            None => {
-                // One record fills the whole block: it is past the record limit.
+        let Some(cut) = last_record_end(&buf, d) else {
+            if buf.len() as u64 > max_record {
+                // The record at the start of the buffer is past the record limit.
                 let e = SourceError::Malformed {
                     file: reader.file.clone(),
                     line,
@@ -245,7 +246,23 @@ fn feed(
                     digest: String::new(),
                 });
             }
+            carry = buf;
+            continue;
+        };
+        carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        let lines = count_newlines(&buf);
+        if !send(
+            &mut k,
+            Job::Data {
+                bytes: buf,
+                line,
+                last: false,
+            },
+        ) {
+            break;
         }
+        line += lines;
     }
     Ok(ReadEnd {
         digest: hasher.finalize().to_hex().to_string(),
@@ -565,5 +582,109 @@ impl CsvReader {
     fn data_start(&self) -> (u64, u64) {
         let p = self.rdr.position();
         (p.byte(), p.line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::csv::CsvOptions;
+    use std::path::Path;
+
+    /// Every item the sequential reader yields, as text.
+    fn sequential(path: &Path, opts: &CsvOptions) -> Vec<String> {
+        let rdr = CsvReader::open(path, opts).unwrap();
+        rdr.map(|item| match item {
+            Ok(raw) => format!("{raw:?}"),
+            Err(RowIssue::Rejected(r)) => r.to_string(),
+            Err(RowIssue::Fatal(e)) => format!("fatal: {e}"),
+        })
+        .collect()
+    }
+
+    /// The same through blocks of `block` bytes on `threads` workers, with the file digest.
+    fn chunked(
+        path: &Path,
+        opts: &CsvOptions,
+        block: usize,
+        threads: usize,
+    ) -> (Vec<String>, String) {
+        let rdr = CsvReader::open(path, opts).unwrap();
+        let mut out = Vec::new();
+        let parse = |_: &RawRow<'_>, raw: RawRecord, _: &mut Vec<Rejection>| format!("{raw:?}");
+        let end = read_in(
+            &rdr,
+            threads,
+            block,
+            &|_, _| None,
+            &parse,
+            |b: Block<String>| {
+                for row in b.rows {
+                    out.push(match row {
+                        Row::Parsed(t) => t,
+                        Row::Rejected(r) => r.to_string(),
+                        Row::Unchanged(..) => unreachable!(),
+                    });
+                }
+                if let Some(e) = b.fatal {
+                    out.push(format!("fatal: {e}"));
+                    return false;
+                }
+                true
+            },
+        )
+        .unwrap();
+        (out, end.digest)
+    }
+
+    #[test]
+    fn blocks_read_what_the_sequential_reader_reads_with_the_same_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files: Vec<std::path::PathBuf> =
+            std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/csv"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+                .collect();
+        // Quoted line breaks wherever a block may end, a quote inside a value, a blank row,
+        // a short row, CRLF line ends and no line end at the end of the file.
+        let mut text = String::from("\u{feff}employee_id,login_id,last_name,org_unit1\r\n");
+        for i in 0..300 {
+            match i % 7 {
+                0 => text.push_str(&format!(
+                    "E{i},u{i}@x.com,\"Line\none\nand two\",\"R&D\"\r\n"
+                )),
+                1 => text.push_str(&format!("E{i},u{i}@x.com,O\"Brien,\"a \"\"b\"\"\"\n")),
+                2 => text.push('\n'),
+                3 => text.push_str(&format!("E{i},u{i}@x.com\n")),
+                _ => text.push_str(&format!("E{i},u{i}@x.com,Lee{i},Ops\n")),
+            }
+        }
+        text.push_str("E999,last@x.com,\"End\nof file\",X");
+        let synthetic = dir.path().join("synthetic.csv");
+        std::fs::write(&synthetic, &text).unwrap();
+        files.push(synthetic);
+        let unclosed = dir.path().join("unclosed.csv");
+        std::fs::write(
+            &unclosed,
+            "employee_id,login_id,last_name\nE1,a@x.com,Lee\nE2,b@x.com,\"Open\nE3\n",
+        )
+        .unwrap();
+        files.push(unclosed);
+        let opts = CsvOptions::default();
+        for path in &files {
+            if CsvReader::open(path, &opts).is_err() {
+                continue;
+            }
+            let want = sequential(path, &opts);
+            let digest = crate::source::file_digest(path, false).unwrap();
+            for (block, threads) in [(7, 1), (64, 2), (1000, 3), (BLOCK, 2)] {
+                let (got, d) = chunked(path, &opts, block, threads);
+                assert_eq!(got, want, "{} in blocks of {block}", path.display());
+                if !want.iter().any(|w| w.starts_with("fatal")) {
+                    assert_eq!(d, digest, "{}", path.display());
+                }
+            }
+        }
     }
 }
