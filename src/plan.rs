@@ -140,6 +140,9 @@ impl<'a> Planner<'a> {
     /// pushed as unchanged by their stamp ([`Planner::push_unchanged`]) and full rows with their
     /// digest ([`Planner::push_row`]); [`Draft::row_stamps`] says what to record.
     pub fn stamping(&mut self, fingerprint: u128, file: &str) {
+        // Most rows will be taken as unchanged: the full rows' sets grow as needed instead.
+        self.seen = Seen::with_capacity(1024);
+        self.logins = KeyMap::with_capacity_and_hasher(1024, Default::default());
         self.rows = Some(Skipped {
             fingerprint,
             file: file.to_owned(),

@@ -250,9 +250,12 @@ fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<
             "recorded source passwords of users whose password was unknown after a new state key; none was sent"
         );
     }
-    if let Some(stamps) = &planned.row_stamps {
-        store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
-        store.expect_stamps(stamps);
+    match &planned.row_stamps {
+        Some(stamps) => {
+            store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
+            store.expect_stamps(stamps);
+        }
+        None => store.expect_stamps(&crate::plan::RowStamps::default()),
     }
     store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
     store.supersede_held(cycle)?;

@@ -1,8 +1,9 @@
 //! Read and plan: the configured source is read and validated, and the planner diffs it against
 //! the snapshot; then the company's cached form rules reject what Concur would refuse. No
-//! writes anywhere. A CSV is parsed and validated on a second thread while the snapshot loads
-//! and the planner runs; the digest of what was read lets `approve` and the drop folder tell
-//! whether the source changed.
+//! writes anywhere. A CSV is read in blocks on every core (`source::csv::chunks`): rows whose
+//! stamp matches the snapshot index are counted unchanged unparsed, the others are parsed and
+//! validated on the workers, and the planner takes them in file order; the digest of what was
+//! read lets `approve` and the drop folder tell whether the source changed.
 
 use crate::config::{Config, PasswordOnCreate};
 use crate::error::SyncError;
@@ -46,9 +47,8 @@ pub struct PlannedCycle {
 
 /// Reads the configured source and plans against the snapshot. No writes anywhere.
 ///
-/// A CSV file is parsed and validated on a second thread while this one loads the snapshot
-/// and plans, through a small bounded channel: the two cores share the work and memory stays
-/// bounded by the channel, not by the file.
+/// A CSV file is read on every core while this thread plans; memory stays bounded by the
+/// blocks in flight and the compact snapshot index, not by the file.
 pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
