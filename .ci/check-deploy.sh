@@ -7,8 +7,9 @@
 #   - kubernetes-validate --strict and yamllint on every manifest under deploy/kubernetes/;
 #   - the shipped config.toml files load in the built binary, and the stop timeouts of the unit
 #     and the StatefulSet leave room for service.shutdown_timeout;
-#   - no shipped configuration binds the admin endpoint to a non-loopback address, and the
-#     StatefulSet's probes run `concur-sync probe` inside the pod;
+#   - every shipped configuration that binds the admin endpoint beyond loopback sets its token
+#     (admin.token_file, a key of the example Secret under Kubernetes), and the StatefulSet's
+#     probes run `concur-sync probe` inside the pod;
 #   - the Dockerfile's Rust image matches Cargo.toml's rust-version.
 # Needs .ci/install-deploy.sh. Run after `cargo test` (uses target/debug/concur-sync).
 set -euo pipefail
@@ -105,8 +106,10 @@ m = re.search(r"^TimeoutStopSec=(\d+)s?$", unit, re.M)
 if not m or int(m.group(1)) <= cfg_sd["service"]["shutdown_timeout"]:
     errors.append("concur-sync.service: TimeoutStopSec must be above service.shutdown_timeout")
 
-# The admin endpoint has no authentication: every shipped configuration binds it to loopback
-# (the file, and any CONCUR_SYNC__ADMIN__LISTEN override in the unit or the StatefulSet).
+# Beyond loopback the admin endpoint needs its token (the daemon refuses to start without one):
+# every shipped configuration listening there sets admin.token_file (in the file, or through
+# CONCUR_SYNC__ADMIN__TOKEN_FILE in the unit or the StatefulSet), and under Kubernetes the file
+# is a key of the mounted Secret.
 def loopback(listen):
     host = str(listen).rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
@@ -116,23 +119,40 @@ def loopback(listen):
     except ValueError:
         return False
 
-listens = [
-    ("deploy/systemd/config.toml [admin] listen", cfg_sd.get("admin", {}).get("listen")),
-    ("deploy/kubernetes/configmap.yaml [admin] listen", cfg_k8s.get("admin", {}).get("listen")),
-]
-for m in re.finditer(r"CONCUR_SYNC__ADMIN__LISTEN=(\S+)", unit):
-    listens.append(("concur-sync.service Environment=", m.group(1)))
+def env_of(text_or_containers, name):
+    if isinstance(text_or_containers, str):
+        m = re.search(rf"{name}=(\S+)", text_or_containers)
+        return m.group(1) if m else None
+    for c in text_or_containers:
+        for env in c.get("env", []):
+            if env.get("name") == name:
+                return env.get("value")
+    return None
+
 containers = sts["template"]["spec"]["containers"]
-for c in containers:
-    for env in c.get("env", []):
-        if env.get("name") == "CONCUR_SYNC__ADMIN__LISTEN":
-            listens.append((f"StatefulSet container {c['name']} env", env.get("value")))
-for where, listen in listens:
-    if listen is None:
-        continue  # the default, 127.0.0.1:9464
-    if not loopback(listen):
-        errors.append(f"{where}: {listen} is not a loopback address (the admin endpoint is unprotected)")
-# Probes sent by the kubelet from the node cannot reach a loopback listener.
+shipped = [
+    ("deploy/systemd/config.toml and concur-sync.service", cfg_sd, unit),
+    ("deploy/kubernetes/configmap.yaml and the StatefulSet", cfg_k8s, containers),
+]
+for where, cfg, env in shipped:
+    admin = cfg.get("admin", {})
+    listen = env_of(env, "CONCUR_SYNC__ADMIN__LISTEN") or admin.get("listen", "127.0.0.1:9464")
+    token_file = env_of(env, "CONCUR_SYNC__ADMIN__TOKEN_FILE") or admin.get("token_file")
+    if loopback(listen):
+        continue
+    if token_file is None:
+        errors.append(f"{where}: admin.listen {listen} is not a loopback address and no admin.token_file is set")
+        continue
+    if cfg is cfg_k8s:
+        mounts = {
+            m["name"]: m["mountPath"] for c in containers for m in c.get("volumeMounts", [])
+        }
+        secret = pathlib.Path("deploy/kubernetes/examples/secret.yaml")
+        keys = yaml.safe_load(secret.read_text()).get("stringData", {})
+        d, key = token_file.rsplit("/", 1)
+        if d != mounts.get("secrets") or key not in keys:
+            errors.append(f"{where}: admin.token_file {token_file} is not a key of the Secret mounted at {mounts.get('secrets')} ({secret})")
+# The image has no shell or curl: the binary probes the health paths from inside the pod.
 for c in containers:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if "httpGet" in c.get(probe, {}) or "tcpSocket" in c.get(probe, {}):

@@ -16,6 +16,8 @@ use crate::service::{Ran, apply_requested_approvals, cycle_once};
 use crate::store::{CycleOutcome, Status, Store, lock::WriterLock};
 use crate::wiring;
 
+pub use crate::operators::commands::{apply, explain, failed, retry, skip};
+
 fn open_store(cfg: &Config) -> Result<Store, SyncError> {
     Ok(Store::open(&cfg.state.path, cfg.state.key_file.as_deref())?)
 }
@@ -64,7 +66,11 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
         report.outcome.as_str(),
         report.counts.summary()
     );
-    if report.outcome == CycleOutcome::Held {
+    if report.outcome == CycleOutcome::Held && cfg.sync.require_approved_plan {
+        crate::outln!(
+            "nothing sent: sync.require_approved_plan = true; save the plan with `concur-sync plan --out FILE`, review it, and send it with `concur-sync apply FILE`"
+        );
+    } else if report.outcome == CycleOutcome::Held {
         crate::outln!(
             "held for approval (deactivations or identity changes beyond the sync.max_* limits): `concur-sync approve {id}` applies them, `concur-sync reject {id}` drops them",
             id = report.cycle_id
@@ -172,8 +178,9 @@ pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
     Ok(0)
 }
 
-/// `concur-sync plan [--json]`: what a cycle would do; writes nothing.
-pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
+/// `concur-sync plan [--json] [--out FILE]`: what a cycle would do; writes nothing to Concur.
+/// `out` also saves the plan for `apply`.
+pub async fn plan(cfg: &Config, json: bool, out: Option<&Path>) -> Result<u8, SyncError> {
     let store = open_store(cfg)?;
     // A drop folder: the file the next cycle would take (left where it is), else the current.
     let previewed;
@@ -208,16 +215,32 @@ pub async fn plan(cfg: &Config, json: bool) -> Result<u8, SyncError> {
             &previewed
         }
     };
+    let generation = store.snapshot_generation()?;
     let planned = cycle::read_and_plan(cfg, &store).await?;
+    let saved = match out {
+        Some(file) => Some(crate::operators::commands::save_plan(
+            &store, &planned, generation, file,
+        )?),
+        None => None,
+    };
     let text = if json {
         planned.to_json()
     } else {
         planned.to_text()
     };
+    crate::terminal::finish();
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.write_all(b"\n");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.write_all(b"\n");
+    if let Some(note) = saved {
+        // JSON on stdout stays one document.
+        if json {
+            eprintln!("{note}");
+        } else {
+            let _ = writeln!(stdout, "{note}");
+        }
+    }
     Ok(0)
 }
 
@@ -299,6 +322,16 @@ pub fn status_text(st: &Status) -> String {
                 f.attempts,
                 f.last_failed_at
             );
+        }
+    }
+    if !st.skipped.is_empty() {
+        let _ = writeln!(
+            o,
+            "skipped ({}, not counted as failed; `concur-sync retry ID` plans one again):",
+            st.skipped.len()
+        );
+        for s in &st.skipped {
+            let _ = writeln!(o, "  {}", crate::operators::queue::skip_line(s));
         }
     }
     if !st.rejected.is_empty() {

@@ -23,6 +23,7 @@ pub mod service;
 pub mod simulator;
 pub mod source;
 pub mod store;
+pub mod terminal;
 pub mod validate;
 
 // Internal.
@@ -30,8 +31,10 @@ mod attendees;
 mod check;
 mod http;
 mod identity;
+mod operators;
 mod output;
 mod plan;
+mod progress;
 mod readback;
 mod rules;
 #[cfg(test)]

@@ -27,6 +27,9 @@ struct Cli {
     /// Configuration file (default /etc/concur-sync/config.toml).
     #[arg(long, global = true, env = "CONCUR_SYNC_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// No progress bar (`sync`, `baseline`, `reconcile` and `plan` show one on a terminal).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +51,55 @@ enum Command {
     Plan {
         #[arg(long)]
         json: bool,
+        /// Also save the plan (canonical JSON, with the source's digest and the snapshot
+        /// generation) for `apply`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply exactly a plan saved with `plan --out` (exit 1 and nothing sent if the source or
+    /// the snapshot changed since).
+    Apply {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Everything the state database knows about one user, newest first (exit 1 if unknown).
+    Explain {
+        /// An employee id, or a login.
+        #[arg(value_name = "EMPLOYEE_ID")]
+        user: String,
+        #[arg(long)]
+        json: bool,
+        /// Read this state database instead of the configured one (no config file needed).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// List the failed records with Concur's reasons, and the parked ones.
+    Failed {
+        #[arg(long)]
+        json: bool,
+        /// Read this state database instead of the configured one (no config file needed).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Plan failed or parked records again from the next cycle on (`sync` runs one now).
+    Retry {
+        #[arg(
+            value_name = "EMPLOYEE_ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        employee_id: Option<String>,
+        /// Every failed and parked record.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Park a failed record: no longer counted as failed, not planned until its source row
+    /// changes (or `retry`).
+    Skip {
+        #[arg(value_name = "EMPLOYEE_ID")]
+        employee_id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// Show managed users, the last cycle, failures and rejections.
     Status {
@@ -133,7 +185,7 @@ fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(|| concur_sync::terminal::LogWriter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         // Every field value escaped: a file name or a message from Concur cannot forge a line
@@ -171,6 +223,17 @@ fn parse_api(value: &str) -> Result<concur_sync::config::ConcurApi, String> {
         "v1" => Ok(concur_sync::config::ConcurApi::V1),
         _ => Err("expected v4 or v1".to_string()),
     }
+}
+
+/// The state database a command that only reads it uses: `--state`, or the configured one;
+/// logs warnings only.
+fn read_only_state(state: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    let state = match state {
+        Some(s) => s,
+        None => load_config(config)?.state.path,
+    };
+    start_logging(LogFormat::Text, None, "warn")?;
+    Ok(state)
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
@@ -234,17 +297,25 @@ async fn main() -> ExitCode {
             concur_sync::demo::run(api).await
         }
         Command::Status { json, state } => {
-            let state = match state {
-                Some(s) => s,
-                None => match load_config(cli.config) {
-                    Ok(c) => c.state.path,
-                    Err(code) => return code,
-                },
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            if let Err(code) = start_logging(LogFormat::Text, None, "warn") {
-                return code;
-            }
             commands::status(&state, json).map_err(Into::into)
+        }
+        Command::Explain { user, json, state } => {
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            commands::explain(&state, &user, json).map_err(Into::into)
+        }
+        Command::Failed { json, state } => {
+            let state = match read_only_state(state, cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            commands::failed(&state, json).map_err(Into::into)
         }
         Command::Probe { url, timeout } => {
             let url = match url {
@@ -266,12 +337,16 @@ async fn main() -> ExitCode {
             if let Err(code) = start_logging(cfg.log.format, cfg.log.level.as_deref(), "info") {
                 return code;
             }
-            if matches!(command, Command::Run { .. }) && !cfg.admin_is_loopback() {
-                tracing::warn!(
-                    key = "admin.listen",
-                    listen = %cfg.admin.listen,
-                    "admin.listen is not a loopback address: /status and /metrics are open to anyone who can reach it; bind 127.0.0.1 or put an authenticating proxy in front"
-                );
+            if !cli.quiet
+                && matches!(
+                    command,
+                    Command::Sync { .. }
+                        | Command::Baseline { .. }
+                        | Command::Reconcile
+                        | Command::Plan { .. }
+                )
+            {
+                concur_sync::terminal::start();
             }
             if let Command::Sync { new_key: true, .. } | Command::Run { new_key: true } = command
                 && let Err(e) = commands::new_key(&cfg)
@@ -283,7 +358,19 @@ async fn main() -> ExitCode {
                 Command::Sync { full, .. } => commands::sync(&cfg, &cancel_on_signal(), full)
                     .await
                     .map_err(Into::into),
-                Command::Plan { json } => commands::plan(&cfg, json).await.map_err(Into::into),
+                Command::Plan { json, out } => commands::plan(&cfg, json, out.as_deref())
+                    .await
+                    .map_err(Into::into),
+                Command::Apply { file } => commands::apply(&cfg, &file, &cancel_on_signal())
+                    .await
+                    .map_err(Into::into),
+                Command::Retry { employee_id, .. } => {
+                    commands::retry(&cfg, employee_id.as_deref()).map_err(Into::into)
+                }
+                Command::Skip {
+                    employee_id,
+                    reason,
+                } => commands::skip(&cfg, &employee_id, &reason).map_err(Into::into),
                 Command::Baseline { force } => {
                     commands::baseline(&cfg, force).await.map_err(Into::into)
                 }
@@ -308,10 +395,13 @@ async fn main() -> ExitCode {
                 Command::Simulate(_)
                 | Command::Demo { .. }
                 | Command::Status { .. }
+                | Command::Explain { .. }
+                | Command::Failed { .. }
                 | Command::Probe { .. } => Ok(0),
             }
         }
     };
+    concur_sync::terminal::finish();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

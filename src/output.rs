@@ -14,8 +14,11 @@ pub fn write_stdout(text: &str) {
     if CLOSED.load(Ordering::Relaxed) {
         return;
     }
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    let written = crate::terminal::suspended(|| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    });
+    if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             CLOSED.store(true, Ordering::Relaxed);
         } else {

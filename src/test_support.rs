@@ -6,6 +6,15 @@ use crate::model::{Op, OpKind, Rejection, User};
 use crate::source::SourceItem;
 use crate::source::ldap_map::Entry;
 
+/// A user with employee id `id`, login `id@example.com` and last name `last`.
+pub(crate) fn user_named(id: &str, last: &str) -> User {
+    let mut u = User::new();
+    u.set(crate::model::Field::EMPLOYEE_ID, id);
+    u.set(crate::model::Field::LOGIN_ID, format!("{id}@example.com"));
+    u.set(crate::model::Field::LAST_NAME, last);
+    u
+}
+
 /// A planned operation on `user` with no rename, changes or password.
 pub(crate) fn op(kind: OpKind, user: User, origin: &str) -> Op {
     Op {

@@ -77,13 +77,16 @@ pub fn user_target(cfg: &Config, client: &ConcurClient) -> UsersVia {
     let c = &cfg.concur;
     match c.api {
         ConcurApi::V1 => UsersVia::V1(client.clone()),
-        ConcurApi::V4 => UsersVia::V4(V4Target::new(
-            client.clone(),
-            c.company_uuid.as_deref().unwrap_or_default().trim(),
-            chrono::Utc::now().date_naive(),
-            std::time::Duration::from_secs_f64(c.provision_poll_seconds),
-            std::time::Duration::from_secs_f64(c.provision_timeout_minutes * 60.0),
-        )),
+        ConcurApi::V4 => UsersVia::V4(
+            V4Target::new(
+                client.clone(),
+                c.company_uuid.as_deref().unwrap_or_default().trim(),
+                chrono::Utc::now().date_naive(),
+                std::time::Duration::from_secs_f64(c.provision_poll_seconds),
+                std::time::Duration::from_secs_f64(c.provision_timeout_minutes * 60.0),
+            )
+            .with_max_in_flight(c.max_requests_in_flight),
+        ),
     }
 }
 

@@ -60,6 +60,11 @@ pub async fn send_user_ops<T: UserTarget>(
     counts: &mut CycleCounts,
     mut settled: impl FnMut(&Op, Settled<'_>),
 ) -> Result<bool, WriteError> {
+    crate::progress::sending(entries.len() as u64);
+    let mut settled = |op: &Op, s: Settled<'_>| {
+        crate::progress::settled();
+        settled(op, s);
+    };
     if let Some(timing) = target.provisioning() {
         return provisions::send(
             target,

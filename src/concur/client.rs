@@ -194,6 +194,19 @@ impl ConcurClient {
         body: Option<&serde_json::Value>,
         repeat: Repeat,
     ) -> Result<crate::http::retry::Reply, ConcurError> {
+        let text = body.map(serde_json::Value::to_string);
+        self.send_authed_json(method, path_and_query, text.as_deref(), repeat)
+            .await
+    }
+
+    /// [`ConcurClient::send_authed`] with a body already serialized as JSON.
+    pub(crate) async fn send_authed_json(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&str>,
+        repeat: Repeat,
+    ) -> Result<crate::http::retry::Reply, ConcurError> {
         let inner = &*self.inner;
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         let adjusted;
@@ -225,7 +238,9 @@ impl ConcurClient {
                     .bearer_auth(lease.token.expose())
                     .header(ACCEPT, "application/json");
                 if let Some(b) = body {
-                    req = req.json(b);
+                    req = req
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(b.to_owned());
                 }
                 req
             })

@@ -95,6 +95,8 @@ pub struct Provisioning {
     pub max_interval: std::time::Duration,
     /// A provision still pending this long after it was accepted has failed.
     pub timeout: std::time::Duration,
+    /// Most requests (submits and polls) awaiting an answer at once.
+    pub max_in_flight: usize,
 }
 
 /// The outcome of one password change, in input order.

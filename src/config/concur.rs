@@ -77,6 +77,10 @@ pub struct ConcurConfig {
     /// (and planned again).
     #[serde(default = "default_provision_timeout")]
     pub provision_timeout_minutes: f64,
+    /// v4: most requests (Bulks, status polls) waiting for an answer at once; 1 sends one at
+    /// a time. The limiter still paces them.
+    #[serde(default = "default_requests_in_flight")]
+    pub max_requests_in_flight: usize,
     /// Longest served throttle (`Retry-After`) a one-shot command waits for; a longer one ends
     /// it with "throttled until …". `run` always waits (and stays stoppable).
     #[serde(default = "default_max_wait")]
@@ -111,6 +115,9 @@ fn default_provision_poll() -> f64 {
 }
 fn default_provision_timeout() -> f64 {
     120.0
+}
+fn default_requests_in_flight() -> usize {
+    4
 }
 
 impl ConcurConfig {
@@ -183,6 +190,12 @@ impl ConcurConfig {
                 "must be a number of minutes > 0",
             ));
         }
+        if !(1..=MAX_REQUESTS_IN_FLIGHT).contains(&self.max_requests_in_flight) {
+            return Err(ConfigError::invalid(
+                "concur.max_requests_in_flight",
+                "must be between 1 and 16",
+            ));
+        }
         match (self.api, self.company_uuid.as_deref().map(str::trim)) {
             (ConcurApi::V4, None | Some("")) => {
                 return Err(ConfigError::invalid(
@@ -211,6 +224,9 @@ impl ConcurConfig {
         Ok(())
     }
 }
+
+/// Most `concur.max_requests_in_flight` allows.
+const MAX_REQUESTS_IN_FLIGHT: usize = 16;
 
 /// A hyphenated UUID (`8-4-4-4-12` hexadecimal digits).
 fn is_uuid(s: &str) -> bool {
@@ -310,6 +326,14 @@ mod tests {
         assert!(e.contains("concur.provision_poll_seconds"), "{e}");
         let e = load("provision_timeout_minutes = -1").unwrap_err();
         assert!(e.contains("concur.provision_timeout_minutes"), "{e}");
+        assert_eq!(c.concur.max_requests_in_flight, 4);
+        for bad in ["0", "17"] {
+            let e = load(&format!("{uuid}\nmax_requests_in_flight = {bad}")).unwrap_err();
+            assert!(
+                e.contains("concur.max_requests_in_flight") && e.contains("between 1 and 16"),
+                "{e}"
+            );
+        }
         let e = load("api = \"v5\"").unwrap_err();
         assert!(e.contains("api"), "{e}");
     }

@@ -35,7 +35,10 @@ pub use ldap::{
 pub use ldap_filter::LdapFilter;
 pub use scim::{ScimConfig, ScimMapping, parse_duration};
 pub use scim_path::{AttrPath, CORE_USER, ENTERPRISE, FilterValue};
-pub use service::{AdminConfig, LogConfig, LogFormat, ServiceConfig, StateConfig, log_filter};
+pub use service::{
+    AdminConfig, LogConfig, LogFormat, MIN_ADMIN_TOKEN_CHARS, ServiceConfig, StateConfig,
+    log_filter,
+};
 pub use source::{
     CsvConfig, DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_RECORD_BYTES, SourceConfig, SourceKind,
 };
@@ -181,12 +184,7 @@ impl Config {
         if let Some(level) = &self.log.level {
             log_filter("log.level", level)?;
         }
-        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::invalid(
-                "admin.listen",
-                "must be an address with port, e.g. 127.0.0.1:9464",
-            ));
-        }
+        self.admin.validate()?;
         if self.service.shutdown_timeout.is_nan() || self.service.shutdown_timeout <= 0.0 {
             return Err(ConfigError::invalid(
                 "service.shutdown_timeout",
@@ -228,12 +226,9 @@ impl Config {
         Ok(())
     }
 
-    /// Whether `admin.listen` is a loopback address (the endpoint has no authentication).
+    /// Whether `admin.listen` is a loopback address.
     pub fn admin_is_loopback(&self) -> bool {
-        self.admin
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback())
+        self.admin.is_loopback()
     }
 
     /// Reads the secrets, from the inline values or their `*_file` paths.

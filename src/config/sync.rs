@@ -43,6 +43,10 @@ pub struct SyncConfig {
     /// When `reconcile` (adoption + drift repair) runs in the service: cron with seconds.
     #[serde(default = "default_reconcile_schedule")]
     pub reconcile_schedule: String,
+    /// Nothing is written to Concur except a plan saved with `plan --out` and applied with
+    /// `apply`: `sync` and the service's cycles plan, report and hold.
+    #[serde(default)]
+    pub require_approved_plan: bool,
 }
 
 fn default_reconcile_schedule() -> String {
@@ -59,6 +63,7 @@ impl Default for SyncConfig {
             min_source_ratio: default_min_source_ratio(),
             manage_unmatched: false,
             reconcile_schedule: default_reconcile_schedule(),
+            require_approved_plan: false,
         }
     }
 }

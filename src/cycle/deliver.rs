@@ -194,6 +194,7 @@ pub(super) async fn apply(
         .iter()
         .map(|(_, op, p)| (op.user.login_id(), *p))
         .collect();
+    crate::progress::sending(entries.len() as u64);
     let mut ledger = Outbox {
         store,
         cycle,
@@ -235,6 +236,7 @@ impl PasswordLedger for Outbox<'_, '_> {
             .iter()
             .zip(outcomes)
             .map(|(&(id, op, _), o)| {
+                crate::progress::settled();
                 let r = match o.outcome {
                     RecordOutcome::Acknowledged => {
                         self.counts.password += 1;
@@ -255,7 +257,10 @@ impl PasswordLedger for Outbox<'_, '_> {
     fn unsent(&mut self, at: Range<usize>, message: &str) -> Result<(), StoreError> {
         let results: Vec<(i64, &Op, EntryResult)> = self.entries[at]
             .iter()
-            .map(|&(id, op, _)| (id, op, EntryResult::Failed(message.to_owned())))
+            .map(|&(id, op, _)| {
+                crate::progress::settled();
+                (id, op, EntryResult::Failed(message.to_owned()))
+            })
             .collect();
         self.counts.failed += results.len() as u64;
         self.store.record_results(self.cycle, &results)

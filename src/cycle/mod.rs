@@ -6,7 +6,9 @@
 //!   form rules);
 //! - `guard.rs`: the safety guards on the whole plan (pure);
 //! - `deliver.rs`: the outbox sent through the shared send loops; held plans (`apply_held`);
-//! - `render.rs`: `plan` and `plan --json`.
+//! - `render.rs`: `plan` and `plan --json`;
+//! - `saved.rs`: saved plans (`plan --out`, `apply`): their file and the check that a fresh
+//!   plan still holds exactly them.
 //!
 //! Crash safety rests on two rules: the snapshot only advances in the transaction that records
 //! Concur's acknowledgement, and a cycle that did not finish is closed as `interrupted` by the
@@ -19,6 +21,7 @@ mod guard;
 pub mod input;
 mod read;
 mod render;
+pub mod saved;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +36,7 @@ use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
 pub use read::{PlannedCycle, read_and_plan};
+pub use saved::SavedPlan;
 
 /// What a finished cycle reports.
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +71,22 @@ pub async fn run_cycle(
     cancel: &CancellationToken,
     prepare: impl AsyncFnOnce(&mut Store) -> Result<(), SyncError>,
 ) -> Result<CycleReport, SyncError> {
+    run_cycle_with(cfg, store, client, cancel, None, prepare).await
+}
+
+/// [`run_cycle`], applying exactly `saved` when given (`apply FILE`): the source is read and
+/// planned as usual, and the cycle goes on only if that plan still holds every saved operation
+/// unchanged, against the same source and snapshot (else it fails with the reason, nothing
+/// sent); then only the saved operations are guarded and sent. Without `saved`, under
+/// `sync.require_approved_plan` the cycle plans and reports but writes nothing (`held`).
+pub async fn run_cycle_with(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    saved: Option<&SavedPlan>,
+    prepare: impl AsyncFnOnce(&mut Store) -> Result<(), SyncError>,
+) -> Result<CycleReport, SyncError> {
     let interrupted = store.recover()?;
     if !interrupted.is_empty() {
         tracing::warn!(cycles = ?interrupted, "closed cycles a previous process left unfinished; their unacknowledged operations are re-planned");
@@ -84,7 +104,7 @@ pub async fn run_cycle(
     };
     let cycle = store.begin_cycle(&crate::source::history_label(&cfg.source))?;
     let span = tracing::info_span!("cycle", id = cycle);
-    run_begun(cfg, store, client, cancel, cycle, &before, prepared)
+    run_begun(cfg, store, client, cancel, cycle, &before, prepared, saved)
         .instrument(span)
         .await
 }
@@ -106,6 +126,7 @@ async fn resume(cfg: &Config, store: &mut Store, client: &ConcurClient) -> Resul
 }
 
 /// The cycle `cycle`, recorded as begun, after its preparation ended with `prepared`.
+#[allow(clippy::too_many_arguments)]
 async fn run_begun(
     cfg: &Config,
     store: &mut Store,
@@ -114,6 +135,7 @@ async fn run_begun(
     cycle: i64,
     before: &ClientStats,
     prepared: Result<(), SyncError>,
+    saved: Option<&SavedPlan>,
 ) -> Result<CycleReport, SyncError> {
     if let Err(e) = prepared {
         if matches!(&e, SyncError::Concur(c) if c.is_cancelled()) {
@@ -143,7 +165,7 @@ async fn run_begun(
         store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
         return Err(e);
     }
-    let planned = match read_and_plan(cfg, store).await {
+    let mut planned = match read_and_plan(cfg, store).await {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();
@@ -157,7 +179,31 @@ async fn run_begun(
             return Err(e);
         }
     };
+    if let Some(saved) = saved {
+        match saved::check(saved, &planned, store.snapshot_generation()?) {
+            Ok(ops) => planned.ops = ops,
+            Err(why) => {
+                tracing::error!(reason = %why, "saved plan not applied; nothing was sent");
+                store.finish_cycle(
+                    cycle,
+                    CycleOutcome::Failed,
+                    &CycleCounts::default(),
+                    Some(&format!("saved plan not applied: {why}")),
+                )?;
+                return Err(SyncError::Refused(why));
+            }
+        }
+    }
     record_plan(store, cycle, &planned)?;
+    if saved.is_none() {
+        let skips = store.follow_skips(cycle, &mut planned.ops, planned.complete)?;
+        if !skips.suppressed.is_empty() {
+            tracing::info!(users = ?skips.suppressed, "parked records not planned (`concur-sync retry` plans them again)");
+        }
+        if !skips.released.is_empty() {
+            tracing::info!(users = ?skips.released, "parked records whose source row changed are planned again");
+        }
+    }
     let mut counts = CycleCounts {
         rejected: planned.rejections.len() as u64,
         unchanged: planned.unchanged,
@@ -172,6 +218,29 @@ async fn run_begun(
         rejected = planned.rejections.len(),
         "planned"
     );
+    if saved.is_none() && cfg.sync.require_approved_plan && !planned.ops.is_empty() {
+        let message = format!(
+            "sync.require_approved_plan: {} operations planned and none sent; save them with `concur-sync plan --out FILE` and send them with `concur-sync apply FILE`",
+            planned.ops.len()
+        );
+        tracing::warn!(operations = planned.ops.len(), "{message}");
+        counts.requests = client.stats().requests.saturating_sub(before.requests);
+        store.finish_cycle(cycle, CycleOutcome::Held, &counts, Some(&message))?;
+        return Ok(CycleReport {
+            cycle_id: cycle,
+            outcome: CycleOutcome::Held,
+            counts,
+        });
+    }
+    // Row stamps only from a cycle that goes on to deliver: a plan held for approval changes
+    // nothing a saved plan is checked against.
+    match &planned.row_stamps {
+        Some(stamps) => {
+            store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
+            store.expect_stamps(stamps);
+        }
+        None => store.expect_stamps(&crate::plan::RowStamps::default()),
+    }
     let managed_active = store.status()?.users.active;
     let verdict = guard(&cfg.sync, &planned, managed_active);
     let (mut ops, held, message) = follow(&verdict, planned.ops, cycle);
@@ -249,13 +318,6 @@ fn record_plan(store: &mut Store, cycle: i64, planned: &PlannedCycle) -> Result<
             users = planned.learned_password_macs.len(),
             "recorded source passwords of users whose password was unknown after a new state key; none was sent"
         );
-    }
-    match &planned.row_stamps {
-        Some(stamps) => {
-            store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
-            store.expect_stamps(stamps);
-        }
-        None => store.expect_stamps(&crate::plan::RowStamps::default()),
     }
     store.replace_findings(cycle, &planned.rejections, &planned.warnings)?;
     store.supersede_held(cycle)?;

@@ -118,6 +118,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     }
                 }
             }
+            crate::progress::read(records);
             true
         })?;
         if let Some(e) = fatal {
@@ -155,6 +156,9 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             let mut planner = Planner::new(&snapshot, &mac, options);
             for item in *reader {
                 records += 1;
+                if records.is_multiple_of(1024) {
+                    crate::progress::read(records);
+                }
                 match item {
                     Ok(raw) => match normalizer.normalize_noting(raw, &mut warnings) {
                         Ok(rec) => planner.push(rec),
@@ -171,6 +175,9 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             let mut planner = Planner::new(&snapshot, &mac, options);
             for item in items {
                 records += 1;
+                if records.is_multiple_of(1024) {
+                    crate::progress::read(records);
+                }
                 if v4
                     && let SourceItem::Record(raw) = &item
                     && raw.password.is_some()
@@ -218,6 +225,7 @@ fn finish_plan(
     suspicious: Option<String>,
     t0: std::time::Instant,
 ) -> Result<PlannedCycle, SyncError> {
+    crate::progress::read(records);
     let t_read = t0.elapsed();
     let source_ids = draft.source_ids;
     let skipped_inactive = draft.skipped_inactive;
@@ -233,6 +241,7 @@ fn finish_plan(
     } else {
         apply_company_rules(store, ops, rejections)?
     };
+    crate::progress::planned(ops.len() as u64);
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,

@@ -59,11 +59,17 @@ async fn read_source(cfg: &Config, store: &Store) -> Result<Vec<SourceRecord>, S
         watermarks: store.scim_watermarks()?,
         snapshot_empty: store.user_count()? == 0,
     };
+    let mut records = 0u64;
     for item in crate::source::open(&cfg.source, &prior).await?.records {
+        records += 1;
+        if records.is_multiple_of(1024) {
+            crate::progress::read(records);
+        }
         if let SourceItem::Record(raw) = item? {
             out.extend(normalizer.normalize(raw).ok());
         }
     }
+    crate::progress::read(records);
     Ok(out)
 }
 

@@ -81,6 +81,7 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
     cancel: CancellationToken,
 ) -> anyhow::Result<u8> {
+    let admin_token = cfg.admin.token()?;
     let lock = WriterLock::acquire(&cfg.state.path)?;
     if matches!(cfg.source.kind, crate::config::SourceKind::Scim) {
         // A (re)started service reads a SCIM source in full first: deletions it missed while
@@ -106,10 +107,12 @@ pub async fn run_until(
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {}: cannot listen: {e}", cfg.admin.listen))?;
     let admin_addr = listener.local_addr()?;
+    let token_required = admin_token.is_some();
     let app = admin::router(Arc::new(AdminState {
         store: Mutex::new(admin_store),
         metrics: metrics.clone(),
         client: Some(client.clone()),
+        token: admin_token,
     }));
     let admin_cancel = cancel.clone();
     let admin_task = tokio::spawn(async move {
@@ -117,7 +120,7 @@ pub async fn run_until(
             .with_graceful_shutdown(async move { admin_cancel.cancelled().await })
             .await;
     });
-    tracing::info!(listen = %admin_addr, "admin endpoint listening (/healthz /readyz /metrics /status)");
+    tracing::info!(listen = %admin_addr, token_required, "admin endpoint listening (/ /healthz /readyz /metrics /status)");
 
     // Schedule.
     let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;

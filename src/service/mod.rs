@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod metrics;
+mod page;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use crate::attendees::folder::{put_away_recorded, set_aside_recorded};
 use crate::concur::ConcurClient;
 use crate::config::Config;
 use crate::cycle::input::{self, Input, current_file, with_file};
-use crate::cycle::{self, CycleReport};
+use crate::cycle::{self, CycleReport, SavedPlan};
 use crate::error::SyncError;
 use crate::readback::{self, ReconcileReport};
 use crate::source::dropfolder::{self, DropFolder};
@@ -43,9 +44,25 @@ pub async fn run_cycle(
     client: &ConcurClient,
     cancel: &CancellationToken,
 ) -> Result<CycleReport, SyncError> {
-    cycle::run_cycle(cfg, store, client, cancel, async |store: &mut Store| {
-        readback::before_cycle(cfg, store, client).await
-    })
+    run_cycle_with(cfg, store, client, cancel, None).await
+}
+
+/// [`run_cycle`], applying exactly `saved` when given (`apply FILE`).
+async fn run_cycle_with(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    saved: Option<&SavedPlan>,
+) -> Result<CycleReport, SyncError> {
+    cycle::run_cycle_with(
+        cfg,
+        store,
+        client,
+        cancel,
+        saved,
+        async |store: &mut Store| readback::before_cycle(cfg, store, client).await,
+    )
     .await
 }
 
@@ -141,8 +158,20 @@ pub async fn cycle_once(
     input: &mut Input,
     cancel: &CancellationToken,
 ) -> Result<Ran, SyncError> {
+    cycle_once_with(cfg, store, client, input, cancel, None).await
+}
+
+/// [`cycle_once`], applying exactly `saved` when given (`apply FILE`).
+pub async fn cycle_once_with(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    input: &mut Input,
+    cancel: &CancellationToken,
+    saved: Option<&SavedPlan>,
+) -> Result<Ran, SyncError> {
     let Input::Folder(folder) = input else {
-        return run_cycle(cfg, store, client, cancel)
+        return run_cycle_with(cfg, store, client, cancel, saved)
             .await
             .map(|r| Ran::Cycle(r, None));
     };
@@ -180,7 +209,7 @@ pub async fn cycle_once(
             return Ok(Ran::Duplicate(file));
         }
         tracing::info!(file = %file.display(), "taking file from the drop folder");
-        let result = run_cycle(&with_file(cfg, &file), store, client, cancel).await;
+        let result = run_cycle_with(&with_file(cfg, &file), store, client, cancel, saved).await;
         match &result {
             Err(SyncError::Source(e)) => {
                 set_aside(store, folder, &file, &e.to_string(), Some(digest))?;
@@ -204,9 +233,11 @@ pub async fn cycle_once(
         return result.map(|r| Ran::Cycle(r, Some(file)));
     }
     match current_file(store, folder)? {
-        Some(current) => run_cycle(&with_file(cfg, &current.path), store, client, cancel)
-            .await
-            .map(|r| Ran::Cycle(r, None)),
+        Some(current) => {
+            run_cycle_with(&with_file(cfg, &current.path), store, client, cancel, saved)
+                .await
+                .map(|r| Ran::Cycle(r, None))
+        }
         None => Ok(Ran::NoSource),
     }
 }
@@ -234,5 +265,50 @@ pub async fn apply_requested_approvals(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    apply_requested_plan(cfg, store, client, input).await
+}
+
+/// Applies the saved plan an operator asked to apply (`apply FILE`) while another process
+/// held the state: exactly as `apply` does, refused (logged and audited) if the source or the
+/// snapshot changed since it was saved.
+async fn apply_requested_plan(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    input: &mut Input,
+) -> Result<(), SyncError> {
+    let Some((file, text)) = store.take_saved_plan_request()? else {
+        return Ok(());
+    };
+    let refused = |store: &Store, why: &str| -> Result<(), SyncError> {
+        tracing::warn!(file = %file, reason = %why, "saved plan not applied; nothing was sent");
+        store.audit("apply-refused", &format!("{file}: {why}"))?;
+        Ok(())
+    };
+    let saved = match SavedPlan::parse(&text) {
+        Ok(s) => s,
+        Err(why) => return refused(store, &why),
+    };
+    let cancel = CancellationToken::new();
+    match cycle_once_with(cfg, store, client, input, &cancel, Some(&saved)).await {
+        Ok(Ran::Cycle(r, _)) => {
+            tracing::info!(file = %file, cycle = r.cycle_id, outcome = r.outcome.as_str(), counts = ?r.counts, "saved plan applied");
+            store.audit(
+                "apply",
+                &format!(
+                    "{file} applied as cycle {} ({} operations saved): {}",
+                    r.cycle_id,
+                    saved.operations.len(),
+                    r.outcome
+                ),
+            )?;
+            Ok(())
+        }
+        Ok(Ran::Duplicate(_) | Ran::NoSource) => refused(
+            store,
+            "the source the plan was saved from is not there to apply",
+        ),
+        Err(SyncError::Refused(why)) => refused(store, &why),
+        Err(e) => Err(e),
+    }
 }

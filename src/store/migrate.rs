@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0007-outbox-sent-at.sql"),
     ),
     (
+        "0008-operators.sql",
+        include_str!("../../migrations/0008-operators.sql"),
+    ),
+    (
         "0010-row-stamps.sql",
         include_str!("../../migrations/0010-row-stamps.sql"),
     ),

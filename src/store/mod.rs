@@ -2,7 +2,8 @@
 //! `StoreError`. `Store`'s methods live beside it by concept: `snapshot` (users, the snapshot
 //! index, `record_results`), `outbox` (plans, held plans, recovery), `cycles` (cycle history,
 //! rejections), `status`, `kv` (key/value, tokens, throttle end, audit), `readback`, `files`,
-//! `attendees`, and secrets at rest in `secrets`; `journal` is the run lifecycle (outbox
+//! `attendees`, `operators` (one user's story, the snapshot generation), `queue` (failed and
+//! parked records), and secrets at rest in `secrets`; `journal` is the run lifecycle (outbox
 //! states, recovery, rejections) the user cycle and the attendee job share.
 //!
 //! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
@@ -15,7 +16,9 @@ mod journal;
 mod kv;
 pub mod lock;
 pub mod migrate;
+mod operators;
 mod outbox;
+mod queue;
 pub mod readback;
 mod row_index;
 pub mod secrets;
@@ -31,11 +34,16 @@ pub use cycles::{CycleCounts, CycleInfo};
 pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
+pub use operators::{AuditRow, HistoryEntry, SnapshotRow};
 pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled};
+pub use queue::{FailedRecord, Skip, SkipsFollowed};
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
-pub use status::{FailedEntry, OutboxCounts, Status, TokenInfo, UserCounts};
+pub use status::{
+    FailedEntry, HELD_SAMPLE, HeldEntry, HeldPlan, OutboxCounts, Overview, ProvisionRow, Status,
+    TokenInfo, UserCounts,
+};
 
 /// Errors of the state database boundary.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +303,28 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `writes` as one transaction: every write method it calls that takes a savepoint
+    /// becomes part of it, and all of it is committed (one sync to disk) or nothing is.
+    pub fn in_one_transaction<R>(
+        &mut self,
+        writes: impl FnOnce(&mut Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match writes(self) {
+            Ok(r) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     pub fn keys(&self) -> &Keys {

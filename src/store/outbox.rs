@@ -66,7 +66,8 @@ impl Store {
         provision_id: &str,
         entries: &[(i64, &str, Option<&str>)],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction, or part of an enclosing one.
+        let tx = self.conn.savepoint()?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = 'submitted', provision_id = ?2, bulk_id = ?3,
@@ -244,8 +245,8 @@ impl Store {
         let mut ids = Vec::with_capacity(ops.len());
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at, changes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let at = now();
             for (seq, op) in ops.iter().enumerate() {
@@ -259,7 +260,8 @@ impl Store {
                     op.old_employee_id,
                     op.origin,
                     state,
-                    at
+                    at,
+                    changes_json(op)
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -272,8 +274,8 @@ impl Store {
     /// partly applied): `pending`. Returns its id.
     pub fn add_follow_up(&mut self, cycle: i64, op: &Op) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at)
-             SELECT ?1, COALESCE(max(seq), -1) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM outbox WHERE cycle_id = ?1",
+            "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at, changes)
+             SELECT ?1, COALESCE(max(seq), -1) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM outbox WHERE cycle_id = ?1",
             params![
                 cycle,
                 op.employee_id,
@@ -283,7 +285,8 @@ impl Store {
                 op.old_employee_id,
                 op.origin,
                 OutboxState::Pending,
-                now()
+                now(),
+                changes_json(op)
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -292,7 +295,8 @@ impl Store {
     /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
     /// request leaves.
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction, or part of an enclosing one.
+        let tx = self.conn.savepoint()?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
@@ -334,6 +338,12 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The field changes an operation carries, as the outbox keeps them for `explain` (`None` when
+/// there are none).
+fn changes_json(op: &Op) -> Option<String> {
+    (!op.changes.is_empty()).then(|| serde_json::to_string(&op.changes).unwrap_or_default())
 }
 
 /// The operation an outbox row holds, from the columns 2–7 every outbox query selects in this

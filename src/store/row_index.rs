@@ -2,12 +2,13 @@
 //! state database (`<state>.index`) so that a million users load in a few tens of
 //! milliseconds instead of a scan of `users`, and the row stamps it carries.
 //!
-//! The database stays the source of truth. Every write to `users` gives `snapshot_generation`
-//! a new random value (triggers, migration 0010); the file records the generation it was built
-//! at and a checksum of its content. A file that is missing, unreadable, corrupt, or built at
-//! another generation (a stale copy, a crash between a commit and the rebuild) is ignored and
-//! rebuilt from `users`; it is written to a temporary file and renamed into place, so a reader
-//! never sees half of one.
+//! The database stays the source of truth. Every change of `users` that the index reflects
+//! gives `snapshot_generation` a new random value (triggers, migration 0010), so a value never
+//! comes back for other content, not even when an older copy of the database is restored; the
+//! file records the generation it was built at and a checksum of its content. A file that is
+//! missing, unreadable, corrupt, or built at another generation (a stale copy, a crash between
+//! a commit and the rebuild) is ignored and rebuilt from `users`; it is written to a temporary
+//! file and renamed into place, so a reader never sees half of one.
 //!
 //! Row stamps are written only where the row, normalized, has exactly the content hash the
 //! snapshot holds: for rows found unchanged by a full comparison ([`Store::stamp_rows`]), and,
@@ -44,11 +45,11 @@ impl Store {
     }
 
     fn generation(conn: &Connection) -> Result<i64, StoreError> {
-        Ok(conn.query_row(
-            "SELECT generation FROM snapshot_generation WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(
+            conn.query_row("SELECT n FROM snapshot_generation WHERE id = 1", [], |r| {
+                r.get(0)
+            })?,
+        )
     }
 
     /// The planner's index: from the file when it was built at the database's generation,
@@ -357,5 +358,46 @@ impl<W: Write> Write for HashingWrite<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+    use crate::store::Ownership;
+
+    fn user(id: &str) -> crate::model::User {
+        crate::test_support::user_named(id, "Ames")
+    }
+
+    #[test]
+    fn a_restored_older_database_never_takes_the_index_of_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let backup = dir.path().join("backup.db");
+        let mut store = Store::open(&db, None).unwrap();
+        store
+            .baseline_users(&[user("A1")], Ownership::Adopted)
+            .unwrap();
+        drop(store);
+        std::fs::copy(&db, &backup).unwrap();
+
+        let mut store = Store::open(&db, None).unwrap();
+        store
+            .baseline_users(&[user("B1")], Ownership::Adopted)
+            .unwrap();
+        assert!(store.row_index().unwrap().contains("B1"));
+        let newer = store.snapshot_generation().unwrap();
+        drop(store);
+
+        // The backup comes back and takes the same number of writes, of other content.
+        std::fs::copy(&backup, &db).unwrap();
+        let mut store = Store::open(&db, None).unwrap();
+        store
+            .baseline_users(&[user("C1")], Ownership::Adopted)
+            .unwrap();
+        assert_ne!(store.snapshot_generation().unwrap(), newer);
+        let ix = store.row_index().unwrap();
+        assert!(ix.contains("A1") && ix.contains("C1") && !ix.contains("B1"));
     }
 }

@@ -210,7 +210,8 @@ impl Store {
         cycle: i64,
         results: &[(i64, &Op, EntryResult)],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction, or part of an enclosing one.
+        let tx = self.conn.savepoint()?;
         let at = now();
         {
             let mut done = tx.prepare_cached(

@@ -1,10 +1,14 @@
 //! The `status` read: one `Status` gathered from every table (users, failures, rejections,
-//! cycles, outbox, token, readback, attendees, drop-folder files).
+//! cycles, outbox, token, readback, attendees, drop-folder files), and the `Overview` the
+//! admin endpoint's status page adds to it (cycles over time, held plans, provisions).
 
+use std::collections::BTreeMap;
+
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use super::kv::{KV_ACCESS_EXPIRES, KV_REFRESH_TOKEN};
-use super::{CycleInfo, Store, StoreError, attendees, files, readback};
+use super::kv::{KV_ACCESS_EXPIRES, KV_NOT_BEFORE, KV_REFRESH_TOKEN};
+use super::{CycleInfo, CycleOutcome, Store, StoreError, attendees, files, readback};
 use crate::model::Rejection;
 
 /// `status --json`.
@@ -12,6 +16,10 @@ use crate::model::Rejection;
 pub struct Status {
     pub users: UserCounts,
     pub failed: Vec<FailedEntry>,
+    /// Failed records an operator parked (`skip`): not counted as failed, not planned while
+    /// the source asks for the same record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<super::Skip>,
     pub rejected: Vec<Rejection>,
     pub last_cycle: Option<CycleInfo>,
     pub last_success: Option<CycleInfo>,
@@ -99,23 +107,7 @@ impl Store {
                 }
             }
         }
-        let failed = {
-            let mut stmt = self.conn.prepare(
-                "SELECT employee_id, op, message, attempts, first_failed_at, last_failed_at
-                 FROM failures ORDER BY employee_id, op",
-            )?;
-            stmt.query_map([], |r| {
-                Ok(FailedEntry {
-                    employee_id: r.get(0)?,
-                    operation: r.get(1)?,
-                    message: r.get(2)?,
-                    attempts: r.get(3)?,
-                    first_failed_at: r.get(4)?,
-                    last_failed_at: r.get(5)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
+        let failed = self.failed_entries()?;
         let rejected = self.findings("rejections")?;
         let last_cycle = self.cycle_where("1 = 1")?;
         let last_success = self.cycle_where("outcome IN ('success', 'partial', 'degraded')")?;
@@ -139,6 +131,7 @@ impl Store {
         Ok(Status {
             users,
             failed,
+            skipped: self.skips()?,
             rejected,
             last_cycle,
             last_success,
@@ -157,6 +150,149 @@ impl Store {
             warnings: self.findings("warnings")?,
             alerts: self.recent_alerts()?,
             last_file: self.last_processed_file()?,
+        })
+    }
+}
+
+/// What the status page shows beside [`Status`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overview {
+    /// The latest cycles, newest first.
+    pub cycles: Vec<CycleInfo>,
+    /// Plans waiting for `approve` or `reject`, newest cycle first.
+    pub held: Vec<HeldPlan>,
+    /// Each provision (UPS v4) whose outcome is still being polled, oldest first.
+    pub provisions: Vec<ProvisionRow>,
+    /// When the refresh token was last saved (RFC 3339 UTC).
+    pub refresh_token_saved_at: Option<String>,
+    /// The end of the last throttle Concur served: no request before it (RFC 3339 UTC).
+    pub not_before: Option<String>,
+}
+
+/// One cycle's held entries.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldPlan {
+    pub cycle_id: i64,
+    /// Operation (`deactivate`, `update`, …) → held entries.
+    pub operations: BTreeMap<String, u64>,
+    pub total: u64,
+    /// The first held entries in send order (at most [`HELD_SAMPLE`]).
+    pub entries: Vec<HeldEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldEntry {
+    pub employee_id: String,
+    pub operation: String,
+}
+
+/// Held entries listed per plan on the status page.
+pub const HELD_SAMPLE: usize = 50;
+
+/// One provision in flight.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvisionRow {
+    pub provision_id: String,
+    pub cycle_id: i64,
+    pub operations: u64,
+    /// When Concur accepted it (RFC 3339 UTC).
+    pub submitted_at: Option<String>,
+}
+
+impl Store {
+    /// The latest `cycles` cycles and what else the status page shows beside [`Status`].
+    pub fn overview(&self, cycles: usize) -> Result<Overview, StoreError> {
+        let cycles = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, started_at, finished_at, outcome, source, message, counts
+                 FROM cycles ORDER BY id DESC LIMIT ?1",
+            )?;
+            stmt.query_map([cycles as i64], |r| {
+                let counts: String = r.get(6)?;
+                Ok(CycleInfo {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    outcome: r.get::<_, CycleOutcome>(3)?,
+                    source: r.get(4)?,
+                    message: r.get(5)?,
+                    counts: serde_json::from_str(&counts).unwrap_or_default(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut held: Vec<HeldPlan> = Vec::new();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT cycle_id, op, count(*) FROM outbox WHERE state = 'held'
+                 GROUP BY cycle_id, op ORDER BY cycle_id DESC, op",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let cycle_id: i64 = r.get(0)?;
+                let n = r.get::<_, i64>(2)? as u64;
+                if held.last().is_none_or(|p| p.cycle_id != cycle_id) {
+                    held.push(HeldPlan {
+                        cycle_id,
+                        operations: BTreeMap::new(),
+                        total: 0,
+                        entries: Vec::new(),
+                    });
+                }
+                if let Some(p) = held.last_mut() {
+                    p.operations.insert(r.get(1)?, n);
+                    p.total += n;
+                }
+            }
+            let mut stmt = self.conn.prepare(
+                "SELECT employee_id, op FROM outbox WHERE state = 'held' AND cycle_id = ?1
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            for p in &mut held {
+                p.entries = stmt
+                    .query_map(rusqlite::params![p.cycle_id, HELD_SAMPLE as i64], |r| {
+                        Ok(HeldEntry {
+                            employee_id: r.get(0)?,
+                            operation: r.get(1)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
+        }
+        let provisions = {
+            let mut stmt = self.conn.prepare(
+                "SELECT provision_id, min(cycle_id), count(*), min(submitted_at) FROM outbox
+                 WHERE state = 'submitted' AND provision_id IS NOT NULL
+                 GROUP BY provision_id ORDER BY min(submitted_at), provision_id",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(ProvisionRow {
+                    provision_id: r.get(0)?,
+                    cycle_id: r.get(1)?,
+                    operations: r.get::<_, i64>(2)? as u64,
+                    submitted_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let refresh_token_saved_at = self
+            .conn
+            .query_row(
+                "SELECT updated_at FROM kv WHERE key = ?1",
+                [KV_REFRESH_TOKEN],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let not_before = self
+            .kv_get(KV_NOT_BEFORE)?
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|s| !s.is_empty());
+        Ok(Overview {
+            cycles,
+            held,
+            provisions,
+            refresh_token_saved_at,
+            not_before,
         })
     }
 }

@@ -235,6 +235,7 @@ impl UserTarget for Provisions {
             first_poll: std::time::Duration::from_millis(1),
             max_interval: std::time::Duration::from_millis(4),
             timeout: std::time::Duration::from_secs(60),
+            max_in_flight: 1,
         })
     }
     async fn submit(

@@ -350,27 +350,25 @@ async fn probe_checks_the_loopback_admin_endpoint_from_inside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_endpoint_beyond_loopback_is_warned_about() {
+async fn an_admin_endpoint_beyond_loopback_is_refused_without_a_token() {
     let rig = Rig::start().await;
     rig.write_hr(&rows(0..2));
     let port = free_port();
     let (mut child, log) = start_daemon(&rig, &format!("0.0.0.0:{port}")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let logged = loop {
-        let logged = std::fs::read_to_string(&log).unwrap_or_default();
-        if logged.contains("admin endpoint listening") {
-            break logged;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{logged}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    child.kill().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("run without an admin token did not exit")
+        .unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{logged}");
     assert!(
-        logged
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains("admin.listen") && l.contains("loopback")),
+        logged.contains("admin.token")
+            && logged.contains("admin.token_file")
+            && logged.contains("not a loopback address"),
         "{logged}"
     );
+    assert!(!logged.contains("admin endpoint listening"), "{logged}");
+    assert!(rig.sim.requests().is_empty(), "it ran before refusing");
 }
 
 fn mode(path: &Path) -> u32 {

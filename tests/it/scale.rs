@@ -227,3 +227,38 @@ async fn quoted_line_breaks_across_read_blocks_keep_every_line_number() {
     let warned = plan["warnings"].as_array().unwrap();
     assert_eq!(warned.len(), multi, "every multi-line name accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_held_for_approval_leaves_a_saved_plan_valid_while_rows_are_restamped() {
+    let rig = Rig::start().await;
+    let config = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!("{config}[sync]\nrequire_approved_plan = true\n"),
+    )
+    .unwrap();
+    let plan = rig.dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let save_and_apply = async |expected: i32| {
+        let out = rig.run(&["plan", "--out", plan_arg]).await;
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        // The service's next cycle comes first: it plans, holds and sends nothing.
+        let out = rig.run(&["sync"]).await;
+        assert_eq!(code(&out), 3, "{}", text(&out));
+        let out = rig.run(&["apply", plan_arg]).await;
+        assert_eq!(code(&out), expected, "{}", text(&out));
+    };
+    rig.write_hr(&rows(0..10));
+    save_and_apply(0).await;
+    assert_eq!(sim_users(&rig).len(), 10);
+
+    // E00004's row in other bytes of the same meaning: the held cycle compares it in full and
+    // finds it unchanged, yet the plan saved before it still applies.
+    let mut changed = rows(0..10);
+    changed[3] = changed[3].replacen(",Ops,", ",Treasury,", 1);
+    changed[4] = changed[4].replacen("E00004", "\"E00004\"", 1);
+    rig.write_hr(&changed);
+    save_and_apply(0).await;
+    assert_eq!(sim_users(&rig)["E00003"]["OrgUnit1"], "Treasury");
+    assert_eq!(plan_summary(&rig).await.0, nothing_to_do(10));
+}

@@ -102,11 +102,13 @@ async fn a_restart_uses_the_newest_refresh_token() {
     rig.write_hr(&changed);
     let out = rig.run(&["sync"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
+    // One refresh grant with the newest token (a slow machine may take long enough for the
+    // two-second token to be refreshed once more, with the token that grant returned).
     let all = token_requests(&rig);
-    assert_eq!(
-        &all[first_run.len()..],
-        [200],
-        "one refresh grant with the newest token: {all:?}"
+    let second_run = &all[first_run.len()..];
+    assert!(
+        !second_run.is_empty() && second_run.iter().all(|s| *s == 200),
+        "refresh grants with the newest token only: {all:?}"
     );
     assert_eq!(
         rig.sim.users()[7].get("EmailAddress"),

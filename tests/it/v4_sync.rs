@@ -499,3 +499,53 @@ async fn rows_breaking_v4_rules_are_rejected_by_name_while_good_rows_apply() {
         "{rejected}"
     );
 }
+
+/// The most requests that awaited their answers at once, from the simulator's request log
+/// (a request arriving in the same millisecond another was answered did not overlap it).
+fn most_at_once(rig: &Rig) -> usize {
+    let mut edges: Vec<(u64, i32)> = rig
+        .sim
+        .requests()
+        .iter()
+        .flat_map(|r| [(r.arrived_ms, 1), (r.time_ms, -1)])
+        .collect();
+    edges.sort_unstable();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap()
+}
+
+#[tokio::test]
+async fn requests_await_their_answers_side_by_side_up_to_max_requests_in_flight() {
+    for max in [3, 1] {
+        let rig = v4_rig(
+            SimConfig::default(),
+            &format!("max_requests_in_flight = {max}"),
+        )
+        .await;
+        let lines = rows(0..600, 600);
+        write(&rig, &lines);
+        // Every answer takes a while, as Concur's do.
+        rig.sim.set_faults(Faults {
+            latency_ms: 40,
+            ..Faults::default()
+        });
+        let out = rig.run(&["sync"]).await;
+        rig.sim.set_faults(Faults::default());
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        assert_eq!(rig.sim.v4_users().len(), 600);
+        assert_arrived(&rig, &lines);
+        let most = most_at_once(&rig);
+        if max == 1 {
+            assert_eq!(most, 1, "one request at a time");
+        } else {
+            assert!(
+                (2..=max).contains(&most),
+                "{most} requests awaited answers at once (at most {max})"
+            );
+        }
+    }
+}

@@ -40,6 +40,7 @@ pub struct V4Target {
     limits: BulkLimits,
     first_poll: Duration,
     timeout: Duration,
+    max_in_flight: usize,
 }
 
 impl V4Target {
@@ -57,7 +58,15 @@ impl V4Target {
             limits: BulkLimits::default(),
             first_poll,
             timeout,
+            max_in_flight: 1,
         }
+    }
+
+    /// Lets up to `n` requests (Bulks, status polls) await their answers at once.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, n: usize) -> V4Target {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     pub fn client(&self) -> &ConcurClient {
@@ -134,6 +143,7 @@ impl UserTarget for V4Target {
             first_poll: self.first_poll,
             max_interval: MAX_POLL_INTERVAL.max(self.first_poll),
             timeout: self.timeout,
+            max_in_flight: self.max_in_flight,
         })
     }
 
@@ -237,8 +247,6 @@ impl UserTarget for V4Target {
                 ops: sent,
             });
         };
-        let body: Value = serde_json::from_str(&request.body)
-            .map_err(|e| ConcurError::Decode(format!("the Bulk request: {e}")))?;
         // A Bulk must not be applied twice: resent only after answers that say it was not
         // processed; after a lost answer its creates are looked up before anything is resent.
         let unanswered = |sent: &mut Vec<Sent>, why: String| {
@@ -248,10 +256,10 @@ impl UserTarget for V4Target {
         };
         let reply = match self
             .client
-            .send_authed(
+            .send_authed_json(
                 reqwest::Method::POST,
                 &format!("{UPS_BULK_PATH}/"),
-                Some(&body),
+                Some(&request.body),
                 Repeat::IfUnprocessed,
             )
             .await

@@ -1,7 +1,7 @@
 //! Resuming after a crash: the provisions a previous process left `submitted` are polled to
 //! the end before anything new is planned.
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
@@ -36,8 +36,11 @@ pub async fn resume_provisions<T: UserTarget>(
         in_flight.push(InFlight {
             provision_id: p.provision_id,
             accepted: now.checked_sub(age).unwrap_or(now),
-            next_poll: now,
+            // Due at once.
+            last: now.checked_sub(timing.first_poll).unwrap_or(now),
             interval: timing.first_poll,
+            awaited: true,
+            polling: false,
             items: p
                 .entries
                 .into_iter()
@@ -67,20 +70,15 @@ pub async fn resume_provisions<T: UserTarget>(
         provisions = resumed,
         "resuming the provisions a previous process left in flight"
     );
-    let mut ledger = Ledger {
+    let mut ledger = Ledger::new(
         target,
         store,
         timing,
         counts,
-        settled: |_: &Op, _: Settled<'_>| {},
+        |_: &Op, _: Settled<'_>| {},
         in_flight,
-        retries_extensions: false,
-        follow_ups: Vec::new(),
-        unsettled: HashSet::new(),
-    };
-    while let Some(next) = ledger.in_flight.iter().map(|p| p.next_poll).min() {
-        tokio::time::sleep_until(next).await;
-        while ledger.poll_due(Instant::now()).await? {}
-    }
+        false,
+    );
+    ledger.run(VecDeque::new(), 1, None).await?;
     Ok(resumed)
 }
