@@ -62,6 +62,16 @@ pub struct Planner<'a> {
     skipped_inactive: u64,
     /// Rows taken as unchanged by their stamp, and what they need (see [`Planner::stamping`]).
     rows: Option<Skipped>,
+    /// The users to create, without their records ([`Planner::lean`]).
+    lean: Option<Vec<LeanCreate>>,
+}
+
+/// A user to create as a lean plan keeps it: its row among those seen, its manager, and the
+/// digest of its raw row.
+struct LeanCreate {
+    row: u32,
+    manager: Option<Box<str>>,
+    digest: u128,
 }
 
 /// What the planner keeps of rows taken as unchanged by their stamp: per snapshot entry the
@@ -108,6 +118,9 @@ pub struct Draft {
     pub learned_macs: Vec<(String, [u8; 16])>,
     /// Row stamps to record, when the source was stamped.
     pub row_stamps: Option<RowStamps>,
+    /// A lean plan's users to create ([`Planner::lean`]): the digests of their rows, sorted.
+    /// Two rows of the same bytes would be duplicates, so a digest names one row.
+    pub lean_creates: Vec<u128>,
 }
 
 impl<'a> Planner<'a> {
@@ -133,7 +146,20 @@ impl<'a> Planner<'a> {
             unchanged: 0,
             skipped_inactive: 0,
             rows: None,
+            lean: None,
         }
+    }
+
+    /// Keeps no record of the users it would create, only their rows, managers and row
+    /// digests ([`Draft::lean_creates`]), under the same cross-record rules: for `baseline` of
+    /// a large file into an empty snapshot, which reads the file again to write them. Every
+    /// valid active row is a create there, so nothing else is planned.
+    pub fn lean(&mut self) {
+        debug_assert!(
+            self.snapshot.is_empty(),
+            "a lean plan has an empty snapshot"
+        );
+        self.lean = Some(Vec::new());
     }
 
     /// Plans rows of the file `file` under the configuration `fingerprint`: rows may then be
@@ -303,6 +329,14 @@ impl<'a> Planner<'a> {
                     self.skipped_inactive += 1;
                     return;
                 }
+                if let Some(lean) = self.lean.as_mut() {
+                    lean.push(LeanCreate {
+                        row,
+                        manager: record.user.get(Field::MANAGER_EMPLOYEE_ID).map(Box::from),
+                        digest: digest.unwrap_or_default(),
+                    });
+                    return;
+                }
                 self.candidates.push(Candidate {
                     kind: OpKind::Create,
                     record,
@@ -444,6 +478,12 @@ impl<'a> Planner<'a> {
             self.seen.invalidate(holder);
         }
         self.check_renames();
+        // Only `push_row` reads the logins.
+        self.logins = KeyMap::default();
+        let lean_creates = match self.lean.take() {
+            Some(lean) => self.finish_lean(lean),
+            None => Vec::new(),
+        };
         let seen = &self.seen;
         let valid = |id: &str| seen.get(id_key(id)).is_some_and(|i| seen.valid(i));
         let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
@@ -629,7 +669,115 @@ impl<'a> Planner<'a> {
             protect: self.protect,
             learned_macs: self.learned_macs,
             row_stamps,
+            lean_creates,
         }
+    }
+
+    /// The cross-record rules [`Planner::finish`] applies to users to create (managers that
+    /// exist, v4 approvers, loops), with the same rejections, over the rows of a lean plan.
+    /// Returns the digests of the rows of the users to create, sorted.
+    fn finish_lean(&mut self, mut lean: Vec<LeanCreate>) -> Vec<u128> {
+        let seen = &self.seen;
+        lean.retain(|c| seen.valid(c.row));
+        // Row → index in `lean` of the user it creates.
+        let mut creating = vec![u32::MAX; seen.len()];
+        for (i, c) in lean.iter().enumerate() {
+            creating[c.row as usize] = i as u32;
+        }
+        let created = |m: &str| {
+            seen.get(id_key(m))
+                .map(|r| creating[r as usize])
+                .filter(|&i| i != u32::MAX)
+        };
+        let rejection = |c: &LeanCreate, message: String| Rejection {
+            source: seen.origin(c.row).to_owned(),
+            employee_id: Some(seen.id(c.row).to_owned()),
+            field: "manager_employee_id".into(),
+            message,
+            identity: RowIdentity::default(),
+        };
+        // Managers must exist: in Concur already, or created by this plan.
+        let mut bad: HashMap<usize, Rejection> = HashMap::new();
+        for (i, c) in lean.iter().enumerate() {
+            let Some(m) = c.manager.as_deref() else {
+                continue;
+            };
+            if self.snapshot.contains(m) || created(m).is_some() {
+                continue;
+            }
+            let why = match seen.get(id_key(m)) {
+                Some(r) if !seen.valid(r) => {
+                    format!("its own row at {} was rejected", seen.origin(r))
+                }
+                Some(r) => format!("its row at {} is not being created", seen.origin(r)),
+                None => "it is neither in the source nor in Concur".into(),
+            };
+            bad.insert(
+                i,
+                rejection(c, format!("manager \"{m}\" is not a known user: {why}")),
+            );
+        }
+        // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
+        if self.options.manager_must_approve {
+            for (i, c) in lean.iter().enumerate() {
+                let Some(m) = c.manager.as_deref() else {
+                    continue;
+                };
+                let (approver, at) = match seen.get(id_key(m)) {
+                    Some(r) if seen.valid(r) => (seen.approver(r), seen.origin(r).to_owned()),
+                    _ => continue,
+                };
+                if !approver && !bad.contains_key(&i) {
+                    bad.insert(
+                        i,
+                        rejection(
+                            c,
+                            format!(
+                                "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
+                            ),
+                        ),
+                    );
+                }
+            }
+        }
+        // Loops among users being created can never be satisfied.
+        let with_manager = lean.iter().filter(|c| c.manager.is_some()).count();
+        for (start, c) in lean.iter().enumerate() {
+            let mut chain = vec![start];
+            let mut cur = start;
+            while let Some(m) = lean[cur].manager.as_deref().and_then(created) {
+                let m = m as usize;
+                if m == start {
+                    chain.push(m);
+                    bad.entry(start).or_insert_with(|| {
+                        let ids: Vec<&str> = chain.iter().map(|&j| seen.id(lean[j].row)).collect();
+                        rejection(
+                            c,
+                            format!("manager chain of new users loops back: {}", ids.join(" → ")),
+                        )
+                    });
+                    break;
+                }
+                if chain.contains(&m) || chain.len() > with_manager {
+                    break;
+                }
+                chain.push(m);
+                cur = m;
+            }
+        }
+        drop(creating);
+        let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
+        let mut kept = Vec::with_capacity(lean.len() - bad.len());
+        for (i, c) in lean.into_iter().enumerate() {
+            match bad.remove(&i) {
+                Some(r) => extra.push(r),
+                None => kept.push(c.digest),
+            }
+        }
+        extra.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
+        self.rejections.extend(extra);
+        kept.sort_unstable();
+        kept
     }
 
     fn invalidate_skipped(&mut self, entry: u32) {

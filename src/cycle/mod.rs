@@ -35,7 +35,7 @@ use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
 
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
-pub use read::{PlannedCycle, read_and_plan};
+pub use read::{Baselined, PlannedCycle, baseline_csv, read_and_plan};
 pub use saved::SavedPlan;
 
 /// What a finished cycle reports.

@@ -296,6 +296,162 @@ fn fingerprint(cfg: &Config, reader: &CsvReader, options: PlanOptions) -> u128 {
     h.digest128()
 }
 
+/// What `baseline` of a CSV file recorded.
+pub struct Baselined {
+    pub users: u64,
+    pub rejected: u64,
+    pub label: String,
+}
+
+/// `baseline` of a CSV source into an empty snapshot, streamed: the file is planned once
+/// keeping only which rows to record (a lean plan: every rule of a plan, no records kept), then
+/// read again and each of those rows recorded as it is parsed, in one transaction. Memory
+/// stays bounded by what a plan keeps per row, not by the users. `None` when the source is not
+/// a CSV file or the snapshot is not empty: the caller plans in full.
+pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>, SyncError> {
+    if cfg.source.kind != crate::config::SourceKind::Csv || store.user_count()? > 0 {
+        return Ok(None);
+    }
+    let normalizer =
+        Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
+            key: "defaults".into(),
+            message: m,
+        })?;
+    let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
+    let options = PlanOptions {
+        source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
+        manager_must_approve: v4,
+    };
+    let path = &cfg.source.path;
+    let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
+    if v4
+        && reader
+            .columns()
+            .contains(&crate::source::csv::Column::Password)
+    {
+        return Err(v4_password_refusal(&path.display().to_string()));
+    }
+    for col in reader.unknown_columns() {
+        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+    }
+    let fingerprint = fingerprint(cfg, &reader, options);
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let none = |_: u128, _: u128| None;
+
+    // The plan, keeping per row what its rules need.
+    let snapshot = plan::RowIndex::with_capacity(0).finish();
+    let draft = {
+        let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
+        let mut planner = Planner::new(&snapshot, &mac, options);
+        planner.lean();
+        let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
+            (normalizer.normalize_noting(raw, notes), row.digest)
+        };
+        let mut records = 0u64;
+        let mut fatal = None;
+        let end = chunks::read(&reader, threads, &none, &parse, |block| {
+            if let Some(e) = block.fatal {
+                fatal = Some(e);
+                return false;
+            }
+            for row in block.rows {
+                records += 1;
+                match row {
+                    Row::Unchanged(..) => {}
+                    Row::Parsed((Ok(rec), digest)) => planner.push_row(rec, Some(digest)),
+                    Row::Parsed((Err(rejections), _)) => planner.push_rejected(rejections),
+                    Row::Rejected(r) => planner.push_rejected(vec![r]),
+                }
+            }
+            crate::progress::read(records);
+            true
+        })?;
+        if let Some(e) = fatal {
+            return Err(e.into());
+        }
+        (planner.finish(true), end.digest)
+    };
+    let (draft, digest) = draft;
+    let creates = draft.lean_creates;
+    let mut rejected = draft.rejections.len() as u64;
+    drop(draft.rejections);
+    crate::progress::planned(creates.len() as u64);
+
+    // The form rules of a plan, applied to each user as it is recorded.
+    let company = if v4 {
+        None
+    } else {
+        let fields = store.form_fields()?;
+        (!fields.is_empty()).then(|| {
+            crate::rules::company_rules(
+                fields.iter().map(FormFieldRow::rule),
+                crate::concur::readback::canonical_field,
+            )
+        })
+    };
+    let broken = |rec: &crate::model::SourceRecord| -> usize {
+        if v4 {
+            crate::concur::v4::violations(&rec.user).len()
+        } else {
+            company
+                .as_ref()
+                .map_or(0, |rules| rules.rejections(&rec.origin, &rec.user).len())
+        }
+    };
+    // Only the rows to record are parsed again.
+    let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
+        creates
+            .binary_search(&row.digest)
+            .is_ok()
+            .then(|| (normalizer.normalize_noting(raw, notes), row.digest))
+    };
+    let label = path.display().to_string();
+    let users = store.baseline_stream(
+        crate::store::Ownership::Adopted,
+        fingerprint,
+        |put| -> Result<u64, SyncError> {
+            let mut users = 0u64;
+            let mut failed: Option<SyncError> = None;
+            let end = chunks::read(&reader, threads, &none, &parse, |block| {
+                if let Some(e) = block.fatal {
+                    failed = Some(e.into());
+                    return false;
+                }
+                for row in block.rows {
+                    let Row::Parsed(Some((Ok(rec), digest))) = row else {
+                        continue;
+                    };
+                    let n = broken(&rec);
+                    if n > 0 {
+                        rejected += n as u64;
+                        continue;
+                    }
+                    if let Err(e) = put(&rec.user, digest) {
+                        failed = Some(e.into());
+                        return false;
+                    }
+                    users += 1;
+                }
+                true
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if end.digest != digest {
+                return Err(SyncError::Refused(format!(
+                    "{label}: the file changed while it was read; nothing was recorded"
+                )));
+            }
+            Ok(users)
+        },
+    )?;
+    Ok(Some(Baselined {
+        users,
+        rejected,
+        label,
+    }))
+}
+
 /// A source carrying passwords under v4, refused before anything is planned, sent or stored.
 fn v4_password_refusal(source: &str) -> SyncError {
     SyncError::Refused(format!(

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError, to16};
-use crate::model::login_key;
+use super::{Ownership, Store, StoreError, now, to16, user_json};
+use crate::model::{User, login_key};
 use crate::plan::RowStamps;
 use crate::plan::index::{ACTIVE, APPROVER, HAS_MAC, RowIndex, login_bits, stamp};
 
@@ -176,6 +176,53 @@ impl Store {
         let rows = ids.filter_map(|id| expected.rows.get(id).map(|(d, h)| (id, *d, h)));
         stamp_in(conn, expected.fingerprint, rows)?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// `baseline` of a large source, streamed: `fill` hands each user to record to `put` with
+    /// the digest of the row it came from (stamped under `fingerprint`). One transaction and one
+    /// prepared statement for all of them; nothing is recorded when `fill` fails. Returns what
+    /// `fill` returned.
+    pub fn baseline_stream<T, E: From<StoreError>>(
+        &mut self,
+        ownership: Ownership,
+        fingerprint: u128,
+        fill: impl FnOnce(&mut dyn FnMut(&User, u128) -> Result<(), StoreError>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let out = {
+            // As `baseline_stamped` writes each user.
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+                       active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                       ownership = excluded.ownership, acked_at = excluded.acked_at,
+                       row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END",
+                )
+                .map_err(StoreError::from)?;
+            let at = now();
+            let mut put = |u: &User, digest: u128| -> Result<(), StoreError> {
+                let hash = u.content_hash();
+                let stamp = stamp(fingerprint, digest, &hash, None).to_le_bytes();
+                stmt.execute(params![
+                    u.employee_id(),
+                    u.login_id(),
+                    u.is_active(),
+                    &hash[..],
+                    user_json(u),
+                    ownership,
+                    at,
+                    &stamp[..]
+                ])?;
+                Ok(())
+            };
+            fill(&mut put)?
+        };
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
     }
 }
 

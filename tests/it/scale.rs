@@ -262,3 +262,46 @@ async fn a_cycle_held_for_approval_leaves_a_saved_plan_valid_while_rows_are_rest
     assert_eq!(sim_users(&rig)["E00003"]["OrgUnit1"], "Treasury");
     assert_eq!(plan_summary(&rig).await.0, nothing_to_do(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_records_what_a_first_plan_would_create_and_nothing_is_sent() {
+    let rig = Rig::start().await;
+    // E00013 twice (both rows rejected), so its reports E00131..E00139 have no manager; a
+    // row with a bad country; one user inactive (not recorded).
+    let mut hr = rows(0..150);
+    hr.push(row(13, " Jr"));
+    hr[7] = hr[7].replace(",true,US,USD,", ",true,XX,USD,");
+    hr[140] = hr[140].replace(",true,US,USD,", ",false,US,USD,");
+    rig.write_hr(&hr);
+    let (plan_line, plan) = plan_summary(&rig).await;
+    let count = |what: &str| {
+        plan_line
+            .trim_start_matches("plan: ")
+            .split(", ")
+            .find_map(|p| p.split_once(' ').filter(|(_, w)| w.starts_with(what)))
+            .map(|(n, _)| n.parse::<usize>().unwrap())
+            .unwrap_or_else(|| panic!("{plan}"))
+    };
+    // 150 ids, less E00013, E00007 and E00140, less the reports of E00013 and E00007.
+    assert_eq!((count("create"), count("rejected")), (128, 22), "{plan}");
+
+    let out = rig.run(&["baseline"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "baseline: 128 users recorded as present in Concur; 22 rejected"
+    );
+    assert!(sim_users(&rig).is_empty());
+    let (summary, plan) = plan_summary(&rig).await;
+    assert_eq!(
+        summary,
+        "plan: 0 create, 0 update, 0 reactivate, 0 deactivate, 0 password, 128 unchanged, 22 rejected (151 source records)",
+        "{plan}"
+    );
+    // What was recorded is each row's own record: one changed row is one update.
+    hr[20] = row(20, " Jr");
+    rig.write_hr(&hr);
+    let (summary, plan) = plan_summary(&rig).await;
+    assert!(summary.starts_with("plan: 0 create, 1 update, "), "{plan}");
+    assert!(plan.contains("update     E00020"), "{plan}");
+}
