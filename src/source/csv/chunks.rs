@@ -445,6 +445,7 @@ where
     let mut line = first_line;
     let mut pos = 0usize;
     let mut record = csv::StringRecord::new();
+    let mut rdr = row_reader(reader);
     while pos < data.len() {
         let (span, next) = record_at(data, pos, d);
         pos = next;
@@ -485,7 +486,7 @@ where
             out.rows.push(Row::Unchanged(entry, l));
             continue;
         }
-        match full_row(reader, bytes, this_line, span.inside, &mut record) {
+        match full_row(reader, &mut rdr, bytes, this_line, span.inside, &mut record) {
             Ok(None) => {}
             Ok(Some(Ok(raw))) => {
                 let row = RawRow {
@@ -506,21 +507,62 @@ where
     out
 }
 
-/// One record parsed in full, as [`CsvFile`] parses it: `None` for a blank record.
-fn full_row(
-    reader: &CsvReader,
-    bytes: &[u8],
-    line: u64,
-    inside: u64,
-    record: &mut csv::StringRecord,
-) -> Result<Option<Result<RawRecord, Rejection>>, SourceError> {
+/// The bytes of one row at a time, under a CSV parser built once per block (building one
+/// costs more than parsing a row).
+#[derive(Default)]
+struct RowBytes<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Read for RowBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.bytes[self.pos..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for RowBytes<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        match to {
+            std::io::SeekFrom::Start(0) => {
+                self.pos = 0;
+                Ok(0)
+            }
+            _ => Err(std::io::Error::other("a row is read from its start only")),
+        }
+    }
+}
+
+/// The parser [`full_row`] gives each row of a block to.
+fn row_reader<'a>(reader: &CsvReader) -> csv::Reader<RowBytes<'a>> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(reader.delimiter)
         .has_headers(false)
         .flexible(true)
         .terminator(csv::Terminator::Any(b'\n'))
-        .buffer_capacity(bytes.len().clamp(64, 64 * 1024))
-        .from_reader(bytes);
+        .buffer_capacity(64 * 1024)
+        .from_reader(RowBytes::default());
+    // No first record is taken for headers.
+    rdr.set_byte_headers(csv::ByteRecord::new());
+    rdr
+}
+
+/// One record parsed in full, as [`CsvFile`] parses it: `None` for a blank record.
+fn full_row<'a>(
+    reader: &CsvReader,
+    rdr: &mut csv::Reader<RowBytes<'a>>,
+    bytes: &'a [u8],
+    line: u64,
+    inside: u64,
+    record: &mut csv::StringRecord,
+) -> Result<Option<Result<RawRecord, Rejection>>, SourceError> {
+    *rdr.get_mut() = RowBytes { bytes, pos: 0 };
+    rdr.seek_raw(std::io::SeekFrom::Start(0), csv::Position::new())
+        .map_err(|e| reader.malformed(line, e.to_string()))?;
     match rdr.read_record(record) {
         Ok(true) => {}
         Ok(false) => return Ok(None),
