@@ -18,6 +18,9 @@
 #     100,000   14.5 s  233 MB   0.45 s  67 MB      0.12 s  53 MB      0.90 s  60 MB
 #   1,000,000  127.2 s 2101 MB   1.89 s 179 MB 0.86×  0.77 s 148 MB 0.35×  3.25 s 154 MB
 #   (before row stamps: 1M plan changed 16.9 s 350 MB = 4.2×, unchanged 13.7 s 320 MB = 3.4×)
+# baseline streamed (lean plan, then the rows written as read again; one CSV parser per block),
+# 2026-11-29, release, load average ≈ 5: 1M baseline 88.8 s 371 MB (was 127.2 s 2101 MB);
+# then 1M plan unchanged 1.70 s 134 MB (run alone, not the alternating table).
 # Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
 #   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
 #   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.
