@@ -8,6 +8,9 @@
 #   directory read alone                      1.7–3.0 s for 100,000 entries (paged 500 at a time)
 #   plan after baseline (nothing changed)     3.2–4.2 s wall, 240 MB peak RSS   (target met)
 #   plan on an empty snapshot (100k creates)  6.3 s wall,     339 MB peak RSS   (over target)
+# Measured 2026-11-29, entries mapped as they arrive (release, 2 shared cores, load ≈ 4.5):
+#   plan on an empty snapshot (100k creates)  7.3 s wall,     292 MB peak RSS   (target met)
+#   plan after baseline (nothing changed)     4.6–9.0 s wall, 180–187 MB peak RSS
 # Usage: bench/ldap-100k.sh [N]   (default N=100000; needs slapd + ldap-utils, python3, GNU time)
 set -euo pipefail
 N=${1:-100000}

@@ -530,27 +530,35 @@ pub async fn baseline(cfg: &Config, force: bool) -> Result<u8, SyncError> {
             &previewed
         }
     };
-    let planned = cycle::read_and_plan(cfg, &store).await?;
-    let users: Vec<_> = planned
-        .ops
-        .into_iter()
-        .filter(|o| o.kind != crate::model::OpKind::Deactivate)
-        .map(|o| o.user)
-        .collect();
-    store.baseline_users(&users, crate::store::Ownership::Adopted)?;
+    // A CSV file into an empty snapshot is streamed; anything else is planned in full.
+    let (users, rejected, label) = match cycle::baseline_csv(cfg, &mut store)? {
+        Some(b) => (b.users, b.rejected, b.label),
+        None => {
+            let planned = cycle::read_and_plan(cfg, &store).await?;
+            let users: Vec<_> = planned
+                .ops
+                .into_iter()
+                .filter(|o| o.kind != crate::model::OpKind::Deactivate)
+                .map(|o| o.user)
+                .collect();
+            store.baseline_stamped(
+                &users,
+                crate::store::Ownership::Adopted,
+                planned.row_stamps.as_ref(),
+            )?;
+            (
+                users.len() as u64,
+                planned.rejections.len() as u64,
+                planned.source_label,
+            )
+        }
+    };
+    store.refresh_row_index()?;
     store.audit(
         "baseline",
-        &format!(
-            "{} users recorded as present in Concur from {}",
-            users.len(),
-            planned.source_label
-        ),
+        &format!("{users} users recorded as present in Concur from {label}"),
     )?;
-    crate::outln!(
-        "baseline: {} users recorded as present in Concur; {} rejected",
-        users.len(),
-        planned.rejections.len()
-    );
+    crate::outln!("baseline: {users} users recorded as present in Concur; {rejected} rejected");
     Ok(0)
 }
 

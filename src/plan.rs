@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::identity::lookalike_key;
 use crate::model::{
-    Field, KeyMap, OpKind, PASSWORD_MAC_UNKNOWN, Rejection, RowIdentity, SnapshotIndex,
-    SourceRecord, id_key, login_key,
+    Field, KeyMap, OpKind, PASSWORD_MAC_UNKNOWN, Rejection, RowIdentity, SourceRecord, id_key,
+    login_key,
 };
 
 /// Options of a plan that come from configuration.
@@ -32,11 +32,13 @@ pub struct Candidate {
     pub record: SourceRecord,
     /// Set when the record renames an existing employee id (`previous_employee_id`).
     pub old_employee_id: Option<String>,
+    /// The digest of the raw row, when the source is stamped ([`Planner::stamping`]).
+    pub digest: Option<u128>,
 }
 
 /// The streaming planner.
 pub struct Planner<'a> {
-    snapshot: &'a SnapshotIndex,
+    snapshot: &'a RowIndex,
     mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
     options: PlanOptions,
     seen: Seen,
@@ -58,6 +60,43 @@ pub struct Planner<'a> {
     rejections: Vec<Rejection>,
     unchanged: u64,
     skipped_inactive: u64,
+    /// Rows taken as unchanged by their stamp, and what they need (see [`Planner::stamping`]).
+    rows: Option<Skipped>,
+    /// The users to create, without their records ([`Planner::lean`]).
+    lean: Option<Vec<LeanCreate>>,
+}
+
+/// A user to create as a lean plan keeps it: its row among those seen, its manager, and the
+/// digest of its raw row.
+struct LeanCreate {
+    row: u32,
+    manager: Option<Box<str>>,
+    digest: u128,
+}
+
+/// What the planner keeps of rows taken as unchanged by their stamp: per snapshot entry the
+/// line of its row (0: none; [`SKIP_INVALID`] marks a row rejected afterwards), nothing else.
+struct Skipped {
+    fingerprint: u128,
+    file: String,
+    lines: Vec<u32>,
+    count: u64,
+    /// Full rows whose login a skipped row may hold: (seen row, snapshot entry, login).
+    logins: Vec<(u32, u32, String)>,
+    /// Full rows found unchanged whose stamp is missing or stale: (entry, digest).
+    restamp: Vec<(u32, u128)>,
+}
+
+const SKIP_INVALID: u32 = 1 << 31;
+
+/// Row stamps to record (see [`index`]): rows planned in full that match the snapshot now, and
+/// rows whose operation, once Concur acknowledges it, makes them match.
+#[derive(Debug, Default, Clone)]
+pub struct RowStamps {
+    pub fingerprint: u128,
+    /// (employee id, row digest, content hash the row normalizes to).
+    pub unchanged: Vec<(String, u128, [u8; 16])>,
+    pub planned: Vec<(String, u128, [u8; 16])>,
 }
 
 /// The planner's result before old records are loaded.
@@ -77,11 +116,16 @@ pub struct Draft {
     /// Employee id → keyed hash of the source password, for users whose password was unknown
     /// (after a new state key): to be recorded without sending anything.
     pub learned_macs: Vec<(String, [u8; 16])>,
+    /// Row stamps to record, when the source was stamped.
+    pub row_stamps: Option<RowStamps>,
+    /// A lean plan's users to create ([`Planner::lean`]): the digests of their rows, sorted.
+    /// Two rows of the same bytes would be duplicates, so a digest names one row.
+    pub lean_creates: Vec<u128>,
 }
 
 impl<'a> Planner<'a> {
     pub fn new(
-        snapshot: &'a SnapshotIndex,
+        snapshot: &'a RowIndex,
         mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
         options: PlanOptions,
     ) -> Planner<'a> {
@@ -101,7 +145,72 @@ impl<'a> Planner<'a> {
             rejections: Vec::new(),
             unchanged: 0,
             skipped_inactive: 0,
+            rows: None,
+            lean: None,
         }
+    }
+
+    /// Keeps no record of the users it would create, only their rows, managers and row
+    /// digests ([`Draft::lean_creates`]), under the same cross-record rules: for `baseline` of
+    /// a large file into an empty snapshot, which reads the file again to write them. Every
+    /// valid active row is a create there, so nothing else is planned.
+    pub fn lean(&mut self) {
+        debug_assert!(
+            self.snapshot.is_empty(),
+            "a lean plan has an empty snapshot"
+        );
+        self.lean = Some(Vec::new());
+    }
+
+    /// Plans rows of the file `file` under the configuration `fingerprint`: rows may then be
+    /// pushed as unchanged by their stamp ([`Planner::push_unchanged`]) and full rows with their
+    /// digest ([`Planner::push_row`]); [`Draft::row_stamps`] says what to record.
+    pub fn stamping(&mut self, fingerprint: u128, file: &str) {
+        // Most rows will be taken as unchanged: the full rows' sets grow as needed instead.
+        self.seen = Seen::with_capacity(1024);
+        self.logins = KeyMap::with_capacity_and_hasher(1024, Default::default());
+        self.rows = Some(Skipped {
+            fingerprint,
+            file: file.to_owned(),
+            lines: vec![0; self.snapshot.len()],
+            count: 0,
+            logins: Vec::new(),
+            restamp: Vec::new(),
+        });
+    }
+
+    /// A row whose stamp matched snapshot entry `entry` ([`RowIndex::unchanged`]), on `line`:
+    /// counted unchanged, unless another row already named its employee id.
+    pub fn push_unchanged(&mut self, entry: u32, line: u32) {
+        let Some(rows) = self.rows.as_mut() else {
+            return;
+        };
+        let key = self.snapshot.entry(entry).id_key;
+        let earlier = rows.lines[entry as usize] != 0 || self.seen.get(key).is_some();
+        if earlier {
+            let origin = format!("{}:{line}", rows.file);
+            self.dup_ids
+                .entry(self.snapshot.id(entry).to_owned())
+                .or_default()
+                .push(origin);
+            return;
+        }
+        rows.lines[entry as usize] = line.min(SKIP_INVALID - 1);
+        rows.count += 1;
+        self.unchanged += 1;
+    }
+
+    /// The snapshot entry of `key` if a skipped row named it: (entry, line, still valid).
+    fn skipped(&self, key: u128) -> Option<(u32, u32, bool)> {
+        let rows = self.rows.as_ref()?;
+        let i = self.snapshot.find(key)?;
+        let l = rows.lines[i as usize];
+        (l != 0).then_some((i, l & !SKIP_INVALID, l & SKIP_INVALID == 0))
+    }
+
+    fn skipped_origin(&self, line: u32) -> String {
+        let file = self.rows.as_ref().map_or("", |r| r.file.as_str());
+        format!("{file}:{line}")
     }
 
     /// A source row that failed validation: its rejections are kept, and every managed user
@@ -132,9 +241,14 @@ impl<'a> Planner<'a> {
 
     /// A valid, normalized record.
     pub fn push(&mut self, record: SourceRecord) {
+        self.push_row(record, None);
+    }
+
+    /// A valid, normalized record with the digest of its raw row.
+    pub fn push_row(&mut self, record: SourceRecord, digest: Option<u128>) {
         let id = record.user.employee_id();
         let key = id_key(id);
-        if self.seen.get(key).is_some() {
+        if self.seen.get(key).is_some() || self.skipped(key).is_some() {
             self.dup_ids
                 .entry(id.to_owned())
                 .or_default()
@@ -182,6 +296,16 @@ impl<'a> Planner<'a> {
                 v.insert(row);
             }
         }
+        // A row taken as unchanged unseen may hold this login: checked when all are known.
+        if let Some(rows) = self.rows.as_mut() {
+            let bits = index::login_bits(login_key(record.user.login_id()));
+            if let Some(j) = self.snapshot.login_holder(bits)
+                && self.snapshot.entry(j).id_key != key
+            {
+                rows.logins
+                    .push((row, j, record.user.login_id().to_owned()));
+            }
+        }
         let active = record.user.is_active();
         match self.snapshot.get_key(key) {
             None => {
@@ -197,6 +321,7 @@ impl<'a> Planner<'a> {
                         kind: OpKind::Update,
                         record,
                         old_employee_id: old,
+                        digest,
                     });
                     return;
                 }
@@ -204,10 +329,19 @@ impl<'a> Planner<'a> {
                     self.skipped_inactive += 1;
                     return;
                 }
+                if let Some(lean) = self.lean.as_mut() {
+                    lean.push(LeanCreate {
+                        row,
+                        manager: record.user.get(Field::MANAGER_EMPLOYEE_ID).map(Box::from),
+                        digest: digest.unwrap_or_default(),
+                    });
+                    return;
+                }
                 self.candidates.push(Candidate {
                     kind: OpKind::Create,
                     record,
                     old_employee_id: None,
+                    digest,
                 });
             }
             Some(_)
@@ -255,8 +389,22 @@ impl<'a> Planner<'a> {
                         kind,
                         record,
                         old_employee_id: None,
+                        digest,
                     }),
-                    None => self.unchanged += 1,
+                    None => {
+                        self.unchanged += 1;
+                        if let (Some(rows), Some(d)) = (self.rows.as_mut(), digest)
+                            && let Some(i) = self.snapshot.find(key)
+                            && index::stamp(
+                                rows.fingerprint,
+                                d,
+                                &entry.hash,
+                                entry.password_mac.as_ref(),
+                            ) != self.snapshot.entry(i).stamp
+                        {
+                            rows.restamp.push((i, d));
+                        }
+                    }
                 }
             }
         }
@@ -288,12 +436,20 @@ impl<'a> Planner<'a> {
     /// Applies the cross-record rules and orders the result. `complete` says the source was
     /// read in full; only then do users missing from it count as vanished (deactivated).
     pub fn finish(mut self, complete: bool) -> Draft {
+        self.check_skipped_logins();
         // Duplicate employee ids: every row with the id is rejected.
-        for (id, later) in &self.dup_ids {
-            let Some(first) = self.seen.get(id_key(id)) else {
-                continue;
+        let dup_ids = std::mem::take(&mut self.dup_ids);
+        for (id, later) in &dup_ids {
+            let key = id_key(id);
+            let first = match (self.seen.get(key), self.skipped(key)) {
+                (Some(first), _) => Ok(first),
+                (None, Some((entry, line, _))) => Err((entry, line)),
+                (None, None) => continue,
             };
-            let mut origins: Vec<String> = vec![self.seen.origin(first).to_owned()];
+            let mut origins: Vec<String> = vec![match first {
+                Ok(first) => self.seen.origin(first).to_owned(),
+                Err((_, line)) => self.skipped_origin(line),
+            }];
             origins.extend(later.iter().cloned());
             for (i, o) in origins.iter().enumerate() {
                 let others: Vec<&str> = origins
@@ -313,12 +469,21 @@ impl<'a> Planner<'a> {
                     identity: RowIdentity::default(),
                 });
             }
-            self.seen.invalidate(first);
+            match first {
+                Ok(first) => self.seen.invalidate(first),
+                Err((entry, _)) => self.invalidate_skipped(entry),
+            }
         }
         for &holder in &self.dup_login_holders {
             self.seen.invalidate(holder);
         }
         self.check_renames();
+        // Only `push_row` reads the logins.
+        self.logins = KeyMap::default();
+        let lean_creates = match self.lean.take() {
+            Some(lean) => self.finish_lean(lean),
+            None => Vec::new(),
+        };
         let seen = &self.seen;
         let valid = |id: &str| seen.get(id_key(id)).is_some_and(|i| seen.valid(i));
         let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
@@ -365,10 +530,18 @@ impl<'a> Planner<'a> {
                 let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID) else {
                     continue;
                 };
-                let Some(i) = seen.get(id_key(m)).filter(|&i| seen.valid(i)) else {
-                    continue;
+                let (approver, at) = match seen.get(id_key(m)) {
+                    Some(i) if seen.valid(i) => (seen.approver(i), seen.origin(i).to_owned()),
+                    Some(_) => continue,
+                    None => match self.skipped(id_key(m)) {
+                        Some((entry, line, true)) => (
+                            self.snapshot.entry(entry).flags & index::APPROVER != 0,
+                            self.skipped_origin(line),
+                        ),
+                        _ => continue,
+                    },
                 };
-                if !seen.approver(i) && !bad_manager.contains_key(u.employee_id()) {
+                if !approver && !bad_manager.contains_key(u.employee_id()) {
                     bad_manager.insert(
                         u.employee_id().to_owned(),
                         Rejection {
@@ -376,8 +549,7 @@ impl<'a> Planner<'a> {
                             employee_id: Some(u.employee_id().to_owned()),
                             field: "manager_employee_id".into(),
                             message: format!(
-                                "manager \"{m}\" is not an expense approver (its row at {} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER",
-                                seen.origin(i)
+                                "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
                             ),
                             identity: RowIdentity::default(),
                         },
@@ -442,20 +614,50 @@ impl<'a> Planner<'a> {
             ka.cmp(&kb)
         });
 
+        let lines = self.rows.as_ref().map(|r| r.lines.as_slice());
         let mut vanished: Vec<String> = if complete {
             self.snapshot
-                .iter()
-                .filter(|(id, e)| {
-                    e.active
-                        && self.seen.get(id_key(id)).is_none()
-                        && !self.renamed_away.contains(*id)
+                .entries()
+                .filter(|(i, e)| {
+                    e.flags & index::ACTIVE != 0
+                        && lines.is_none_or(|l| l[*i as usize] == 0)
+                        && self.seen.get(e.id_key).is_none()
+                        && !self.renamed_away.contains(self.snapshot.id(*i))
                 })
-                .map(|(id, _)| id.to_owned())
+                .map(|(i, _)| self.snapshot.id(i).to_owned())
                 .collect()
         } else {
             Vec::new()
         };
         vanished.sort();
+        let row_stamps = self.rows.as_ref().map(|rows| RowStamps {
+            fingerprint: rows.fingerprint,
+            unchanged: rows
+                .restamp
+                .iter()
+                .filter(|(i, _)| {
+                    self.seen
+                        .get(self.snapshot.entry(*i).id_key)
+                        .is_some_and(|r| self.seen.valid(r))
+                })
+                .map(|&(i, d)| {
+                    (
+                        self.snapshot.id(i).to_owned(),
+                        d,
+                        self.snapshot.entry(i).hash,
+                    )
+                })
+                .collect(),
+            planned: candidates
+                .iter()
+                .filter_map(|c| {
+                    let d = c.digest?;
+                    let u = &c.record.user;
+                    Some((u.employee_id().to_owned(), d, u.content_hash()))
+                })
+                .collect(),
+        });
+        let skipped = self.rows.as_ref().map_or(0, |r| r.count);
 
         Draft {
             candidates,
@@ -463,9 +665,175 @@ impl<'a> Planner<'a> {
             rejections: self.rejections,
             unchanged: self.unchanged,
             skipped_inactive: self.skipped_inactive,
-            source_ids: self.seen.len() as u64,
+            source_ids: self.seen.len() as u64 + skipped,
             protect: self.protect,
             learned_macs: self.learned_macs,
+            row_stamps,
+            lean_creates,
+        }
+    }
+
+    /// The cross-record rules [`Planner::finish`] applies to users to create (managers that
+    /// exist, v4 approvers, loops), with the same rejections, over the rows of a lean plan.
+    /// Returns the digests of the rows of the users to create, sorted.
+    fn finish_lean(&mut self, mut lean: Vec<LeanCreate>) -> Vec<u128> {
+        let seen = &self.seen;
+        lean.retain(|c| seen.valid(c.row));
+        // Row → index in `lean` of the user it creates.
+        let mut creating = vec![u32::MAX; seen.len()];
+        for (i, c) in lean.iter().enumerate() {
+            creating[c.row as usize] = i as u32;
+        }
+        let created = |m: &str| {
+            seen.get(id_key(m))
+                .map(|r| creating[r as usize])
+                .filter(|&i| i != u32::MAX)
+        };
+        let rejection = |c: &LeanCreate, message: String| Rejection {
+            source: seen.origin(c.row).to_owned(),
+            employee_id: Some(seen.id(c.row).to_owned()),
+            field: "manager_employee_id".into(),
+            message,
+            identity: RowIdentity::default(),
+        };
+        // Managers must exist: in Concur already, or created by this plan.
+        let mut bad: HashMap<usize, Rejection> = HashMap::new();
+        for (i, c) in lean.iter().enumerate() {
+            let Some(m) = c.manager.as_deref() else {
+                continue;
+            };
+            if self.snapshot.contains(m) || created(m).is_some() {
+                continue;
+            }
+            let why = match seen.get(id_key(m)) {
+                Some(r) if !seen.valid(r) => {
+                    format!("its own row at {} was rejected", seen.origin(r))
+                }
+                Some(r) => format!("its row at {} is not being created", seen.origin(r)),
+                None => "it is neither in the source nor in Concur".into(),
+            };
+            bad.insert(
+                i,
+                rejection(c, format!("manager \"{m}\" is not a known user: {why}")),
+            );
+        }
+        // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
+        if self.options.manager_must_approve {
+            for (i, c) in lean.iter().enumerate() {
+                let Some(m) = c.manager.as_deref() else {
+                    continue;
+                };
+                let (approver, at) = match seen.get(id_key(m)) {
+                    Some(r) if seen.valid(r) => (seen.approver(r), seen.origin(r).to_owned()),
+                    _ => continue,
+                };
+                if !approver && !bad.contains_key(&i) {
+                    bad.insert(
+                        i,
+                        rejection(
+                            c,
+                            format!(
+                                "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
+                            ),
+                        ),
+                    );
+                }
+            }
+        }
+        // Loops among users being created can never be satisfied.
+        let with_manager = lean.iter().filter(|c| c.manager.is_some()).count();
+        for (start, c) in lean.iter().enumerate() {
+            let mut chain = vec![start];
+            let mut cur = start;
+            while let Some(m) = lean[cur].manager.as_deref().and_then(created) {
+                let m = m as usize;
+                if m == start {
+                    chain.push(m);
+                    bad.entry(start).or_insert_with(|| {
+                        let ids: Vec<&str> = chain.iter().map(|&j| seen.id(lean[j].row)).collect();
+                        rejection(
+                            c,
+                            format!("manager chain of new users loops back: {}", ids.join(" → ")),
+                        )
+                    });
+                    break;
+                }
+                if chain.contains(&m) || chain.len() > with_manager {
+                    break;
+                }
+                chain.push(m);
+                cur = m;
+            }
+        }
+        drop(creating);
+        let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
+        let mut kept = Vec::with_capacity(lean.len() - bad.len());
+        for (i, c) in lean.into_iter().enumerate() {
+            match bad.remove(&i) {
+                Some(r) => extra.push(r),
+                None => kept.push(c.digest),
+            }
+        }
+        extra.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
+        self.rejections.extend(extra);
+        kept.sort_unstable();
+        kept
+    }
+
+    fn invalidate_skipped(&mut self, entry: u32) {
+        if let Some(rows) = self.rows.as_mut() {
+            rows.lines[entry as usize] |= SKIP_INVALID;
+        }
+    }
+
+    /// A full row holding the login of a row taken as unchanged: both rows are rejected, as
+    /// two full rows sharing a login are.
+    fn check_skipped_logins(&mut self) {
+        let Some(rows) = self.rows.as_mut() else {
+            return;
+        };
+        let pairs = std::mem::take(&mut rows.logins);
+        for (row, entry, login) in pairs {
+            let Some((_, line, _)) = self.skipped(self.snapshot.entry(entry).id_key) else {
+                continue;
+            };
+            let (full_id, full_origin) = (
+                self.seen.id(row).to_owned(),
+                self.seen.origin(row).to_owned(),
+            );
+            let skipped_id = self.snapshot.id(entry).to_owned();
+            let skipped_origin = self.skipped_origin(line);
+            let full_line: u64 = full_origin
+                .rsplit(':')
+                .next()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let message = |other: &str, at: &str| {
+                format!(
+                    "login_id \"{login}\" is also used by employee {other} at {at}; both rows rejected"
+                )
+            };
+            let full = Rejection {
+                source: full_origin.clone(),
+                employee_id: Some(full_id.clone()),
+                field: "login_id".into(),
+                message: message(&skipped_id, &skipped_origin),
+                identity: RowIdentity::default(),
+            };
+            let other = Rejection {
+                source: skipped_origin.clone(),
+                employee_id: Some(skipped_id.clone()),
+                field: "login_id".into(),
+                message: message(&full_id, &full_origin),
+                identity: RowIdentity::default(),
+            };
+            if full_line < u64::from(line) {
+                self.rejections.extend([other, full]);
+            } else {
+                self.rejections.extend([full, other]);
+            }
+            self.seen.invalidate(row);
+            self.invalidate_skipped(entry);
         }
     }
 
@@ -481,8 +849,13 @@ impl<'a> Planner<'a> {
         }
         let mut rejected: Vec<(usize, String)> = Vec::new();
         for (prev, rows) in &claims {
-            if let Some(own) = self.seen.get(id_key(prev)) {
-                let at = self.seen.origin(own).to_owned();
+            let own = match self.seen.get(id_key(prev)) {
+                Some(own) => Some(self.seen.origin(own).to_owned()),
+                None => self
+                    .skipped(id_key(prev))
+                    .map(|(_, line, _)| self.skipped_origin(line)),
+            };
+            if let Some(at) = own {
                 for &i in rows {
                     rejected.push((
                         i,
@@ -529,8 +902,11 @@ impl<'a> Planner<'a> {
 }
 
 mod complete;
+pub mod index;
 mod order;
 mod seen;
+
+pub use index::RowIndex;
 
 pub use complete::complete;
 use order::{manager_depths, order_key};

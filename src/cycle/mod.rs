@@ -35,7 +35,7 @@ use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
 
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
-pub use read::{PlannedCycle, read_and_plan};
+pub use read::{Baselined, PlannedCycle, baseline_csv, read_and_plan};
 pub use saved::SavedPlan;
 
 /// What a finished cycle reports.
@@ -242,6 +242,15 @@ async fn run_begun(
             counts,
         });
     }
+    // Row stamps only from a cycle that goes on to deliver: a plan held for approval changes
+    // nothing a saved plan is checked against.
+    match &planned.row_stamps {
+        Some(stamps) => {
+            store.stamp_rows(stamps.fingerprint, &stamps.unchanged)?;
+            store.expect_stamps(stamps);
+        }
+        None => store.expect_stamps(&crate::plan::RowStamps::default()),
+    }
     let managed_active = store.status()?.users.active;
     let verdict = guard(&cfg.sync, &planned, managed_active);
     let (mut ops, held, message) = follow(&verdict, planned.ops, cycle);
@@ -252,6 +261,9 @@ async fn run_begun(
     let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
     let target = crate::wiring::user_target(cfg, client);
     let result = deliver::apply(cfg, store, &target, cycle, &ops, &ids, &mut counts, cancel).await;
+    if let Err(e) = store.refresh_row_index() {
+        tracing::warn!(error = %e, "the snapshot index file was not refreshed; the next plan rebuilds it");
+    }
     let after = client.stats();
     counts.requests = after.requests.saturating_sub(before.requests);
     counts.retries = after.retries.saturating_sub(before.retries);

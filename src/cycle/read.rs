@@ -1,15 +1,18 @@
 //! Read and plan: the configured source is read and validated, and the planner diffs it against
 //! the snapshot; then the company's cached form rules reject what Concur would refuse. No
-//! writes anywhere. A CSV is parsed and validated on a second thread while the snapshot loads
-//! and the planner runs; the digest of what was read lets `approve` and the drop folder tell
-//! whether the source changed.
+//! writes anywhere. A CSV is read in blocks on every core (`source::csv::chunks`): rows whose
+//! stamp matches the snapshot index are counted unchanged unparsed, the others are parsed and
+//! validated on the workers, and the planner takes them in file order; the digest of what was
+//! read lets `approve` and the drop folder tell whether the source changed.
 
 use crate::config::{Config, PasswordOnCreate};
 use crate::error::SyncError;
+use crate::model::RawRecord;
 use crate::model::{Op, Rejection, Secret};
 use crate::plan::{self, PlanOptions, Planner};
-use crate::source::csv::{CsvReader, RowIssue};
-use crate::source::{Records, SourceError, SourceItem};
+use crate::source::csv::chunks::{self, RawRow, Row};
+use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
+use crate::source::{Records, SourceItem};
 use crate::store::Store;
 use crate::store::readback::FormFieldRow;
 use crate::validate::Normalizer;
@@ -39,13 +42,15 @@ pub struct PlannedCycle {
     /// Users whose password was unknown (after a new state key): the keyed hash of the source
     /// password now seen, recorded by the cycle without sending anything.
     pub learned_password_macs: Vec<(String, [u8; 16])>,
+    /// Row stamps to record (a CSV source): rows found unchanged in full now, and those the
+    /// operations earn once acknowledged.
+    pub row_stamps: Option<plan::RowStamps>,
 }
 
 /// Reads the configured source and plans against the snapshot. No writes anywhere.
 ///
-/// A CSV file is parsed and validated on a second thread while this one loads the snapshot
-/// and plans, through a small bounded channel: the two cores share the work and memory stays
-/// bounded by the channel, not by the file.
+/// A CSV file is read on every core while this thread plans; memory stays bounded by the
+/// blocks in flight and the compact snapshot index, not by the file.
 pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
@@ -61,72 +66,114 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let mut records = 0u64;
     let mut suspicious = None;
     let mut warnings = Vec::new();
+    let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
+    if cfg.source.kind == crate::config::SourceKind::Csv {
+        let path = &cfg.source.path;
+        let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
+        if v4
+            && reader
+                .columns()
+                .contains(&crate::source::csv::Column::Password)
+        {
+            return Err(v4_password_refusal(&path.display().to_string()));
+        }
+        for col in reader.unknown_columns() {
+            tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+        }
+        let fingerprint = fingerprint(cfg, &reader, options);
+        let snapshot = store.row_index()?;
+        let t_index = t0.elapsed();
+        let mut planner = Planner::new(&snapshot, &mac, options);
+        planner.stamping(fingerprint, reader.file_name());
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let unchanged = |key: u128, digest: u128| snapshot.unchanged(fingerprint, key, digest);
+        let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
+            (normalizer.normalize_noting(raw, notes), row.digest)
+        };
+        let mut last_row_short = None;
+        let mut fatal = None;
+        let end = chunks::read(&reader, threads, &unchanged, &parse, |block| {
+            if let Some(e) = block.fatal {
+                fatal = Some(e);
+                return false;
+            }
+            warnings.extend(block.notes);
+            for row in block.rows {
+                records += 1;
+                match row {
+                    Row::Unchanged(entry, line) => {
+                        last_row_short = None;
+                        planner.push_unchanged(entry, line);
+                    }
+                    Row::Parsed((Ok(rec), digest)) => {
+                        last_row_short = None;
+                        planner.push_row(rec, Some(digest));
+                    }
+                    Row::Parsed((Err(rejections), _)) => {
+                        last_row_short = None;
+                        planner.push_rejected(rejections);
+                    }
+                    Row::Rejected(r) => {
+                        last_row_short =
+                            (r.field == crate::source::csv::ROW_FIELD).then(|| r.source.clone());
+                        planner.push_rejected(vec![r]);
+                    }
+                }
+            }
+            crate::progress::read(records);
+            true
+        })?;
+        if let Some(e) = fatal {
+            return Err(e.into());
+        }
+        if let Some(at) = last_row_short {
+            suspicious = Some(format!(
+                "the last row ({at}) has too few fields: the file looks truncated"
+            ));
+        }
+        let draft = planner.finish(true);
+        tracing::debug!(
+            index_ms = t_index.as_millis() as u64,
+            snapshot_users = snapshot.len(),
+            "snapshot index"
+        );
+        drop(snapshot);
+        let opened = Opened {
+            label: path.display().to_string(),
+            digest: end.digest,
+            complete: true,
+            watermark: None,
+        };
+        return finish_plan(store, v4, draft, opened, records, warnings, suspicious, t0);
+    }
     let prior = crate::source::Prior {
         watermarks: store.scim_watermarks()?,
         snapshot_empty: store.user_count()? == 0,
     };
     let opened = crate::source::open(&cfg.source, &prior).await?;
-    let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
-    let (mut draft, snapshot_users) = match opened.records {
+    let draft = match opened.records {
         Records::Csv(reader) => {
-            let path = &cfg.source.path;
-            if v4
-                && reader
-                    .columns()
-                    .contains(&crate::source::csv::Column::Password)
-            {
-                return Err(v4_password_refusal(&path.display().to_string()));
+            // A CSV source is read above; a reader here is read row by row.
+            let snapshot = crate::plan::RowIndex::from(&store.snapshot_index()?);
+            let mut planner = Planner::new(&snapshot, &mac, options);
+            for item in *reader {
+                records += 1;
+                if records.is_multiple_of(1024) {
+                    crate::progress::read(records);
+                }
+                match item {
+                    Ok(raw) => match normalizer.normalize_noting(raw, &mut warnings) {
+                        Ok(rec) => planner.push(rec),
+                        Err(rejections) => planner.push_rejected(rejections),
+                    },
+                    Err(RowIssue::Rejected(r)) => planner.push_rejected(vec![r]),
+                    Err(RowIssue::Fatal(e)) => return Err(e.into()),
+                }
             }
-            for col in reader.unknown_columns() {
-                tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
-            }
-            let normalizer = &normalizer;
-            let (draft, snapshot_users, last_row_short) =
-                std::thread::scope(|scope| -> Result<_, SyncError> {
-                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Validated>>(16);
-                    let warnings = &mut warnings;
-                    let producer =
-                        scope.spawn(move || validate_csv(*reader, normalizer, tx, warnings));
-                    let snapshot = store.snapshot_index();
-                    let snapshot = match snapshot {
-                        Ok(s) => s,
-                        Err(e) => {
-                            drop(rx);
-                            let _ = producer.join();
-                            return Err(e.into());
-                        }
-                    };
-                    let mut planner = Planner::new(&snapshot, &mac, options);
-                    for batch in rx {
-                        for item in batch {
-                            records += 1;
-                            match item {
-                                Ok(rec) => planner.push(rec),
-                                Err(rejections) => planner.push_rejected(rejections),
-                            }
-                        }
-                        crate::progress::read(records);
-                    }
-                    let (last_row_short, fatal) = producer.join().map_err(|_| {
-                        SyncError::Refused(format!(
-                            "{}: the reader stopped unexpectedly; nothing was changed",
-                            path.display()
-                        ))
-                    })?;
-                    if let Some(e) = fatal {
-                        return Err(e.into());
-                    }
-                    Ok((planner.finish(true), snapshot.len(), last_row_short))
-                })?;
-            if let Some(at) = last_row_short {
-                suspicious = Some(format!(
-                    "the last row ({at}) has too few fields: the file looks truncated"
-                ));
-            }
-            (draft, snapshot_users)
+            planner.finish(true)
         }
         Records::Items(items) => {
-            let snapshot = store.snapshot_index()?;
+            let snapshot = crate::plan::RowIndex::from(&store.snapshot_index()?);
             let mut planner = Planner::new(&snapshot, &mac, options);
             for item in items {
                 records += 1;
@@ -148,14 +195,44 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
                     Err(rejections) => planner.push_rejected(rejections),
                 }
             }
-            (planner.finish(opened.complete), snapshot.len())
+            planner.finish(opened.complete)
         }
     };
+    let opened = Opened {
+        label: opened.label,
+        digest: opened.digest,
+        complete: opened.complete,
+        watermark: opened.watermark,
+    };
+    finish_plan(store, v4, draft, opened, records, warnings, suspicious, t0)
+}
+
+/// What a read left for the plan besides its records.
+struct Opened {
+    label: String,
+    digest: String,
+    complete: bool,
+    watermark: Option<crate::model::ScimReadMark>,
+}
+
+/// The plan completed from a draft: old records loaded, field changes, the form rules.
+#[allow(clippy::too_many_arguments)]
+fn finish_plan(
+    store: &Store,
+    v4: bool,
+    mut draft: plan::Draft,
+    opened: Opened,
+    records: u64,
+    warnings: Vec<Rejection>,
+    suspicious: Option<String>,
+    t0: std::time::Instant,
+) -> Result<PlannedCycle, SyncError> {
     crate::progress::read(records);
     let t_read = t0.elapsed();
     let source_ids = draft.source_ids;
     let skipped_inactive = draft.skipped_inactive;
     let learned_password_macs = std::mem::take(&mut draft.learned_macs);
+    let row_stamps = draft.row_stamps.take();
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
     // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
@@ -170,7 +247,6 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,
-        snapshot_users,
         "plan timings"
     );
     Ok(PlannedCycle {
@@ -188,7 +264,195 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         source_ids,
         suspicious,
         learned_password_macs,
+        row_stamps,
     })
+}
+
+/// What a CSV row's stamp is bound to besides its bytes: everything that decides what a row
+/// becomes (column mapping and the file's header, delimiter, limits, defaults, the rules of
+/// this build, the plan options). A change of any of them re-plans every row in full.
+fn fingerprint(cfg: &Config, reader: &CsvReader, options: PlanOptions) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut text = |s: &str| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    text(crate::plan::index::STAMP_RULES);
+    text(env!("CARGO_PKG_VERSION"));
+    for (k, v) in &cfg.defaults {
+        text(k);
+        text(v);
+    }
+    for (k, v) in &cfg.source.csv.columns {
+        text(k);
+        text(v);
+    }
+    text(&format!("{:?}", reader.columns()));
+    text(&format!(
+        "{:?} {} {} {} {}",
+        cfg.source.delimiter(),
+        cfg.source.max_record_bytes,
+        cfg.source.max_field_bytes,
+        options.source_passwords,
+        options.manager_must_approve
+    ));
+    h.digest128()
+}
+
+/// What `baseline` of a CSV file recorded.
+pub struct Baselined {
+    pub users: u64,
+    pub rejected: u64,
+    pub label: String,
+}
+
+/// `baseline` of a CSV source into an empty snapshot, streamed: the file is planned once
+/// keeping only which rows to record (a lean plan: every rule of a plan, no records kept), then
+/// read again and each of those rows recorded as it is parsed, in one transaction. Memory
+/// stays bounded by what a plan keeps per row, not by the users. `None` when the source is not
+/// a CSV file or the snapshot is not empty: the caller plans in full.
+pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>, SyncError> {
+    if cfg.source.kind != crate::config::SourceKind::Csv || store.user_count()? > 0 {
+        return Ok(None);
+    }
+    let normalizer =
+        Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
+            key: "defaults".into(),
+            message: m,
+        })?;
+    let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
+    let options = PlanOptions {
+        source_passwords: cfg.sync.password_on_create == PasswordOnCreate::Source,
+        manager_must_approve: v4,
+    };
+    let path = &cfg.source.path;
+    let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
+    if v4
+        && reader
+            .columns()
+            .contains(&crate::source::csv::Column::Password)
+    {
+        return Err(v4_password_refusal(&path.display().to_string()));
+    }
+    for col in reader.unknown_columns() {
+        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+    }
+    let fingerprint = fingerprint(cfg, &reader, options);
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let none = |_: u128, _: u128| None;
+
+    // The plan, keeping per row what its rules need.
+    let snapshot = plan::RowIndex::with_capacity(0).finish();
+    let draft = {
+        let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
+        let mut planner = Planner::new(&snapshot, &mac, options);
+        planner.lean();
+        let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
+            (normalizer.normalize_noting(raw, notes), row.digest)
+        };
+        let mut records = 0u64;
+        let mut fatal = None;
+        let end = chunks::read(&reader, threads, &none, &parse, |block| {
+            if let Some(e) = block.fatal {
+                fatal = Some(e);
+                return false;
+            }
+            for row in block.rows {
+                records += 1;
+                match row {
+                    Row::Unchanged(..) => {}
+                    Row::Parsed((Ok(rec), digest)) => planner.push_row(rec, Some(digest)),
+                    Row::Parsed((Err(rejections), _)) => planner.push_rejected(rejections),
+                    Row::Rejected(r) => planner.push_rejected(vec![r]),
+                }
+            }
+            crate::progress::read(records);
+            true
+        })?;
+        if let Some(e) = fatal {
+            return Err(e.into());
+        }
+        (planner.finish(true), end.digest)
+    };
+    let (draft, digest) = draft;
+    let creates = draft.lean_creates;
+    let mut rejected = draft.rejections.len() as u64;
+    drop(draft.rejections);
+    crate::progress::planned(creates.len() as u64);
+
+    // The form rules of a plan, applied to each user as it is recorded.
+    let company = if v4 {
+        None
+    } else {
+        let fields = store.form_fields()?;
+        (!fields.is_empty()).then(|| {
+            crate::rules::company_rules(
+                fields.iter().map(FormFieldRow::rule),
+                crate::concur::readback::canonical_field,
+            )
+        })
+    };
+    let broken = |rec: &crate::model::SourceRecord| -> usize {
+        if v4 {
+            crate::concur::v4::violations(&rec.user).len()
+        } else {
+            company
+                .as_ref()
+                .map_or(0, |rules| rules.rejections(&rec.origin, &rec.user).len())
+        }
+    };
+    // Only the rows to record are parsed again.
+    let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
+        creates
+            .binary_search(&row.digest)
+            .is_ok()
+            .then(|| (normalizer.normalize_noting(raw, notes), row.digest))
+    };
+    let label = path.display().to_string();
+    let users = store.baseline_stream(
+        crate::store::Ownership::Adopted,
+        fingerprint,
+        |put| -> Result<u64, SyncError> {
+            let mut users = 0u64;
+            let mut failed: Option<SyncError> = None;
+            let end = chunks::read(&reader, threads, &none, &parse, |block| {
+                if let Some(e) = block.fatal {
+                    failed = Some(e.into());
+                    return false;
+                }
+                for row in block.rows {
+                    let Row::Parsed(Some((Ok(rec), digest))) = row else {
+                        continue;
+                    };
+                    let n = broken(&rec);
+                    if n > 0 {
+                        rejected += n as u64;
+                        continue;
+                    }
+                    if let Err(e) = put(&rec.user, digest) {
+                        failed = Some(e.into());
+                        return false;
+                    }
+                    users += 1;
+                }
+                true
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if end.digest != digest {
+                return Err(SyncError::Refused(format!(
+                    "{label}: the file changed while it was read; nothing was recorded"
+                )));
+            }
+            Ok(users)
+        },
+    )?;
+    Ok(Some(Baselined {
+        users,
+        rejected,
+        label,
+    }))
 }
 
 /// A source carrying passwords under v4, refused before anything is planned, sent or stored.
@@ -196,49 +460,6 @@ fn v4_password_refusal(source: &str) -> SyncError {
     SyncError::Refused(format!(
         "{source}: the source has a password column, but concur.api = \"v4\" cannot set passwords (the User Provisioning Service has no password attribute); remove the column: users sign in through single sign-on. Nothing was sent or stored"
     ))
-}
-
-/// One source row after validation.
-type Validated = Result<crate::model::SourceRecord, Vec<Rejection>>;
-
-/// The CSV half of [`read_and_plan`]: reads and validates rows, sending them in batches.
-/// Returns where the last row was short (a truncated file), and the error that made the file
-/// unusable, if any (then the cycle changes nothing).
-fn validate_csv(
-    reader: CsvReader,
-    normalizer: &Normalizer,
-    tx: std::sync::mpsc::SyncSender<Vec<Validated>>,
-    warnings: &mut Vec<Rejection>,
-) -> (Option<String>, Option<SourceError>) {
-    const BATCH: usize = 1024;
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut last_row_short = None;
-    for item in reader {
-        let validated = match item {
-            Ok(raw) => {
-                last_row_short = None;
-                normalizer.normalize_noting(raw, warnings)
-            }
-            Err(RowIssue::Rejected(r)) => {
-                last_row_short =
-                    (r.field == crate::source::csv::ROW_FIELD).then(|| r.source.clone());
-                Err(vec![r])
-            }
-            Err(RowIssue::Fatal(e)) => return (last_row_short, Some(e)),
-        };
-        batch.push(validated);
-        if batch.len() == BATCH
-            && tx
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .is_err()
-        {
-            return (last_row_short, None);
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
-    }
-    (last_row_short, None)
 }
 
 /// The v4 rules applied to a plan: a create, update or reactivation breaking one is rejected,

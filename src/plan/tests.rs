@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::User;
-use crate::model::{Secret, SnapshotEntry};
+use crate::model::{Secret, SnapshotEntry, SnapshotIndex};
 
 fn rec(line: u32, id: &str, login: &str, mgr: Option<&str>) -> SourceRecord {
     let mut u = User::new();
@@ -23,8 +23,9 @@ fn mac(_: &str, _: &Secret) -> [u8; 16] {
 }
 
 fn run(snap: &SnapshotIndex, recs: Vec<SourceRecord>) -> Draft {
+    let snap = RowIndex::from(snap);
     let mut p = Planner::new(
-        snap,
+        &snap,
         &mac,
         PlanOptions {
             source_passwords: true,
@@ -140,6 +141,7 @@ fn a_rejected_row_protects_every_user_it_could_name() {
         })
         .collect();
     let (snap, old) = snapshot_of(&users);
+    let snap = RowIndex::from(&snap);
     let mut p = Planner::new(
         &snap,
         &mac,
@@ -227,6 +229,7 @@ fn under_v4_a_new_user_whose_manager_is_not_an_expense_approver_is_rejected() {
         rec(4, "a", "a@x", Some("m1")),
         rec(5, "b", "b@x", Some("m2")),
     ];
+    let snap = RowIndex::from(&snap);
     let mut p = Planner::new(
         &snap,
         &mac,
@@ -252,4 +255,77 @@ fn under_v4_a_new_user_whose_manager_is_not_an_expense_approver_is_rejected() {
         "{}",
         r.message
     );
+}
+
+/// The same rows through a plan and a lean plan: the same users to create (by row digest) and
+/// the same rejections, in order.
+fn plan_and_lean(recs: &[SourceRecord], manager_must_approve: bool) {
+    let snap = RowIndex::from(&SnapshotIndex::default());
+    let options = PlanOptions {
+        source_passwords: false,
+        manager_must_approve,
+    };
+    let digest = |r: &SourceRecord| u128::from(r.origin.len() as u64) << 64 | id_key(&r.origin);
+    let mut full = Planner::new(&snap, &mac, options);
+    let mut lean = Planner::new(&snap, &mac, options);
+    lean.lean();
+    for r in recs {
+        full.push_row(r.clone(), Some(digest(r)));
+        lean.push_row(r.clone(), Some(digest(r)));
+    }
+    let full = full.finish(true);
+    let lean = lean.finish(true);
+    let mut created: Vec<u128> = full
+        .candidates
+        .iter()
+        .map(|c| {
+            assert_eq!(c.kind, OpKind::Create);
+            c.digest.unwrap()
+        })
+        .collect();
+    created.sort_unstable();
+    assert!(lean.candidates.is_empty());
+    assert_eq!(lean.lean_creates, created);
+    let text = |d: &Draft| {
+        d.rejections
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(text(&lean), text(&full));
+    assert_eq!(
+        (lean.source_ids, lean.skipped_inactive),
+        (full.source_ids, full.skipped_inactive)
+    );
+}
+
+#[test]
+fn a_lean_plan_creates_and_rejects_exactly_what_a_plan_does() {
+    let mut inactive = rec(9, "i", "i@x", None);
+    inactive.user.set(Field::ACTIVE, "N");
+    let mut approver = rec(12, "boss", "boss@x", None);
+    approver.user.set(Field::EXPENSE_APPROVER, "Y");
+    let recs = vec![
+        rec(2, "a", "a@x", Some("b")),
+        rec(3, "b", "b@x", Some("c")),
+        rec(4, "c", "c@x", None),
+        // Duplicate ids and logins, and their reports.
+        rec(5, "d", "d@x", None),
+        rec(6, "d", "d2@x", None),
+        rec(7, "e", "shared@x", Some("d")),
+        rec(8, "f", "shared@x", None),
+        inactive,
+        rec(10, "g", "g@x", Some("i")),
+        rec(11, "h", "h@x", Some("nobody")),
+        approver,
+        rec(13, "j", "j@x", Some("boss")),
+        // Loops, one through itself.
+        rec(14, "k", "k@x", Some("l")),
+        rec(15, "l", "l@x", Some("m")),
+        rec(16, "m", "m@x", Some("k")),
+        rec(17, "n", "n@x", Some("n")),
+        rec(18, "o", "o@x", Some("k")),
+    ];
+    plan_and_lean(&recs, false);
+    plan_and_lean(&recs, true);
 }

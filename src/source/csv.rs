@@ -11,6 +11,7 @@
 //! decided in one place (`structure`): such a file fails before anything is applied.
 
 mod bounds;
+pub mod chunks;
 mod structure;
 #[cfg(test)]
 mod tests;
@@ -211,6 +212,7 @@ pub struct CsvFile<S: ColumnSet> {
     key_col: usize,
     mark: Option<(usize, char)>,
     max_field_bytes: u64,
+    max_record_bytes: u64,
     no_follow: bool,
     /// Byte offset where the last record read began (before any blank lines).
     last_start: u64,
@@ -291,6 +293,7 @@ impl<S: ColumnSet> CsvFile<S> {
             key_col: 0,
             mark: None,
             max_field_bytes: opts.max_field_bytes.max(1),
+            max_record_bytes: opts.max_record_bytes.max(1),
             no_follow: opts.no_follow,
             last_start: 0,
             done: false,
@@ -440,7 +443,7 @@ impl<S: ColumnSet> CsvFile<S> {
             }
             if inside > 0
                 && !self.columns.is_empty()
-                && let Some(e) = self.swallowed_rows(line)
+                && let Some(e) = self.swallowed_rows(&self.record, line)
             {
                 return Err(e);
             }
@@ -473,12 +476,11 @@ impl<S: ColumnSet> CsvFile<S> {
 
     /// Turns the current record into a record of the column set, or rejects it if its field
     /// count is wrong or a field is past the field limit.
-    fn build(&self, line: u64) -> Result<S::Record, RowIssue> {
+    pub(super) fn build(&self, rec: &csv::StringRecord, line: u64) -> Result<S::Record, RowIssue> {
         let mut origin = String::with_capacity(self.file.len() + 8);
         origin.push_str(&self.file);
         origin.push(':');
         push_decimal(&mut origin, line);
-        let rec = &self.record;
         let text = |i: usize| trim(rec.get(i).unwrap_or_default());
         let values = || {
             self.columns
@@ -573,7 +575,7 @@ impl<S: ColumnSet> Iterator for CsvFile<S> {
             return None;
         }
         match self.read_next() {
-            Ok(Some(line)) => Some(self.build(line)),
+            Ok(Some(line)) => Some(self.build(&self.record, line)),
             Ok(None) => {
                 self.done = true;
                 self.check_tail().err().map(|e| Err(RowIssue::Fatal(e)))

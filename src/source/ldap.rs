@@ -14,7 +14,7 @@ use std::time::Duration;
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
-use super::ldap_map::{Entry, Mapping, map_entries};
+use super::ldap_map::{Entry, Mapper, Mapping};
 use super::{Opened, Records, SourceError, records_digest};
 use crate::config::{LdapConfig, SearchScope};
 use crate::model::Secret;
@@ -82,11 +82,13 @@ fn entry_of(se: SearchEntry) -> Entry {
     }
 }
 
-/// Reads every matching entry of the directory `[source.ldap]` names.
+/// Reads every matching entry of the directory `[source.ldap]` names, mapping each as it
+/// arrives (the entries themselves are not kept); ordered by DN.
 pub async fn read(l: &LdapConfig) -> Result<Opened, SourceError> {
     let mapping = Mapping::from_config(l)?;
-    let entries = search(l, &mapping.requested_attributes()).await?;
-    let items = map_entries(&entries, &mapping);
+    let mut mapper = Mapper::new(&mapping);
+    search(l, &mapping.requested_attributes(), |e| mapper.push(&e)).await?;
+    let items = mapper.finish(true);
     Ok(Opened {
         digest: records_digest(&items),
         records: Records::Items(items),
@@ -96,8 +98,13 @@ pub async fn read(l: &LdapConfig) -> Result<Opened, SourceError> {
     })
 }
 
-/// Binds and runs the paged search; every entry or an error.
-pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, SourceError> {
+/// Binds and runs the paged search, handing every entry to `each` as it arrives; how many
+/// there were, or an error.
+pub async fn search(
+    l: &LdapConfig,
+    attrs: &[String],
+    mut each: impl FnMut(Entry),
+) -> Result<usize, SourceError> {
     let fail = |message: String| SourceError::Ldap {
         url: l.url.clone(),
         message,
@@ -162,27 +169,27 @@ pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, Sour
         .streaming_search_with(adapters, &l.base_dn, scope, &l.filter, attrs)
         .await
         .map_err(|e| fail(format!("search of {:?} failed: {e}", l.base_dn)))?;
-    let mut entries = Vec::new();
+    let mut entries = 0usize;
     loop {
         let next = tokio::time::timeout(op_timeout, stream.next())
             .await
             .map_err(|_| {
                 fail(format!(
                     "no answer within {} s after {} entries of {:?}; nothing was changed",
-                    l.timeout_seconds,
-                    entries.len(),
-                    l.base_dn
+                    l.timeout_seconds, entries, l.base_dn
                 ))
             })?
             .map_err(|e| {
                 fail(format!(
                     "search of {:?} broke off after {} entries: {e}; nothing was changed",
-                    l.base_dn,
-                    entries.len()
+                    l.base_dn, entries
                 ))
             })?;
         match next {
-            Some(re) => entries.push(entry_of(SearchEntry::construct(re))),
+            Some(re) => {
+                entries += 1;
+                each(entry_of(SearchEntry::construct(re)));
+            }
             None => break,
         }
     }
@@ -195,7 +202,7 @@ pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, Sour
                  (rc=4 sizeLimitExceeded{}); the bind account must be allowed to page through \
                  every entry (OpenLDAP: limits … size.prtotal=unlimited); nothing was changed",
                 l.base_dn,
-                entries.len(),
+                entries,
                 text_suffix(&res)
             )));
         }
@@ -204,7 +211,7 @@ pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, Sour
                 "the server stopped the search of {:?} at its time limit after {} entries \
                  (rc=3 timeLimitExceeded{}); nothing was changed",
                 l.base_dn,
-                entries.len(),
+                entries,
                 text_suffix(&res)
             )));
         }
@@ -212,18 +219,17 @@ pub async fn search(l: &LdapConfig, attrs: &[String]) -> Result<Vec<Entry>, Sour
             return Err(fail(format!(
                 "search of {:?} ended with rc={rc} after {} entries{}; nothing was changed",
                 l.base_dn,
-                entries.len(),
+                entries,
                 text_suffix(&res)
             )));
         }
     }
     let _ = ldap.unbind().await;
     driver.abort();
-    entries.sort_by(|a, b| a.dn.cmp(&b.dn));
     tracing::info!(
         url = %l.url,
         base_dn = %l.base_dn,
-        entries = entries.len(),
+        entries,
         ms = started.elapsed().as_millis() as u64,
         "read the directory"
     );

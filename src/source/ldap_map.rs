@@ -2,10 +2,11 @@
 //!
 //! An [`Entry`] is what either reader produced for one directory object: its DN, where it came
 //! from, and its attribute values as bytes (base64 values and binary attributes need not be
-//! text). [`map_entries`] turns a complete read into [`SourceItem`]s: it maps attributes to
-//! canonical fields through a [`Mapping`], resolves `manager` DNs to the manager's own employee
-//! id within the same read, applies `inactive_when`, and rejects what cannot be used, naming the
-//! entry and the rule.
+//! text). A [`Mapper`] turns a read into [`SourceItem`]s entry by entry, so that a reader need
+//! not keep the entries ([`map_entries`] for a read kept whole): it maps attributes to canonical
+//! fields through a [`Mapping`], resolves `manager` DNs to the manager's own employee id within
+//! the same read once every entry is known, applies `inactive_when`, and rejects what cannot be
+//! used, naming the entry and the rule.
 
 use std::collections::HashMap;
 
@@ -239,6 +240,19 @@ pub fn normalize_dn(dn: &str) -> String {
     out
 }
 
+/// Whatever identifying values the entry has: they still protect the users they could name
+/// when the entry is rejected.
+fn identity(entry: &Entry, mapping: &Mapping) -> RowIdentity {
+    RowIdentity::from_values(
+        [Field::EMPLOYEE_ID, Field::LOGIN_ID, Field::EMAIL]
+            .into_iter()
+            .filter_map(|f| {
+                let (_, v) = mapping.value(entry, f)?;
+                Some((f, std::str::from_utf8(v).ok()?))
+            }),
+    )
+}
+
 fn reject(
     entry: &Entry,
     mapping: &Mapping,
@@ -246,21 +260,12 @@ fn reject(
     field: &str,
     message: String,
 ) -> SourceItem {
-    // Whatever identifying values the entry has still protect the users they could name.
-    let identity = RowIdentity::from_values(
-        [Field::EMPLOYEE_ID, Field::LOGIN_ID, Field::EMAIL]
-            .into_iter()
-            .filter_map(|f| {
-                let (_, v) = mapping.value(entry, f)?;
-                Some((f, std::str::from_utf8(v).ok()?))
-            }),
-    );
     SourceItem::Rejected(Rejection {
         source: entry.origin.clone(),
         employee_id: id.map(str::to_owned),
         field: field.to_owned(),
         message,
-        identity,
+        identity: identity(entry, mapping),
     })
 }
 
@@ -275,84 +280,211 @@ fn utf8<'a>(v: &'a [u8], attr: &str) -> Result<&'a str, String> {
 /// both DNs): its last acknowledged state, approver included, stays in Concur until the
 /// directory is fixed.
 pub fn map_entries(entries: &[Entry], mapping: &Mapping) -> Vec<SourceItem> {
-    let mut by_dn: HashMap<String, Option<String>> = HashMap::with_capacity(entries.len());
-    let ids: Vec<Option<String>> = entries.iter().map(|e| mapping.employee_id(e)).collect();
-    for (e, id) in entries.iter().zip(&ids) {
-        by_dn.insert(normalize_dn(&e.dn), id.clone());
+    let mut mapper = Mapper::new(mapping);
+    for entry in entries {
+        mapper.push(entry);
     }
-    let key_attrs = mapping.attrs_for(Field::EMPLOYEE_ID).join(" or ");
-    let mut out = Vec::with_capacity(entries.len());
-    for (entry, id) in entries.iter().zip(ids) {
-        if !entry.problems.is_empty() {
-            for (field, message) in &entry.problems {
-                out.push(reject(
-                    entry,
-                    mapping,
-                    id.as_deref(),
-                    field,
-                    message.clone(),
-                ));
-            }
-            continue;
+    mapper.finish(false)
+}
+
+/// Maps a read entry by entry ([`Mapper::push`]): what an entry becomes is kept, the entry
+/// itself is not. Manager DNs are resolved by [`Mapper::finish`], once every entry of the read
+/// is known, exactly as [`map_entries`] resolves them.
+pub struct Mapper<'m> {
+    mapping: &'m Mapping,
+    key_attrs: String,
+    /// Normalized DN → the employee id of its entry (`None`: the entry has none).
+    by_dn: HashMap<String, Option<String>>,
+    mapped: Vec<Mapped>,
+}
+
+/// One entry, mapped but for its manager.
+struct Mapped {
+    dn: String,
+    what: MappedAs,
+}
+
+enum MappedAs {
+    Items(Vec<SourceItem>),
+    Record(RawRecord),
+    /// A record whose manager DN is resolved at the end of the read.
+    Pending(Box<Pending>),
+}
+
+struct Pending {
+    record: RawRecord,
+    /// Where the manager's employee id goes in `record.values`.
+    at: usize,
+    attr: String,
+    manager_dn: String,
+    /// What rejects the entry if its manager resolves: a later field that could not be read.
+    later: Option<(&'static str, String)>,
+    /// What a rejection of the entry names.
+    origin: String,
+    id: String,
+    identity: RowIdentity,
+}
+
+/// The fields of one entry, its manager DN left to resolve.
+struct Fields {
+    values: Vec<(Field, String)>,
+    manager: Option<(usize, String, String)>,
+    later: Option<(&'static str, String)>,
+}
+
+impl<'m> Mapper<'m> {
+    pub fn new(mapping: &'m Mapping) -> Mapper<'m> {
+        Mapper {
+            mapping,
+            key_attrs: mapping.attrs_for(Field::EMPLOYEE_ID).join(" or "),
+            by_dn: HashMap::new(),
+            mapped: Vec::new(),
         }
-        let Some(id) = id else {
-            out.push(reject(
+    }
+
+    /// Maps one entry of the read.
+    pub fn push(&mut self, entry: &Entry) {
+        let mapping = self.mapping;
+        let id = mapping.employee_id(entry);
+        self.by_dn.insert(normalize_dn(&entry.dn), id.clone());
+        let what = if !entry.problems.is_empty() {
+            MappedAs::Items(
+                entry
+                    .problems
+                    .iter()
+                    .map(|(field, message)| {
+                        reject(entry, mapping, id.as_deref(), field, message.clone())
+                    })
+                    .collect(),
+            )
+        } else if let Some(id) = id {
+            match map_fields(entry, mapping) {
+                Err((field, message)) => {
+                    MappedAs::Items(vec![reject(entry, mapping, Some(&id), field, message)])
+                }
+                Ok(Fields {
+                    values,
+                    manager: None,
+                    ..
+                }) => MappedAs::Record(record(entry, mapping, values)),
+                Ok(Fields {
+                    values,
+                    manager: Some((at, attr, manager_dn)),
+                    later,
+                }) => MappedAs::Pending(Box::new(Pending {
+                    record: record(entry, mapping, values),
+                    at,
+                    attr,
+                    manager_dn,
+                    later,
+                    origin: entry.origin.clone(),
+                    id,
+                    identity: identity(entry, mapping),
+                })),
+            }
+        } else {
+            MappedAs::Items(vec![reject(
                 entry,
                 mapping,
                 None,
                 Field::EMPLOYEE_ID.name(),
                 format!(
-                    "the entry has no {key_attrs} attribute (the key of every user): it cannot be matched to a Concur user"
+                    "the entry has no {} attribute (the key of every user): it cannot be matched to a Concur user",
+                    self.key_attrs
                 ),
-            ));
-            continue;
+            )])
         };
-        match map_one(entry, mapping, &by_dn) {
-            Ok(raw) => out.push(SourceItem::Record(raw)),
-            Err((field, message)) => out.push(reject(entry, mapping, Some(&id), field, message)),
-        }
+        self.mapped.push(Mapped {
+            dn: entry.dn.clone(),
+            what,
+        });
     }
-    out
+
+    /// The records and rejections of the read, managers resolved: in the order pushed, or
+    /// ordered by DN when `by_dn` (a live search, whose order the server chooses).
+    pub fn finish(mut self, by_dn: bool) -> Vec<SourceItem> {
+        if by_dn {
+            self.mapped.sort_by(|a, b| a.dn.cmp(&b.dn));
+        }
+        let mut out = Vec::with_capacity(self.mapped.len());
+        for m in self.mapped {
+            match m.what {
+                MappedAs::Items(items) => out.extend(items),
+                MappedAs::Record(r) => out.push(SourceItem::Record(r)),
+                MappedAs::Pending(p) => {
+                    let Pending {
+                        mut record,
+                        at,
+                        attr,
+                        manager_dn,
+                        later,
+                        origin,
+                        id,
+                        identity,
+                    } = *p;
+                    let resolved = match self.by_dn.get(&normalize_dn(&manager_dn)) {
+                        Some(Some(mgr)) => Ok(mgr.clone()),
+                        Some(None) => Err(format!(
+                            "{attr} {manager_dn:?} names an entry without {}: the manager of {:?} cannot be resolved",
+                            self.key_attrs, m.dn
+                        )),
+                        None => Err(format!(
+                            "{attr} {manager_dn:?} is not among the entries read: the manager of {:?} cannot be resolved",
+                            m.dn
+                        )),
+                    };
+                    let rejected = match (resolved, later) {
+                        (Err(message), _) => Some((Field::MANAGER_EMPLOYEE_ID.name(), message)),
+                        (Ok(_), Some(later)) => Some(later),
+                        (Ok(mgr), None) => {
+                            record.values.insert(at, (Field::MANAGER_EMPLOYEE_ID, mgr));
+                            None
+                        }
+                    };
+                    out.push(match rejected {
+                        None => SourceItem::Record(record),
+                        Some((field, message)) => SourceItem::Rejected(Rejection {
+                            source: origin,
+                            employee_id: Some(id),
+                            field: field.to_owned(),
+                            message,
+                            identity,
+                        }),
+                    });
+                }
+            }
+        }
+        out
+    }
 }
 
-fn map_one(
-    entry: &Entry,
-    mapping: &Mapping,
-    by_dn: &HashMap<String, Option<String>>,
-) -> Result<RawRecord, (&'static str, String)> {
-    let mut values = Vec::with_capacity(mapping.fields.len() + 1);
+/// The mapped fields of an entry; the manager's DN is left to resolve. A field that cannot be
+/// read after the manager's is kept aside: the manager's problem, if any, is told first.
+fn map_fields(entry: &Entry, mapping: &Mapping) -> Result<Fields, (&'static str, String)> {
+    let mut out = Fields {
+        values: Vec::with_capacity(mapping.fields.len() + 1),
+        manager: None,
+        later: None,
+    };
     for (field, _) in &mapping.fields {
         let field = *field;
         let Some((attr, raw)) = mapping.value(entry, field) else {
             continue;
         };
-        let text = utf8(raw, attr).map_err(|m| (field.name(), m))?.trim();
+        let text = match utf8(raw, attr) {
+            Ok(t) => t.trim(),
+            Err(m) if out.manager.is_some() => {
+                out.later = Some((field.name(), m));
+                return Ok(out);
+            }
+            Err(m) => return Err((field.name(), m)),
+        };
         if text.is_empty() {
             continue;
         }
         let value = if field == Field::MANAGER_EMPLOYEE_ID {
-            match by_dn.get(&normalize_dn(text)) {
-                Some(Some(mgr)) => mgr.clone(),
-                Some(None) => {
-                    return Err((
-                        field.name(),
-                        format!(
-                            "{attr} {text:?} names an entry without {}: the manager of {:?} cannot be resolved",
-                            mapping.attrs_for(Field::EMPLOYEE_ID).join(" or "),
-                            entry.dn
-                        ),
-                    ));
-                }
-                None => {
-                    return Err((
-                        field.name(),
-                        format!(
-                            "{attr} {text:?} is not among the entries read: the manager of {:?} cannot be resolved",
-                            entry.dn
-                        ),
-                    ));
-                }
-            }
+            out.manager = Some((out.values.len(), attr.to_owned(), text.to_owned()));
+            continue;
         } else {
             match field.spec().kind {
                 // `initials` may hold "J." or "JR": Concur keeps one character.
@@ -374,23 +506,28 @@ fn map_one(
                 _ => text.to_owned(),
             }
         };
-        values.push((field, value));
+        out.values.push((field, value));
     }
+    Ok(out)
+}
+
+/// The record of an entry's fields: the inactive rule applied, and the entry's own identity
+/// in its origin (outbox, failures), so that a record can be traced to its directory object
+/// across DN renames.
+fn record(entry: &Entry, mapping: &Mapping, mut values: Vec<(Field, String)>) -> RawRecord {
     if mapping.is_inactive(entry) {
         values.push((Field::ACTIVE, "N".to_owned()));
     }
-    // The entry's own identity travels with the record (outbox, failures), so that a record
-    // can be traced to its directory object across DN renames.
     let origin = match entry.stable_id() {
         Some(id) => format!("{} [{id}]", entry.origin),
         None => entry.origin.clone(),
     };
-    Ok(RawRecord {
+    RawRecord {
         origin,
         values,
         password: None,
         previous_employee_id: None,
-    })
+    }
 }
 
 #[cfg(test)]

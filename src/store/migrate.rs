@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010-scim-push.sql",
         include_str!("../../migrations/0010-scim-push.sql"),
     ),
+    (
+        "0011-row-stamps.sql",
+        include_str!("../../migrations/0011-row-stamps.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

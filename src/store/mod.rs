@@ -20,6 +20,7 @@ mod operators;
 mod outbox;
 mod queue;
 pub mod readback;
+mod row_index;
 pub mod secrets;
 mod snapshot;
 mod states;
@@ -77,6 +78,8 @@ pub struct Store {
     keys: Keys,
     path: PathBuf,
     key_path: PathBuf,
+    /// Row stamps the operations being delivered earn when acknowledged.
+    expected: row_index::Expected,
 }
 
 /// What to do about the state key when opening the database.
@@ -217,6 +220,7 @@ impl Store {
                 keys,
                 path: path.to_path_buf(),
                 key_path,
+                expected: row_index::Expected::default(),
             },
             unknown,
         ))
@@ -244,6 +248,7 @@ impl Store {
                 keys: Keys::ephemeral(),
                 path: path.to_path_buf(),
                 key_path: PathBuf::new(),
+                expected: row_index::Expected::default(),
             });
         }
         if !path.is_file() {
@@ -292,6 +297,7 @@ impl Store {
             keys: Keys::ephemeral(),
             path: path.to_path_buf(),
             key_path: PathBuf::new(),
+            expected: row_index::Expected::default(),
         })
     }
 

@@ -149,25 +149,53 @@ impl Store {
         users: &[User],
         ownership: Ownership,
     ) -> Result<(), StoreError> {
+        self.baseline_stamped(users, ownership, None)
+    }
+
+    /// [`Store::baseline_users`], stamping the source rows they came from (`baseline`): a
+    /// user's row stamp is written with its record when the row normalized to exactly it.
+    pub fn baseline_stamped(
+        &mut self,
+        users: &[User],
+        ownership: Ownership,
+        stamps: Option<&crate::plan::RowStamps>,
+    ) -> Result<(), StoreError> {
+        let rows: HashMap<&str, (u128, [u8; 16])> = stamps
+            .map(|s| {
+                s.planned
+                    .iter()
+                    .map(|(id, d, h)| (id.as_str(), (*d, *h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fingerprint = stamps.map_or(0, |s| s.fingerprint);
         let tx = self.conn.transaction()?;
         {
+            // A stamp binds the password hash too: kept only where none is stored.
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
-                   ownership = excluded.ownership, acked_at = excluded.acked_at",
+                   ownership = excluded.ownership, acked_at = excluded.acked_at,
+                   row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END",
             )?;
             let at = now();
             for u in users {
+                let hash = u.content_hash();
+                let stamp = rows
+                    .get(u.employee_id())
+                    .filter(|(_, h)| *h == hash)
+                    .map(|(d, _)| crate::plan::index::stamp(fingerprint, *d, &hash, None));
                 stmt.execute(params![
                     u.employee_id(),
                     u.login_id(),
                     u.is_active(),
-                    &u.content_hash()[..],
+                    &hash[..],
                     user_json(u),
                     ownership,
-                    at
+                    at,
+                    stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..])
                 ])?;
             }
         }
@@ -288,6 +316,13 @@ impl Store {
                 }
             }
         }
+        let acknowledged = results.iter().filter_map(|(_, op, r)| match r {
+            EntryResult::Acknowledged | EntryResult::AcknowledgedAs(_) => {
+                Some(op.employee_id.as_str())
+            }
+            _ => None,
+        });
+        Store::stamp_acknowledged(&self.expected, &tx, acknowledged)?;
         tx.commit()?;
         Ok(())
     }

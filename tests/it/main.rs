@@ -22,6 +22,7 @@ mod plan_render;
 mod readback;
 mod renames;
 mod roundtrip;
+mod scale;
 mod scim;
 mod scim_push;
 mod secrets;

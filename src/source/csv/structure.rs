@@ -123,9 +123,13 @@ impl<S: ColumnSet> CsvFile<S> {
     /// A quoted field that runs over a line shaped like a record of its own: a quote left open
     /// swallowed rows, and the employees in them would vanish from the read. The whole file is
     /// suspect then. `line` is the line the record starts on.
-    pub(super) fn swallowed_rows(&self, line: u64) -> Option<SourceError> {
+    pub(super) fn swallowed_rows(
+        &self,
+        record: &csv::StringRecord,
+        line: u64,
+    ) -> Option<SourceError> {
         let mut at = line;
-        for (i, field) in self.record.iter().enumerate() {
+        for (i, field) in record.iter().enumerate() {
             let mut lines = field.split('\n');
             let _first = lines.next();
             for (k, embedded) in lines.enumerate() {

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Scaling table: for each size N (default 100,000, 1,000,000 and 4,000,000 users) a generated
+# HR CSV (bench/gen_hr.py: the base file and a changed file with 1 % changed, 0.5 % gone and
+# 0.5 % new users), then, with wall time and peak RSS of each:
+#   baseline           of the base file into an empty state DB
+#   plan changed       the changed file against that snapshot (counts checked)
+#   plan unchanged     the base file again (no operation expected)
+#   sync unchanged     `sync` of the base file against the bundled simulator (v1)
+# and the csv-diff crate (crates.io) on the same pairs (base → changed, base → base), run
+# alternately with `plan` in the same loop; the table reports plan ÷ csv-diff.
+#
+# csv-diff is built by this script in a throwaway cargo project under the temporary directory
+# (nothing of it reaches the product's dependencies); set CSV_DIFF_BIN to reuse a built one.
+#
+# Measured 2026-11-29 (release build, 2 cores shared with other builds, load average ≈ 6;
+# best of 2 alternating runs; csv-diff 2.19 s on the 1M changed pair):
+#       users  baseline          plan changed       plan unchanged     sync unchanged
+#     100,000   14.5 s  233 MB   0.45 s  67 MB      0.12 s  53 MB      0.90 s  60 MB
+#   1,000,000  127.2 s 2101 MB   1.89 s 179 MB 0.86×  0.77 s 148 MB 0.35×  3.25 s 154 MB
+#   (before row stamps: 1M plan changed 16.9 s 350 MB = 4.2×, unchanged 13.7 s 320 MB = 3.4×)
+# baseline streamed (lean plan, then the rows written as read again; one CSV parser per block),
+# 2026-11-29, release, load average ≈ 5: 1M baseline 88.8 s 371 MB (was 127.2 s 2101 MB);
+# then 1M plan unchanged 1.70 s 134 MB (run alone, not the alternating table).
+# Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
+#   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
+#   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.
+# Needs python3, GNU time (/usr/bin/time), curl and network access to crates.io for csv-diff.
+set -euo pipefail
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(100000 1000000 4000000)
+RUNS=${RUNS:-3}
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+if [ -z "${CONCUR_SYNC_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+BIN=${CONCUR_SYNC_BIN:-$ROOT/target/release/concur-sync}
+W=$(mktemp -d)
+SIM_PID=
+cleanup() {
+  if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+  if [ -z "${KEEP:-}" ]; then rm -rf "$W"; else echo "kept $W" >&2; fi
+}
+trap cleanup EXIT
+
+# --- csv-diff, built apart from the product -------------------------------------------------
+if [ -z "${CSV_DIFF_BIN:-}" ]; then
+  mkdir -p "$W/csvdiff/src"
+  cat > "$W/csvdiff/Cargo.toml" <<'TOML'
+[package]
+name = "csvdiff-bench"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+csv-diff = "0.1"
+
+[profile.release]
+debug = false
+
+[workspace]
+TOML
+  cat > "$W/csvdiff/src/main.rs" <<'RS'
+//! csv-diff on two files (first column the key): prints added, deleted and modified counts.
+use csv_diff::csv::Csv;
+use csv_diff::csv_diff::CsvByteDiffLocal;
+use csv_diff::diff_row::DiffByteRecord;
+use std::fs::File;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let diff = CsvByteDiffLocal::new()?;
+    let records = diff.diff(
+        Csv::with_reader_seek(File::open(&args[1])?),
+        Csv::with_reader_seek(File::open(&args[2])?),
+    )?;
+    let (mut add, mut delete, mut modify) = (0u64, 0u64, 0u64);
+    for r in records.as_slice() {
+        match r {
+            DiffByteRecord::Add(_) => add += 1,
+            DiffByteRecord::Delete(_) => delete += 1,
+            DiffByteRecord::Modify { .. } => modify += 1,
+        }
+    }
+    println!("added {add} deleted {delete} modified {modify}");
+    Ok(())
+}
+RS
+  echo "building csv-diff in $W/csvdiff …" >&2
+  (cd "$W/csvdiff" && CARGO_TARGET_DIR="$W/csvdiff/target" cargo build --release --quiet)
+  CSV_DIFF_BIN=$W/csvdiff/target/release/csvdiff-bench
+fi
+
+# --- the bundled simulator, for `sync` ------------------------------------------------------
+"$BIN" simulate --listen 127.0.0.1:0 > "$W/sim.out" 2> "$W/sim.err" &
+SIM_PID=$!
+SIM_URL=
+for _ in $(seq 100); do
+  SIM_URL=$(sed -n 's/^simulator listening on //p' "$W/sim.out")
+  [ -n "$SIM_URL" ] && break
+  sleep 0.05
+done
+[ -n "$SIM_URL" ] || { echo "the simulator did not start" >&2; cat "$W/sim.err" >&2; exit 1; }
+
+# timed OUT CMD...: runs CMD under GNU time; prints "seconds/KB" (stdout of CMD goes to OUT).
+timed() {
+  local out=$1
+  shift
+  /usr/bin/time -f "%e/%M" -o "$W/time" "$@" > "$out"
+  cat "$W/time"
+}
+secs() { echo "${1%/*}"; }
+mb() { echo $(( ${1#*/} / 1024 )); }
+# min of a list of numbers
+minimum() { printf '%s\n' "$@" | sort -g | head -n 1; }
+
+ROWS=()
+for N in "${SIZES[@]}"; do
+  D=$W/n$N
+  mkdir -p "$D"
+  python3 bench/gen_hr.py "$N" "$D/base.csv" "$D/changed.csv" 2> "$D/gen.txt"
+  read -r CHANGED GONE NEW < <(sed -E 's/changed=([0-9]+) gone=([0-9]+) new=([0-9]+)/\1 \2 \3/' "$D/gen.txt")
+  config() { # config FILE SOURCE
+    cat > "$1" <<TOML
+[state]
+path = "$D/state.db"
+[source]
+kind = "csv"
+path = "$2"
+[concur]
+api = "v1"
+base_url = "$SIM_URL"
+client_id = "bench"
+client_secret = "bench"
+company_id = "bench"
+request_token = "bench"
+[log]
+level = "warn"
+TOML
+  }
+  config "$D/changed.toml" "$D/changed.csv"
+  config "$D/base.toml" "$D/base.csv"
+  BASELINE=$(timed "$D/baseline.out" "$BIN" --config "$D/base.toml" baseline)
+  echo "N=$N baseline: $BASELINE ($(cat "$D/baseline.out"))" >&2
+  PC=() PU=() DC=() DU=() PCM=() PUM=()
+  for run in $(seq "$RUNS"); do
+    t=$(timed "$D/diff-changed.out" "$CSV_DIFF_BIN" "$D/base.csv" "$D/changed.csv"); DC+=("$(secs "$t")")
+    t=$(timed "$D/plan-changed.txt" "$BIN" --config "$D/changed.toml" plan); PC+=("$(secs "$t")"); PCM+=("$(mb "$t")")
+    t=$(timed "$D/diff-unchanged.out" "$CSV_DIFF_BIN" "$D/base.csv" "$D/base.csv"); DU+=("$(secs "$t")")
+    t=$(timed "$D/plan-unchanged.txt" "$BIN" --config "$D/base.toml" plan); PU+=("$(secs "$t")"); PUM+=("$(mb "$t")")
+    echo "N=$N run $run: csv-diff changed ${DC[-1]} s, plan changed ${PC[-1]} s ${PCM[-1]} MB, csv-diff unchanged ${DU[-1]} s, plan unchanged ${PU[-1]} s ${PUM[-1]} MB" >&2
+  done
+  # The plan's summary must be exactly what the generator made, and csv-diff must agree.
+  SUMMARY=$(grep '^plan: ' "$D/plan-changed.txt" | tail -n 1)
+  echo "N=$N plan changed: $SUMMARY; csv-diff: $(cat "$D/diff-changed.out"); generated: changed=$CHANGED gone=$GONE new=$NEW" >&2
+  python3 - "$SUMMARY" "$CHANGED" "$GONE" "$NEW" <<'PY'
+import re, sys
+summary, changed, gone, new = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def count(word):
+    m = re.search(r"(\d+) " + word, summary)
+    return int(m.group(1)) if m else 0
+got = (count("create"), count("update"), count("deactivat"))
+want = (new, changed, gone)
+if got != want:
+    sys.exit(f"plan counts (creates, updates, deactivations) {got}, expected {want}: {summary}")
+PY
+  UNSUMMARY=$(grep '^plan: ' "$D/plan-unchanged.txt" | tail -n 1)
+  case "$UNSUMMARY" in
+    "plan: 0 create, 0 update, 0 reactivate, 0 deactivate, 0 password, $N unchanged, 0 rejected"*) ;;
+    *) echo "N=$N plan of the unchanged file is not empty: $UNSUMMARY" >&2; exit 1 ;;
+  esac
+  SYNC=$(timed "$D/sync.out" "$BIN" --config "$D/base.toml" sync)
+  echo "N=$N sync unchanged: $SYNC ($(tr '\n' ' ' < "$D/sync.out"))" >&2
+  ROWS+=("$(printf '%9s  %7.2f s %5d MB  %6.2f s %4d MB  %5.2f×  %6.2f s %4d MB  %5.2f×  %6.2f s %4d MB' \
+    "$N" "$(secs "$BASELINE")" "$(mb "$BASELINE")" \
+    "$(minimum "${PC[@]}")" "$(minimum "${PCM[@]}")" \
+    "$(python3 -c "print($(minimum "${PC[@]}") / max($(minimum "${DC[@]}"), 0.001))")" \
+    "$(minimum "${PU[@]}")" "$(minimum "${PUM[@]}")" \
+    "$(python3 -c "print($(minimum "${PU[@]}") / max($(minimum "${DC[@]}"), 0.001))")" \
+    "$(secs "$SYNC")" "$(mb "$SYNC")")")
+  ROWS+=("$(printf '%9s  csv-diff: changed pair %.2f s, unchanged pair %.2f s (best of %d)' "" "$(minimum "${DC[@]}")" "$(minimum "${DU[@]}")" "$RUNS")")
+  rm -f "$D/state.db" "$D/state.db-wal" "$D/state.db-shm"
+done
+
+echo
+echo "    users  baseline           plan changed  ÷diff  plan unchanged ÷diff  sync unchanged"
+printf '%s\n' "${ROWS[@]}"
+echo "(best of $RUNS alternating runs; ÷diff = plan time ÷ csv-diff time on the changed pair)"
