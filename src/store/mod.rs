@@ -9,6 +9,7 @@
 //! Invariant: a user's snapshot row advances only in the transaction that closes the outbox
 //! entry Concur acknowledged. Nothing here talks to the network.
 
+mod atomic;
 pub mod attendees;
 mod cycles;
 pub mod files;
@@ -30,6 +31,7 @@ use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 
 use crate::model::{Secret, User};
+pub(crate) use atomic::Atomic;
 pub use cycles::{CycleCounts, CycleInfo};
 pub use journal::RunInfo;
 pub use kv::TokenDb;
@@ -401,43 +403,6 @@ fn restrict_side_files(db: &Path) {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
-    }
-}
-
-/// The transaction of one write method: its own, or the enclosing one of
-/// [`Store::in_one_transaction`] (which rolls all of it back when any part fails). No savepoint
-/// is taken inside an enclosing transaction: its journal would copy every page it changes.
-pub(crate) enum Atomic<'c> {
-    Own(rusqlite::Transaction<'c>),
-    Enclosed(&'c Connection),
-}
-
-impl<'c> Atomic<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Self, StoreError> {
-        if conn.is_autocommit() {
-            Ok(Atomic::Own(conn.transaction()?))
-        } else {
-            Ok(Atomic::Enclosed(conn))
-        }
-    }
-
-    /// Commits its own transaction; an enclosing one commits when it ends.
-    pub(crate) fn commit(self) -> Result<(), StoreError> {
-        if let Atomic::Own(tx) = self {
-            tx.commit()?;
-        }
-        Ok(())
-    }
-}
-
-impl std::ops::Deref for Atomic<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        match self {
-            Atomic::Own(tx) => tx,
-            Atomic::Enclosed(conn) => conn,
-        }
     }
 }
 
