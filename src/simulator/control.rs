@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::faults::Faults;
 use super::http_util::query_ci;
 use super::state::{Shared, SimUser, StoredUser};
-use super::v4::{self, V4Settings, model, provisions};
+use super::v4::{self, V4Settings, model, status};
 
 /// Endpoint index, served at `GET /_sim/` after the company UUID.
 pub(crate) const INDEX: &str = "\
@@ -212,7 +212,7 @@ pub(crate) async fn seed_v4_users(
 }
 
 pub(crate) async fn v4_provisions(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
-    Json(provisions::snapshot(&shared.lock(), &shared.base_url))
+    Json(status::snapshot(&shared.lock(), &shared.base_url))
 }
 
 pub(crate) async fn v4_deleted(State(shared): State<Arc<Shared>>) -> Json<Vec<v4::DeletedUser>> {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::control;
 use super::faults::Faults;
 use super::state::{RequestRecord, Shared, SimUser, StoredUser};
-use super::v4::{self, DeletedUser, V4Settings, model, provisions};
+use super::v4::{self, DeletedUser, V4Settings, model, status};
 
 /// A running simulator. Dropping it stops the server abruptly; prefer [`SimHandle::shutdown`].
 pub struct SimHandle {
@@ -131,7 +131,7 @@ impl SimHandle {
 
     /// Every provision with all its operations (`Provision:Status` bodies), oldest first.
     pub fn provisions(&self) -> Vec<Value> {
-        provisions::snapshot(&self.shared.lock(), &self.shared.base_url)
+        status::snapshot(&self.shared.lock(), &self.shared.base_url)
     }
 
     /// Every v4 hard delete so far.

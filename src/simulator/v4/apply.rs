@@ -45,10 +45,10 @@ fn writable(m: &Map<String, Value>) -> Map<String, Value> {
 /// Creates a user from a validated identity.
 pub(crate) fn create(
     inner: &mut Inner,
-    identity: &Map<String, Value>,
+    identity: Map<String, Value>,
     at: DateTime<Utc>,
 ) -> Result<usize, Failure> {
-    validate::identity(inner, identity, None, Mode::Create)?;
+    validate::identity(inner, &identity, None, Mode::Create)?;
     let mut u = StoredUser::blank();
     store::write_identity(&mut u, identity);
     Ok(inner.add_user(u, at))
@@ -84,7 +84,7 @@ pub(crate) fn update(
         return Ok(false);
     }
     inner.begin_write(i, at);
-    store::write_identity(&mut inner.users[i], &after);
+    store::write_identity(&mut inner.users[i], after);
     inner.index(i);
     Ok(true)
 }
@@ -112,14 +112,13 @@ pub(crate) fn extension(
     inner: &mut Inner,
     i: usize,
     urn: &str,
-    work: &ExtWork,
+    work: ExtWork,
     creating: bool,
     at: DateTime<Utc>,
 ) -> Result<bool, Failure> {
     let before = ext_view(inner, inner.users[i].current(), urn);
     let mut after = match work {
-        ExtWork::Replace(m) => {
-            let mut m = m.clone();
+        ExtWork::Replace(mut m) => {
             if urn == SPEND_USER
                 && !creating
                 && !m.contains_key("testEmployee")
@@ -132,7 +131,7 @@ pub(crate) fn extension(
         ExtWork::Patch(raw) => {
             let mut doc = Map::new();
             doc.insert(urn.to_string(), Value::Object(before.clone()));
-            for op in parse_ops(raw)? {
+            for op in parse_ops(&raw)? {
                 patch::apply(&mut doc, &op, inner.v4.settings.strict_patch_targets)?;
             }
             match doc.remove(urn) {
@@ -155,7 +154,7 @@ pub(crate) fn extension(
         return Ok(false);
     }
     inner.begin_write(i, at);
-    store::write_ext(&mut inner.users[i], urn, &after);
+    store::write_ext(&mut inner.users[i], urn, after);
     Ok(true)
 }
 
@@ -278,7 +277,7 @@ pub(crate) fn run(
     let found = work.target.as_deref().and_then(|t| inner.user_by_uuid(t));
     let not_found = || Failure::not_found("User not found");
     let mut creating = work.creating;
-    let i = match (&work.identity, work.delete) {
+    let i = match (work.identity.take(), work.delete) {
         (_, true) => {
             match found {
                 Some(i) => {
@@ -309,7 +308,7 @@ pub(crate) fn run(
             let Some(i) = found else {
                 return fail_identity(op, &not_found());
             };
-            match update(inner, i, w, at) {
+            match update(inner, i, &w, at) {
                 Ok(changed) => {
                     set_core(
                         op,
@@ -352,10 +351,11 @@ pub(crate) fn run(
         if name == CORE || op.extensions[k].result != Outcome::Processing {
             continue;
         }
-        let Some((_, w)) = work.extensions.iter().find(|(u, _)| *u == name) else {
+        let Some(at_work) = work.extensions.iter().position(|(u, _)| *u == name) else {
             op.extensions[k].set(Outcome::NoOp, "200", Vec::new());
             continue;
         };
+        let (_, w) = work.extensions.remove(at_work);
         if spend_failed && (name == SPEND_ROLE || name == SPEND_APPROVER) {
             op.extensions[k].set(Outcome::NotProcessed, "424", Vec::new());
             continue;

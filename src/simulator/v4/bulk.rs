@@ -24,6 +24,7 @@ use super::errors::Failure;
 use super::filter::member;
 use super::patch;
 use super::provisions::{self, ExtWork, IdentityWork, Operation, ProvisionType, Work};
+use super::status::status_body;
 use super::users::{draws, group, replace_all};
 use super::{Scope, authorize, correlation_id, json_body, prefix_of, respond, split_resource};
 
@@ -56,19 +57,32 @@ fn is_collection(path: &str) -> bool {
     path.trim_end_matches('/').eq_ignore_ascii_case("/users")
 }
 
+/// Moves the member of `obj` named `name` (in any letter case, as [`member`] finds it) out.
+fn take_member(obj: &mut Value, name: &str) -> Value {
+    let Some(map) = obj.as_object_mut() else {
+        return Value::Null;
+    };
+    let key = if map.contains_key(name) {
+        Some(name.to_string())
+    } else {
+        map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
+    };
+    key.and_then(|k| map.remove(&k)).unwrap_or(Value::Null)
+}
+
 /// One operation of the request, checked for shape.
 fn operation(
     at: usize,
-    raw: &Value,
+    mut raw: Value,
     seen: &mut Vec<String>,
     settings: &super::V4Settings,
 ) -> Result<Operation, Failure> {
-    let method = member(raw, "method")
+    let method = member(&raw, "method")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_ascii_uppercase();
-    let path = member(raw, "path").and_then(Value::as_str).unwrap_or("");
-    let bulk_id = member(raw, "bulkId")
+    let path = member(&raw, "path").and_then(Value::as_str).unwrap_or("");
+    let bulk_id = member(&raw, "bulkId")
         .and_then(Value::as_str)
         .filter(|b| !b.is_empty())
         .map(str::to_string);
@@ -78,7 +92,6 @@ fn operation(
         }
         seen.push(b.clone());
     }
-    let data = member(raw, "data").cloned().unwrap_or(Value::Null);
     let target = if method == "POST" {
         if !is_collection(path) {
             return Err(refuse(at, "path", "POST takes the path /Users"));
@@ -95,6 +108,7 @@ fn operation(
         }
         Some(id.to_string())
     };
+    let data = take_member(&mut raw, "data");
     let with_op = |e: Failure| {
         let mut e = e;
         for m in &mut e.messages {
@@ -105,7 +119,7 @@ fn operation(
     };
     let work = match method.as_str() {
         "POST" => {
-            let (identity, exts) = split_resource(&data).map_err(with_op)?;
+            let (identity, exts) = split_resource(data).map_err(with_op)?;
             Work {
                 target: None,
                 identity: Some(IdentityWork::Create(identity)),
@@ -118,7 +132,7 @@ fn operation(
             }
         }
         "PUT" => {
-            let (identity, exts) = split_resource(&data).map_err(with_op)?;
+            let (identity, exts) = split_resource(data).map_err(with_op)?;
             let id = target.clone().unwrap_or_default();
             let same = identity
                 .get("id")
@@ -193,7 +207,7 @@ type Parsed = (Vec<Operation>, Option<u64>);
 type Refused = (Failure, Option<usize>);
 
 fn parse(shared: &Shared, query: Option<&str>, body: &[u8]) -> Result<Parsed, Refused> {
-    let value = json_body(body).map_err(|f| (f, None))?;
+    let mut value = json_body(body).map_err(|f| (f, None))?;
     let ops = member(&value, "Operations").and_then(Value::as_array);
     let count = ops.map(Vec::len);
     let fail = |f: Failure| (f, count);
@@ -249,9 +263,12 @@ fn parse(shared: &Shared, query: Option<&str>, body: &[u8]) -> Result<Parsed, Re
         })?),
     };
     let settings = shared.lock().v4.settings.clone();
+    let Value::Array(ops) = take_member(&mut value, "Operations") else {
+        return Err(fail(Failure::required("Operations")));
+    };
     let mut seen = Vec::new();
     let parsed = ops
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(at, raw)| operation(at, raw, &mut seen, &settings))
         .collect::<Result<Vec<_>, _>>()
@@ -319,7 +336,7 @@ fn handle(
         prefix_of(path)
     );
     let body = match inner.v4.provisions.get(&id) {
-        Some(p) => provisions::status_body(p, &location, None),
+        Some(p) => status_body(p, &location, None).to_value(),
         None => Value::Null,
     };
     drop(inner);

@@ -25,6 +25,7 @@ pub(crate) mod provisions;
 pub(crate) mod schemas;
 pub(crate) mod search;
 pub(crate) mod spend;
+pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod users;
 pub(crate) mod validate;
@@ -249,11 +250,15 @@ pub(crate) fn json_body(body: &[u8]) -> Result<Value, Failure> {
 /// A resource body split into its identity (core + enterprise) and its extensions.
 pub(crate) type Parts = (Map<String, Value>, Vec<(String, Map<String, Value>)>);
 
-/// Splits a User resource into identity and extensions; unknown schema URNs are refused.
-pub(crate) fn split_resource(body: &Value) -> Result<Parts, Failure> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| Failure::invalid_input("invalidSyntax", "The body must be a JSON object"))?;
+/// Splits a User resource into identity and extensions (moving its members); unknown schema
+/// URNs are refused.
+pub(crate) fn split_resource(body: Value) -> Result<Parts, Failure> {
+    let Value::Object(obj) = body else {
+        return Err(Failure::invalid_input(
+            "invalidSyntax",
+            "The body must be a JSON object",
+        ));
+    };
     let schemas = obj.get("schemas").and_then(Value::as_array);
     if !schemas.is_some_and(|s| {
         s.iter()
@@ -268,20 +273,22 @@ pub(crate) fn split_resource(body: &Value) -> Result<Parts, Failure> {
     let mut extensions = Vec::new();
     for (k, v) in obj {
         if k.len() >= 4 && k[..4].eq_ignore_ascii_case("urn:") {
-            let urn = known_urn(k).ok_or_else(|| {
-                Failure::invalid_value(k, format!("Unknown schema extension '{k}'"))
+            let urn = known_urn(&k).ok_or_else(|| {
+                Failure::invalid_value(&k, format!("Unknown schema extension '{k}'"))
             })?;
             if urn == ENTERPRISE || urn == SAP {
-                identity.insert(urn.to_string(), v.clone());
+                identity.insert(urn.to_string(), v);
             } else if urn != CORE {
-                let m = v
-                    .as_object()
-                    .cloned()
-                    .ok_or_else(|| Failure::invalid_value(urn, "an extension must be an object"))?;
+                let Value::Object(m) = v else {
+                    return Err(Failure::invalid_value(
+                        urn,
+                        "an extension must be an object",
+                    ));
+                };
                 extensions.push((urn.to_string(), m));
             }
         } else {
-            identity.insert(k.clone(), v.clone());
+            identity.insert(k, v);
         }
     }
     Ok((identity, extensions))
@@ -349,7 +356,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             )
             .route(
                 &format!("{p}/provisions/{{id}}/status"),
-                get(provisions::status),
+                get(status::status),
             );
         r = schemas::routes(r, p, Scope::ProvisionRead);
     }
@@ -383,10 +390,10 @@ pub(crate) fn seed(
     };
     let mut ids = Vec::new();
     for u in users {
-        let (identity, exts) = split_resource(u).map_err(text)?;
-        let i = apply::create(inner, &identity, now).map_err(text)?;
+        let (identity, exts) = split_resource(u.clone()).map_err(text)?;
+        let i = apply::create(inner, identity, now).map_err(text)?;
         for (urn, m) in exts {
-            apply::extension(inner, i, &urn, &provisions::ExtWork::Replace(m), true, now)
+            apply::extension(inner, i, &urn, provisions::ExtWork::Replace(m), true, now)
                 .map_err(text)?;
         }
         inner.users[i].v4.visible_from = now;

@@ -26,6 +26,7 @@
 //! | `ExpenseApproverEmployeeID` | spend Approver `report[primary eq true].approver` |
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -203,17 +204,28 @@ pub(crate) fn custom_element(id: &str) -> Option<String> {
         .filter(|_| !prefix.starts_with('0'))
 }
 
+/// The v1 elements of `customData` (`OrgUnit1-6`, `Custom1-21`) with their ids, in order.
+fn custom_elements() -> &'static [(String, String)] {
+    static TABLE: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+        (1..=6)
+            .map(|i| format!("OrgUnit{i}"))
+            .chain((1..=21).map(|i| format!("Custom{i}")))
+            .map(|el| {
+                let id = custom_id_of(&el);
+                (el, id)
+            })
+            .collect()
+    });
+    &TABLE
+}
+
 /// Every v1 element the spend User extension maps.
-pub(crate) fn spend_elements() -> Vec<String> {
-    let mut v: Vec<String> = SPEND_PLAIN.iter().map(|(_, e)| e.to_string()).collect();
-    v.extend(
-        ["LocaleName", "CtrySubCode", "IsTestEmp"]
-            .iter()
-            .map(ToString::to_string),
-    );
-    v.extend((1..=6).map(|i| format!("OrgUnit{i}")));
-    v.extend((1..=21).map(|i| format!("Custom{i}")));
-    v
+pub(crate) fn spend_elements() -> impl Iterator<Item = &'static str> {
+    SPEND_PLAIN
+        .iter()
+        .map(|(_, e)| *e)
+        .chain(["LocaleName", "CtrySubCode", "IsTestEmp"])
+        .chain(custom_elements().iter().map(|(el, _)| el.as_str()))
 }
 
 fn custom_id_of(element: &str) -> String {
@@ -423,11 +435,10 @@ pub(crate) fn spend_user_view(u: UserRef<'_>) -> Map<String, Value> {
         }
         _ => {}
     }
-    let mut custom: Vec<Value> = spend_elements()
+    let mut custom: Vec<Value> = custom_elements()
         .iter()
-        .filter(|el| el.starts_with("OrgUnit") || el.starts_with("Custom"))
-        .filter(|el| !u.get(el).is_empty())
-        .map(|el| json!({"id": custom_id_of(el), "value": u.get(el)}))
+        .filter(|(el, _)| !u.get(el).is_empty())
+        .map(|(el, id)| json!({"id": id, "value": u.get(el)}))
         .collect();
     custom.extend(
         m.get("customData")

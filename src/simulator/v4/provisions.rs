@@ -1,5 +1,5 @@
 //! Provisions: the asynchronous job behind `POST /Users`, `PATCH`/`PUT /Users/{id}` and
-//! `POST /Bulk`, and `GET /provisions/{id}/status`.
+//! `POST /Bulk` (their status answer is `status.rs`).
 //!
 //! Work is processed against the simulated clock, never by a background task: whenever the
 //! state is locked ([`settle`]), every provision due by then (`created + provision_delay`) is
@@ -14,19 +14,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::sync::Arc;
+use serde_json::{Map, Value};
 
-use super::super::http_util::query_ci;
-use super::super::state::{Inner, Shared};
-use super::errors::{Failure, Msg};
-use super::model::{CORE, timestamp};
-use super::{Scope, apply, authorize, prefix_of, respond};
+use super::super::state::Inner;
+use super::apply;
+use super::errors::Msg;
+use super::model::CORE;
 
 pub(crate) const STATUS_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:concur:2.0:Provision:Status";
@@ -353,173 +348,6 @@ fn time_out(inner: &mut Inner, id: &str, at: DateTime<Utc>) {
     p.halted = false;
     p.completed = Some(at);
     p.last_modified = at;
-}
-
-/// Which operations a status page lists.
-pub(crate) struct Page {
-    pub start: usize,
-    pub count: usize,
-    pub state: Option<String>,
-}
-
-fn op_json(op: &Operation) -> Value {
-    let status = match &op.done {
-        Some((ok, code)) => json!({"completed": true, "success": ok, "code": code}),
-        None => json!({"completed": false, "success": null}),
-    };
-    let extensions: Vec<Value> = op
-        .extensions
-        .iter()
-        .map(|e| {
-            let status = match e.result {
-                Outcome::Processing => {
-                    json!({"completed": false, "success": null, "result": "processing"})
-                }
-                r => json!({
-                    "completed": true,
-                    "success": matches!(r, Outcome::Success | Outcome::NoOp),
-                    "code": e.code,
-                    "result": r,
-                }),
-            };
-            let mut v = json!({"name": e.name, "status": status});
-            if !e.messages.is_empty() {
-                v["messages"] = json!(e.messages);
-            }
-            v
-        })
-        .collect();
-    let mut v =
-        json!({"id": op.id, "method": op.method, "status": status, "extensions": extensions});
-    if let Some(b) = &op.bulk_id {
-        v["bulkId"] = json!(b);
-    }
-    if let Some(r) = &op.resource {
-        v["resource"] = json!({"id": r, "type": "User"});
-    }
-    v
-}
-
-/// The `Provision:Status` body; with `page`, the operations it selects.
-pub(crate) fn status_body(p: &Provision, location: &str, page: Option<&Page>) -> Value {
-    let (ok, failed, pending) = p.counts();
-    let completed = pending == 0;
-    let mut meta = json!({
-        "location": location,
-        "created": timestamp(p.created),
-        "lastModified": timestamp(p.last_modified),
-        "provisionType": p.kind,
-        "resourceType": "ProvisionRequest",
-        "correlationId": p.correlation_id,
-    });
-    if let Some(c) = p.completed.filter(|_| completed) {
-        meta["completed"] = json!(timestamp(c));
-    }
-    let mut body = json!({
-        "schemas": [STATUS_SCHEMA],
-        "id": p.id,
-        "operationsCount": {"total": p.ops.len(), "success": ok, "failed": failed, "pending": pending},
-        "status": {"completed": completed, "success": if completed { json!(failed == 0) } else { Value::Null }},
-        "meta": meta,
-    });
-    if let Some(page) = page {
-        let selected: Vec<&Operation> = p
-            .ops
-            .iter()
-            .filter(|op| match page.state.as_deref() {
-                Some("pending") => op.done.is_none(),
-                Some("success") => matches!(op.done, Some((true, _))),
-                Some("failed") => matches!(op.done, Some((false, _))),
-                _ => true,
-            })
-            .collect();
-        let items: Vec<Value> = selected
-            .iter()
-            .skip(page.start.saturating_sub(1))
-            .take(page.count)
-            .map(|op| op_json(op))
-            .collect();
-        body["totalResults"] = json!(selected.len());
-        body["itemsPerPage"] = json!(items.len());
-        body["startIndex"] = json!(page.start);
-        body["operations"] = Value::Array(items);
-    }
-    body
-}
-
-/// Every provision with all its operations (control API, `SimHandle::provisions`).
-pub(crate) fn snapshot(inner: &Inner, base_url: &str) -> Vec<Value> {
-    persisted(inner)
-        .iter()
-        .map(|p| {
-            let page = Page {
-                start: 1,
-                count: usize::MAX,
-                state: None,
-            };
-            let location = format!("{base_url}/profile/v4/provisions/{}/status", p.id);
-            status_body(p, &location, Some(&page))
-        })
-        .collect()
-}
-
-/// `GET {prefix}/provisions/{id}/status[?attributes=operations&startIndex&count&state]`.
-pub(crate) async fn status(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    if let Err(resp) = authorize(&shared, &headers, Scope::ProvisionRead) {
-        return resp;
-    }
-    let q = query_ci(query.as_deref());
-    let with_ops = q.get("attributes").is_some_and(|a| {
-        a.split(',')
-            .any(|x| x.trim().eq_ignore_ascii_case("operations"))
-    });
-    let number = |k: &str, default: usize| -> Result<usize, Failure> {
-        match q.get(k).map(String::as_str) {
-            None | Some("") => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                Failure::invalid_input("invalidValue", format!("Invalid value for {k}: {v}"))
-            }),
-        }
-    };
-    let page = match (number("startindex", 1), number("count", 100)) {
-        (Ok(start), Ok(count)) if count <= 1000 => Page {
-            start: start.max(1),
-            count,
-            state: q.get("state").map(|s| s.to_ascii_lowercase()),
-        },
-        (Err(f), _) | (_, Err(f)) => return f.into_response(),
-        (_, Ok(count)) => {
-            return Failure::invalid_input("tooMany", format!("count {count} is over 1000"))
-                .into_response();
-        }
-    };
-    if let Some(s) = &page.state
-        && !["pending", "success", "failed"].contains(&s.as_str())
-    {
-        return Failure::invalid_value(
-            "state",
-            format!("Invalid state '{s}' (pending, success, failed)"),
-        )
-        .into_response();
-    }
-    let inner = shared.lock();
-    let Some(p) = inner.v4.provisions.get(&id.to_ascii_lowercase()) else {
-        return Failure::not_found("Provision request not found").into_response();
-    };
-    let location = format!(
-        "{}{}/provisions/{}/status",
-        shared.base_url,
-        prefix_of(uri.path()),
-        p.id
-    );
-    let body = status_body(p, &location, with_ops.then_some(&page));
-    respond(axum::http::StatusCode::OK, body)
 }
 
 /// The result list a new operation starts with: identity and every modeled extension, plus the

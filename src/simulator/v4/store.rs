@@ -26,13 +26,20 @@ fn set_flag(u: &mut StoredUser, el: &str, present: bool) {
 
 /// Writes a validated identity resource (core + enterprise) into the user, replacing what the
 /// identity held before.
-pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) {
+pub(crate) fn write_identity(u: &mut StoredUser, identity: Map<String, Value>) {
     let mut core = Map::new();
+    let mut ent = Map::new();
     for (k, v) in identity {
+        if k == ENTERPRISE {
+            if let Value::Object(o) = v {
+                ent = o;
+            }
+            continue;
+        }
         if READ_ONLY.contains(&k.as_str()) || k.starts_with("urn:") {
             continue;
         }
-        core.insert(k.clone(), v.clone());
+        core.insert(k, v);
     }
     u.set("LoginId", str_of(&core, "userName"));
     core.remove("userName");
@@ -41,10 +48,10 @@ pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) 
         Some(false) => u.set("Active", "N"),
         None => {}
     }
-    let mut name = core
-        .remove("name")
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
+    let mut name = match core.remove("name") {
+        Some(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
     for (attr, el) in [
         ("givenName", "FirstName"),
         ("familyName", "LastName"),
@@ -59,18 +66,17 @@ pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) 
     }
     let mut emails = Vec::new();
     let mut work = String::new();
-    for e in core
-        .remove("emails")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-    {
+    let given = match core.remove("emails") {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    for mut e in given {
         if is_work(&e) && work.is_empty() {
             work = e.get("value").and_then(Value::as_str).unwrap_or("").into();
-            let mut rest = e.clone();
-            if let Some(o) = rest.as_object_mut() {
+            if let Some(o) = e.as_object_mut() {
                 o.remove("value");
             }
-            emails.push(rest);
+            emails.push(e);
         } else {
             emails.push(e);
         }
@@ -79,13 +85,10 @@ pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) 
     if !emails.is_empty() {
         core.insert("emails".into(), Value::Array(emails));
     }
-    let given: Vec<String> = core
-        .remove("entitlements")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(entitlement_name)
-        .collect();
+    let given: Vec<String> = match core.remove("entitlements") {
+        Some(Value::Array(a)) => a.iter().filter_map(entitlement_name).collect(),
+        _ => Vec::new(),
+    };
     let mut rest = Vec::new();
     for name in &given {
         if !ENTITLEMENTS
@@ -101,11 +104,6 @@ pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) 
     if !rest.is_empty() {
         core.insert("entitlements".into(), Value::Array(rest));
     }
-    let mut ent = identity
-        .get(ENTERPRISE)
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
     u.set("EmpId", str_of(&ent, "employeeNumber"));
     ent.remove("employeeNumber");
     ent.remove("companyId");
@@ -116,15 +114,15 @@ pub(crate) fn write_identity(u: &mut StoredUser, identity: &Map<String, Value>) 
 
 /// Writes one validated extension value, replacing what the extension held. Approver
 /// references carry their `employeeNumber` (the caller resolves them first).
-pub(crate) fn write_ext(u: &mut StoredUser, urn: &str, value: &Map<String, Value>) {
+pub(crate) fn write_ext(u: &mut StoredUser, urn: &str, value: Map<String, Value>) {
     match urn {
-        SPEND_USER => write_spend_user(u, value),
+        SPEND_USER => write_spend_user(u, &value),
         SPEND_ROLE => {
-            let roles: Vec<Value> = value
-                .get("roles")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let mut value = value;
+            let roles = match value.remove("roles") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
             for (role, el) in V1_ROLES {
                 let held = roles
                     .iter()
@@ -134,15 +132,14 @@ pub(crate) fn write_ext(u: &mut StoredUser, urn: &str, value: &Map<String, Value
             u.v4.roles = roles;
         }
         SPEND_APPROVER => {
-            let mut rest = value.clone();
+            let mut rest = value;
             let mut primary = String::new();
             let mut others = Vec::new();
-            for entry in value
-                .get("report")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            let report = match rest.remove("report") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            for entry in report {
                 let emp = entry
                     .get("approver")
                     .and_then(|a| a.get("employeeNumber"))
@@ -152,13 +149,11 @@ pub(crate) fn write_ext(u: &mut StoredUser, urn: &str, value: &Map<String, Value
                 let is_primary = entry.get("primary").and_then(Value::as_bool) == Some(true);
                 match emp {
                     Some(emp) if is_primary && primary.is_empty() => primary = emp,
-                    _ => others.push(entry.clone()),
+                    _ => others.push(entry),
                 }
             }
             u.set("ExpenseApproverEmployeeID", &primary);
-            if others.is_empty() {
-                rest.remove("report");
-            } else {
+            if !others.is_empty() {
                 rest.insert("report".into(), Value::Array(others));
             }
             u.v4.approver = rest;
@@ -167,24 +162,37 @@ pub(crate) fn write_ext(u: &mut StoredUser, urn: &str, value: &Map<String, Value
             if value.is_empty() {
                 u.v4.other.remove(other);
             } else {
-                u.v4.other
-                    .insert(other.to_string(), Value::Object(value.clone()));
+                u.v4.other.insert(other.to_string(), Value::Object(value));
             }
         }
     }
 }
 
+/// Spend User attributes kept in v1 elements (`customData` only for its mapped ids).
+const SPEND_MAPPED: [&str; 8] = [
+    "ledgerCode",
+    "country",
+    "reimbursementCurrency",
+    "cashAdvanceAccountCode",
+    "locale",
+    "stateProvince",
+    "testEmployee",
+    "customData",
+];
+
 fn write_spend_user(u: &mut StoredUser, value: &Map<String, Value>) {
-    let mut rest = value.clone();
+    let mut rest: Map<String, Value> = value
+        .iter()
+        .filter(|(k, _)| !SPEND_MAPPED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for el in spend_elements() {
-        u.set(&el, "");
+        u.set(el, "");
     }
     for (attr, el) in SPEND_PLAIN {
         u.set(el, str_of(value, attr));
-        rest.remove(attr);
     }
     u.set("LocaleName", &str_of(value, "locale").replace('-', "_"));
-    rest.remove("locale");
     let state = str_of(value, "stateProvince");
     let country = str_of(value, "country");
     let sub = match (country.is_empty(), state.is_empty()) {
@@ -193,13 +201,11 @@ fn write_spend_user(u: &mut StoredUser, value: &Map<String, Value>) {
         (false, false) => format!("{country}-{state}"),
     };
     u.set("CtrySubCode", &sub);
-    rest.remove("stateProvince");
     match value.get("testEmployee").and_then(Value::as_bool) {
         Some(true) => u.set("IsTestEmp", "Y"),
         Some(false) => u.set("IsTestEmp", "N"),
         None => {}
     }
-    rest.remove("testEmployee");
     let mut unmapped = Vec::new();
     for entry in value
         .get("customData")
@@ -214,9 +220,7 @@ fn write_spend_user(u: &mut StoredUser, value: &Map<String, Value>) {
             None => unmapped.push(entry.clone()),
         }
     }
-    if unmapped.is_empty() {
-        rest.remove("customData");
-    } else {
+    if !unmapped.is_empty() {
         rest.insert("customData".into(), Value::Array(unmapped));
     }
     u.v4.spend_user = rest;

@@ -213,13 +213,13 @@ pub(crate) async fn create(
     if let Err(resp) = authorize(&shared, &headers, Scope::ProvisionWrite) {
         return resp;
     }
-    let (identity, exts) = match json_body(&body).and_then(|v| split_resource(&v)) {
+    let (identity, exts) = match json_body(&body).and_then(split_resource) {
         Ok(parts) => parts,
         Err(f) => return f.into_response(),
     };
     let draws = draws(&shared, 1);
     let mut inner = shared.lock();
-    let i = match apply::create(&mut inner, &identity, shared.now()) {
+    let i = match apply::create(&mut inner, identity, shared.now()) {
         Ok(i) => i,
         Err(f) => return f.into_response(),
     };
@@ -325,7 +325,7 @@ pub(crate) async fn put(
     if let Err(resp) = authorize(&shared, &headers, Scope::ProvisionWrite) {
         return resp;
     }
-    let (identity, exts) = match json_body(&body).and_then(|v| split_resource(&v)) {
+    let (identity, exts) = match json_body(&body).and_then(split_resource) {
         Ok(parts) => parts,
         Err(f) => return f.into_response(),
     };
