@@ -69,17 +69,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
     let v4 = cfg.concur.api == crate::config::ConcurApi::V4;
     if cfg.source.kind == crate::config::SourceKind::Csv {
         let path = &cfg.source.path;
-        let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
-        if v4
-            && reader
-                .columns()
-                .contains(&crate::source::csv::Column::Password)
-        {
-            return Err(v4_password_refusal(&path.display().to_string()));
-        }
-        for col in reader.unknown_columns() {
-            tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
-        }
+        let reader = open_csv(cfg, v4)?;
         let fingerprint = fingerprint(cfg, &reader, options);
         let snapshot = store.row_index()?;
         let t_index = t0.elapsed();
@@ -326,17 +316,7 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
         manager_must_approve: v4,
     };
     let path = &cfg.source.path;
-    let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
-    if v4
-        && reader
-            .columns()
-            .contains(&crate::source::csv::Column::Password)
-    {
-        return Err(v4_password_refusal(&path.display().to_string()));
-    }
-    for col in reader.unknown_columns() {
-        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
-    }
+    let reader = open_csv(cfg, v4)?;
     let fingerprint = fingerprint(cfg, &reader, options);
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let none = |_: u128, _: u128| None;
@@ -456,6 +436,24 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
 }
 
 /// A source carrying passwords under v4, refused before anything is planned, sent or stored.
+/// Opens the configured CSV file: refuses a password column under v4, warns of columns that
+/// map to no canonical field.
+fn open_csv(cfg: &Config, v4: bool) -> Result<CsvReader, SyncError> {
+    let path = &cfg.source.path;
+    let reader = CsvReader::open(path, &CsvOptions::from_config(&cfg.source)?)?;
+    if v4
+        && reader
+            .columns()
+            .contains(&crate::source::csv::Column::Password)
+    {
+        return Err(v4_password_refusal(&path.display().to_string()));
+    }
+    for col in reader.unknown_columns() {
+        tracing::warn!(file = %path.display(), column = %col, "ignoring a column that maps to no canonical field");
+    }
+    Ok(reader)
+}
+
 fn v4_password_refusal(source: &str) -> SyncError {
     SyncError::Refused(format!(
         "{source}: the source has a password column, but concur.api = \"v4\" cannot set passwords (the User Provisioning Service has no password attribute); remove the column: users sign in through single sign-on. Nothing was sent or stored"

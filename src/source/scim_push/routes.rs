@@ -168,6 +168,29 @@ fn with_location(kind: Kind, stored: &Stored, base: &str) -> Value {
     v
 }
 
+/// The answer to an accepted write (`what`: created, replaced, …): logged, a changed user
+/// wakes the cycle, the resource as stored.
+fn stored_answer(
+    s: &PushState,
+    headers: &HeaderMap,
+    kind: Kind,
+    stored: &Stored,
+    status: StatusCode,
+    what: &str,
+) -> Response {
+    tracing::info!(kind = kind.as_str(), id = %stored.id, "SCIM push: {what}");
+    if kind == Kind::User {
+        (s.changed)();
+    }
+    answer(
+        status,
+        kind,
+        stored,
+        &base(s, headers),
+        &Projection::default(),
+    )
+}
+
 fn answer(
     status: StatusCode,
     kind: Kind,
@@ -393,19 +416,7 @@ async fn create(
         Err(p) => return problem(&p),
     };
     match blocking(&s, move |store| store.create(kind, v)).await {
-        Ok(stored) => {
-            tracing::info!(kind = kind.as_str(), id = %stored.id, "SCIM push: created");
-            if kind == Kind::User {
-                (s.changed)();
-            }
-            answer(
-                StatusCode::CREATED,
-                kind,
-                &stored,
-                &base(&s, &headers),
-                &Projection::default(),
-            )
-        }
+        Ok(stored) => stored_answer(&s, &headers, kind, &stored, StatusCode::CREATED, "created"),
         Err(p) => problem(&p),
     }
 }
@@ -456,19 +467,7 @@ async fn replace(
     })
     .await
     {
-        Ok(stored) => {
-            tracing::info!(kind = kind.as_str(), id = %id, "SCIM push: replaced");
-            if kind == Kind::User {
-                (s.changed)();
-            }
-            answer(
-                StatusCode::OK,
-                kind,
-                &stored,
-                &base(&s, &headers),
-                &Projection::default(),
-            )
-        }
+        Ok(stored) => stored_answer(&s, &headers, kind, &stored, StatusCode::OK, "replaced"),
         Err(p) => problem(&p),
     }
 }
