@@ -44,11 +44,8 @@ pub async fn sync(cfg: &Config, cancel: &CancellationToken, full: bool) -> Resul
             );
             return Ok(0);
         }
-        Ran::NoSource => {
-            crate::outln!(
-                "no source file yet in {}: nothing to do",
-                cfg.source.path.display()
-            );
+        Ran::NoSource(why) => {
+            crate::outln!("{why}");
             return Ok(0);
         }
     };
@@ -161,19 +158,27 @@ pub async fn approve(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
 
 /// `concur-sync reject CYCLE_ID`: drops a held plan; nobody in it is deactivated.
 pub fn reject(cfg: &Config, cycle: i64) -> Result<u8, SyncError> {
-    let store = open_store(cfg)?;
-    let n = store.reject_held(cycle)?;
+    let mut store = open_store(cfg)?;
+    let n = store.in_one_transaction(|store| {
+        let n = store.reject_held(cycle)?;
+        if n > 0 {
+            let counts = store.cycle(cycle)?.map(|c| c.counts).unwrap_or_default();
+            let msg = format!(
+                "held plan rejected by an operator at {}: its {n} operations were not sent",
+                crate::store::now()
+            );
+            store.finish_cycle(cycle, CycleOutcome::Rejected, &counts, Some(&msg))?;
+            store.clear_approval(cycle)?;
+            store.audit("reject", &format!("cycle {cycle}: {msg}"))?;
+        }
+        Ok(n)
+    })?;
     if n == 0 {
         eprintln!(
             "concur-sync: cycle {cycle} holds no plan (not held, already decided, or superseded)"
         );
         return Ok(EXIT_FATAL);
     }
-    store.clear_approval(cycle)?;
-    store.audit(
-        "reject",
-        &format!("cycle {cycle}: held plan of {n} operations dropped"),
-    )?;
     crate::outln!("cycle {cycle}: held plan dropped ({n} held operations not sent)");
     Ok(0)
 }

@@ -53,7 +53,8 @@ pub fn exit_code(outcome: CycleOutcome) -> u8 {
     match outcome {
         CycleOutcome::Success => EXIT_SUCCESS,
         CycleOutcome::Partial => EXIT_PARTIAL,
-        CycleOutcome::Held | CycleOutcome::Degraded => EXIT_HELD,
+        // A rejected cycle was held: only `reject` ends one so.
+        CycleOutcome::Held | CycleOutcome::Rejected | CycleOutcome::Degraded => EXIT_HELD,
         CycleOutcome::Running | CycleOutcome::Failed | CycleOutcome::Interrupted => EXIT_FATAL,
     }
 }

@@ -249,7 +249,7 @@ pub async fn apply(cfg: &Config, file: &Path, cancel: &CancellationToken) -> Res
             .await;
     let report = match ran {
         Ok(Ran::Cycle(r, _)) => r,
-        Ok(Ran::Duplicate(_) | Ran::NoSource) => {
+        Ok(Ran::Duplicate(_) | Ran::NoSource(_)) => {
             return refuse(
                 &store,
                 "the source the plan was saved from is not there to apply (the drop folder's file was already processed)",

@@ -326,6 +326,7 @@ fn request_text(o: &mut String, r: &SentRequest, latest: bool) {
     let what = match r.state {
         _ if latest => answer(r.state),
         OutboxState::Submitted => "accepted, then sent again",
+        OutboxState::Failed => "refused, then sent again",
         OutboxState::Inflight => "no answer recorded, sent again",
         OutboxState::Pending => "put back, sent again",
         other => answer(other),

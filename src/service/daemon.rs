@@ -353,9 +353,9 @@ fn worker(
                         }
                     }
                     Ok(Ran::Duplicate(_)) => {}
-                    Ok(Ran::NoSource) => {
+                    Ok(Ran::NoSource(why)) => {
                         if !said_no_source {
-                            tracing::info!(folder = %cfg.source.path.display(), "no source file yet: waiting for one in the drop folder");
+                            tracing::info!("{why}: waiting");
                             said_no_source = true;
                         }
                     }

@@ -130,6 +130,7 @@ impl Metrics {
             "success",
             "partial",
             "held",
+            "rejected",
             "degraded",
             "failed",
             "interrupted",

@@ -31,8 +31,9 @@ pub enum Ran {
     Cycle(CycleReport, Option<PathBuf>),
     /// A new file had the same content as the last one processed: archived, no cycle.
     Duplicate(PathBuf),
-    /// A drop folder with no file yet: nothing to do.
-    NoSource,
+    /// Nothing to read yet (a drop folder with no file, a SCIM endpoint nobody pushed to):
+    /// nothing to do, for the reason given.
+    NoSource(String),
 }
 
 /// Runs one cycle on the source `cfg` names; before it, once the token is there, the FormFields
@@ -171,6 +172,9 @@ pub async fn cycle_once_with(
     saved: Option<&SavedPlan>,
 ) -> Result<Ran, SyncError> {
     let Input::Folder(folder) = input else {
+        if let Some(why) = crate::source::nothing_to_read_yet(&cfg.source)? {
+            return Ok(Ran::NoSource(why));
+        }
         return run_cycle_with(cfg, store, client, cancel, saved)
             .await
             .map(|r| Ran::Cycle(r, None));
@@ -238,7 +242,10 @@ pub async fn cycle_once_with(
                 .await
                 .map(|r| Ran::Cycle(r, None))
         }
-        None => Ok(Ran::NoSource),
+        None => Ok(Ran::NoSource(format!(
+            "no source file yet in {}: nothing to do",
+            crate::escape::path(folder.dir())
+        ))),
     }
 }
 
@@ -304,7 +311,7 @@ async fn apply_requested_plan(
             )?;
             Ok(())
         }
-        Ok(Ran::Duplicate(_) | Ran::NoSource) => refused(
+        Ok(Ran::Duplicate(_) | Ran::NoSource(_)) => refused(
             store,
             "the source the plan was saved from is not there to apply",
         ),

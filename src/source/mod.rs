@@ -223,6 +223,16 @@ pub async fn open(section: &SourceConfig, prior: &Prior) -> Result<Opened, Sourc
     }
 }
 
+/// Why `[source]` has nothing to read yet, if so: a SCIM endpoint no identity provider has
+/// pushed a user to. A cycle then has nothing to do (like a drop folder with no file yet):
+/// it is not run, rather than failing until the first push.
+pub fn nothing_to_read_yet(section: &SourceConfig) -> Result<Option<String>, SourceError> {
+    match section.kind {
+        SourceKind::ScimPush => scim_push::nothing_pushed_yet(&section.scim_push),
+        SourceKind::Csv | SourceKind::Ldif | SourceKind::Ldap | SourceKind::Scim => Ok(None),
+    }
+}
+
 /// What a cycle over `[source]` reads, for the cycle history (before it is read).
 pub fn history_label(section: &SourceConfig) -> String {
     match section.kind {

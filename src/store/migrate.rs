@@ -51,12 +51,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011-row-stamps.sql",
         include_str!("../../migrations/0011-row-stamps.sql"),
     ),
+    (
+        "0012-cycle-rejected.sql",
+        include_str!("../../migrations/0012-cycle-rejected.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
 pub const LATEST: usize = MIGRATIONS.len();
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
+/// Foreign keys are off while they run, so that a migration may rebuild a table others refer to
+/// (SQLite's documented procedure); each transaction checks them before it commits.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -66,13 +72,88 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              run a newer concur-sync or restore a backup"
         )));
     }
+    if current == LATEST {
+        return Ok(());
+    }
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let applied = apply(conn, current);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    applied
+}
+
+fn apply(conn: &mut Connection, current: usize) -> Result<(), StoreError> {
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
+        let violations: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if violations > 0 {
+            return Err(StoreError::Schema(format!(
+                "migration {name} failed: it leaves {violations} rows whose foreign key points nowhere"
+            )));
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(migration = name, "applied state database migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies the first `n` migrations only, as an older build left the database.
+    fn migrated_to(conn: &mut Connection, n: usize) {
+        for (i, (_, sql)) in MIGRATIONS.iter().enumerate().take(n) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn rebuilding_the_cycles_table_keeps_every_cycle_and_the_outbox_pointing_at_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrated_to(&mut conn, 11);
+        conn.execute_batch(
+            "INSERT INTO cycles (id, started_at, outcome, message) VALUES (7, 't', 'held', 'held: 9 deactivations');
+             INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, state, updated_at)
+             VALUES (7, 1, 'E1', 'deactivate', '{}', 'held', 't');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (String, String) = conn
+            .query_row(
+                "SELECT outcome, message FROM cycles WHERE id = 7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("held".into(), "held: 9 deactivations".into()));
+        conn.execute("UPDATE cycles SET outcome = 'rejected' WHERE id = 7", [])
+            .unwrap();
+        // Foreign keys are enforced again, against the rebuilt table.
+        let fk: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+        assert!(
+            conn.execute(
+                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, state, updated_at)
+                 VALUES (8, 1, 'E2', 'create', '{}', 'pending', 't')",
+                [],
+            )
+            .is_err()
+        );
+        assert!(
+            conn.execute("UPDATE cycles SET outcome = 'bogus' WHERE id = 7", [])
+                .is_err()
+        );
+    }
 }

@@ -21,6 +21,10 @@ pub enum EntryResult {
     /// message, and left `abandoned` with the time it was sent, so that a create is looked up
     /// before it is attempted again ([`Store::creates_unsettled`]).
     Unanswered(String),
+    /// Refused by Concur, and sent again at once in another form (a create refused as a
+    /// conflict whose existing user is adopted): Concur's message is kept as the answer to that
+    /// request (`explain` shows it), but it is not a failure of the user.
+    Refused(String),
 }
 
 impl Store {
@@ -298,6 +302,9 @@ impl Store {
                             moved_uuid
                         ])?;
                         clear_failures.execute([&op.employee_id])?;
+                    }
+                    EntryResult::Refused(message) => {
+                        failed.execute(params![id, message, at])?;
                     }
                     EntryResult::Failed(message) | EntryResult::Unanswered(message) => {
                         if matches!(result, EntryResult::Unanswered(_)) {

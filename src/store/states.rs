@@ -92,6 +92,8 @@ text_enum!(
         Partial => "partial",
         /// Deactivations or identity changes held for an operator's approval.
         Held => "held",
+        /// A held plan an operator rejected (`concur-sync reject`): nothing in it was sent.
+        Rejected => "rejected",
         /// The read looked incomplete, so nobody was deactivated.
         Degraded => "degraded",
         /// Ended early; nothing more was sent.
@@ -166,6 +168,7 @@ mod tests {
                 "success",
                 "partial",
                 "held",
+                "rejected",
                 "degraded",
                 "failed",
                 "interrupted"

@@ -338,6 +338,20 @@ async fn identity_changes_within_the_limit_go_through_and_a_rejected_rewrite_sen
     assert_eq!(code(&out), 0, "{}", text(&out));
     let st = rig.status().await;
     assert_eq!(st["outbox"]["held"], 0, "{st}");
+    // The rejected cycle no longer asks to be approved: status names it rejected.
+    assert_eq!(st["last_cycle"]["outcome"], "rejected", "{st}");
+    let message = st["last_cycle"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("rejected by an operator") && message.contains("3 operations"),
+        "{message}"
+    );
+    let out = rig.run(&["status"]).await;
+    assert!(!text(&out).contains("approve"), "{}", text(&out));
+    // Rejecting it again, or approving it, is refused.
+    assert_eq!(code(&rig.run(&["reject", &cycle]).await), 1);
+    let out = rig.run(&["approve", &cycle]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("rejected, not held"), "{}", text(&out));
     let active = active_in_concur(&rig);
     assert!(active.contains_key("E00020") && !active.contains_key("N00020"));
     assert!(active.values().all(|a| *a));

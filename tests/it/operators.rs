@@ -208,7 +208,10 @@ async fn explain_shows_each_request_of_a_create_sent_again_with_its_provision() 
     assert_eq!(requests[0]["attempt"], 2, "{story}");
     assert_eq!(requests[0]["state"], "done", "{story}");
     assert_eq!(requests[1]["attempt"], 1, "{story}");
-    assert_eq!(requests[1]["state"], "submitted", "{story}");
+    // The first request's answer is Concur's refusal, kept though the entry went on.
+    assert_eq!(requests[1]["state"], "failed", "{story}");
+    let refusal = requests[1]["message"].as_str().unwrap();
+    assert!(refusal.contains("adopted and patched"), "{refusal}");
     let provisions: Vec<&str> = requests
         .iter()
         .map(|r| r["provision_id"].as_str().unwrap())
@@ -231,7 +234,7 @@ async fn explain_shows_each_request_of_a_create_sent_again_with_its_provision() 
             "request 1 sent {}",
             requests[1]["sent_at"].as_str().unwrap()
         )) && said.contains(&format!(
-            "in provision {} bulkId {}: accepted, then sent again",
+            "in provision {} bulkId {}: refused, then sent again: ",
             provisions[1],
             requests[1]["bulk_id"].as_str().unwrap()
         )),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use concur_sync::simulator::SimConfig;
 use serde_json::{Value, json};
 
-use crate::harness::{Rig, free_port, spawn_daemon};
+use crate::harness::{Rig, code, free_port, spawn_daemon, text};
 
 const TOKEN: &str = "push-token-7c1e9a0b5d3f2468";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -38,6 +38,12 @@ struct Seen {
 impl Push {
     /// `sync` is the `[sync]` table's content.
     async fn new(v4: bool, debounce: &str, sync: &str) -> Push {
+        Push::build(v4, debounce, sync, false).await
+    }
+
+    /// With `tls`, the endpoint serves HTTPS with a throwaway certificate for 127.0.0.1, which
+    /// the client trusts (and nothing else).
+    async fn build(v4: bool, debounce: &str, sync: &str, tls: bool) -> Push {
         let rig = Rig::with(SimConfig::default(), "").await;
         let port = free_port();
         let mut config = std::fs::read_to_string(&rig.config).unwrap().replacen(
@@ -63,17 +69,38 @@ impl Push {
             ),
         )
         .unwrap();
-        rig.write_source_config(&format!(
+        let mut source = format!(
             "[source]\nkind = \"scim_push\"\n[source.scim_push]\nlisten = \"127.0.0.1:{port}\"\n\
              token = \"{TOKEN}\"\ndebounce_seconds = {debounce}\n"
-        ));
+        );
+        let mut http = reqwest::Client::builder();
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+            let (cert_file, key_file) = (
+                rig.dir.path().join("tls.crt"),
+                rig.dir.path().join("tls.key"),
+            );
+            std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+            std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+            source.push_str(&format!(
+                "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                cert_file.display(),
+                key_file.display()
+            ));
+            http = http
+                .tls_certs_only([
+                    reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()
+                ]);
+        }
+        rig.write_source_config(&source);
         let log = rig.dir.path().join("daemon.log");
+        let scheme = if tls { "https" } else { "http" };
         Push {
-            base: format!("http://127.0.0.1:{port}/scim/v2"),
+            base: format!("{scheme}://127.0.0.1:{port}/scim/v2"),
             rig,
             log,
             daemon: None,
-            http: reqwest::Client::new(),
+            http: http.build().unwrap(),
             v4,
         }
     }
@@ -386,6 +413,126 @@ async fn an_answered_push_survives_kill_9_and_a_wrong_token_stores_nothing() {
     assert_eq!(p.find("carol@contoso.com").await["totalResults"], 1);
     p.arrives("E200", seen(true, "carol@contoso.com", "King", ""))
         .await;
+}
+
+/// A user with employee id `E3nn` (`n`), as Entra ID creates one.
+fn staff(n: usize) -> Value {
+    let name = format!("staff{n}@contoso.com");
+    json!({"schemas": [USER, ENT], "userName": name, "active": true,
+           "name": {"givenName": "Staff", "familyName": format!("Member{n}")},
+           "emails": [{"type": "work", "value": name}],
+           ENT: {"employeeNumber": format!("E3{n:02}")}})
+}
+
+#[tokio::test]
+async fn nothing_runs_before_the_first_push_and_a_burst_of_deletions_is_held() {
+    // A debounce of 1 s: the three deletions below reach one cycle.
+    let mut p = Push::new(true, "1", "max_deactivations = 2").await;
+    // Nobody pushed yet: `sync` has nothing to do, and is not a failure.
+    let out = p.rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("no user has been pushed to 127.0.0.1:"),
+        "{}",
+        text(&out)
+    );
+    p.start().await;
+    // The service's first cycle finds nothing to read either: one line, no error, however
+    // many wake-ups (poll_seconds = 0.2) go by.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let log = p.daemon_log();
+    assert_eq!(log.matches("no user has been pushed").count(), 1, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let (s, body) = p.send("POST", "/Users", Some(staff(n))).await;
+        assert_eq!(s, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for n in 0..10 {
+        p.arrives(
+            &format!("E3{n:02}"),
+            seen(
+                true,
+                &format!("staff{n}@contoso.com"),
+                &format!("Member{n}"),
+                "",
+            ),
+        )
+        .await;
+    }
+    // Three deletions, one more than max_deactivations: the cycle holds them.
+    for id in &ids[..3] {
+        assert_eq!(p.send("DELETE", &format!("/Users/{id}"), None).await.0, 204);
+    }
+    // Approved (while the service holds the state database), they are deactivated, never
+    // deleted. A later cycle may hold the same plan again (superseding the one approved): the
+    // newest held cycle is the one to approve.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut approved = None;
+    while (0..3).any(|n| p.seen(&format!("E3{n:02}")).unwrap().active) {
+        let st = p.rig.status().await;
+        let last = &st["last_cycle"];
+        if last["outcome"] == "held" && approved != last["id"].as_i64() {
+            assert_eq!(st["outbox"]["held"], 3, "{st:#}");
+            if approved.is_none() {
+                assert!(
+                    (0..3).all(|n| p.seen(&format!("E3{n:02}")).unwrap().active),
+                    "held, not sent"
+                );
+            }
+            approved = last["id"].as_i64();
+            let out = p
+                .rig
+                .run(&["approve", &approved.unwrap().to_string()])
+                .await;
+            assert_eq!(code(&out), 0, "{}", text(&out));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{st:#}\n{}",
+            p.daemon_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(approved.is_some(), "deactivated without being held");
+    for n in 0..10 {
+        p.arrives(
+            &format!("E3{n:02}"),
+            seen(
+                n >= 3,
+                &format!("staff{n}@contoso.com"),
+                &format!("Member{n}"),
+                "",
+            ),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_endpoint_speaks_tls_with_the_configured_certificate() {
+    let mut p = Push::build(true, "0.2", "", true).await;
+    p.start().await;
+    let (s, body) = p.send("POST", "/Users", Some(staff(1))).await;
+    assert_eq!(s, 201, "{body}");
+    assert!(
+        body["meta"]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://"),
+        "{body}"
+    );
+    p.arrives("E301", seen(true, "staff1@contoso.com", "Member1", ""))
+        .await;
+    // Plain HTTP on the same port gets no SCIM answer.
+    let plain = reqwest::Client::new()
+        .get(p.base.replacen("https://", "http://", 1) + "/Users")
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
 }
 
 /// scim2-tester's command (`scim2 … test`) from the venv `.ci/install-scim-tester.sh` makes,

@@ -42,6 +42,7 @@ pub(super) fn outcome_colour(o: CycleOutcome) -> &'static str {
         CycleOutcome::Success => "#2e7d32",
         CycleOutcome::Partial => "#f9a825",
         CycleOutcome::Held => "#5e35b1",
+        CycleOutcome::Rejected => "#8d6e63",
         CycleOutcome::Degraded => "#ef6c00",
         CycleOutcome::Failed => "#c62828",
         CycleOutcome::Interrupted => "#757575",

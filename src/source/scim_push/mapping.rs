@@ -30,22 +30,43 @@ pub fn mapping(cfg: &ScimPushConfig) -> Result<Mapping, ConfigError> {
     Ok(Mapping::from(compiled))
 }
 
-/// Reads the pushed directory from the state database.
-pub fn read(cfg: &ScimPushConfig) -> Result<Opened, SourceError> {
-    let fail = |message: String| SourceError::ScimPush(message);
-    let mapping = mapping(cfg)?;
-    let store = PushStore::open_read_only(&cfg.state_path).map_err(|e| {
+fn fail(message: String) -> SourceError {
+    SourceError::ScimPush(message)
+}
+
+fn open_store(cfg: &ScimPushConfig) -> Result<PushStore, SourceError> {
+    PushStore::open_read_only(&cfg.state_path).map_err(|e| {
         fail(format!(
             "cannot open the state database {}: {e}",
             cfg.state_path.display()
         ))
-    })?;
+    })
+}
+
+/// `Some(why)` while no identity provider has pushed a user (deleted ones count): there is
+/// nothing to read yet.
+pub fn nothing_pushed_yet(cfg: &ScimPushConfig) -> Result<Option<String>, SourceError> {
+    let pushed = open_store(cfg)?
+        .has_users()
+        .map_err(|e| fail(format!("cannot read the pushed directory: {e}")))?;
+    Ok((!pushed).then(|| {
+        format!(
+            "no user has been pushed to {}/scim/v2 yet: nothing to do",
+            cfg.listen
+        )
+    }))
+}
+
+/// Reads the pushed directory from the state database.
+pub fn read(cfg: &ScimPushConfig) -> Result<Opened, SourceError> {
+    let mapping = mapping(cfg)?;
+    let store = open_store(cfg)?;
     let all = store
         .directory()
         .map_err(|e| fail(format!("cannot read the pushed directory: {e}")))?;
     if all.is_empty() {
         return Err(fail(format!(
-            "no user has been pushed to {} yet; nothing was changed",
+            "no user has been pushed to {}/scim/v2 yet; nothing was changed",
             cfg.listen
         )));
     }

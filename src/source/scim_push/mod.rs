@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ScimPushConfig;
 
-pub use mapping::{history_label, read};
+pub use mapping::{history_label, nothing_pushed_yet, read};
 
 /// Starts the endpoint `[source.scim_push]` configures; `changed` is called (debounced by
 /// `debounce_seconds`) after pushes changed users. Returns the task serving it and the address

@@ -191,6 +191,15 @@ impl PushStore {
             .map_err(|e| internal(&e))
     }
 
+    /// Whether any user was ever pushed (deleted ones included).
+    pub fn has_users(&self) -> Result<bool, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM scim_push_resources WHERE kind = 'User')",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// Every user, deleted ones included (with whether they were deleted), by id.
     pub fn directory(&self) -> Result<Vec<(Stored, bool)>, rusqlite::Error> {
         let mut st = self.conn.prepare(

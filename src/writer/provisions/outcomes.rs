@@ -384,6 +384,15 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     item.looked_up = true;
                     if let Some(uuid) = self.target.look_up(&item.op.employee_id).await? {
                         tracing::info!(employee_id = %item.op.employee_id, uuid = %uuid, "create refused as a conflict: the existing user is adopted and patched");
+                        // Written before the entry is sent again: its request history keeps it.
+                        self.unwritten.push_result(
+                            item.cycle,
+                            item.id,
+                            item.op.clone(),
+                            EntryResult::Refused(format!(
+                                "{message} (the existing user is adopted and patched)"
+                            )),
+                        );
                         item.uuid = Some(uuid);
                         item.adopt = true;
                         return Ok(Some(item));
