@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012-cycle-rejected.sql",
         include_str!("../../migrations/0012-cycle-rejected.sql"),
     ),
+    (
+        "0013-outbox-bodies.sql",
+        include_str!("../../migrations/0013-outbox-bodies.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -138,6 +142,11 @@ mod tests {
         assert_eq!(row, ("held".into(), "held: 9 deactivations".into()));
         conn.execute("UPDATE cycles SET outcome = 'rejected' WHERE id = 7", [])
             .unwrap();
+        // The entry's payload moved beside it (0013).
+        let payload: String = conn
+            .query_row("SELECT payload FROM outbox_bodies", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(payload, "{}");
         // Foreign keys are enforced again, against the rebuilt table.
         let fk: bool = conn
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
@@ -145,8 +154,8 @@ mod tests {
         assert!(fk);
         assert!(
             conn.execute(
-                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, state, updated_at)
-                 VALUES (8, 1, 'E2', 'create', '{}', 'pending', 't')",
+                "INSERT INTO outbox (cycle_id, seq, employee_id, op, state, updated_at)
+                 VALUES (8, 1, 'E2', 'create', 'pending', 't')",
                 [],
             )
             .is_err()

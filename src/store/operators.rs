@@ -133,8 +133,8 @@ impl Store {
         }
         if ids.is_empty() {
             let mut stmt = self.conn.prepare(
-                "SELECT DISTINCT employee_id FROM outbox
-                 WHERE json_extract(payload, '$.login_id') = ?1 COLLATE NOCASE",
+                "SELECT DISTINCT o.employee_id FROM outbox o JOIN outbox_bodies b ON b.outbox_id = o.id
+                 WHERE json_extract(b.payload, '$.login_id') = ?1 COLLATE NOCASE",
             )?;
             for id in stmt.query_map([key], |r| r.get::<_, String>(0))? {
                 ids.insert(id?);
@@ -216,16 +216,19 @@ impl Store {
         let marks = vec!["?"; ids.len()].join(",");
         let sql = format!(
             "SELECT o.cycle_id, c.outcome, c.source, c.started_at, o.op, o.employee_id,
-                    o.old_employee_id, o.old_login_id, json_extract(o.payload, '$.login_id'),
-                    o.origin, o.changes, o.state, o.attempts, o.last_error, o.sent_at,
-                    o.updated_at, o.provision_id, o.bulk_id, o.concur_uuid, o.id
+                    o.old_employee_id, o.old_login_id, json_extract(b.payload, '$.login_id'),
+                    o.origin, b.changes, o.state, o.attempts, o.last_error, o.sent_at,
+                    o.updated_at, o.provision_id, o.bulk_id, o.concur_uuid, o.id,
+                    CASE WHEN b.changes IS NULL AND o.op = 'create' THEN b.payload END
              FROM outbox o JOIN cycles c ON c.id = o.cycle_id
+                  JOIN outbox_bodies b ON b.outbox_id = o.id
              WHERE o.employee_id IN ({marks}) OR o.old_employee_id IN ({marks})
              ORDER BY o.cycle_id DESC, o.seq DESC"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(ids.iter().chain(ids.iter())), |r| {
             let changes: Option<String> = r.get(10)?;
+            let created: Option<String> = r.get(20)?;
             let state: OutboxState = r.get(11)?;
             let last_error: Option<String> = r.get(13)?;
             let attempts: i64 = r.get(12)?;
@@ -251,9 +254,14 @@ impl Store {
                     old_login_id: r.get(7)?,
                     login_id: r.get(8)?,
                     origin: r.get(9)?,
-                    changes: changes
-                        .and_then(|c| serde_json::from_str(&c).ok())
-                        .unwrap_or_default(),
+                    changes: match (changes, created) {
+                        (Some(c), _) => serde_json::from_str(&c).unwrap_or_default(),
+                        // A create's fields: its payload, every one new.
+                        (None, Some(p)) => serde_json::from_str::<User>(&p)
+                            .map(|u| u.changes_from(&User::new()))
+                            .unwrap_or_default(),
+                        (None, None) => Vec::new(),
+                    },
                     state,
                     attempts: r.get(12)?,
                     message: last_error,

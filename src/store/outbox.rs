@@ -86,9 +86,11 @@ impl Store {
     /// Every provision with entries still `submitted`, oldest first.
     pub fn submitted_provisions(&self) -> Result<Vec<SubmittedProvision>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, cycle_id, employee_id, op, payload, old_login_id, old_employee_id, origin,
-                    provision_id, bulk_id, concur_uuid, submitted_at
-             FROM outbox WHERE state = 'submitted' ORDER BY submitted_at, provision_id, seq",
+            "SELECT o.id, o.cycle_id, o.employee_id, o.op, b.payload, o.old_login_id,
+                    o.old_employee_id, o.origin, o.provision_id, o.bulk_id, o.concur_uuid,
+                    o.submitted_at
+             FROM outbox o JOIN outbox_bodies b ON b.outbox_id = o.id
+             WHERE o.state = 'submitted' ORDER BY o.submitted_at, o.provision_id, o.seq",
         )?;
         let mut out: Vec<SubmittedProvision> = Vec::new();
         let mut rows = stmt.query([])?;
@@ -244,26 +246,29 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(ops.len());
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at, changes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            let mut entry = tx.prepare_cached(
+                "INSERT INTO outbox (cycle_id, seq, employee_id, op, old_login_id, old_employee_id, origin, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut body = tx.prepare_cached(
+                "INSERT INTO outbox_bodies (outbox_id, payload, changes) VALUES (?1, ?2, ?3)",
             )?;
             let at = now();
             for (seq, op) in ops.iter().enumerate() {
-                stmt.execute(params![
+                entry.execute(params![
                     cycle,
                     seq as i64,
                     op.employee_id,
                     op.kind.as_str(),
-                    user_json(&op.user),
                     op.old_login_id,
                     op.old_employee_id,
                     op.origin,
                     state,
                     at,
-                    changes_json(op)
                 ])?;
-                ids.push(tx.last_insert_rowid());
+                let id = tx.last_insert_rowid();
+                body.execute(params![id, user_json(&op.user), changes_json(op)])?;
+                ids.push(id);
             }
         }
         tx.commit()?;
@@ -273,23 +278,28 @@ impl Store {
     /// Adds an operation to a cycle's plan after the others (a follow-up of one that was
     /// partly applied): `pending`. Returns its id.
     pub fn add_follow_up(&mut self, cycle: i64, op: &Op) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO outbox (cycle_id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, state, updated_at, changes)
-             SELECT ?1, COALESCE(max(seq), -1) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM outbox WHERE cycle_id = ?1",
+        let tx = Atomic::begin(&mut self.conn)?;
+        tx.execute(
+            "INSERT INTO outbox (cycle_id, seq, employee_id, op, old_login_id, old_employee_id, origin, state, updated_at)
+             SELECT ?1, COALESCE(max(seq), -1) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM outbox WHERE cycle_id = ?1",
             params![
                 cycle,
                 op.employee_id,
                 op.kind.as_str(),
-                user_json(&op.user),
                 op.old_login_id,
                 op.old_employee_id,
                 op.origin,
                 OutboxState::Pending,
                 now(),
-                changes_json(op)
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO outbox_bodies (outbox_id, payload, changes) VALUES (?1, ?2, ?3)",
+            params![id, user_json(&op.user), changes_json(op)],
+        )?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
@@ -318,8 +328,10 @@ impl Store {
         states: &[OutboxState],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, seq, employee_id, op, payload, old_login_id, old_employee_id, origin, attempts, state
-             FROM outbox WHERE cycle_id = ?1 ORDER BY seq",
+            "SELECT o.id, o.seq, o.employee_id, o.op, b.payload, o.old_login_id, o.old_employee_id,
+                    o.origin, o.attempts, o.state
+             FROM outbox o JOIN outbox_bodies b ON b.outbox_id = o.id
+             WHERE o.cycle_id = ?1 ORDER BY o.seq",
         )?;
         let mut out = Vec::new();
         let mut rows = stmt.query([cycle])?;
@@ -342,8 +354,11 @@ impl Store {
 
 /// The field changes an operation carries, as the outbox keeps them for `explain` (`None` when
 /// there are none).
+/// The field changes kept beside an entry: none for a create, whose fields are all in its
+/// payload (`explain` reads them from there).
 fn changes_json(op: &Op) -> Option<String> {
-    (!op.changes.is_empty()).then(|| serde_json::to_string(&op.changes).unwrap_or_default())
+    (op.kind != OpKind::Create && !op.changes.is_empty())
+        .then(|| serde_json::to_string(&op.changes).unwrap_or_default())
 }
 
 /// The operation an outbox row holds, from the columns 2–7 every outbox query selects in this

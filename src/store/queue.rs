@@ -139,9 +139,9 @@ impl Store {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT payload, origin FROM outbox
-                 WHERE state IN (?4, ?5) AND cycle_id = ?1 AND employee_id = ?2 AND op = ?3
-                 ORDER BY seq DESC LIMIT 1",
+                "SELECT b.payload, o.origin FROM outbox o JOIN outbox_bodies b ON b.outbox_id = o.id
+                 WHERE o.state IN (?4, ?5) AND o.cycle_id = ?1 AND o.employee_id = ?2 AND o.op = ?3
+                 ORDER BY o.seq DESC LIMIT 1",
                 params![
                     cycle,
                     employee_id,

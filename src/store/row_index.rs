@@ -36,6 +36,20 @@ pub struct Expected {
     rows: HashMap<String, (u128, [u8; 16])>,
 }
 
+impl Expected {
+    /// The stamp `employee_id`'s row earns once Concur acknowledged it holding `hash` with
+    /// password MAC `mac`: when the source row planned it holds that very record.
+    pub(super) fn stamp_for(
+        &self,
+        employee_id: &str,
+        hash: &[u8; 16],
+        mac: Option<&[u8; 16]>,
+    ) -> Option<u128> {
+        let (digest, expected) = self.rows.get(employee_id)?;
+        (expected == hash).then(|| stamp(self.fingerprint, *digest, hash, mac))
+    }
+}
+
 impl Store {
     /// The index file beside the state database.
     fn index_path(&self) -> PathBuf {
@@ -446,5 +460,93 @@ mod tests {
         assert_ne!(store.snapshot_generation().unwrap(), newer);
         let ix = store.row_index().unwrap();
         assert!(ix.contains("A1") && ix.contains("C1") && !ix.contains("B1"));
+    }
+
+    /// The stamp stored for `id`, if any.
+    fn stored_stamp(store: &Store, id: &str) -> Option<u128> {
+        let raw: Option<Vec<u8>> = store
+            .conn
+            .query_row(
+                "SELECT row_stamp FROM users WHERE employee_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        raw.map(|b| u128::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    #[test]
+    fn an_acknowledged_row_is_stamped_with_the_password_mac_it_ends_with() {
+        use crate::model::{Op, OpKind, Secret};
+        use crate::plan::RowStamps;
+        use crate::plan::index::stamp;
+        use crate::store::{EntryResult, OutboxState};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let fingerprint = 0xf1;
+        let op = |kind, u: &crate::model::User, password: Option<&str>| Op {
+            kind,
+            employee_id: u.employee_id().to_owned(),
+            user: u.clone(),
+            old_login_id: None,
+            old_employee_id: None,
+            changes: Vec::new(),
+            password: password.map(Secret::new),
+            origin: "hr.csv:2".into(),
+        };
+        // A1 is created without a password, B1 with one.
+        let (a, b) = (user("A1"), user("B1"));
+        let ops = [
+            op(OpKind::Create, &a, None),
+            op(OpKind::Create, &b, Some("Secret-1!")),
+        ];
+        store.expect_stamps(&RowStamps {
+            fingerprint,
+            unchanged: Vec::new(),
+            planned: vec![
+                ("A1".into(), 11, a.content_hash()),
+                ("B1".into(), 12, b.content_hash()),
+            ],
+        });
+        let cycle = store.begin_cycle("hr.csv").unwrap();
+        let ids = store
+            .write_outbox(cycle, &ops, OutboxState::Pending)
+            .unwrap();
+        let acked: Vec<_> = ids
+            .iter()
+            .zip(&ops)
+            .map(|(id, o)| (*id, o, EntryResult::Acknowledged))
+            .collect();
+        store.record_results(cycle, &acked).unwrap();
+        let mac = |id: &str, pw: &str| store.password_mac(id, &Secret::new(pw));
+        assert_eq!(
+            stored_stamp(&store, "A1"),
+            Some(stamp(fingerprint, 11, &a.content_hash(), None))
+        );
+        let b_mac = mac("B1", "Secret-1!");
+        assert_eq!(
+            stored_stamp(&store, "B1"),
+            Some(stamp(fingerprint, 12, &b.content_hash(), Some(&b_mac)))
+        );
+
+        // B1 changes without a password: its row keeps the MAC, and so does its stamp.
+        let b2 = crate::test_support::user_named("B1", "Berg");
+        let update = [op(OpKind::Update, &b2, None)];
+        store.expect_stamps(&RowStamps {
+            fingerprint,
+            unchanged: Vec::new(),
+            planned: vec![("B1".into(), 13, b2.content_hash())],
+        });
+        let cycle = store.begin_cycle("hr.csv").unwrap();
+        let ids = store
+            .write_outbox(cycle, &update, OutboxState::Pending)
+            .unwrap();
+        store
+            .record_results(cycle, &[(ids[0], &update[0], EntryResult::Acknowledged)])
+            .unwrap();
+        assert_eq!(
+            stored_stamp(&store, "B1"),
+            Some(stamp(fingerprint, 13, &b2.content_hash(), Some(&b_mac)))
+        );
     }
 }

@@ -227,16 +227,25 @@ impl Store {
             let mut unanswered = tx.prepare_cached(
                 "UPDATE outbox SET state = 'abandoned', last_error = ?2, updated_at = ?3 WHERE id = ?1",
             )?;
+            // The row stamp (?11) is computed for the password MAC the row ends with when it is
+            // the one this operation carries (?6): always for a new row, and for an existing one
+            // unless it keeps an earlier MAC; `stamped` tells which.
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle, concur_uuid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, COALESCE(?9, ?10))
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle, concur_uuid, row_stamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, COALESCE(?9, ?10), ?11)
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
                    password_mac = COALESCE(excluded.password_mac, users.password_mac),
                    ownership = CASE users.ownership WHEN 'unmanaged' THEN 'adopted' ELSE users.ownership END,
                    acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle,
-                   concur_uuid = COALESCE(?9, users.concur_uuid, ?10)",
+                   concur_uuid = COALESCE(?9, users.concur_uuid, ?10),
+                   row_stamp = CASE WHEN excluded.password_mac IS NOT NULL OR users.password_mac IS NULL
+                                    THEN excluded.row_stamp ELSE users.row_stamp END
+                 RETURNING row_stamp IS ?11",
             )?;
+            // Stamps the upsert could not write (a password MAC kept from before, a password
+            // change): written by `stamp_acknowledged` after.
+            let mut unstamped: Vec<&str> = Vec::new();
             let mut set_mac = tx.prepare_cached(
                 "UPDATE users SET password_mac = ?2, acked_at = ?3, acked_cycle = ?4 WHERE employee_id = ?1",
             )?;
@@ -266,6 +275,7 @@ impl Store {
                             .map(|p| self.keys.password_mac(&op.employee_id, p).to_vec());
                         if op.kind == OpKind::Password {
                             set_mac.execute(params![op.employee_id, mac, at, cycle])?;
+                            unstamped.push(&op.employee_id);
                             clear_failure.execute(params![op.employee_id, op.kind.as_str()])?;
                             continue;
                         }
@@ -289,18 +299,31 @@ impl Store {
                             }
                             _ => None,
                         };
-                        upsert.execute(params![
-                            op.employee_id,
-                            op.user.login_id(),
-                            op.user.is_active(),
-                            &op.user.content_hash()[..],
-                            user_json(&op.user),
-                            mac,
-                            at,
-                            cycle,
-                            acked_uuid,
-                            moved_uuid
-                        ])?;
+                        let hash = op.user.content_hash();
+                        let stamp = self.expected.stamp_for(
+                            &op.employee_id,
+                            &hash,
+                            mac.as_deref().and_then(to16).as_ref(),
+                        );
+                        let stamped: bool = upsert.query_row(
+                            params![
+                                op.employee_id,
+                                op.user.login_id(),
+                                op.user.is_active(),
+                                &hash[..],
+                                user_json(&op.user),
+                                mac,
+                                at,
+                                cycle,
+                                acked_uuid,
+                                moved_uuid,
+                                stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..])
+                            ],
+                            |r| r.get(0),
+                        )?;
+                        if !stamped && stamp.is_some() {
+                            unstamped.push(&op.employee_id);
+                        }
                         clear_failures.execute([&op.employee_id])?;
                     }
                     EntryResult::Refused(message) => {
@@ -322,14 +345,8 @@ impl Store {
                     }
                 }
             }
+            Store::stamp_acknowledged(&self.expected, &tx, unstamped.into_iter())?;
         }
-        let acknowledged = results.iter().filter_map(|(_, op, r)| match r {
-            EntryResult::Acknowledged | EntryResult::AcknowledgedAs(_) => {
-                Some(op.employee_id.as_str())
-            }
-            _ => None,
-        });
-        Store::stamp_acknowledged(&self.expected, &tx, acknowledged)?;
         tx.commit()?;
         Ok(())
     }

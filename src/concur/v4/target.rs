@@ -103,6 +103,22 @@ fn adoption(op: &Op, uuid: &str, company_uuid: &str) -> BulkOperation {
 }
 
 /// What one operation's status means for its user, or `None` while it is still processed.
+/// One page of a provision's status: what it settled, and the `startIndex` of the next page.
+fn read_status_page(body: &str) -> Result<(Poll, Option<u64>), ConcurError> {
+    let status = decode_provision_status(body)?;
+    let mut page = Poll::default();
+    for op in &status.operations {
+        let Some(bulk_id) = op.bulk_id.clone() else {
+            continue;
+        };
+        match outcome_of(op) {
+            Some(o) => page.settled.push((bulk_id, o)),
+            None => page.pending = true,
+        }
+    }
+    Ok((page, status.next_start_index()))
+}
+
 fn outcome_of(op: &super::status::OperationStatus) -> Option<UserOutcome> {
     match settle(op) {
         Settled::Pending => None,
@@ -328,17 +344,14 @@ impl UserTarget for V4Target {
                 .client
                 .get(&provision_status_path(provision_id, start, STATUS_PAGE))
                 .await?;
-            let status = decode_provision_status(&body)?;
-            for op in &status.operations {
-                let Some(bulk_id) = op.bulk_id.clone() else {
-                    continue;
-                };
-                match outcome_of(op) {
-                    Some(o) => poll.settled.push((bulk_id, o)),
-                    None => poll.pending = true,
-                }
-            }
-            match status.next_start_index() {
+            // A page of a hundred operations takes a while to read: on a thread of the
+            // blocking pool, so that the caller's other work goes on meanwhile.
+            let (page, next) = tokio::task::spawn_blocking(move || read_status_page(&body))
+                .await
+                .map_err(|e| ConcurError::Decode(format!("the provision status: {e}")))??;
+            poll.pending |= page.pending;
+            poll.settled.extend(page.settled);
+            match next {
                 Some(next) if next > start => start = next,
                 _ => break,
             }
