@@ -81,6 +81,27 @@ impl BulkOperation {
             "data": self.data,
         })
     }
+
+    /// The operation as it is sent: the text of [`BulkOperation::to_value`], written without
+    /// copying `data` first.
+    pub fn to_json(&self) -> String {
+        /// Members in the order a `Value` object keeps them (sorted), so both texts agree.
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "bulkId")]
+            bulk_id: &'a str,
+            data: &'a Value,
+            method: &'static str,
+            path: &'a str,
+        }
+        serde_json::to_string(&Wire {
+            bulk_id: &self.bulk_id,
+            data: &self.data,
+            method: self.method.as_str(),
+            path: &self.path,
+        })
+        .unwrap_or_default()
+    }
 }
 
 /// Why a planned operation has no Bulk operation.
@@ -233,7 +254,7 @@ const SUFFIX: &str = "]}";
 
 /// The body of one request holding `ops`, exactly as [`pack`] builds it.
 pub fn request_body(ops: &[BulkOperation]) -> String {
-    let parts: Vec<String> = ops.iter().map(|o| o.to_value().to_string()).collect();
+    let parts: Vec<String> = ops.iter().map(BulkOperation::to_json).collect();
     format!("{}{}{SUFFIX}", prefix(), parts.join(","))
 }
 
@@ -294,7 +315,7 @@ pub fn pack(ops: &[BulkOperation], limits: BulkLimits) -> Packed {
         }
     };
     for (index, op) in ops.iter().enumerate() {
-        let text = op.to_value().to_string();
+        let text = op.to_json();
         if frame + text.len() > limits.max_bytes {
             packed.oversized.push(Oversized {
                 index,
@@ -343,7 +364,8 @@ mod tests {
             bulk_id: bulk_id(&format!("E{i}")),
             data: json!({ "pad": "" }),
         };
-        let base = op.to_value().to_string().len();
+        let base = op.to_json().len();
+        assert_eq!(op.to_json(), op.to_value().to_string());
         assert!(bytes >= base, "{bytes} < {base}");
         op.data = json!({ "pad": "x".repeat(bytes - base) });
         assert_eq!(op.to_value().to_string().len(), bytes);
