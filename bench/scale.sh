@@ -21,6 +21,16 @@
 # baseline streamed (lean plan, then the rows written as read again; one CSV parser per block),
 # 2026-11-29, release, load average ≈ 5: 1M baseline 88.8 s 371 MB (was 127.2 s 2101 MB);
 # then 1M plan unchanged 1.70 s 134 MB (run alone, not the alternating table).
+# baseline in less memory (the lean plan's keys in a compact table, its records cut to the
+# fields it reads, each row checked and made ready for the database where it is parsed),
+# 2026-11-29, release, load average ≈ 4.5, before and after run back to back, each alone:
+#   python3 bench/gen_hr.py N base.csv changed.csv
+#   /usr/bin/time -v concur-sync --config base.toml baseline    (empty state DB; config as below)
+#       users   before (dbf541d)               after
+#     100,000     3.41 s (cpu  3.0 s) 133 MB     3.69 s (cpu  3.3 s) 119 MB
+#   1,000,000    47.7 s  (cpu 36.8 s) 387 MB    41.7 s  (cpu 35.3 s) 200 MB
+# (the peak at 100k is the blocks in flight and SQLite's cache, not the users; at 1M it is the
+# lean plan, now about 150 bytes a user.)
 # Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
 #   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
 #   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.

@@ -202,6 +202,11 @@ impl User {
     pub fn remove(&mut self, field: Field) {
         self.set(field, String::new());
     }
+    /// Keeps only `fields`, releasing the memory of the others.
+    pub fn keep(&mut self, fields: &[Field]) {
+        self.fields.retain(|(f, _)| fields.contains(f));
+        self.fields.shrink_to_fit();
+    }
     pub fn employee_id(&self) -> &str {
         self.get(Field::EMPLOYEE_ID).unwrap_or("")
     }

@@ -11,9 +11,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::identity::lookalike_key;
 use crate::model::{
-    Field, KeyMap, OpKind, PASSWORD_MAC_UNKNOWN, Rejection, RowIdentity, SourceRecord, id_key,
-    login_key,
+    Field, OpKind, PASSWORD_MAC_UNKNOWN, Rejection, RowIdentity, SourceRecord, id_key, login_key,
 };
+
+/// The fields of a record a lean plan ([`Planner::lean`]) reads: a caller may drop the others
+/// (and the password) before pushing it.
+pub const LEAN_FIELDS: [Field; 5] = [
+    Field::EMPLOYEE_ID,
+    Field::LOGIN_ID,
+    Field::ACTIVE,
+    Field::MANAGER_EMPLOYEE_ID,
+    Field::EXPENSE_APPROVER,
+];
 
 /// Options of a plan that come from configuration.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +52,7 @@ pub struct Planner<'a> {
     options: PlanOptions,
     seen: Seen,
     /// Login key → index of the row that holds it.
-    logins: KeyMap<u32>,
+    logins: KeyTable,
     /// Employee ids seen more than once → the origins of the later rows.
     dup_ids: BTreeMap<String, Vec<String>>,
     /// Rows that share their login with a later row.
@@ -63,15 +72,23 @@ pub struct Planner<'a> {
     /// Rows taken as unchanged by their stamp, and what they need (see [`Planner::stamping`]).
     rows: Option<Skipped>,
     /// The users to create, without their records ([`Planner::lean`]).
-    lean: Option<Vec<LeanCreate>>,
+    lean: Option<Lean>,
 }
 
-/// A user to create as a lean plan keeps it: its row among those seen, its manager, and the
+/// The users a lean plan would create (28 bytes each) and their managers' ids in one arena.
+#[derive(Default)]
+struct Lean {
+    creates: Vec<LeanCreate>,
+    managers: String,
+}
+
+/// A user to create as a lean plan keeps it: its row among those seen, where its manager's
+/// employee id lies in [`Lean::managers`] (offset, length; length 0: no manager), and the
 /// digest of its raw row.
 struct LeanCreate {
     row: u32,
-    manager: Option<Box<str>>,
-    digest: u128,
+    manager: (u32, u32),
+    digest: [u8; 16],
 }
 
 /// What the planner keeps of rows taken as unchanged by their stamp: per snapshot entry the
@@ -135,7 +152,7 @@ impl<'a> Planner<'a> {
             mac,
             options,
             seen: Seen::with_capacity(n),
-            logins: KeyMap::with_capacity_and_hasher(n, Default::default()),
+            logins: KeyTable::with_capacity(n),
             dup_ids: BTreeMap::new(),
             dup_login_holders: Vec::new(),
             candidates: Vec::new(),
@@ -153,13 +170,14 @@ impl<'a> Planner<'a> {
     /// Keeps no record of the users it would create, only their rows, managers and row
     /// digests ([`Draft::lean_creates`]), under the same cross-record rules: for `baseline` of
     /// a large file into an empty snapshot, which reads the file again to write them. Every
-    /// valid active row is a create there, so nothing else is planned.
+    /// valid active row is a create there, so nothing else is planned, and of a record only
+    /// its [`LEAN_FIELDS`] are read.
     pub fn lean(&mut self) {
         debug_assert!(
             self.snapshot.is_empty(),
             "a lean plan has an empty snapshot"
         );
-        self.lean = Some(Vec::new());
+        self.lean = Some(Lean::default());
     }
 
     /// Plans rows of the file `file` under the configuration `fingerprint`: rows may then be
@@ -168,7 +186,7 @@ impl<'a> Planner<'a> {
     pub fn stamping(&mut self, fingerprint: u128, file: &str) {
         // Most rows will be taken as unchanged: the full rows' sets grow as needed instead.
         self.seen = Seen::with_capacity(1024);
-        self.logins = KeyMap::with_capacity_and_hasher(1024, Default::default());
+        self.logins = KeyTable::with_capacity(1024);
         self.rows = Some(Skipped {
             fingerprint,
             file: file.to_owned(),
@@ -258,9 +276,9 @@ impl<'a> Planner<'a> {
         let approver = record.user.get(Field::EXPENSE_APPROVER) == Some("Y");
         let flags = if approver { VALID | APPROVER } else { VALID };
         let row = self.seen.add(key, id, &record.origin, flags);
-        match self.logins.entry(login_key(record.user.login_id())) {
-            std::collections::hash_map::Entry::Occupied(o) => {
-                let holder = *o.get();
+        let login = login_key(record.user.login_id());
+        match self.logins.get(login) {
+            Some(holder) => {
                 let (holder_id, holder_origin) = (
                     self.seen.id(holder).to_owned(),
                     self.seen.origin(holder).to_owned(),
@@ -292,13 +310,13 @@ impl<'a> Planner<'a> {
                 }
                 return;
             }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(row);
+            None => {
+                self.logins.insert(login, row);
             }
         }
         // A row taken as unchanged unseen may hold this login: checked when all are known.
         if let Some(rows) = self.rows.as_mut() {
-            let bits = index::login_bits(login_key(record.user.login_id()));
+            let bits = index::login_bits(login);
             if let Some(j) = self.snapshot.login_holder(bits)
                 && self.snapshot.entry(j).id_key != key
             {
@@ -330,10 +348,13 @@ impl<'a> Planner<'a> {
                     return;
                 }
                 if let Some(lean) = self.lean.as_mut() {
-                    lean.push(LeanCreate {
+                    let manager = record.user.get(Field::MANAGER_EMPLOYEE_ID).unwrap_or("");
+                    let at = lean.managers.len() as u32;
+                    lean.managers.push_str(manager);
+                    lean.creates.push(LeanCreate {
                         row,
-                        manager: record.user.get(Field::MANAGER_EMPLOYEE_ID).map(Box::from),
-                        digest: digest.unwrap_or_default(),
+                        manager: (at, manager.len() as u32),
+                        digest: digest.unwrap_or_default().to_le_bytes(),
                     });
                     return;
                 }
@@ -479,7 +500,7 @@ impl<'a> Planner<'a> {
         }
         self.check_renames();
         // Only `push_row` reads the logins.
-        self.logins = KeyMap::default();
+        self.logins = KeyTable::default();
         let lean_creates = match self.lean.take() {
             Some(lean) => self.finish_lean(lean),
             None => Vec::new(),
@@ -676,8 +697,16 @@ impl<'a> Planner<'a> {
     /// The cross-record rules [`Planner::finish`] applies to users to create (managers that
     /// exist, v4 approvers, loops), with the same rejections, over the rows of a lean plan.
     /// Returns the digests of the rows of the users to create, sorted.
-    fn finish_lean(&mut self, mut lean: Vec<LeanCreate>) -> Vec<u128> {
+    fn finish_lean(&mut self, lean: Lean) -> Vec<u128> {
         let seen = &self.seen;
+        let Lean {
+            creates: mut lean,
+            managers,
+        } = lean;
+        let manager = |c: &LeanCreate| {
+            let (off, len) = (c.manager.0 as usize, c.manager.1 as usize);
+            (len > 0).then(|| &managers[off..off + len])
+        };
         lean.retain(|c| seen.valid(c.row));
         // Row → index in `lean` of the user it creates.
         let mut creating = vec![u32::MAX; seen.len()];
@@ -699,7 +728,7 @@ impl<'a> Planner<'a> {
         // Managers must exist: in Concur already, or created by this plan.
         let mut bad: HashMap<usize, Rejection> = HashMap::new();
         for (i, c) in lean.iter().enumerate() {
-            let Some(m) = c.manager.as_deref() else {
+            let Some(m) = manager(c) else {
                 continue;
             };
             if self.snapshot.contains(m) || created(m).is_some() {
@@ -720,7 +749,7 @@ impl<'a> Planner<'a> {
         // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
         if self.options.manager_must_approve {
             for (i, c) in lean.iter().enumerate() {
-                let Some(m) = c.manager.as_deref() else {
+                let Some(m) = manager(c) else {
                     continue;
                 };
                 let (approver, at) = match seen.get(id_key(m)) {
@@ -741,11 +770,11 @@ impl<'a> Planner<'a> {
             }
         }
         // Loops among users being created can never be satisfied.
-        let with_manager = lean.iter().filter(|c| c.manager.is_some()).count();
+        let with_manager = lean.iter().filter(|c| manager(c).is_some()).count();
         for (start, c) in lean.iter().enumerate() {
             let mut chain = vec![start];
             let mut cur = start;
-            while let Some(m) = lean[cur].manager.as_deref().and_then(created) {
+            while let Some(m) = manager(&lean[cur]).and_then(created) {
                 let m = m as usize;
                 if m == start {
                     chain.push(m);
@@ -771,7 +800,7 @@ impl<'a> Planner<'a> {
         for (i, c) in lean.into_iter().enumerate() {
             match bad.remove(&i) {
                 Some(r) => extra.push(r),
-                None => kept.push(c.digest),
+                None => kept.push(u128::from_le_bytes(c.digest)),
             }
         }
         extra.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
@@ -910,7 +939,7 @@ pub use index::RowIndex;
 
 pub use complete::complete;
 use order::{manager_depths, order_key};
-use seen::{APPROVER, Seen, VALID};
+use seen::{APPROVER, KeyTable, Seen, VALID};
 
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@ use crate::plan::{self, PlanOptions, Planner};
 use crate::source::csv::chunks::{self, RawRow, Row};
 use crate::source::csv::{CsvOptions, CsvReader, RowIssue};
 use crate::source::{Records, SourceItem};
-use crate::store::Store;
 use crate::store::readback::FormFieldRow;
+use crate::store::{BaselineRow, Store};
 use crate::validate::Normalizer;
 
 /// A computed plan, ready to print or to apply.
@@ -327,8 +327,14 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
         let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
         let mut planner = Planner::new(&snapshot, &mac, options);
         planner.lean();
+        // Of a valid record only what the lean plan reads travels to it.
         let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
-            (normalizer.normalize_noting(raw, notes), row.digest)
+            let rec = normalizer.normalize_noting(raw, notes).map(|mut rec| {
+                rec.user.keep(&plan::LEAN_FIELDS);
+                rec.password = None;
+                rec
+            });
+            (rec, row.digest)
         };
         let mut records = 0u64;
         let mut fatal = None;
@@ -381,17 +387,21 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
                 .map_or(0, |rules| rules.rejections(&rec.origin, &rec.user).len())
         }
     };
-    // Only the rows to record are parsed again.
+    // Only the rows to record are parsed again, each checked and made ready where it is
+    // parsed: a user to record, or the number of rules it breaks.
     let parse = |row: &RawRow<'_>, raw: RawRecord, notes: &mut Vec<Rejection>| {
-        creates
-            .binary_search(&row.digest)
-            .is_ok()
-            .then(|| (normalizer.normalize_noting(raw, notes), row.digest))
+        if creates.binary_search(&row.digest).is_err() {
+            return None;
+        }
+        let rec = normalizer.normalize_noting(raw, notes).ok()?;
+        Some(match broken(&rec) {
+            0 => Ok(BaselineRow::new(&rec.user, fingerprint, row.digest)),
+            n => Err(n as u64),
+        })
     };
     let label = path.display().to_string();
     let users = store.baseline_stream(
         crate::store::Ownership::Adopted,
-        fingerprint,
         |put| -> Result<u64, SyncError> {
             let mut users = 0u64;
             let mut failed: Option<SyncError> = None;
@@ -401,19 +411,17 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
                     return false;
                 }
                 for row in block.rows {
-                    let Row::Parsed(Some((Ok(rec), digest))) = row else {
-                        continue;
-                    };
-                    let n = broken(&rec);
-                    if n > 0 {
-                        rejected += n as u64;
-                        continue;
+                    match row {
+                        Row::Parsed(Some(Ok(user))) => {
+                            if let Err(e) = put(&user) {
+                                failed = Some(e.into());
+                                return false;
+                            }
+                            users += 1;
+                        }
+                        Row::Parsed(Some(Err(n))) => rejected += n,
+                        _ => {}
                     }
-                    if let Err(e) = put(&rec.user, digest) {
-                        failed = Some(e.into());
-                        return false;
-                    }
-                    users += 1;
                 }
                 true
             })?;

@@ -329,3 +329,29 @@ fn a_lean_plan_creates_and_rejects_exactly_what_a_plan_does() {
     plan_and_lean(&recs, false);
     plan_and_lean(&recs, true);
 }
+
+#[test]
+fn the_key_table_finds_every_key_through_collisions_and_growth() {
+    let mut t = seen::KeyTable::default();
+    assert_eq!(t.get(7), None);
+    // Keys sharing their low 64 bits all probe from the same slot.
+    let keys: Vec<u128> = (0..3000u128)
+        .map(|i| {
+            if i % 2 == 0 {
+                (i << 64) | 5
+            } else {
+                i * 0x9E37_79B9
+            }
+        })
+        .collect();
+    for (i, &k) in keys.iter().enumerate() {
+        assert_eq!(t.insert(k, i as u32), None);
+    }
+    for (i, &k) in keys.iter().enumerate() {
+        assert_eq!(t.get(k), Some(i as u32));
+    }
+    assert_eq!(t.insert(keys[10], 99), Some(10));
+    assert_eq!(t.get(keys[10]), Some(99));
+    assert_eq!(t.get((1 << 64) | 5), None);
+    assert_eq!(t.get(u128::MAX), None);
+}

@@ -193,16 +193,40 @@ impl Store {
     }
 }
 
+/// A user as [`Store::baseline_stream`] records it, made ready where its row was parsed (its
+/// record's JSON, content hash and row stamp), so that the writing thread only writes.
+pub struct BaselineRow {
+    employee_id: String,
+    login_id: String,
+    active: bool,
+    hash: [u8; 16],
+    fields: String,
+    stamp: [u8; 16],
+}
+
+impl BaselineRow {
+    /// `user`, from a raw row with digest `digest`, stamped under `fingerprint`.
+    pub fn new(user: &User, fingerprint: u128, digest: u128) -> BaselineRow {
+        let hash = user.content_hash();
+        BaselineRow {
+            employee_id: user.employee_id().to_owned(),
+            login_id: user.login_id().to_owned(),
+            active: user.is_active(),
+            hash,
+            fields: user_json(user),
+            stamp: stamp(fingerprint, digest, &hash, None).to_le_bytes(),
+        }
+    }
+}
+
 impl Store {
-    /// `baseline` of a large source, streamed: `fill` hands each user to record to `put` with
-    /// the digest of the row it came from (stamped under `fingerprint`). One transaction and one
-    /// prepared statement for all of them; nothing is recorded when `fill` fails. Returns what
-    /// `fill` returned.
+    /// `baseline` of a large source, streamed: `fill` hands each user to record to `put`. One
+    /// transaction and one prepared statement for all of them; nothing is recorded when `fill`
+    /// fails. Returns what `fill` returned.
     pub fn baseline_stream<T, E: From<StoreError>>(
         &mut self,
         ownership: Ownership,
-        fingerprint: u128,
-        fill: impl FnOnce(&mut dyn FnMut(&User, u128) -> Result<(), StoreError>) -> Result<T, E>,
+        fill: impl FnOnce(&mut dyn FnMut(&BaselineRow) -> Result<(), StoreError>) -> Result<T, E>,
     ) -> Result<T, E> {
         let tx = self.conn.transaction().map_err(StoreError::from)?;
         let out = {
@@ -218,18 +242,16 @@ impl Store {
                 )
                 .map_err(StoreError::from)?;
             let at = now();
-            let mut put = |u: &User, digest: u128| -> Result<(), StoreError> {
-                let hash = u.content_hash();
-                let stamp = stamp(fingerprint, digest, &hash, None).to_le_bytes();
+            let mut put = |u: &BaselineRow| -> Result<(), StoreError> {
                 stmt.execute(params![
-                    u.employee_id(),
-                    u.login_id(),
-                    u.is_active(),
-                    &hash[..],
-                    user_json(u),
+                    u.employee_id,
+                    u.login_id,
+                    u.active,
+                    &u.hash[..],
+                    u.fields,
                     ownership,
                     at,
-                    &stamp[..]
+                    &u.stamp[..]
                 ])?;
                 Ok(())
             };
