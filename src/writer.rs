@@ -79,14 +79,24 @@ pub async fn send_user_ops<T: UserTarget>(
         )
         .await;
     }
+    // Each batch leaves once the one before it is answered (a report's manager goes first), and
+    // the answer of the one before is recorded while it is in flight: no rate-limited slot
+    // waits for the store.
+    let mut answered: Option<Answered<'_>> = None;
     for chunk in entries.chunks(batch_size.min(target.max_batch()).max(1)) {
         if cancel.is_some_and(CancellationToken::is_cancelled) {
+            record_answered(store, cycle, answered.take(), counts, &mut settled)?;
             return Ok(false);
         }
         let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
         store.mark_inflight(&ids)?;
         let ops: Vec<&Op> = chunk.iter().map(|(_, op)| *op).collect();
-        let outcomes = match target.write_users(&ops).await {
+        let before = answered.take();
+        let (answer, recorded) = tokio::join!(target.write_users(&ops), async {
+            record_answered(store, cycle, before, counts, &mut settled)
+        });
+        recorded?;
+        let outcomes = match answer {
             Ok(o) => o,
             Err(e) if cancel.is_some() && e.is_cancelled() => return Ok(false),
             Err(e) => {
@@ -103,24 +113,42 @@ pub async fn send_user_ops<T: UserTarget>(
                 return Err(e.into());
             }
         };
-        let mut results = Vec::with_capacity(chunk.len());
-        for (&(id, op), outcome) in chunk.iter().zip(outcomes) {
-            match outcome {
-                RecordOutcome::Acknowledged => {
-                    settled(op, Settled::Acknowledged);
-                    counts.count(op.kind);
-                    results.push((id, op, EntryResult::Acknowledged));
-                }
-                RecordOutcome::Failed(m) => {
-                    settled(op, Settled::Refused(&m));
-                    counts.failed += 1;
-                    results.push((id, op, EntryResult::Failed(m)));
-                }
+        answered = Some((chunk, outcomes));
+    }
+    record_answered(store, cycle, answered, counts, &mut settled)?;
+    Ok(true)
+}
+
+/// A batch (outbox id, operation) and Concur's answer for each operation, in order.
+type Answered<'a> = (&'a [(i64, &'a Op)], Vec<RecordOutcome>);
+
+/// Records Concur's answer for one batch (`None`: nothing to record) and counts it.
+fn record_answered(
+    store: &mut Store,
+    cycle: i64,
+    answered: Option<Answered<'_>>,
+    counts: &mut CycleCounts,
+    settled: &mut impl FnMut(&Op, Settled<'_>),
+) -> Result<(), StoreError> {
+    let Some((chunk, outcomes)) = answered else {
+        return Ok(());
+    };
+    let mut results = Vec::with_capacity(chunk.len());
+    for (&(id, op), outcome) in chunk.iter().zip(outcomes) {
+        match outcome {
+            RecordOutcome::Acknowledged => {
+                settled(op, Settled::Acknowledged);
+                counts.count(op.kind);
+                results.push((id, op, EntryResult::Acknowledged));
+            }
+            RecordOutcome::Failed(m) => {
+                settled(op, Settled::Refused(&m));
+                counts.failed += 1;
+                results.push((id, op, EntryResult::Failed(m)));
             }
         }
-        store.record_results(cycle, &results)?;
     }
-    Ok(true)
+    store.record_results(cycle, &results)
 }
 
 pub use provisions::resume_provisions;

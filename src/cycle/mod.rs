@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::concur::{ClientStats, ConcurClient};
+use crate::concur::{ClientStats, ConcurClient, ConcurError};
 use crate::config::Config;
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{Op, OpKind};
@@ -35,6 +35,7 @@ use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
 
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
+use read::read_and_plan_unruled;
 pub use read::{Baselined, PlannedCycle, baseline_csv, read_and_plan};
 pub use saved::SavedPlan;
 
@@ -68,20 +69,22 @@ pub async fn preview_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, S
     Ok(planned)
 }
 
-/// Runs one full cycle: recover, token, `prepare`, plan, guard, store the plan, apply it,
-/// record everything. `prepare` is what the driver runs once the token is there and before the
-/// cycle is recorded (the FormFields refresh and, before the very first cycle, adoption, which
-/// records its own repairs as a cycle of its own); its error fails this cycle before any write.
-/// `cancel` stops the cycle at once, also inside a batch (what finished is committed; the rest
-/// is re-planned by the next cycle).
-pub async fn run_cycle(
+/// Runs one full cycle: recover, token, the driver's step before the cycle, plan, guard, store
+/// the plan, apply it, record everything. That step comes in two halves: `fetch` is its
+/// requests (the FormFields refresh, adoption's list of Concur's users), which touch no store,
+/// and `record` records what they got once the plan is made (the FormFields cache, adoption,
+/// which records its own repairs as a cycle of its own), answering whether the snapshot may
+/// have changed; its error fails this cycle before any write. `cancel` stops the cycle at once,
+/// also inside a batch (what finished is committed; the rest is re-planned by the next cycle).
+pub async fn run_cycle<F: Send + 'static>(
     cfg: &Config,
     store: &mut Store,
     client: &ConcurClient,
     cancel: &CancellationToken,
-    prepare: impl AsyncFnOnce(&mut Store) -> Result<(), SyncError>,
+    fetch: impl Future<Output = F> + Send + 'static,
+    record: impl AsyncFnOnce(&mut Store, F) -> Result<bool, SyncError>,
 ) -> Result<CycleReport, SyncError> {
-    run_cycle_with(cfg, store, client, cancel, None, prepare).await
+    run_cycle_with(cfg, store, client, cancel, None, fetch, record).await
 }
 
 /// [`run_cycle`], applying exactly `saved` when given (`apply FILE`): the source is read and
@@ -89,13 +92,20 @@ pub async fn run_cycle(
 /// unchanged, against the same source and snapshot (else it fails with the reason, nothing
 /// sent); then only the saved operations are guarded and sent. Without `saved`, under
 /// `sync.require_approved_plan` the cycle plans and reports but writes nothing (`held`).
-pub async fn run_cycle_with(
+///
+/// No rate-limited second waits for the plan: the token request and `fetch` leave while the
+/// source is read and planned, and the form rules are applied once FormFields are cached. The
+/// plan made meanwhile is kept unless what came before it changed the snapshot (adoption found
+/// users in Concur, or provisions a previous process left in flight settled): then the cycle
+/// plans again. With provisions left in flight, nothing is fetched before they have settled.
+pub async fn run_cycle_with<F: Send + 'static>(
     cfg: &Config,
     store: &mut Store,
     client: &ConcurClient,
     cancel: &CancellationToken,
     saved: Option<&SavedPlan>,
-    prepare: impl AsyncFnOnce(&mut Store) -> Result<(), SyncError>,
+    fetch: impl Future<Output = F> + Send + 'static,
+    record: impl AsyncFnOnce(&mut Store, F) -> Result<bool, SyncError>,
 ) -> Result<CycleReport, SyncError> {
     let interrupted = store.recover()?;
     if !interrupted.is_empty() {
@@ -104,14 +114,39 @@ pub async fn run_cycle_with(
     let before = client.stats();
     // A token first: a rejected credential fails here, once. Then the provisions a previous
     // process left in flight are polled to their end (nothing is sent again) before anything
-    // is planned.
-    let prepared = match client.authenticate().await {
-        Ok(()) => match resume(cfg, store, client).await {
-            Ok(()) => prepare(store).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e.into()),
+    // is planned or fetched.
+    let (prepared, early) = if store.submitted_provisions()?.is_empty() {
+        let requests = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.authenticate().await?;
+                Ok::<F, ConcurError>(fetch.await)
+            })
+        };
+        let early = read_and_plan_unruled(cfg, store).await;
+        let prepared = match requests.await {
+            Ok(Ok(fetched)) => match resume(cfg, store, client).await {
+                Ok(resumed) => record(store, fetched)
+                    .await
+                    .map(|changed| changed || resumed),
+                Err(e) => Err(e),
+            },
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        (prepared, Some(early))
+    } else {
+        let prepared = match client.authenticate().await {
+            Ok(()) => match resume(cfg, store, client).await {
+                Ok(_) => record(store, fetch.await).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        (prepared, None)
     };
+    // A plan made before the snapshot changed is made again.
+    let prepared = prepared.map(|changed| early.filter(|_| !changed));
     let cycle = store.begin_cycle(&crate::source::history_label(&cfg.source))?;
     let span = tracing::info_span!("cycle", id = cycle);
     run_begun(cfg, store, client, cancel, cycle, &before, prepared, saved)
@@ -120,8 +155,8 @@ pub async fn run_cycle_with(
 }
 
 /// Polls the provisions a previous process left submitted (an asynchronous target only) and
-/// records their outcomes.
-async fn resume(cfg: &Config, store: &mut Store, client: &ConcurClient) -> Result<(), SyncError> {
+/// records their outcomes; answers whether any settled.
+async fn resume(cfg: &Config, store: &mut Store, client: &ConcurClient) -> Result<bool, SyncError> {
     let target = crate::wiring::user_target(cfg, client);
     let mut counts = CycleCounts::default();
     let resumed = crate::writer::resume_provisions(&target, store, &mut counts).await?;
@@ -132,10 +167,11 @@ async fn resume(cfg: &Config, store: &mut Store, client: &ConcurClient) -> Resul
             "provisions left in flight settled"
         );
     }
-    Ok(())
+    Ok(resumed > 0)
 }
 
-/// The cycle `cycle`, recorded as begun, after its preparation ended with `prepared`.
+/// The cycle `cycle`, recorded as begun, after its preparation ended with `prepared`: a plan
+/// made meanwhile (without the form rules) when it still holds, or `None` to plan now.
 #[allow(clippy::too_many_arguments)]
 async fn run_begun(
     cfg: &Config,
@@ -144,10 +180,46 @@ async fn run_begun(
     cancel: &CancellationToken,
     cycle: i64,
     before: &ClientStats,
-    prepared: Result<(), SyncError>,
+    prepared: Result<Option<Result<PlannedCycle, SyncError>>, SyncError>,
     saved: Option<&SavedPlan>,
 ) -> Result<CycleReport, SyncError> {
-    if let Err(e) = prepared {
+    let early = match prepared {
+        Ok(early) => early,
+        Err(e) => return fail_prepared(store, client, cycle, before, e),
+    };
+    let planned = match early {
+        Some(planned) => {
+            planned.and_then(|mut p| read::apply_form_rules(cfg, store, &mut p).map(|()| p))
+        }
+        None => read_and_plan(cfg, store).await,
+    };
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cycle failed before any write");
+            store.finish_cycle(
+                cycle,
+                CycleOutcome::Failed,
+                &CycleCounts::default(),
+                Some(&msg),
+            )?;
+            return Err(e);
+        }
+    };
+    deliver_planned(cfg, store, client, cancel, cycle, before, planned, saved).await
+}
+
+/// Closes `cycle`, whose preparation failed with `e`, before any write: interrupted by
+/// shutdown, else failed with the error.
+fn fail_prepared(
+    store: &mut Store,
+    client: &ConcurClient,
+    cycle: i64,
+    before: &ClientStats,
+    e: SyncError,
+) -> Result<CycleReport, SyncError> {
+    {
         if matches!(&e, SyncError::Concur(c) if c.is_cancelled()) {
             let counts = CycleCounts {
                 requests: client.stats().requests.saturating_sub(before.requests),
@@ -173,22 +245,22 @@ async fn run_begun(
         counts.requests = after.requests.saturating_sub(before.requests);
         counts.retries = after.retries.saturating_sub(before.retries);
         store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
-        return Err(e);
+        Err(e)
     }
-    let mut planned = match read_and_plan(cfg, store).await {
-        Ok(p) => p,
-        Err(e) => {
-            let msg = e.to_string();
-            tracing::error!(error = %msg, "cycle failed before any write");
-            store.finish_cycle(
-                cycle,
-                CycleOutcome::Failed,
-                &CycleCounts::default(),
-                Some(&msg),
-            )?;
-            return Err(e);
-        }
-    };
+}
+
+/// Records, guards and sends the plan of `cycle`.
+#[allow(clippy::too_many_arguments)]
+async fn deliver_planned(
+    cfg: &Config,
+    store: &mut Store,
+    client: &ConcurClient,
+    cancel: &CancellationToken,
+    cycle: i64,
+    before: &ClientStats,
+    mut planned: PlannedCycle,
+    saved: Option<&SavedPlan>,
+) -> Result<CycleReport, SyncError> {
     if let Some(saved) = saved {
         match saved::check(saved, &planned, store.snapshot_generation()?) {
             Ok(ops) => planned.ops = ops,

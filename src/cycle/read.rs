@@ -52,6 +52,37 @@ pub struct PlannedCycle {
 /// A CSV file is read on every core while this thread plans; memory stays bounded by the
 /// blocks in flight and the compact snapshot index, not by the file.
 pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, SyncError> {
+    let mut planned = read_and_plan_unruled(cfg, store).await?;
+    apply_form_rules(cfg, store, &mut planned)?;
+    Ok(planned)
+}
+
+/// The form rules applied to a plan made by [`read_and_plan_unruled`]: under v4 UPS v4's own
+/// (user name characters, lengths, spend values), under v1 the company's cached FormFields.
+/// What Concur would refuse becomes a rejection.
+pub(super) fn apply_form_rules(
+    cfg: &Config,
+    store: &Store,
+    planned: &mut PlannedCycle,
+) -> Result<(), SyncError> {
+    let ops = std::mem::take(&mut planned.ops);
+    let rejections = std::mem::take(&mut planned.rejections);
+    (planned.ops, planned.rejections) = if cfg.concur.api == crate::config::ConcurApi::V4 {
+        apply_v4_rules(ops, rejections)
+    } else {
+        apply_company_rules(store, ops, rejections)?
+    };
+    crate::progress::planned(planned.ops.len() as u64);
+    Ok(())
+}
+
+/// [`read_and_plan`] without the form rules, which the caller applies once the FormFields
+/// cache is current ([`apply_form_rules`]): the cycle reads and plans while FormFields are
+/// fetched.
+pub(super) async fn read_and_plan_unruled(
+    cfg: &Config,
+    store: &Store,
+) -> Result<PlannedCycle, SyncError> {
     let normalizer =
         Normalizer::new(&cfg.defaults).map_err(|m| crate::config::ConfigError::Invalid {
             key: "defaults".into(),
@@ -134,7 +165,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
             complete: true,
             watermark: None,
         };
-        return finish_plan(store, v4, draft, opened, records, warnings, suspicious, t0);
+        return finish_plan(store, draft, opened, records, warnings, suspicious, t0);
     }
     let prior = crate::source::Prior {
         watermarks: store.scim_watermarks()?,
@@ -194,7 +225,7 @@ pub async fn read_and_plan(cfg: &Config, store: &Store) -> Result<PlannedCycle, 
         complete: opened.complete,
         watermark: opened.watermark,
     };
-    finish_plan(store, v4, draft, opened, records, warnings, suspicious, t0)
+    finish_plan(store, draft, opened, records, warnings, suspicious, t0)
 }
 
 /// What a read left for the plan besides its records.
@@ -205,11 +236,9 @@ struct Opened {
     watermark: Option<crate::model::ScimReadMark>,
 }
 
-/// The plan completed from a draft: old records loaded, field changes, the form rules.
-#[allow(clippy::too_many_arguments)]
+/// The plan completed from a draft: old records loaded, field changes (not the form rules).
 fn finish_plan(
     store: &Store,
-    v4: bool,
     mut draft: plan::Draft,
     opened: Opened,
     records: u64,
@@ -225,15 +254,6 @@ fn finish_plan(
     let row_stamps = draft.row_stamps.take();
     let old = store.load_users(draft.ids_needing_old())?;
     let (ops, rejections, unchanged) = plan::complete(draft, &old);
-    // The company's own form rules (cached FormFields): what Concur would refuse is rejected here.
-    // Under v4 there are none (User v1's FormFields went with User v1), but UPS v4's own rules
-    // (user name characters, lengths, spend values) apply.
-    let (ops, rejections) = if v4 {
-        apply_v4_rules(ops, rejections)
-    } else {
-        apply_company_rules(store, ops, rejections)?
-    };
-    crate::progress::planned(ops.len() as u64);
     tracing::debug!(
         read_and_plan_ms = t_read.as_millis() as u64,
         complete_ms = (t0.elapsed() - t_read).as_millis() as u64,

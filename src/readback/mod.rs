@@ -24,8 +24,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::concur::ConcurClient;
 use crate::concur::readback::{self as wire, FormField};
+use crate::concur::{ConcurClient, ConcurError};
 use crate::config::{ConcurApi, Config, ConfigError};
 use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
@@ -87,14 +87,34 @@ pub fn form_field_row(f: &FormField) -> FormFieldRow {
     }
 }
 
-/// Refreshes the FormFields cache when it is older than a day. A failure is logged and the
-/// cached rules (if any) stay in use. Under v4 there is nothing to refresh: User v1's
-/// FormFields endpoint went with User v1.
+/// Refreshes the FormFields cache when it is older than a day (or always, with `force`). A
+/// failure is logged and the cached rules (if any) stay in use. Under v4 there is nothing to
+/// refresh: User v1's FormFields endpoint went with User v1.
 pub async fn refresh_form_fields(
     api: ConcurApi,
     store: &mut Store,
     client: &ConcurClient,
     force: bool,
+) {
+    let fetched = (api == ConcurApi::V1 && (force || form_fields_stale(store)))
+        .then_some(wire::form_fields(client).await);
+    record_form_fields(api, store, fetched);
+}
+
+/// Whether the FormFields cache is empty or older than [`FORM_FIELDS_MAX_AGE`].
+fn form_fields_stale(store: &Store) -> bool {
+    store
+        .form_fields_fetched_at()
+        .ok()
+        .flatten()
+        .is_none_or(|at| chrono::Utc::now() - at >= FORM_FIELDS_MAX_AGE)
+}
+
+/// Caches the FormFields answer `fetched` (`None`: not asked for).
+fn record_form_fields(
+    api: ConcurApi,
+    store: &mut Store,
+    fetched: Option<Result<Vec<FormField>, ConcurError>>,
 ) {
     if api == ConcurApi::V4 {
         tracing::info!(
@@ -102,49 +122,111 @@ pub async fn refresh_form_fields(
         );
         return;
     }
-    let fresh = store
-        .form_fields_fetched_at()
-        .ok()
-        .flatten()
-        .is_some_and(|at| chrono::Utc::now() - at < FORM_FIELDS_MAX_AGE);
-    if fresh && !force {
-        return;
-    }
-    match wire::form_fields(client).await {
-        Ok(fields) => match store
+    match fetched {
+        None => {}
+        Some(Ok(fields)) => match store
             .replace_form_fields(&fields.iter().map(form_field_row).collect::<Vec<_>>())
         {
             Ok(()) => tracing::info!(fields = fields.len(), "refreshed the company's FormFields"),
             Err(e) => tracing::warn!(error = %e, "cannot cache FormFields"),
         },
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "cannot read FormFields; validating with the cached form, if any");
         }
     }
 }
 
-/// Runs before every user cycle: refreshes FormFields daily, and adopts Concur's existing users
-/// once, before the first cycle (empty snapshot, adoption never ran).
-pub async fn before_cycle(
-    cfg: &Config,
-    store: &mut Store,
-    client: &ConcurClient,
-) -> Result<(), SyncError> {
-    refresh_form_fields(cfg.concur.api, store, client, false).await;
-    if cfg.concur.api == ConcurApi::V4 && store.kv_get(V4_ADOPTION_KEY)?.is_none() {
-        // The first v4 cycle, on a new state database or one kept from User v1: adopt by
-        // employee number and learn every UUID before anything is written through v4.
-        let report = run(cfg, store, client, "first-v4-cycle", false).await?;
-        tracing::info!(
-            adopted = report.counts.adopted,
-            unmanaged = report.counts.unmanaged,
-            concur_users = report.counts.concur_users,
-            "adopted the users Concur already had and recorded their UUIDs"
-        );
-        return Ok(());
+/// What runs before every user cycle, decided from the store before any request: the
+/// FormFields refresh (User v1, a cache empty or older than a day) and, once, before the first
+/// cycle, adoption of the users Concur already has (under v4: before the first v4 cycle, which
+/// also learns every UUID). Its requests ([`BeforeCycle::fetch`]) touch no store, so the cycle
+/// sends them while it reads and plans the source; [`Fetched::record`] then records them.
+///
+/// Adoption lists Concur's users on every first cycle, whatever the source says: only that list
+/// tells whether a user the source names is already in Concur (adopted, or renamed by login,
+/// rather than created twice). When Concur lists nobody there is nothing to match: the source
+/// is not read for adoption, nothing is recorded in the snapshot, and a plan made meanwhile
+/// stands; otherwise adoption runs in full and the cycle plans again.
+#[derive(Clone, Copy, Debug)]
+pub struct BeforeCycle {
+    api: ConcurApi,
+    form_fields: bool,
+    /// The reconcile trigger, when adoption is due.
+    adoption: Option<&'static str>,
+}
+
+/// What [`BeforeCycle::fetch`] got from Concur.
+pub struct Fetched {
+    api: ConcurApi,
+    form_fields: Option<Result<Vec<FormField>, ConcurError>>,
+    adoption: Option<(
+        &'static str,
+        Result<Vec<directory::ListedUser>, ConcurError>,
+    )>,
+}
+
+impl BeforeCycle {
+    pub fn due(cfg: &Config, store: &Store) -> Result<BeforeCycle, SyncError> {
+        let api = cfg.concur.api;
+        let adoption = if api == ConcurApi::V4 {
+            // The first v4 cycle, on a new state database or one kept from User v1: adopt by
+            // employee number and learn every UUID before anything is written through v4.
+            store
+                .kv_get(V4_ADOPTION_KEY)?
+                .is_none()
+                .then_some("first-v4-cycle")
+        } else {
+            (store.managed_count()? == 0 && !store.adoption_ran()?).then_some("first-cycle")
+        };
+        Ok(BeforeCycle {
+            api,
+            form_fields: api == ConcurApi::V1 && form_fields_stale(store),
+            adoption,
+        })
     }
-    if store.managed_count()? == 0 && !store.adoption_ran()? {
-        match run(cfg, store, client, "first-cycle", false).await {
+
+    /// Sends what is due, in order (FormFields, then Concur's users), recording nothing.
+    pub async fn fetch(self, client: ConcurClient) -> Fetched {
+        let form_fields = if self.form_fields {
+            Some(wire::form_fields(&client).await)
+        } else {
+            None
+        };
+        let adoption = match self.adoption {
+            Some(trigger) => Some((trigger, directory::read_all_users(self.api, &client).await)),
+            None => None,
+        };
+        Fetched {
+            api: self.api,
+            form_fields,
+            adoption,
+        }
+    }
+}
+
+impl Fetched {
+    /// Records what was fetched: the FormFields cache, then adoption. Returns whether the
+    /// snapshot may have changed (Concur listed users), in which case a plan made before must
+    /// be made again. A failed listing fails the cycle, except under User v1 when Bulk User
+    /// v3.1 is gone: User v1 upserts by employee id, so the cycle still creates no duplicate.
+    pub async fn record(
+        self,
+        cfg: &Config,
+        store: &mut Store,
+        client: &ConcurClient,
+    ) -> Result<bool, SyncError> {
+        record_form_fields(self.api, store, self.form_fields);
+        let Some((trigger, listed)) = self.adoption else {
+            return Ok(false);
+        };
+        let listed_users = listed.as_ref().map_or(0, Vec::len);
+        match run(cfg, store, client, trigger, false, Some(listed)).await {
+            Ok(report) if self.api == ConcurApi::V4 => tracing::info!(
+                adopted = report.counts.adopted,
+                unmanaged = report.counts.unmanaged,
+                concur_users = report.counts.concur_users,
+                "adopted the users Concur already had and recorded their UUIDs"
+            ),
             Ok(report) => tracing::info!(
                 adopted = report.counts.adopted,
                 unmanaged = report.counts.unmanaged,
@@ -154,13 +236,16 @@ pub async fn before_cycle(
             // Bulk User v3.1 is decommissioned in some data centres: without it nothing can be
             // adopted, but User v1 upserts by employee id, so the cycle still creates no
             // duplicate of a user Concur holds under the same id.
-            Err(SyncError::Concur(e)) if matches!(e.status(), Some(404 | 405 | 410 | 501)) => {
+            Err(SyncError::Concur(e))
+                if self.api == ConcurApi::V1
+                    && matches!(e.status(), Some(404 | 405 | 410 | 501)) =>
+            {
                 tracing::error!(error = %e, "cannot list Concur's users (Bulk User v3.1 unavailable); continuing without adoption");
             }
             Err(e) => return Err(e),
         }
+        Ok(listed_users > 0)
     }
-    Ok(())
 }
 
 /// `concur-sync reconcile`: adoption and drift repair at once, on the source `cfg` names (the
@@ -170,7 +255,7 @@ pub async fn reconcile(
     store: &mut Store,
     client: &ConcurClient,
 ) -> Result<ReconcileReport, SyncError> {
-    run(cfg, store, client, "reconcile", true).await
+    run(cfg, store, client, "reconcile", true, None).await
 }
 
 async fn run(
@@ -179,10 +264,11 @@ async fn run(
     client: &ConcurClient,
     trigger: &str,
     repair: bool,
+    listed: Option<Result<Vec<directory::ListedUser>, ConcurError>>,
 ) -> Result<ReconcileReport, SyncError> {
     let id = store.begin_reconcile(trigger)?;
     let mut counts = ReconcileCounts::default();
-    match run_inner(cfg, store, client, repair, &mut counts).await {
+    match run_inner(cfg, store, client, repair, listed, &mut counts).await {
         Ok(()) => {
             let outcome = if counts.failed > 0 {
                 ReconcileOutcome::Partial
@@ -215,11 +301,21 @@ async fn run_inner(
     store: &mut Store,
     client: &ConcurClient,
     repair: bool,
+    listed: Option<Result<Vec<directory::ListedUser>, ConcurError>>,
     counts: &mut ReconcileCounts,
 ) -> Result<(), SyncError> {
-    let concur = directory::read_all_users(cfg.concur.api, client).await?;
+    let concur = match listed {
+        Some(listed) => listed?,
+        None => directory::read_all_users(cfg.concur.api, client).await?,
+    };
     counts.concur_users = concur.len() as u64;
-    let source = read_source(cfg, store).await?;
+    // Adoption matches Concur's users to the source's: with nobody listed there is nothing to
+    // match, and the source is not read.
+    let source = if concur.is_empty() && !repair {
+        Vec::new()
+    } else {
+        read_source(cfg, store).await?
+    };
     let owners = store.ownerships()?;
     let known: HashMap<String, User> = store
         .managed_users()?

@@ -56,13 +56,17 @@ async fn run_cycle_with(
     cancel: &CancellationToken,
     saved: Option<&SavedPlan>,
 ) -> Result<CycleReport, SyncError> {
+    let before = readback::BeforeCycle::due(cfg, store)?;
     cycle::run_cycle_with(
         cfg,
         store,
         client,
         cancel,
         saved,
-        async |store: &mut Store| readback::before_cycle(cfg, store, client).await,
+        before.fetch(client.clone()),
+        async |store: &mut Store, fetched: readback::Fetched| {
+            fetched.record(cfg, store, client).await
+        },
     )
     .await
 }

@@ -21,6 +21,7 @@ mod passwords;
 mod plan_render;
 mod readback;
 mod renames;
+mod requests_per_cycle;
 mod roundtrip;
 mod scale;
 mod scim;

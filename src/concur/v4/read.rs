@@ -39,13 +39,13 @@ pub struct Directory {
 /// Every user of the company: Identity v4.1 by cursor, then Spend User v4.1, joined by UUID.
 pub async fn all_users(client: &ConcurClient) -> Result<Directory, ConcurError> {
     let identities = identity_users(client).await?;
-    let spend = match spend_users(client).await {
-        Ok(s) => Some(s),
-        Err(e) if e.status() == Some(403) => {
-            tracing::warn!(error = %e, "cannot read Spend User v4.1 (the token lacks spend.user.general.read); spend fields are not compared");
-            None
-        }
-        Err(e) => return Err(e),
+    // Spend users are joined to identities: with no identity listed (an empty company, e.g.
+    // before a first load) there is nothing to join, and the read would be a request spent
+    // for nothing.
+    let spend = if identities.is_empty() {
+        Some(HashMap::new())
+    } else {
+        read_spend(client).await?
     };
     let employee_numbers: HashMap<String, String> = identities
         .iter()
@@ -77,6 +77,19 @@ pub async fn all_users(client: &ConcurClient) -> Result<Directory, ConcurError> 
         users,
         spend_read: spend.is_some(),
     })
+}
+
+/// Every Spend User v4.1 resource by lowercase UUID; `None` when the token may not read them
+/// (spend fields are then never compared).
+async fn read_spend(client: &ConcurClient) -> Result<Option<HashMap<String, Value>>, ConcurError> {
+    match spend_users(client).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.status() == Some(403) => {
+            tracing::warn!(error = %e, "cannot read Spend User v4.1 (the token lacks spend.user.general.read); spend fields are not compared");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Every Identity v4.1 user, following `nextCursor`; a user listed twice is kept once.
