@@ -17,9 +17,11 @@ fn sent_since(rig: &Rig, before: usize) -> Vec<RequestRecord> {
 }
 
 /// Asserts that no `window + 1` consecutive requests arrived within less than `window`
-/// intervals of `1 / rps` (5 % allowance for scheduling jitter on a loaded machine).
+/// intervals of `1 / rps`, less 5 % and 30 ms: requests leave paced, but several may be in
+/// flight at once (the token and the first reads go out while the source is planned), and on
+/// a loaded machine one of them can reach the server that much later than it left.
 fn assert_rate(all: &[RequestRecord], rps: f64, window: usize) {
-    let min = (window as f64 * 1000.0 / rps * 0.95) as u64;
+    let min = ((window as f64 * 1000.0 / rps * 0.95) as u64).saturating_sub(30);
     for w in all.windows(window + 1) {
         let span = w[window].arrived_ms - w[0].arrived_ms;
         assert!(
