@@ -8,16 +8,8 @@ if [ -x "$VENV/bin/scim2" ] && "$VENV/bin/scim2" --help >/dev/null 2>&1; then
   echo "scim2-tester already installed in $VENV"
   exit 0
 fi
-rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
-PY=$(command -v python3 || true)
-if [ -z "$PY" ] || ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-  # Debian's python3 needs python3-venv (ensurepip) to make a venv.
-  rm -rf "$VENV"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
-  /usr/bin/python3 -m venv "$VENV"
-fi
+. "$(dirname "$0")/venv.sh"
+make_venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-tester>=0.5,<0.6' 'scim2-cli>=0.6,<0.7'
 "$VENV/bin/scim2" --help >/dev/null
 echo "scim2-tester installed in $VENV"

@@ -8,16 +8,8 @@ if [ -x "$VENV/bin/python3" ] && "$VENV/bin/python3" -c 'import scim2_server.tes
   echo "scim2-server already installed in $VENV"
   exit 0
 fi
-rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
-PY=$(command -v python3 || true)
-if [ -z "$PY" ] || ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-  # Debian's python3 needs python3-venv (ensurepip) to make a venv.
-  rm -rf "$VENV"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
-  /usr/bin/python3 -m venv "$VENV"
-fi
+. "$(dirname "$0")/venv.sh"
+make_venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-server>=0.8,<0.9'
 "$VENV/bin/python3" -c 'import scim2_server.testserver.cli'
 echo "scim2-server installed in $VENV"
