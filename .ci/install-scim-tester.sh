@@ -8,6 +8,7 @@ if [ -x "$VENV/bin/scim2" ] && "$VENV/bin/scim2" --help >/dev/null 2>&1; then
   echo "scim2-tester already installed in $VENV"
   exit 0
 fi
+# shellcheck source=.ci/venv.sh disable=SC1091
 . "$(dirname "$0")/venv.sh"
 make_venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-tester>=0.5,<0.6' 'scim2-cli>=0.6,<0.7'

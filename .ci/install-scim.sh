@@ -8,6 +8,7 @@ if [ -x "$VENV/bin/python3" ] && "$VENV/bin/python3" -c 'import scim2_server.tes
   echo "scim2-server already installed in $VENV"
   exit 0
 fi
+# shellcheck source=.ci/venv.sh disable=SC1091
 . "$(dirname "$0")/venv.sh"
 make_venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'scim2-server>=0.8,<0.9'

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the .ci/install-*.sh scripts that install a Python test peer from PyPI.
 # make_venv DIR: a fresh venv at DIR (removed first), with Debian's python3-venv installed when
 # the machine's python3 cannot make one.
