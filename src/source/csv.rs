@@ -12,6 +12,7 @@
 
 mod bounds;
 pub mod chunks;
+mod records;
 mod structure;
 #[cfg(test)]
 mod tests;
