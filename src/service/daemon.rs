@@ -355,7 +355,7 @@ fn worker(
                     Ok(Ran::Duplicate(_)) => {}
                     Ok(Ran::NoSource(why)) => {
                         if !said_no_source {
-                            tracing::info!("{why}: waiting");
+                            tracing::info!("{why}");
                             said_no_source = true;
                         }
                     }
