@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concur::{ConcurError, PasswordOutcome, RecordOutcome, UserTarget};
 use crate::model::{Op, Secret};
-use crate::store::{CycleCounts, EntryResult, Store, StoreError};
+use crate::store::{CycleCounts, Entry, EntryResult, Store, StoreError};
 
 /// Why sending stopped before every batch was answered.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +43,9 @@ pub enum Settled<'a> {
     Unanswered(&'a str),
 }
 
-/// Sends `entries` (outbox id, operation) in batches of at most `batch_size` (and the target's
-/// limit), records each outcome and counts it in `counts`; `settled` hears about every one.
+/// Sends `entries` (outbox entry, operation) in batches of at most `batch_size` (and the
+/// target's limit), records each outcome and counts it in `counts`; `settled` hears about every
+/// one. A planned entry is written, in flight, as its batch leaves.
 ///
 /// With a `cancel` token, sending stops between batches once it fires, and a batch cut off by
 /// shutdown stays unrecorded (abandoned and planned again next cycle): `Ok(false)`. A batch that
@@ -54,7 +55,7 @@ pub async fn send_user_ops<T: UserTarget>(
     target: &T,
     store: &mut Store,
     cycle: i64,
-    entries: &[(i64, &Op)],
+    entries: &[(Entry, &Op)],
     batch_size: usize,
     cancel: Option<&CancellationToken>,
     counts: &mut CycleCounts,
@@ -88,8 +89,11 @@ pub async fn send_user_ops<T: UserTarget>(
             record_answered(store, cycle, answered.take(), counts, &mut settled)?;
             return Ok(false);
         }
-        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
-        store.mark_inflight(&ids)?;
+        let ids = store.mark_sending(cycle, chunk)?;
+        let chunk: Vec<(i64, &Op)> = ids
+            .into_iter()
+            .zip(chunk.iter().map(|(_, op)| *op))
+            .collect();
         let ops: Vec<&Op> = chunk.iter().map(|(_, op)| *op).collect();
         let before = answered.take();
         let (answer, recorded) = tokio::join!(target.write_users(&ops), async {
@@ -120,7 +124,7 @@ pub async fn send_user_ops<T: UserTarget>(
 }
 
 /// A batch (outbox id, operation) and Concur's answer for each operation, in order.
-type Answered<'a> = (&'a [(i64, &'a Op)], Vec<RecordOutcome>);
+type Answered<'a> = (Vec<(i64, &'a Op)>, Vec<RecordOutcome>);
 
 /// Records Concur's answer for one batch (`None`: nothing to record) and counts it.
 fn record_answered(
@@ -134,7 +138,7 @@ fn record_answered(
         return Ok(());
     };
     let mut results = Vec::with_capacity(chunk.len());
-    for (&(id, op), outcome) in chunk.iter().zip(outcomes) {
+    for ((id, op), outcome) in chunk.into_iter().zip(outcomes) {
         match outcome {
             RecordOutcome::Acknowledged => {
                 settled(op, Settled::Acknowledged);

@@ -12,7 +12,7 @@ use crate::concur::{ConcurClient, PasswordOutcome, RecordOutcome, UserTarget};
 use crate::config::{Config, PasswordOnCreate};
 use crate::error::SyncError;
 use crate::model::{Op, OpKind, Secret};
-use crate::store::{CycleCounts, CycleOutcome, EntryResult, OutboxState, Store, StoreError};
+use crate::store::{CycleCounts, CycleOutcome, Entry, EntryResult, OutboxState, Store, StoreError};
 use crate::writer::{self, PasswordLedger, Settled, WhenUnsent};
 
 use super::CycleReport;
@@ -86,13 +86,13 @@ pub async fn apply_held(
     // Only deactivations of users still active in the snapshot, and changes of users it
     // still holds under the id they were planned for: anything else changed since.
     let snapshot = store.snapshot_index()?;
-    let (ops, ids): (Vec<Op>, Vec<i64>) = entries
+    let (ops, ids): (Vec<Op>, Vec<Entry>) = entries
         .into_iter()
         .filter(|e| match e.op.kind {
             OpKind::Deactivate => snapshot.get(&e.op.employee_id).is_some_and(|s| s.active),
             _ => snapshot.contains(e.op.old_employee_id.as_deref().unwrap_or(&e.op.employee_id)),
         })
-        .map(|e| (e.op, e.id))
+        .map(|e| (e.op, Entry::Written(e.id)))
         .unzip();
     store.release_held(cycle)?;
     let mut counts = info.counts.clone();
@@ -144,9 +144,10 @@ pub async fn apply_held(
     }
 }
 
-/// Sends `ops` (outbox entries `ids`) in batches and records every outcome: user records first,
-/// then passwords. Returns `Ok(false)` when `cancel` stopped it (between batches, or inside one:
-/// the client drops the request and that batch stays unacknowledged).
+/// Sends `ops` (outbox entries `ids`, written as they leave when only planned) in batches and
+/// records every outcome: user records first, then passwords. Returns `Ok(false)` when `cancel`
+/// stopped it (between batches, or inside one: the client drops the request and that batch
+/// stays unacknowledged).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn apply(
     cfg: &Config,
@@ -154,13 +155,13 @@ pub(super) async fn apply(
     target: &impl UserTarget,
     cycle: i64,
     ops: &[Op],
-    ids: &[i64],
+    ids: &[Entry],
     counts: &mut CycleCounts,
     cancel: &CancellationToken,
 ) -> Result<bool, SyncError> {
     let (pw_idx, user_idx): (Vec<usize>, Vec<usize>) =
         (0..ops.len()).partition(|&i| ops[i].kind == OpKind::Password);
-    let entries: Vec<(i64, &Op)> = user_idx.iter().map(|&i| (ids[i], &ops[i])).collect();
+    let entries: Vec<(Entry, &Op)> = user_idx.iter().map(|&i| (ids[i], &ops[i])).collect();
     let finished = writer::send_user_ops(
         target,
         store,
@@ -186,7 +187,7 @@ pub(super) async fn apply(
         return Ok(false);
     }
     // A password operation always carries its password; one without would have nothing to send.
-    let entries: Vec<(i64, &Op, &Secret)> = pw_idx
+    let entries: Vec<(Entry, &Op, &Secret)> = pw_idx
         .iter()
         .filter_map(|&i| ops[i].password.as_ref().map(|p| (ids[i], &ops[i], p)))
         .collect();
@@ -199,6 +200,7 @@ pub(super) async fn apply(
         store,
         cycle,
         entries: &entries,
+        sent: Vec::new(),
         counts,
     };
     Ok(writer::send_passwords(
@@ -212,19 +214,22 @@ pub(super) async fn apply(
     .await?)
 }
 
-/// A cycle's password changes as outbox entries: each batch is marked in flight, and every
-/// outcome closes its entry and is counted.
+/// A cycle's password changes as outbox entries: each batch is marked (or written) in flight,
+/// and every outcome closes its entry and is counted.
 struct Outbox<'a, 'o> {
     store: &'a mut Store,
     cycle: i64,
-    entries: &'a [(i64, &'o Op, &'o Secret)],
+    entries: &'a [(Entry, &'o Op, &'o Secret)],
+    /// The entry ids of the batch last sent.
+    sent: Vec<i64>,
     counts: &'a mut CycleCounts,
 }
 
 impl PasswordLedger for Outbox<'_, '_> {
     fn sending(&mut self, at: Range<usize>) -> Result<(), StoreError> {
-        let ids: Vec<i64> = self.entries[at].iter().map(|(id, _, _)| *id).collect();
-        self.store.mark_inflight(&ids)
+        let batch: Vec<(Entry, &Op)> = self.entries[at].iter().map(|&(e, op, _)| (e, op)).collect();
+        self.sent = self.store.mark_sending(self.cycle, &batch)?;
+        Ok(())
     }
 
     fn settled(
@@ -234,8 +239,9 @@ impl PasswordLedger for Outbox<'_, '_> {
     ) -> Result<(), StoreError> {
         let results: Vec<(i64, &Op, EntryResult)> = self.entries[at]
             .iter()
+            .zip(&self.sent)
             .zip(outcomes)
-            .map(|(&(id, op, _), o)| {
+            .map(|((&(_, op, _), &id), o)| {
                 crate::progress::settled();
                 let r = match o.outcome {
                     RecordOutcome::Acknowledged => {
@@ -257,7 +263,8 @@ impl PasswordLedger for Outbox<'_, '_> {
     fn unsent(&mut self, at: Range<usize>, message: &str) -> Result<(), StoreError> {
         let results: Vec<(i64, &Op, EntryResult)> = self.entries[at]
             .iter()
-            .map(|&(id, op, _)| {
+            .zip(&self.sent)
+            .map(|(&(_, op, _), &id)| {
                 crate::progress::settled();
                 (id, op, EntryResult::Failed(message.to_owned()))
             })

@@ -31,7 +31,7 @@ use crate::concur::{ClientStats, ConcurClient, ConcurError};
 use crate::config::Config;
 use crate::error::{EXIT_FATAL, EXIT_HELD, EXIT_PARTIAL, EXIT_SUCCESS, SyncError};
 use crate::model::{Op, OpKind};
-use crate::store::{CycleCounts, CycleOutcome, OutboxState, Store};
+use crate::store::{CycleCounts, CycleOutcome, Entry, OutboxState, Store};
 
 pub use deliver::apply_held;
 pub use guard::{Verdict, changes_identity, guard};
@@ -331,9 +331,23 @@ async fn deliver_planned(
     if !held.is_empty() {
         store.write_outbox(cycle, &held, OutboxState::Held)?;
     }
-    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
+    // Each entry is written as its request leaves: the first one waits for no more than
+    // its own batch to reach the disk.
+    let planned: Vec<Entry> = (0..ops.len() as i64)
+        .map(|seq| Entry::Planned { seq })
+        .collect();
     let target = crate::wiring::user_target(cfg, client);
-    let result = deliver::apply(cfg, store, &target, cycle, &ops, &ids, &mut counts, cancel).await;
+    let result = deliver::apply(
+        cfg,
+        store,
+        &target,
+        cycle,
+        &ops,
+        &planned,
+        &mut counts,
+        cancel,
+    )
+    .await;
     if let Err(e) = store.refresh_row_index() {
         tracing::warn!(error = %e, "the snapshot index file was not refreshed; the next plan rebuilds it");
     }
@@ -361,10 +375,9 @@ async fn deliver_planned(
             })
         }
         Ok(false) => {
-            store.abandon_open(
-                cycle,
-                "stopped by shutdown before it was sent; re-planned next cycle",
-            )?;
+            let reason = "stopped by shutdown before it was sent; re-planned next cycle";
+            store.abandon_open(cycle, reason)?;
+            store.abandon_unwritten(cycle, &ops, reason)?;
             store.finish_cycle(
                 cycle,
                 CycleOutcome::Interrupted,
@@ -381,7 +394,9 @@ async fn deliver_planned(
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
-            store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
+            let reason = "not sent: the cycle failed; re-planned next cycle";
+            store.abandon_open(cycle, reason)?;
+            store.abandon_unwritten(cycle, &ops, reason)?;
             store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }

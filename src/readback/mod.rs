@@ -31,7 +31,7 @@ use crate::error::SyncError;
 use crate::model::{Op, SourceRecord, User};
 use crate::source::SourceItem;
 use crate::store::readback::{FormFieldRow, ReconcileCounts};
-use crate::store::{CycleCounts, CycleOutcome, OutboxState, Ownership, ReconcileOutcome, Store};
+use crate::store::{CycleCounts, CycleOutcome, Entry, Ownership, ReconcileOutcome, Store};
 use crate::validate::Normalizer;
 use crate::writer::{self, Settled};
 
@@ -371,8 +371,7 @@ async fn run_inner(
         planned: ops.len() as u64,
         ..CycleCounts::default()
     };
-    let ids = store.write_outbox(cycle, &ops, OutboxState::Pending)?;
-    let result = send(cfg, store, client, cycle, &ops, &ids, &mut cc, |op, ok| {
+    let result = send(cfg, store, client, cycle, &ops, &mut cc, |op, ok| {
         if ok {
             if matched.repairs.contains(&op.employee_id) {
                 counts.drift_repaired += 1;
@@ -384,6 +383,11 @@ async fn run_inner(
         }
     })
     .await;
+    if result.is_err() {
+        let reason = "not sent: the repair failed; planned again by the next reconcile";
+        store.abandon_open(cycle, reason)?;
+        store.abandon_unwritten(cycle, &ops, reason)?;
+    }
     let adopted_renames: Vec<&str> = matched.renamed.iter().map(String::as_str).collect();
     store.set_ownership(&adopted_renames, Ownership::Adopted)?;
     let outcome = match (&result, cc.failed) {
@@ -408,11 +412,11 @@ async fn send(
     client: &ConcurClient,
     cycle: i64,
     ops: &[Op],
-    ids: &[i64],
     cc: &mut CycleCounts,
     mut tally: impl FnMut(&Op, bool),
 ) -> Result<(), SyncError> {
-    let entries: Vec<(i64, &Op)> = ids.iter().copied().zip(ops).collect();
+    // Each entry is written as its request leaves.
+    let entries: Vec<(Entry, &Op)> = (0..).map(|seq| Entry::Planned { seq }).zip(ops).collect();
     writer::send_user_ops(
         &crate::wiring::user_target(cfg, client),
         store,

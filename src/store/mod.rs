@@ -37,7 +37,9 @@ pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
 pub use operators::{AuditRow, HistoryEntry, SentRequest, SnapshotRow};
-pub use outbox::{OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled};
+pub use outbox::{
+    Entry, OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled,
+};
 pub use queue::{FailedRecord, Skip, SkipsFollowed};
 pub use row_index::BaselineRow;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};

@@ -19,6 +19,17 @@ pub enum Unsettled {
     Unanswered(chrono::DateTime<chrono::Utc>),
 }
 
+/// An operation's outbox entry as the send loops hold it: written (its id), or only planned
+/// (its place in the cycle's plan), written as its request leaves ([`Store::mark_sending`]).
+/// A cycle's plan is written entry by entry as it is sent, so the first request does not
+/// wait for the whole plan to reach the disk; what never leaves is re-planned next cycle (and
+/// recorded as abandoned when the cycle ends early: [`Store::abandon_unwritten`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entry {
+    Written(i64),
+    Planned { seq: i64 },
+}
+
 /// One outbox entry as stored.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
@@ -244,35 +255,82 @@ impl Store {
         state: OutboxState,
     ) -> Result<Vec<i64>, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(ops.len());
+        let planned: Vec<(i64, &Op)> = (0..).zip(ops).collect();
+        let ids = insert_entries(&tx, cycle, &planned, state, None)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Marks entries in flight as their request leaves (their attempt counter goes up): a
+    /// written entry is marked, a planned one written now, in flight. One transaction, or part
+    /// of an enclosing one. Returns every entry's id, in order.
+    pub fn mark_sending(
+        &mut self,
+        cycle: i64,
+        entries: &[(Entry, &Op)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = Atomic::begin(&mut self.conn)?;
+        let at = now();
+        let planned: Vec<(i64, &Op)> = entries
+            .iter()
+            .filter_map(|&(e, op)| match e {
+                Entry::Planned { seq } => Some((seq, op)),
+                Entry::Written(_) => None,
+            })
+            .collect();
+        let mut new_ids =
+            insert_entries(&tx, cycle, &planned, OutboxState::Inflight, Some(&at))?.into_iter();
+        let mut ids = Vec::with_capacity(entries.len());
         {
-            let mut entry = tx.prepare_cached(
-                "INSERT INTO outbox (cycle_id, seq, employee_id, op, old_login_id, old_employee_id, origin, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
+                 WHERE id = ?1",
             )?;
-            let mut body = tx.prepare_cached(
-                "INSERT INTO outbox_bodies (outbox_id, payload, changes) VALUES (?1, ?2, ?3)",
-            )?;
-            let at = now();
-            for (seq, op) in ops.iter().enumerate() {
-                entry.execute(params![
-                    cycle,
-                    seq as i64,
-                    op.employee_id,
-                    op.kind.as_str(),
-                    op.old_login_id,
-                    op.old_employee_id,
-                    op.origin,
-                    state,
-                    at,
-                ])?;
-                let id = tx.last_insert_rowid();
-                body.execute(params![id, user_json(&op.user), changes_json(op)])?;
-                ids.push(id);
+            for (e, _) in entries {
+                match *e {
+                    Entry::Written(id) => {
+                        stmt.execute(params![id, at, OutboxState::Inflight])?;
+                        ids.push(id);
+                    }
+                    Entry::Planned { .. } => ids.extend(new_ids.next()),
+                }
             }
         }
         tx.commit()?;
         Ok(ids)
+    }
+
+    /// Writes the operations of `cycle`'s plan that never left (their entry was not written:
+    /// the cycle stopped first) as `abandoned` with `reason`, so that the user's history shows
+    /// them; an operation counts as written when the cycle has an entry of its kind for its
+    /// user.
+    pub fn abandon_unwritten(
+        &mut self,
+        cycle: i64,
+        ops: &[Op],
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let written: std::collections::HashSet<(String, String)> = {
+            let mut stmt = tx.prepare("SELECT employee_id, op FROM outbox WHERE cycle_id = ?1")?;
+            stmt.query_map([cycle], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let unwritten: Vec<(i64, &Op)> = (0..)
+            .zip(ops)
+            .filter(|(_, op)| {
+                !written.contains(&(op.employee_id.clone(), op.kind.as_str().to_owned()))
+            })
+            .collect();
+        let ids = insert_entries(&tx, cycle, &unwritten, OutboxState::Abandoned, None)?;
+        {
+            let mut stmt = tx.prepare_cached("UPDATE outbox SET last_error = ?2 WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id, reason])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Adds an operation to a cycle's plan after the others (a follow-up of one that was
@@ -352,8 +410,6 @@ impl Store {
     }
 }
 
-/// The field changes an operation carries, as the outbox keeps them for `explain` (`None` when
-/// there are none).
 /// The field changes kept beside an entry: none for a create, whose fields are all in its
 /// payload (`explain` reads them from there).
 fn changes_json(op: &Op) -> Option<String> {
@@ -381,4 +437,43 @@ fn op_at(r: &rusqlite::Row<'_>) -> Result<Op, StoreError> {
         password: None,
         origin: r.get(7)?,
     })
+}
+
+/// Inserts `entries` (place in the plan, operation) of `cycle` in `state`, sent at `sent_at`
+/// (one attempt) when given. Returns their ids in order.
+fn insert_entries(
+    tx: &rusqlite::Connection,
+    cycle: i64,
+    entries: &[(i64, &Op)],
+    state: OutboxState,
+    sent_at: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut entry = tx.prepare_cached(
+        "INSERT INTO outbox (cycle_id, seq, employee_id, op, old_login_id, old_employee_id, origin, state, updated_at, attempts, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut body = tx.prepare_cached(
+        "INSERT INTO outbox_bodies (outbox_id, payload, changes) VALUES (?1, ?2, ?3)",
+    )?;
+    let at = now();
+    for &(seq, op) in entries {
+        entry.execute(params![
+            cycle,
+            seq,
+            op.employee_id,
+            op.kind.as_str(),
+            op.old_login_id,
+            op.old_employee_id,
+            op.origin,
+            state,
+            at,
+            i64::from(sent_at.is_some()),
+            sent_at,
+        ])?;
+        let id = tx.last_insert_rowid();
+        body.execute(params![id, user_json(&op.user), changes_json(op)])?;
+        ids.push(id);
+    }
+    Ok(ids)
 }

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Settled, WriteError};
 use crate::concur::{Provisioning, UserTarget};
 use crate::model::{Field, Op, OpKind};
-use crate::store::{CycleCounts, EntryResult, Store, Unsettled};
+use crate::store::{CycleCounts, Entry, EntryResult, Store, Unsettled};
 
 mod order;
 mod outcomes;
@@ -60,7 +60,8 @@ pub use resume::resume_provisions;
 /// One operation on its way: its outbox entry and cycle, what it addresses.
 #[derive(Clone, Debug)]
 struct Item {
-    id: i64,
+    /// Written when its first request leaves, if only planned until then.
+    entry: Entry,
     cycle: i64,
     op: Op,
     uuid: Option<String>,
@@ -77,6 +78,17 @@ struct Item {
     /// and how many times its spend extensions were sent.
     counts_as: OpKind,
     extension_attempts: u32,
+}
+
+impl Item {
+    /// Its outbox entry's id once written: every item is written ([`Ledger::write`]) before
+    /// its request leaves, so a request's items all have one (0, which no entry has, before).
+    fn id(&self) -> i64 {
+        match self.entry {
+            Entry::Written(id) => id,
+            Entry::Planned { .. } => 0,
+        }
+    }
 }
 
 /// How many times the spend extensions of one operation are sent within a cycle before their
@@ -120,7 +132,7 @@ pub(super) async fn send<T: UserTarget>(
     target: &T,
     store: &mut Store,
     cycle: i64,
-    entries: &[(i64, &Op)],
+    entries: &[(Entry, &Op)],
     batch_size: usize,
     cancel: Option<&CancellationToken>,
     counts: &mut CycleCounts,
@@ -148,8 +160,8 @@ pub(super) async fn send<T: UserTarget>(
     let items: Vec<Item> = entries
         .iter()
         .zip(&keys)
-        .map(|(&(id, op), key)| Item {
-            id,
+        .map(|(&(entry, op), key)| Item {
+            entry,
             cycle,
             op: op.clone(),
             uuid: uuids.get(*key).cloned(),
@@ -293,7 +305,7 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
                 () = cancelled(cancel), if stop.is_none() => stop = Some(Stop::Cancelled),
             }
         }
-        self.write(&[])?;
+        self.write(&mut [])?;
         match stop {
             None => Ok(true),
             Some(Stop::Cancelled) => Ok(false),
@@ -339,13 +351,14 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
             if ready.is_empty() {
                 continue;
             }
-            // Marked in flight (with what was learnt so far) before the request leaves.
-            let ids: Vec<i64> = ready.iter().map(|i| i.id).collect();
-            self.write(&ids)?;
+            // Marked (or written) in flight, with what was learnt so far, before the request
+            // leaves.
+            let mut ready = ready;
+            self.write(&mut ready)?;
             requests.push(submit_request(target, ready));
         }
         if !self.unwritten.is_empty() && (requests.is_empty() || self.unwritten.results_overdue()) {
-            self.write(&[])?;
+            self.write(&mut [])?;
         }
         Ok(())
     }
@@ -391,7 +404,12 @@ impl<'a, T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'a, T, F> {
                         if let Some(message) = self.still_in_doubt(&item) {
                             (self.settled)(&item.op, Settled::Unanswered(&message));
                             self.counts.failed += 1;
-                            self.record(item.cycle, item.id, item.op, EntryResult::Failed(message));
+                            self.record(
+                                item.cycle,
+                                item.entry,
+                                item.op,
+                                EntryResult::Failed(message),
+                            );
                             continue;
                         }
                     }

@@ -312,10 +312,8 @@ async fn provisions_are_recorded_polled_and_settled_managers_first() {
         create("X", None),
         create("R2", Some("M")),
     ];
-    let ids = store
-        .write_outbox(cycle, &ops, crate::store::OutboxState::Pending)
-        .expect("outbox");
-    let entries: Vec<(i64, &Op)> = ids.iter().copied().zip(&ops).collect();
+    // Only planned: each entry is written as its request leaves.
+    let entries: Vec<(Entry, &Op)> = (0..).map(|seq| Entry::Planned { seq }).zip(&ops).collect();
     let target = Provisions::default();
     let mut counts = CycleCounts::default();
     let done = send_user_ops(
@@ -341,6 +339,15 @@ async fn provisions_are_recorded_polled_and_settled_managers_first() {
     let uuids = store.concur_uuids(["M", "R2"]).expect("uuids");
     assert_eq!(uuids["M"], "uuid-M");
     assert_eq!(uuids["R2"], "uuid-R2");
+    let done = store
+        .open_entries(cycle, &[crate::store::OutboxState::Done])
+        .expect("entries");
+    let mut written: Vec<(i64, &str)> = done
+        .iter()
+        .map(|e| (e.seq, e.op.employee_id.as_str()))
+        .collect();
+    written.sort_unstable();
+    assert_eq!(written, vec![(0, "M"), (1, "R1"), (2, "X"), (3, "R2")]);
 }
 
 #[tokio::test]

@@ -153,6 +153,74 @@ async fn sigterm_and_sigint_stop_sync_during_a_long_retry_after() {
     assert_throttle_outlives_the_process(&rig).await;
 }
 
+/// A plan's entries are written as their batch leaves. After a shutdown between batches, every
+/// planned user still shows the cycle in `explain`: acknowledged, or not sent because of the
+/// shutdown (also those whose batch never left); the next cycle sends exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_whose_batch_never_left_before_a_shutdown_show_why_and_are_sent_next_cycle() {
+    let rig = Rig::with(
+        SimConfig::default(),
+        "requests_per_second = 2\nbatch_size = 5\n",
+    )
+    .await;
+    rig.write_hr(&rows(0..20));
+    let child = spawn_bin(&rig.config, &["sync"], &[]);
+    wait_for("the first batch left", Duration::from_secs(20), || {
+        rig.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/api/user/v1.0/users"))
+    })
+    .await;
+    signal(&child, SIGTERM);
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("sync stops after SIGTERM")
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let st = rig.status().await;
+    assert_eq!(st["last_cycle"]["outcome"], "interrupted", "{st}");
+    assert_eq!(st["outbox"]["pending"], 0, "{st}");
+    let cycle = st["last_cycle"]["id"].clone();
+    let (mut acknowledged, mut never_sent) = (0, 0);
+    for i in 0..20 {
+        let id = format!("E{i:05}");
+        let out = rig.run(&["explain", &id, "--json"]).await;
+        assert_eq!(code(&out), 0, "{id}: {}", text(&out));
+        let story: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let newest = story["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "operation")
+            .unwrap_or_else(|| panic!("{id}: no operation in {story}"))
+            .clone();
+        assert_eq!(newest["cycle_id"], cycle, "{newest}");
+        assert_eq!(newest["operation"], "create", "{newest}");
+        match newest["state"].as_str() {
+            Some("done") => acknowledged += 1,
+            Some("abandoned") => {
+                assert!(
+                    newest["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("stopped by shutdown")),
+                    "{newest}"
+                );
+                if newest["attempts"] == 0 {
+                    never_sent += 1;
+                }
+            }
+            _ => panic!("{id}: {newest}"),
+        }
+    }
+    assert_eq!(st["users"]["managed"], acknowledged, "{st}");
+    assert!(never_sent >= 10, "batches 3 and 4 never left: {never_sent}");
+    let out = rig.run(&["sync"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(rig.status().await["users"]["managed"], 20);
+    assert_eq!(rig.sim.users().len(), 20, "nobody was created twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_served_retry_after_holds_back_the_next_process_and_a_long_one_ends_sync() {
     let rig = Rig::with(SimConfig::default(), "max_wait_seconds = 2").await;

@@ -12,7 +12,7 @@ use super::{EXTENSION_ATTEMPTS, Item, Ledger, may_enable_approval};
 use crate::concur::v4::schema::fields_of;
 use crate::concur::{ConcurError, Poll, Sent, Submitted, UserOutcome, UserTarget};
 use crate::model::{Op, OpKind, User};
-use crate::store::EntryResult;
+use crate::store::{Entry, EntryResult};
 use crate::writer::{Settled, WriteError};
 /// One operation of an accepted request: entry id, bulkId, the UUID it addressed.
 type Accepted = (i64, String, Option<String>);
@@ -27,10 +27,10 @@ type Accepted = (i64, String, Option<String>);
 pub(super) struct Unwritten {
     /// Requests accepted: provision id; (entry id, bulkId, UUID addressed).
     pub(super) submitted: Vec<(String, Vec<Accepted>)>,
-    /// Outcomes: cycle, entry id, operation, result.
-    pub(super) results: Vec<(i64, i64, Op, EntryResult)>,
+    /// Outcomes: cycle, entry, operation, result.
+    pub(super) results: Vec<(i64, Entry, Op, EntryResult)>,
     /// The entries of `results`.
-    result_ids: HashSet<i64>,
+    result_ids: HashSet<Entry>,
     /// When the oldest of `results` was learnt.
     results_since: Option<Instant>,
 }
@@ -45,19 +45,19 @@ impl Unwritten {
         self.submitted.is_empty() && self.results.is_empty()
     }
 
-    pub(super) fn push_result(&mut self, cycle: i64, id: i64, op: Op, result: EntryResult) {
+    pub(super) fn push_result(&mut self, cycle: i64, entry: Entry, op: Op, result: EntryResult) {
         self.results_since.get_or_insert_with(Instant::now);
-        self.result_ids.insert(id);
-        self.results.push((cycle, id, op, result));
+        self.result_ids.insert(entry);
+        self.results.push((cycle, entry, op, result));
     }
 
     /// Whether the outcomes go with a transaction that marks `inflight` in flight: always
     /// when no request follows, and before an entry with an outcome is sent again.
-    fn results_due(&self, inflight: &[i64]) -> bool {
+    fn results_due(&self, inflight: &[Item]) -> bool {
         !self.results.is_empty()
             && (inflight.is_empty()
                 || self.results_overdue()
-                || inflight.iter().any(|id| self.result_ids.contains(id)))
+                || inflight.iter().any(|i| self.result_ids.contains(&i.entry)))
     }
 
     /// Whether enough outcomes gathered, or the oldest waited long enough, to be written now.
@@ -69,7 +69,7 @@ impl Unwritten {
     }
 
     /// What to write now: the accepted requests, and the outcomes when they are due.
-    fn take(&mut self, inflight: &[i64]) -> Unwritten {
+    fn take(&mut self, inflight: &[Item]) -> Unwritten {
         let submitted = std::mem::take(&mut self.submitted);
         if self.results_due(inflight) {
             Unwritten {
@@ -87,13 +87,14 @@ impl Unwritten {
 
 impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
     /// Writes what was learnt (outcomes only when due: [`Unwritten`]) and marks `inflight`
-    /// entries in flight, in one transaction. With no entries to mark, writes everything.
-    pub(super) fn write(&mut self, inflight: &[i64]) -> Result<(), WriteError> {
+    /// items in flight (writing the entries only planned so far), in one transaction. With no
+    /// items to mark, writes everything.
+    pub(super) fn write(&mut self, inflight: &mut [Item]) -> Result<(), WriteError> {
         let unwritten = self.unwritten.take(inflight);
         if unwritten.is_empty() && inflight.is_empty() {
             return Ok(());
         }
-        self.store.in_one_transaction(|store| {
+        let ids = self.store.in_one_transaction(|store| {
             for (provision_id, rows) in &unwritten.submitted {
                 let rows: Vec<(i64, &str, Option<&str>)> = rows
                     .iter()
@@ -102,17 +103,37 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 store.mark_submitted(provision_id, &rows)?;
             }
             for group in unwritten.results.chunk_by(|a, b| a.0 == b.0) {
+                let cycle = group[0].0;
+                // An operation settled before it was sent (a look-up found it cannot be) gets
+                // its entry now.
+                let planned: Vec<(Entry, &Op)> = group
+                    .iter()
+                    .filter(|(_, e, _, _)| matches!(e, Entry::Planned { .. }))
+                    .map(|(_, e, op, _)| (*e, op))
+                    .collect();
+                let mut written = store.mark_sending(cycle, &planned)?.into_iter();
                 let results: Vec<(i64, &Op, EntryResult)> = group
                     .iter()
-                    .map(|(_, id, op, result)| (*id, op, result.clone()))
+                    .filter_map(|(_, e, op, result)| {
+                        let id = match e {
+                            Entry::Written(id) => *id,
+                            Entry::Planned { .. } => written.next()?,
+                        };
+                        Some((id, op, result.clone()))
+                    })
                     .collect();
-                store.record_results(group[0].0, &results)?;
+                store.record_results(cycle, &results)?;
             }
-            if !inflight.is_empty() {
-                store.mark_inflight(inflight)?;
+            let mut ids = Vec::new();
+            for group in inflight.chunk_by(|a, b| a.cycle == b.cycle) {
+                let entries: Vec<(Entry, &Op)> = group.iter().map(|i| (i.entry, &i.op)).collect();
+                ids.extend(store.mark_sending(group[0].cycle, &entries)?);
             }
-            Ok(())
+            Ok(ids)
         })?;
+        for (item, id) in inflight.iter_mut().zip(ids) {
+            item.entry = Entry::Written(id);
+        }
         Ok(())
     }
 
@@ -232,7 +253,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     self.counts.failed += 1;
                     self.record(
                         item.cycle,
-                        item.id,
+                        item.entry,
                         item.op,
                         EntryResult::Unanswered(message),
                     );
@@ -249,7 +270,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 provision_id.clone(),
                 pending
                     .iter()
-                    .map(|(b, i)| (i.id, b.clone(), i.uuid.clone()))
+                    .map(|(b, i)| (i.id(), b.clone(), i.uuid.clone()))
                     .collect(),
             ));
             let awaited = pending
@@ -277,9 +298,9 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
 
     /// Records an outcome (written with the next request, or on its own); an operation
     /// recorded, however it ended, no longer holds new reports back.
-    pub(super) fn record(&mut self, cycle: i64, id: i64, op: Op, result: EntryResult) {
+    pub(super) fn record(&mut self, cycle: i64, entry: Entry, op: Op, result: EntryResult) {
         self.unsettled.remove(&op.employee_id);
-        self.unwritten.push_result(cycle, id, op, result);
+        self.unwritten.push_result(cycle, entry, op, result);
     }
 
     /// Records operations Concur applied whole.
@@ -295,7 +316,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             };
             (self.settled)(&item.op, Settled::Acknowledged);
             self.counts.count(item.counts_as);
-            self.record(item.cycle, item.id, item.op, result);
+            self.record(item.cycle, item.entry, item.op, result);
         }
     }
 
@@ -322,7 +343,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     .clone()
                     .unwrap_or_else(|| item.op.employee_id.clone());
                 // The snapshot as written so far.
-                self.write(&[])?;
+                self.write(&mut [])?;
                 let before = self.store.load_users([key.as_str()])?.remove(&key);
                 let mut partial = item.op.clone();
                 partial.user = keep_before(&item.op.user, before.as_ref(), &failed);
@@ -338,7 +359,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                     && !changes.is_empty();
                 if retry {
                     // The identity is recorded; only the failed extensions go out again.
-                    self.record(item.cycle, item.id, partial, result);
+                    self.record(item.cycle, item.entry, partial, result);
                     let follow_up = Op {
                         kind: OpKind::Update,
                         employee_id: item.op.employee_id.clone(),
@@ -350,14 +371,14 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                         origin: item.op.origin.clone(),
                     };
                     tracing::info!(employee_id = %item.op.employee_id, attempt = item.extension_attempts, message = %message, "the identity was applied, some extensions were not: patching them again");
-                    self.write(&[])?;
+                    self.write(&mut [])?;
                     let id = self.store.add_follow_up(item.cycle, &follow_up)?;
                     if may_enable_approval(&item.op) {
                         // Its role may be among what failed: new reports keep waiting.
                         self.unsettled.insert(item.op.employee_id.clone());
                     }
                     self.follow_ups.push(Item {
-                        id,
+                        entry: Entry::Written(id),
                         cycle: item.cycle,
                         op: follow_up,
                         uuid,
@@ -376,8 +397,13 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                 );
                 (self.settled)(&item.op, Settled::Refused(&message));
                 self.counts.failed += 1;
-                self.record(item.cycle, item.id, partial, result);
-                self.record(item.cycle, item.id, item.op, EntryResult::Failed(message));
+                self.record(item.cycle, item.entry, partial, result);
+                self.record(
+                    item.cycle,
+                    item.entry,
+                    item.op,
+                    EntryResult::Failed(message),
+                );
             }
             UserOutcome::Failed { message, conflict } => {
                 if conflict && item.op.kind == OpKind::Create && !item.adopt && !item.looked_up {
@@ -387,7 +413,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
                         // Written before the entry is sent again: its request history keeps it.
                         self.unwritten.push_result(
                             item.cycle,
-                            item.id,
+                            item.entry,
                             item.op.clone(),
                             EntryResult::Refused(format!(
                                 "{message} (the existing user is adopted and patched)"
@@ -427,7 +453,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         self.counts.failed += 1;
         self.record(
             item.cycle,
-            item.id,
+            item.entry,
             item.op,
             EntryResult::Failed(message.to_owned()),
         );
@@ -438,7 +464,7 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
         self.counts.failed += 1;
         self.record(
             item.cycle,
-            item.id,
+            item.entry,
             item.op,
             EntryResult::Failed(message.to_owned()),
         );

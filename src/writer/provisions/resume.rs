@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{EXTENSION_ATTEMPTS, InFlight, Item, Ledger, WriteError};
 use crate::concur::UserTarget;
 use crate::model::Op;
-use crate::store::{CycleCounts, Store};
+use crate::store::{CycleCounts, Entry, Store};
 use crate::writer::Settled;
 
 /// Polls the provisions a previous process left `submitted` until each has settled (or timed
@@ -49,7 +49,7 @@ pub async fn resume_provisions<T: UserTarget>(
                     (
                         e.bulk_id,
                         Item {
-                            id: e.id,
+                            entry: Entry::Written(e.id),
                             cycle: e.cycle_id,
                             op: e.op,
                             uuid: e.uuid,
