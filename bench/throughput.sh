@@ -9,7 +9,7 @@
 #   Run 2 also reports where the limiter's slots went, from the simulator's request log lined up
 #   with process start and exit by a marker request: start-up (process start → first request →
 #   first batch, and the requests before it), the gaps between batches (the limiter spaces
-#   requests 1.02 / R apart: anything longer is an idle slot) and the tail (last request → exit).
+#   requests 1.01 / R apart: anything longer is an idle slot) and the tail (last request → exit).
 # Usage: bench/throughput.sh [N1] [N2] [R]   (needs python3 and curl)
 # Environment: BIN (a concur-sync binary to measure instead of building this tree), BATCH,
 #   KEEP (a directory that receives each run's request log and output).
@@ -126,8 +126,8 @@ if rps > 0:
     print(f"  requests ÷ (elapsed × R) = {len(log)} ÷ ({secs:.2f} s × {rps:g}/s) = "
           f"{100 * len(log) / (secs * rps):.1f} %;  users/s ÷ (R × batch) = {100 * rate / (batch * rps):.1f} %")
 if rps > 0 and len(marks) == 2 and log:
-    # Where the slots went: the limiter spaces requests 1.02 / R apart; any more is idle.
-    slot = 1.02 / rps * 1000
+    # Where the slots went: the limiter spaces requests 1.01 / R apart; any more is idle.
+    slot = 1.01 / rps * 1000
     start = marks[0]["arrived_ms"]
     end = marks[1]["arrived_ms"]
     arr = [r["arrived_ms"] for r in log]
