@@ -332,7 +332,8 @@ async fn deliver_planned(
         store.write_outbox(cycle, &held, OutboxState::Held)?;
     }
     // Each entry is written as its request leaves: the first one waits for no more than
-    // its own batch to reach the disk.
+    // its own batch to reach the disk. Until then `status` counts it from `to_send`.
+    store.set_cycle_to_send(cycle, ops.len())?;
     let planned: Vec<Entry> = (0..ops.len() as i64)
         .map(|seq| Entry::Planned { seq })
         .collect();
@@ -375,9 +376,10 @@ async fn deliver_planned(
             })
         }
         Ok(false) => {
-            let reason = "stopped by shutdown before it was sent; re-planned next cycle";
-            store.abandon_open(cycle, reason)?;
-            store.abandon_unwritten(cycle, &ops, reason)?;
+            store.abandon_open(
+                cycle,
+                "stopped by shutdown before it was sent; re-planned next cycle",
+            )?;
             store.finish_cycle(
                 cycle,
                 CycleOutcome::Interrupted,
@@ -394,9 +396,7 @@ async fn deliver_planned(
         Err(e) => {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cycle failed; unsent operations are re-planned next cycle");
-            let reason = "not sent: the cycle failed; re-planned next cycle";
-            store.abandon_open(cycle, reason)?;
-            store.abandon_unwritten(cycle, &ops, reason)?;
+            store.abandon_open(cycle, "not sent: the cycle failed; re-planned next cycle")?;
             store.finish_cycle(cycle, CycleOutcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }

@@ -371,6 +371,7 @@ async fn run_inner(
         planned: ops.len() as u64,
         ..CycleCounts::default()
     };
+    store.set_cycle_to_send(cycle, ops.len())?;
     let result = send(cfg, store, client, cycle, &ops, &mut cc, |op, ok| {
         if ok {
             if matched.repairs.contains(&op.employee_id) {
@@ -384,9 +385,10 @@ async fn run_inner(
     })
     .await;
     if result.is_err() {
-        let reason = "not sent: the repair failed; planned again by the next reconcile";
-        store.abandon_open(cycle, reason)?;
-        store.abandon_unwritten(cycle, &ops, reason)?;
+        store.abandon_open(
+            cycle,
+            "not sent: the repair failed; planned again by the next reconcile",
+        )?;
     }
     let adopted_renames: Vec<&str> = matched.renamed.iter().map(String::as_str).collect();
     store.set_ownership(&adopted_renames, Ownership::Adopted)?;

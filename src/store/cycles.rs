@@ -122,6 +122,16 @@ impl Store {
         Ok(())
     }
 
+    /// Records how many operations `cycle` sets out to send: until they are written (as
+    /// their batch leaves), `status` counts them as pending.
+    pub fn set_cycle_to_send(&self, cycle: i64, operations: usize) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cycles SET to_send = ?2 WHERE id = ?1",
+            params![cycle, operations as i64],
+        )?;
+        Ok(())
+    }
+
     pub fn finish_cycle(
         &self,
         cycle: i64,

@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013-outbox-bodies.sql",
         include_str!("../../migrations/0013-outbox-bodies.sql"),
     ),
+    (
+        "0014-cycle-to-send.sql",
+        include_str!("../../migrations/0014-cycle-to-send.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

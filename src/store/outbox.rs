@@ -22,8 +22,8 @@ pub enum Unsettled {
 /// An operation's outbox entry as the send loops hold it: written (its id), or only planned
 /// (its place in the cycle's plan), written as its request leaves ([`Store::mark_sending`]).
 /// A cycle's plan is written entry by entry as it is sent, so the first request does not
-/// wait for the whole plan to reach the disk; what never leaves is re-planned next cycle (and
-/// recorded as abandoned when the cycle ends early: [`Store::abandon_unwritten`]).
+/// wait for the whole plan to reach the disk; what never leaves has no entry and is planned
+/// again by the next cycle (until then `status` counts it pending: `Store::set_cycle_to_send`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entry {
     Written(i64),
@@ -298,39 +298,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(ids)
-    }
-
-    /// Writes the operations of `cycle`'s plan that never left (their entry was not written:
-    /// the cycle stopped first) as `abandoned` with `reason`, so that the user's history shows
-    /// them; an operation counts as written when the cycle has an entry of its kind for its
-    /// user.
-    pub fn abandon_unwritten(
-        &mut self,
-        cycle: i64,
-        ops: &[Op],
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        let written: std::collections::HashSet<(String, String)> = {
-            let mut stmt = tx.prepare("SELECT employee_id, op FROM outbox WHERE cycle_id = ?1")?;
-            stmt.query_map([cycle], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        let unwritten: Vec<(i64, &Op)> = (0..)
-            .zip(ops)
-            .filter(|(_, op)| {
-                !written.contains(&(op.employee_id.clone(), op.kind.as_str().to_owned()))
-            })
-            .collect();
-        let ids = insert_entries(&tx, cycle, &unwritten, OutboxState::Abandoned, None)?;
-        {
-            let mut stmt = tx.prepare_cached("UPDATE outbox SET last_error = ?2 WHERE id = ?1")?;
-            for id in ids {
-                stmt.execute(params![id, reason])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Adds an operation to a cycle's plan after the others (a follow-up of one that was

@@ -143,6 +143,18 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        // A running cycle writes its entries as their batch leaves: what it has not written
+        // yet is pending too.
+        let unwritten: i64 = self.conn.query_row(
+            "SELECT COALESCE(sum(max(0, c.to_send - (
+                 SELECT count(*) FROM outbox o
+                 WHERE o.state IN ('pending', 'inflight', 'submitted', 'done', 'failed', 'abandoned')
+                   AND o.cycle_id = c.id))), 0)
+             FROM cycles c WHERE c.outcome = 'running' AND c.to_send IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        let pending = pending + unwritten;
         let (retries, throttled_seconds) = last_cycle
             .as_ref()
             .map(|c| (c.counts.retries, c.counts.throttled_seconds))
