@@ -448,11 +448,25 @@ pub struct Op {
     pub old_login_id: Option<String>,
     /// The employee id Concur knows the user by, when this op changes it to `user`'s.
     pub old_employee_id: Option<String>,
+    /// The fields it changes, old → new. A plan's creates keep none: every field of `user` is
+    /// new, and [`Op::field_changes`] lists them when asked.
     pub changes: Vec<FieldChange>,
     /// The password to set: on create, the initial password; on a password op, the new one.
     pub password: Option<Secret>,
     /// Where the desired record came from (empty for deactivations of vanished users).
     pub origin: Origin,
+}
+
+impl Op {
+    /// The field changes it makes: `changes`, or for a create that keeps none, every field its
+    /// record sets.
+    pub fn field_changes(&self) -> std::borrow::Cow<'_, [FieldChange]> {
+        if self.kind == OpKind::Create && self.changes.is_empty() {
+            std::borrow::Cow::Owned(self.user.changes_from(&User::new()))
+        } else {
+            std::borrow::Cow::Borrowed(&self.changes)
+        }
+    }
 }
 
 /// Counts per operation kind, as shown in status and cycle history.

@@ -40,7 +40,7 @@ struct OpJson<'a> {
     old_login_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     old_employee_id: Option<&'a str>,
-    changes: &'a [FieldChange],
+    changes: std::borrow::Cow<'a, [FieldChange]>,
 }
 
 impl PlannedCycle {
@@ -77,7 +77,7 @@ impl PlannedCycle {
                     origin: &o.origin,
                     old_login_id: o.old_login_id.as_deref(),
                     old_employee_id: o.old_employee_id.as_deref(),
-                    changes: &o.changes,
+                    changes: o.field_changes(),
                 })
                 .collect(),
             rejected: &self.rejections,

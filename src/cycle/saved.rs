@@ -47,7 +47,7 @@ pub struct SavedOp {
 impl From<&Op> for SavedOp {
     fn from(op: &Op) -> SavedOp {
         SavedOp {
-            changes: op.changes.clone(),
+            changes: op.field_changes().into_owned(),
             employee_id: op.employee_id.clone(),
             old_employee_id: op.old_employee_id.clone(),
             old_login_id: op.old_login_id.clone(),

@@ -36,8 +36,9 @@ pub fn complete(draft: Draft, old: &HashMap<String, User>) -> (Vec<Op>, Vec<Reje
         let id = c.record.user.employee_id().to_owned();
         let old_id = c.old_employee_id.clone();
         let prev = old.get(old_id.as_deref().unwrap_or(&id));
+        // A create keeps no changes: every field of its record is new (`Op::field_changes`).
         let changes = match (c.kind, prev) {
-            (OpKind::Password, _) => Vec::new(),
+            (OpKind::Password | OpKind::Create, _) => Vec::new(),
             (_, Some(p)) => c.record.user.changes_from(p),
             (_, None) => c.record.user.changes_from(&User::new()),
         };
