@@ -23,6 +23,15 @@
 #     A/B runs of the two builds alternating (load 1.5–1.9) 30.4–33.0 s before, 24.6–27.5 s
 #     after: wall times move by ±15 % between runs here, compare builds only side by side.
 #   run 2, 20,000 users at R = 4: 404 requests in 104.83 s = 96.3 % of R, 1.00 polls per Bulk.
+# Outbox entries written as their batch leaves (no 100,000-row write before the first Bulk), a
+# create's field changes no longer computed, the limiter 1 % wider than nominal (was 2 %);
+# 2026-11-29, load ≈ 1, same command:
+#   run 1, 100,000 users: 15.69 s and 18.35 s end to end (sync CPU 14.1 s user + 2.7 s system,
+#     peak RSS 312–322 MB, was 537–570 MB); one run while the machine was busier: 23.70 s.
+#     A/B of the outbox change alone, alternating: 20.70 and 18.54 s before, 18.50
+#     and 17.47 s after.
+#   run 2, 20,000 users at R = 4: 404 requests in 102.93 s = 98.1 % of R, 1.00 polls per Bulk,
+#     194 users/s.
 set -euo pipefail
 N1=${1:-100000}
 N2=${2:-20000}
