@@ -324,7 +324,7 @@ async fn deliver_planned(
         }
         None => store.expect_stamps(&crate::plan::RowStamps::default()),
     }
-    let managed_active = store.status()?.users.active;
+    let managed_active = store.user_counts()?.active;
     let verdict = guard(&cfg.sync, &planned, managed_active);
     let (mut ops, held, message) = follow(&verdict, planned.ops, cycle);
     deliver::set_create_passwords(cfg, &mut ops);

@@ -316,12 +316,18 @@ async fn run_inner(
     } else {
         read_source(cfg, store).await?
     };
-    let owners = store.ownerships()?;
-    let known: HashMap<String, User> = store
-        .managed_users()?
-        .into_iter()
-        .map(|u| (u.employee_id().to_owned(), u))
-        .collect();
+    // Nobody listed matches nobody: the snapshot is not loaded (a first cycle plans while this
+    // runs, and a million users' records would sit beside its plan).
+    let (owners, known): (_, HashMap<String, User>) = if concur.is_empty() {
+        (HashMap::new(), HashMap::new())
+    } else {
+        let known = store
+            .managed_users()?
+            .into_iter()
+            .map(|u| (u.employee_id().to_owned(), u))
+            .collect();
+        (store.ownerships()?, known)
+    };
     let matched = matcher::match_users(
         &concur,
         &source,

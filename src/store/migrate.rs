@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014-cycle-to-send.sql",
         include_str!("../../migrations/0014-cycle-to-send.sql"),
     ),
+    (
+        "0015-users-ownership-active.sql",
+        include_str!("../../migrations/0015-users-ownership-active.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -300,6 +300,20 @@ impl Store {
         Ok(ids)
     }
 
+    /// Writes entries of `cycle`'s plan that settle without being sent (a look-up showed they
+    /// cannot be), `pending` until their outcome is recorded: `(place in the plan, operation)`.
+    /// One transaction, or part of an enclosing one. Returns their ids in order.
+    pub fn write_unsent(
+        &mut self,
+        cycle: i64,
+        entries: &[(i64, &Op)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = Atomic::begin(&mut self.conn)?;
+        let ids = insert_entries(&tx, cycle, entries, OutboxState::Pending, None)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// Adds an operation to a cycle's plan after the others (a follow-up of one that was
     /// partly applied): `pending`. Returns its id.
     pub fn add_follow_up(&mut self, cycle: i64, op: &Op) -> Result<i64, StoreError> {

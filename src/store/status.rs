@@ -106,33 +106,37 @@ pub struct TokenInfo {
 }
 
 impl Store {
-    pub fn status(&self) -> Result<Status, StoreError> {
+    /// Users by ownership and state (read from their index alone).
+    pub fn user_counts(&self) -> Result<UserCounts, StoreError> {
         let mut users = UserCounts::default();
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT ownership, active, count(*) FROM users GROUP BY ownership, active",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let own: String = r.get(0)?;
-                let active: bool = r.get(1)?;
-                let n = r.get::<_, i64>(2)? as u64;
-                match own.as_str() {
-                    "unmanaged" => {
-                        users.unmanaged += n;
-                        continue;
-                    }
-                    "adopted" => users.adopted += n,
-                    _ => users.created += n,
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ownership, active, count(*) FROM users GROUP BY ownership, active",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let own: String = r.get(0)?;
+            let active: bool = r.get(1)?;
+            let n = r.get::<_, i64>(2)? as u64;
+            match own.as_str() {
+                "unmanaged" => {
+                    users.unmanaged += n;
+                    continue;
                 }
-                users.managed += n;
-                if active {
-                    users.active += n;
-                } else {
-                    users.inactive += n;
-                }
+                "adopted" => users.adopted += n,
+                _ => users.created += n,
+            }
+            users.managed += n;
+            if active {
+                users.active += n;
+            } else {
+                users.inactive += n;
             }
         }
+        Ok(users)
+    }
+
+    pub fn status(&self) -> Result<Status, StoreError> {
+        let users = self.user_counts()?;
         let failed = self.failed_entries()?;
         let rejected = self.findings("rejections")?;
         let last_cycle = self.cycle_where("1 = 1")?;

@@ -104,14 +104,16 @@ impl<T: UserTarget, F: FnMut(&Op, Settled<'_>)> Ledger<'_, T, F> {
             }
             for group in unwritten.results.chunk_by(|a, b| a.0 == b.0) {
                 let cycle = group[0].0;
-                // An operation settled before it was sent (a look-up found it cannot be) gets
+                // An operation settled before it was sent (a look-up showed it cannot be) gets
                 // its entry now.
-                let planned: Vec<(Entry, &Op)> = group
+                let planned: Vec<(i64, &Op)> = group
                     .iter()
-                    .filter(|(_, e, _, _)| matches!(e, Entry::Planned { .. }))
-                    .map(|(_, e, op, _)| (*e, op))
+                    .filter_map(|(_, e, op, _)| match e {
+                        Entry::Planned { seq } => Some((*seq, op)),
+                        Entry::Written(_) => None,
+                    })
                     .collect();
-                let mut written = store.mark_sending(cycle, &planned)?.into_iter();
+                let mut written = store.write_unsent(cycle, &planned)?.into_iter();
                 let results: Vec<(i64, &Op, EntryResult)> = group
                     .iter()
                     .filter_map(|(_, e, op, result)| {
