@@ -11,6 +11,9 @@
 # Measured 2026-11-29, entries mapped as they arrive (release, 2 shared cores, load ≈ 4.5):
 #   plan on an empty snapshot (100k creates)  7.3 s wall,     292 MB peak RSS   (target met)
 #   plan after baseline (nothing changed)     4.6–9.0 s wall, 180–187 MB peak RSS
+# Measured 2026-11-29, creates without field changes (release, quiet machine, load < 1):
+#   plan on an empty snapshot (100k creates)  5.28 s wall,     215 MB peak RSS   (target met)
+#   plan after baseline (nothing changed)     3.4–4.7 s wall,  176–217 MB peak RSS
 # Usage: bench/ldap-100k.sh [N]   (default N=100000; needs slapd + ldap-utils, python3, GNU time)
 set -euo pipefail
 N=${1:-100000}
