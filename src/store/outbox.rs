@@ -278,22 +278,21 @@ impl Store {
                 Entry::Written(_) => None,
             })
             .collect();
+        let written: Vec<i64> = entries
+            .iter()
+            .filter_map(|(e, _)| match e {
+                Entry::Written(id) => Some(*id),
+                Entry::Planned { .. } => None,
+            })
+            .collect();
+        set_inflight(&tx, &written, &at)?;
         let mut new_ids =
             insert_entries(&tx, cycle, &planned, OutboxState::Inflight, Some(&at))?.into_iter();
         let mut ids = Vec::with_capacity(entries.len());
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
-                 WHERE id = ?1",
-            )?;
-            for (e, _) in entries {
-                match *e {
-                    Entry::Written(id) => {
-                        stmt.execute(params![id, at, OutboxState::Inflight])?;
-                        ids.push(id);
-                    }
-                    Entry::Planned { .. } => ids.extend(new_ids.next()),
-                }
+        for (e, _) in entries {
+            match *e {
+                Entry::Written(id) => ids.push(id),
+                Entry::Planned { .. } => ids.extend(new_ids.next()),
             }
         }
         tx.commit()?;
@@ -341,21 +340,12 @@ impl Store {
         Ok(id)
     }
 
-    /// Marks entries as sent (their attempt counter goes up, `sent_at` is now) before the
-    /// request leaves.
+    /// Marks written entries as sent (their attempt counter goes up, `sent_at` is now): what
+    /// [`Store::mark_sending`] does to written entries, for tests that stage an outbox.
+    #[cfg(test)]
     pub fn mark_inflight(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        // Its own transaction, or part of an enclosing one.
-        let tx = Atomic::begin(&mut self.conn)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
-                 WHERE id = ?1",
-            )?;
-            let at = now();
-            for id in ids {
-                stmt.execute(params![id, at, OutboxState::Inflight])?;
-            }
-        }
+        let tx = self.conn.transaction()?;
+        set_inflight(&tx, ids, &now())?;
         tx.commit()?;
         Ok(())
     }
@@ -418,6 +408,18 @@ fn op_at(r: &rusqlite::Row<'_>) -> Result<Op, StoreError> {
         password: None,
         origin: r.get(7)?,
     })
+}
+
+/// Marks written entries `inflight`, sent at `at` (one more attempt).
+fn set_inflight(tx: &rusqlite::Connection, ids: &[i64], at: &str) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE outbox SET state = ?3, attempts = attempts + 1, updated_at = ?2, sent_at = ?2
+         WHERE id = ?1",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, at, OutboxState::Inflight])?;
+    }
+    Ok(())
 }
 
 /// Inserts `entries` (place in the plan, operation) of `cycle` in `state`, sent at `sent_at`
