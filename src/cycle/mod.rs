@@ -1,5 +1,6 @@
 //! One sync cycle, wiring the edges to the core: read the source, validate, plan against the
-//! snapshot, guard, store the plan in the outbox, send it in batches, record every outcome.
+//! snapshot, guard, send the plan in batches (each entry written to the outbox as its batch
+//! leaves), record every outcome.
 //!
 //! - `input.rs`: what a cycle reads (the configured source, or a drop folder's file);
 //! - `read.rs`: read + plan (`read_and_plan`, the CSV thread, the source digest, the company's
