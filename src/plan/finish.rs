@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::order::{manager_depths, order_key};
-use super::seen::KeyTable;
+use super::seen::{KeyTable, Seen};
 use super::{Candidate, Draft, Lean, LeanCreate, Planner, RowStamps, index};
 use crate::model::{Field, OpKind, Rejection, RowIdentity, id_key};
 
@@ -82,20 +82,13 @@ impl Planner<'_> {
                 && !self.snapshot.contains(m)
                 && !creating.contains(m)
             {
-                let why = match seen.get(id_key(m)) {
-                    Some(i) if !seen.valid(i) => {
-                        format!("its own row at {} was rejected", seen.origin(i))
-                    }
-                    Some(i) => format!("its row at {} is not being created", seen.origin(i)),
-                    None => "it is neither in the source nor in Concur".into(),
-                };
                 bad_manager.insert(
                     u.employee_id().to_owned(),
                     Rejection {
                         source: c.record.origin.clone(),
                         employee_id: Some(u.employee_id().to_owned()),
                         field: "manager_employee_id".into(),
-                        message: format!("manager \"{m}\" is not a known user: {why}"),
+                        message: unknown_manager(seen, m),
                         identity: RowIdentity::default(),
                     },
                 );
@@ -126,9 +119,7 @@ impl Planner<'_> {
                             source: c.record.origin.clone(),
                             employee_id: Some(u.employee_id().to_owned()),
                             field: "manager_employee_id".into(),
-                            message: format!(
-                                "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
-                            ),
+                            message: not_an_approver(m, &at),
                             identity: RowIdentity::default(),
                         },
                     );
@@ -291,17 +282,7 @@ impl Planner<'_> {
             if self.snapshot.contains(m) || created(m).is_some() {
                 continue;
             }
-            let why = match seen.get(id_key(m)) {
-                Some(r) if !seen.valid(r) => {
-                    format!("its own row at {} was rejected", seen.origin(r))
-                }
-                Some(r) => format!("its row at {} is not being created", seen.origin(r)),
-                None => "it is neither in the source nor in Concur".into(),
-            };
-            bad.insert(
-                i,
-                rejection(c, format!("manager \"{m}\" is not a known user: {why}")),
-            );
+            bad.insert(i, rejection(c, unknown_manager(seen, m)));
         }
         // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
         if self.options.manager_must_approve {
@@ -314,15 +295,7 @@ impl Planner<'_> {
                     _ => continue,
                 };
                 if !approver && !bad.contains_key(&i) {
-                    bad.insert(
-                        i,
-                        rejection(
-                            c,
-                            format!(
-                                "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
-                            ),
-                        ),
-                    );
+                    bad.insert(i, rejection(c, not_an_approver(m, &at)));
                 }
             }
         }
@@ -365,4 +338,22 @@ impl Planner<'_> {
         kept.sort_unstable();
         kept
     }
+}
+
+/// Why a create is rejected whose manager `m` is neither in Concur nor created by this plan.
+fn unknown_manager(seen: &Seen, m: &str) -> String {
+    let why = match seen.get(id_key(m)) {
+        Some(r) if !seen.valid(r) => format!("its own row at {} was rejected", seen.origin(r)),
+        Some(r) => format!("its row at {} is not being created", seen.origin(r)),
+        None => "it is neither in the source nor in Concur".into(),
+    };
+    format!("manager \"{m}\" is not a known user: {why}")
+}
+
+/// Why a create is rejected under UPS v4 whose manager `m` (its row at `at`) is no expense
+/// approver.
+fn not_an_approver(m: &str, at: &str) -> String {
+    format!(
+        "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
+    )
 }

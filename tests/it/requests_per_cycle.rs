@@ -44,15 +44,8 @@ async fn a_user_v1_first_load_and_the_next_cycle_send_only_what_they_need() {
         ])
     );
 
-    // FormFields are cached for a day and adoption ran once: an unchanged source sends nothing
-    // but the token.
-    let first = rig.sim.requests().len();
-    let out = rig.run(&["sync"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", super::harness::text(&out));
-    assert_eq!(
-        requests_by_kind(&rig, first),
-        kinds(&[("POST /oauth2/v0/token", 1)])
-    );
+    // FormFields are cached for a day and adoption ran once.
+    an_unchanged_source_sends_only_the_token(&rig).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,11 +78,16 @@ async fn a_v4_first_load_into_an_empty_tenant_reads_no_spend_users_and_polls_its
         ])
     );
 
+    an_unchanged_source_sends_only_the_token(&rig).await;
+}
+
+/// A second `sync` of the same source sends nothing but the token request.
+async fn an_unchanged_source_sends_only_the_token(rig: &Rig) {
     let first = rig.sim.requests().len();
     let out = rig.run(&["sync"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", super::harness::text(&out));
     assert_eq!(
-        requests_by_kind(&rig, first),
+        requests_by_kind(rig, first),
         kinds(&[("POST /oauth2/v0/token", 1)])
     );
 }
