@@ -217,6 +217,10 @@ impl User {
     pub fn is_active(&self) -> bool {
         self.get(Field::ACTIVE) != Some("N")
     }
+    /// The record makes the user an expense approver (`expense_approver` = Y).
+    pub fn is_approver(&self) -> bool {
+        self.get(Field::EXPENSE_APPROVER) == Some("Y")
+    }
     /// Present fields in field-table order.
     pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
         self.fields.iter().map(|(f, v)| (*f, v.as_str()))

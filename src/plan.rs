@@ -47,7 +47,7 @@ pub struct Candidate {
 
 /// The streaming planner.
 pub struct Planner<'a> {
-    snapshot: &'a RowIndex,
+    snapshot: &'a RowIndex<'a>,
     mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
     options: PlanOptions,
     seen: Seen,
@@ -142,7 +142,7 @@ pub struct Draft {
 
 impl<'a> Planner<'a> {
     pub fn new(
-        snapshot: &'a RowIndex,
+        snapshot: &'a RowIndex<'a>,
         mac: &'a dyn Fn(&str, &crate::model::Secret) -> [u8; 16],
         options: PlanOptions,
     ) -> Planner<'a> {
@@ -273,7 +273,7 @@ impl<'a> Planner<'a> {
                 .push(record.origin);
             return;
         }
-        let approver = record.user.get(Field::EXPENSE_APPROVER) == Some("Y");
+        let approver = record.user.is_approver();
         let flags = if approver { VALID | APPROVER } else { VALID };
         let row = self.seen.add(key, id, &record.origin, flags);
         let login = login_key(record.user.login_id());

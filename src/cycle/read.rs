@@ -102,7 +102,8 @@ pub(super) async fn read_and_plan_unruled(
         let path = &cfg.source.path;
         let reader = open_csv(cfg, v4)?;
         let fingerprint = fingerprint(cfg, &reader, options);
-        let snapshot = store.row_index()?;
+        let loaded = store.row_index()?;
+        let snapshot = loaded.index();
         let t_index = t0.elapsed();
         let mut planner = Planner::new(&snapshot, &mac, options);
         planner.stamping(fingerprint, reader.file_name());
@@ -159,6 +160,7 @@ pub(super) async fn read_and_plan_unruled(
             "snapshot index"
         );
         drop(snapshot);
+        drop(loaded);
         let opened = Opened {
             label: path.display().to_string(),
             digest: end.digest,
@@ -342,7 +344,7 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
     let none = |_: u128, _: u128| None;
 
     // The plan, keeping per row what its rules need.
-    let snapshot = plan::RowIndex::with_capacity(0).finish();
+    let snapshot = plan::RowIndex::empty();
     let draft = {
         let mac = |id: &str, pw: &Secret| store.password_mac(id, pw);
         let mut planner = Planner::new(&snapshot, &mac, options);

@@ -12,10 +12,16 @@
 //! new state key another password hash) or of the configuration makes it stop matching by
 //! itself. A row whose stamp does not match is simply planned in full.
 
-use crate::model::{KeyMap, SnapshotEntry, SnapshotIndex, id_key};
+use std::borrow::Cow;
 
-/// One managed user of the index.
-#[derive(Clone, Copy, Debug)]
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::model::{SnapshotEntry, SnapshotIndex, id_key};
+
+/// One managed user of the index. Plain bytes without padding, so that the index file holds
+/// the arrays exactly as they are in memory and loads with one read per array.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
 pub struct IndexEntry {
     pub id_key: u128,
     /// The row stamp (0: none).
@@ -23,9 +29,18 @@ pub struct IndexEntry {
     pub hash: [u8; 16],
     /// 64 bits of the login's key ([`crate::model::login_key`]); 0 when unknown.
     pub login: u64,
-    pub flags: u8,
     id_off: u32,
     id_len: u16,
+    pub flags: u8,
+    reserved: u8,
+}
+
+/// The keyed password hash of entry `entry` (they are kept in entry order).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct MacEntry {
+    entry: u32,
+    mac: [u8; 16],
 }
 
 /// Names the rules a row stamp stands for; changed whenever what a row becomes changes in a
@@ -43,14 +58,34 @@ pub const HAS_MAC: u8 = 8;
 
 const EMPTY: u32 = u32::MAX;
 
-/// The compact snapshot index (see the module comment).
+/// The compact snapshot index (see the module comment): flat arrays, with two open-addressing
+/// tables (by id key, by login) of [`RowIndex::table_size`] slots each. The arrays are either
+/// built here ([`IndexBuilder`]) or borrowed from the bytes of the index file.
 #[derive(Default)]
-pub struct RowIndex {
+pub struct RowIndex<'a> {
+    entries: Cow<'a, [IndexEntry]>,
+    ids: Cow<'a, [u8]>,
+    macs: Cow<'a, [MacEntry]>,
+    by_id: Cow<'a, [u32]>,
+    by_login: Cow<'a, [u32]>,
+}
+
+/// The arrays of a [`RowIndex`], as its file stores them.
+pub struct IndexParts<'a> {
+    pub entries: &'a [IndexEntry],
+    /// The employee ids, UTF-8, one after the other.
+    pub ids: &'a [u8],
+    pub macs: &'a [MacEntry],
+    pub by_id: &'a [u32],
+    pub by_login: &'a [u32],
+}
+
+/// Collects users for a [`RowIndex`].
+#[derive(Default)]
+pub struct IndexBuilder {
     entries: Vec<IndexEntry>,
-    ids: String,
-    macs: KeyMap<[u8; 16]>,
-    by_id: Vec<u32>,
-    by_login: Vec<u32>,
+    ids: Vec<u8>,
+    macs: Vec<MacEntry>,
 }
 
 /// The 64 bits of a login key the index keeps.
@@ -77,12 +112,12 @@ pub fn row_digest(bytes: &[u8]) -> u128 {
     xxhash_rust::xxh3::xxh3_128(bytes)
 }
 
-impl RowIndex {
-    pub fn with_capacity(n: usize) -> RowIndex {
-        RowIndex {
+impl IndexBuilder {
+    pub fn with_capacity(n: usize) -> IndexBuilder {
+        IndexBuilder {
             entries: Vec::with_capacity(n),
-            ids: String::with_capacity(n * 10),
-            ..RowIndex::default()
+            ids: Vec::with_capacity(n * 10),
+            macs: Vec::new(),
         }
     }
 
@@ -100,26 +135,30 @@ impl RowIndex {
         let key = id_key(id);
         let id = truncate(id);
         let mut flags = flags & (ACTIVE | APPROVER);
-        if let Some(m) = mac {
+        if let Some(mac) = mac {
             flags |= HAS_MAC;
-            self.macs.insert(key, m);
+            self.macs.push(MacEntry {
+                entry: self.entries.len() as u32,
+                mac,
+            });
         }
         self.entries.push(IndexEntry {
             id_key: key,
             stamp,
             hash,
             login,
-            flags,
             id_off: self.ids.len() as u32,
             id_len: id.len() as u16,
+            flags,
+            reserved: 0,
         });
-        self.ids.push_str(id);
+        self.ids.extend_from_slice(id.as_bytes());
     }
 
     /// Builds the look-up tables; marks users sharing a login.
-    pub fn finish(mut self) -> RowIndex {
+    pub fn finish(mut self) -> RowIndex<'static> {
         let n = self.entries.len();
-        let size = (n * 2).next_power_of_two().max(16);
+        let size = RowIndex::table_size(n);
         let mut by_id = vec![EMPTY; size];
         let mut by_login = vec![EMPTY; size];
         let mask = size - 1;
@@ -158,47 +197,43 @@ impl RowIndex {
         for i in shared {
             self.entries[i as usize].flags |= SHARED_LOGIN;
         }
-        self.by_id = by_id;
-        self.by_login = by_login;
-        self
+        RowIndex {
+            entries: Cow::Owned(self.entries),
+            ids: Cow::Owned(self.ids),
+            macs: Cow::Owned(self.macs),
+            by_id: Cow::Owned(by_id),
+            by_login: Cow::Owned(by_login),
+        }
+    }
+}
+
+impl<'a> RowIndex<'a> {
+    /// An index of nobody.
+    pub fn empty() -> RowIndex<'static> {
+        IndexBuilder::default().finish()
+    }
+
+    /// The number of slots of each look-up table for `n` entries: at most half of them used.
+    pub fn table_size(n: usize) -> usize {
+        (n * 2).next_power_of_two().max(16)
     }
 
     /// The index of the user with this id key.
     pub fn find(&self, key: u128) -> Option<u32> {
-        if self.by_id.is_empty() {
-            return None;
-        }
-        let mask = self.by_id.len() - 1;
-        let mut s = (key as usize) & mask;
-        loop {
-            let at = self.by_id[s];
-            if at == EMPTY {
-                return None;
-            }
-            if self.entries[at as usize].id_key == key {
-                return Some(at);
-            }
-            s = (s + 1) & mask;
-        }
+        probe(&self.by_id, key as usize, |at| {
+            self.entries
+                .get(at as usize)
+                .is_some_and(|e| e.id_key == key)
+        })
     }
 
     /// The index of the user holding this login (64-bit key from [`login_bits`]).
     pub fn login_holder(&self, login: u64) -> Option<u32> {
-        if self.by_login.is_empty() {
-            return None;
-        }
-        let mask = self.by_login.len() - 1;
-        let mut s = (login as usize) & mask;
-        loop {
-            let at = self.by_login[s];
-            if at == EMPTY {
-                return None;
-            }
-            if self.entries[at as usize].login == login {
-                return Some(at);
-            }
-            s = (s + 1) & mask;
-        }
+        probe(&self.by_login, login as usize, |at| {
+            self.entries
+                .get(at as usize)
+                .is_some_and(|e| e.login == login)
+        })
     }
 
     pub fn entry(&self, i: u32) -> &IndexEntry {
@@ -207,7 +242,9 @@ impl RowIndex {
 
     pub fn id(&self, i: u32) -> &str {
         let e = &self.entries[i as usize];
-        &self.ids[e.id_off as usize..e.id_off as usize + e.id_len as usize]
+        let bytes = &self.ids[e.id_off as usize..e.id_off as usize + e.id_len as usize];
+        // Written from a `str`; a file's bytes passed its checksum.
+        std::str::from_utf8(bytes).unwrap_or("\u{fffd}")
     }
 
     pub fn mac(&self, i: u32) -> Option<&[u8; 16]> {
@@ -215,7 +252,92 @@ impl RowIndex {
         if e.flags & HAS_MAC == 0 {
             return None;
         }
-        self.macs.get(&e.id_key)
+        let at = self.macs.binary_search_by_key(&i, |m| m.entry).ok()?;
+        Some(&self.macs[at].mac)
+    }
+
+    /// The arrays, for the index file.
+    pub fn parts(&self) -> IndexParts<'_> {
+        IndexParts {
+            entries: &self.entries,
+            ids: &self.ids,
+            macs: &self.macs,
+            by_id: &self.by_id,
+            by_login: &self.by_login,
+        }
+    }
+
+    /// An index from arrays read back from its file, checked so that no look-up can reach
+    /// outside them or loop: ids within the arena, table slots empty or naming an entry, tables
+    /// of [`RowIndex::table_size`] slots with room left, password hashes in entry order for
+    /// entries that say they have one. (Written without early exits, so that it vectorizes.)
+    pub fn from_parts(p: IndexParts<'a>) -> Result<RowIndex<'a>, &'static str> {
+        let n = p.entries.len();
+        if n >= EMPTY as usize {
+            return Err("too many entries");
+        }
+        let size = Self::table_size(n);
+        if p.by_id.len() != size || p.by_login.len() != size {
+            return Err("look-up tables of the wrong size");
+        }
+        for table in [p.by_id, p.by_login] {
+            let (used, outside) = table.iter().fold((0usize, false), |(used, outside), &s| {
+                let full = s != EMPTY;
+                (
+                    used + usize::from(full),
+                    outside | (full & (s as usize >= n)),
+                )
+            });
+            if outside {
+                return Err("a look-up slot names no entry");
+            }
+            if used > n {
+                return Err("a look-up table without room");
+            }
+        }
+        let arena = p.ids.len();
+        let (with_mac, outside) = p
+            .entries
+            .iter()
+            .fold((0usize, false), |(macs, outside), e| {
+                let end = e.id_off as usize + e.id_len as usize;
+                (
+                    macs + usize::from(e.flags & HAS_MAC != 0),
+                    outside | (end > arena),
+                )
+            });
+        if outside {
+            return Err("an id outside the id arena");
+        }
+        if with_mac != p.macs.len()
+            || p.macs.windows(2).any(|w| w[0].entry >= w[1].entry)
+            || p.macs.iter().any(|m| {
+                p.entries
+                    .get(m.entry as usize)
+                    .is_none_or(|e| e.flags & HAS_MAC == 0)
+            })
+        {
+            return Err("password hashes do not match their entries");
+        }
+        Ok(RowIndex::from_trusted_parts(p))
+    }
+
+    /// An index from arrays [`RowIndex::from_parts`] accepted before (the same bytes). Never
+    /// unsafe on others: a look-up may then panic, but reads nothing outside them and never
+    /// loops.
+    pub fn from_trusted_parts(p: IndexParts<'a>) -> RowIndex<'a> {
+        RowIndex {
+            entries: Cow::Borrowed(p.entries),
+            ids: Cow::Borrowed(p.ids),
+            macs: Cow::Borrowed(p.macs),
+            by_id: Cow::Borrowed(p.by_id),
+            by_login: Cow::Borrowed(p.by_login),
+        }
+    }
+
+    /// The same index, borrowed.
+    pub fn view(&self) -> RowIndex<'_> {
+        RowIndex::from_trusted_parts(self.parts())
     }
 
     /// What the planner compares a full row with.
@@ -260,15 +382,37 @@ impl RowIndex {
 
 /// An index without logins or stamps, from the plain snapshot index (tests and sources that
 /// are planned in full).
-impl From<&SnapshotIndex> for RowIndex {
-    fn from(s: &SnapshotIndex) -> RowIndex {
-        let mut ix = RowIndex::with_capacity(s.len());
+impl From<&SnapshotIndex> for RowIndex<'static> {
+    fn from(s: &SnapshotIndex) -> RowIndex<'static> {
+        let mut ix = IndexBuilder::with_capacity(s.len());
         for (id, e) in s.iter() {
             let flags = if e.active { ACTIVE } else { 0 };
             ix.push(id, 0, e.hash, flags, e.password_mac, 0);
         }
         ix.finish()
     }
+}
+
+/// Linear probing in `table` from `hash` for a slot whose entry `is` the one sought; stops at an
+/// empty slot, or after every slot (a table read back from a file is never trusted to hold
+/// one).
+fn probe(table: &[u32], hash: usize, is: impl Fn(u32) -> bool) -> Option<u32> {
+    if table.is_empty() {
+        return None;
+    }
+    let mask = table.len() - 1;
+    let mut s = hash & mask;
+    for _ in 0..table.len() {
+        let at = table[s];
+        if at == EMPTY {
+            return None;
+        }
+        if is(at) {
+            return Some(at);
+        }
+        s = (s + 1) & mask;
+    }
+    None
 }
 
 fn truncate(s: &str) -> &str {

@@ -67,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015-users-ownership-active.sql",
         include_str!("../../migrations/0015-users-ownership-active.sql"),
     ),
+    (
+        "0016-users-approver.sql",
+        include_str!("../../migrations/0016-users-approver.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -126,6 +130,28 @@ mod tests {
             conn.pragma_update(None, "user_version", (i + 1) as i64)
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn the_approver_column_is_filled_from_each_users_record() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrated_to(&mut conn, 15);
+        conn.execute_batch(
+            r#"INSERT INTO users (employee_id, login_id, active, hash, fields, acked_at) VALUES
+                 ('A', 'a@x', 1, x'00', '{"employee_id":"A","expense_approver":"Y"}', 't'),
+                 ('B', 'b@x', 1, x'00', '{"employee_id":"B","expense_approver":"N"}', 't'),
+                 ('C', 'c@x', 1, x'00', '{"employee_id":"C","last_name":"\"expense_approver\":\"Y\""}', 't');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let approvers: Vec<String> = conn
+            .prepare("SELECT employee_id FROM users WHERE approver = 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(approvers, ["A"]);
     }
 
     #[test]

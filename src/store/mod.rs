@@ -41,7 +41,7 @@ pub use outbox::{
     Entry, OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled,
 };
 pub use queue::{FailedRecord, Skip, SkipsFollowed};
-pub use row_index::BaselineRow;
+pub use row_index::{BaselineRow, LoadedIndex};
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};

@@ -155,11 +155,11 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'unmanaged', ?6)
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, approver)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'unmanaged', ?6, ?7)
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
-                   acked_at = excluded.acked_at
+                   acked_at = excluded.acked_at, approver = excluded.approver
                  WHERE users.ownership = 'unmanaged'",
             )?;
             let at = now();
@@ -170,7 +170,8 @@ impl Store {
                     u.is_active(),
                     &u.content_hash()[..],
                     user_json(u),
-                    at
+                    at,
+                    u.is_approver()
                 ])?;
             }
             let stale: Vec<String> = {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -25,9 +25,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Ownership, Store, StoreError, now, to16, user_json};
 use crate::model::{User, login_key};
 use crate::plan::RowStamps;
-use crate::plan::index::{ACTIVE, APPROVER, HAS_MAC, RowIndex, login_bits, stamp};
+use crate::plan::index::{
+    ACTIVE, APPROVER, IndexBuilder, IndexEntry, IndexParts, MacEntry, RowIndex, login_bits, stamp,
+};
+use xxhash_rust::xxh3::Xxh3;
+use zerocopy::{FromBytes, IntoBytes};
 
-const MAGIC: &[u8; 8] = b"CSYNCIX1";
+const MAGIC: &[u8; 8] = b"CSYNCIX2";
 
 /// Stamps expected from the operations of the cycle being delivered.
 #[derive(Debug, Default)]
@@ -66,13 +70,22 @@ impl Store {
         )
     }
 
-    /// The planner's index: from the file when it was built at the database's generation,
-    /// else rebuilt from `users` (and the file rewritten, when the directory allows it).
-    pub fn row_index(&self) -> Result<RowIndex, StoreError> {
+    /// The planner's index: the file, mapped into memory, when it was built at the database's
+    /// generation and holds together; else rebuilt from `users` (and the file rewritten, when
+    /// the directory allows it).
+    pub fn row_index(&self) -> Result<LoadedIndex, StoreError> {
+        let t0 = std::time::Instant::now();
         let generation = Self::generation(&self.conn)?;
         let path = self.index_path();
-        match read_index(&path, generation) {
-            Ok(Some(ix)) => return Ok(ix),
+        match map_index(&path, generation) {
+            Ok(Some(mapped)) => {
+                tracing::debug!(
+                    users = mapped.layout.entries,
+                    ms = t0.elapsed().as_millis() as u64,
+                    "snapshot index file mapped"
+                );
+                return Ok(LoadedIndex::Mapped(mapped));
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(file = %path.display(), error = %e, "snapshot index file not used");
@@ -82,7 +95,7 @@ impl Store {
         if let Err(e) = write_index(&path, generation, &ix) {
             tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
         }
-        Ok(ix)
+        Ok(LoadedIndex::Built(ix))
     }
 
     /// Rebuilds the index file if the snapshot changed since it was written, so that the next
@@ -101,7 +114,7 @@ impl Store {
     }
 
     /// Every managed user from `users`, with the generation read in the same transaction.
-    fn build_index(&self) -> Result<(RowIndex, i64), StoreError> {
+    fn build_index(&self) -> Result<(RowIndex<'static>, i64), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let generation = Self::generation(&tx)?;
         let count: i64 = tx.query_row(
@@ -109,11 +122,10 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let mut ix = RowIndex::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut ix = IndexBuilder::with_capacity(usize::try_from(count).unwrap_or(0));
         {
             let mut stmt = tx.prepare(
-                "SELECT employee_id, login_id, active, hash, password_mac, row_stamp,
-                        json_extract(fields, '$.expense_approver') = 'Y'
+                "SELECT employee_id, login_id, active, hash, password_mac, row_stamp, approver
                  FROM users WHERE ownership != 'unmanaged'",
             )?;
             let mut rows = stmt.query([])?;
@@ -127,7 +139,7 @@ impl Store {
                 if row.get::<_, bool>(2)? {
                     flags |= ACTIVE;
                 }
-                if row.get::<_, Option<bool>>(6)?.unwrap_or(false) {
+                if row.get::<_, bool>(6)? {
                     flags |= APPROVER;
                 }
                 let mac = row.get_ref(4)?.as_blob_or_null()?.and_then(to16);
@@ -202,6 +214,7 @@ pub struct BaselineRow {
     hash: [u8; 16],
     fields: String,
     stamp: [u8; 16],
+    approver: bool,
 }
 
 impl BaselineRow {
@@ -215,6 +228,7 @@ impl BaselineRow {
             hash,
             fields: user_json(user),
             stamp: stamp(fingerprint, digest, &hash, None).to_le_bytes(),
+            approver: user.is_approver(),
         }
     }
 }
@@ -233,12 +247,13 @@ impl Store {
             // As `baseline_stamped` writes each user.
             let mut stmt = tx
                 .prepare(
-                    "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp, approver)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                        active = excluded.active, hash = excluded.hash, fields = excluded.fields,
                        ownership = excluded.ownership, acked_at = excluded.acked_at,
-                       row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END",
+                       row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END,
+                       approver = excluded.approver",
                 )
                 .map_err(StoreError::from)?;
             let at = now();
@@ -251,7 +266,8 @@ impl Store {
                     u.fields,
                     ownership,
                     at,
-                    &u.stamp[..]
+                    &u.stamp[..],
+                    u.approver
                 ])?;
                 Ok(())
             };
@@ -301,6 +317,89 @@ fn stamp_in<'a>(
     Ok(n)
 }
 
+/// The header: magic, generation, entry count, id arena bytes, table slots, password hashes,
+/// then the layout ([`layout`]). The arrays follow it in this order: entries, table by id,
+/// table by login, password hashes, ids; then the checksum of all before it. Every array
+/// starts where its type is aligned, so the file is used in place.
+const HEAD: usize = 64;
+
+/// What the arrays' bytes mean on this machine: the record sizes and the byte order. A file
+/// of another layout is rebuilt.
+fn layout() -> [u8; 16] {
+    let mut l = [0u8; 16];
+    l[..4].copy_from_slice(&(size_of::<IndexEntry>() as u32).to_le_bytes());
+    l[4..8].copy_from_slice(&(size_of::<MacEntry>() as u32).to_le_bytes());
+    l[8..].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
+    l
+}
+
+/// The planner's index as [`Store::row_index`] loaded it; [`LoadedIndex::index`] is what the
+/// planner reads.
+pub enum LoadedIndex {
+    Mapped(MappedIndex),
+    Built(RowIndex<'static>),
+}
+
+/// The index file, mapped read-only, with its arrays checked.
+pub struct MappedIndex {
+    map: memmap2::Mmap,
+    layout: Layout,
+}
+
+/// Where a mapped file's arrays lie.
+#[derive(Clone, Copy)]
+struct Layout {
+    entries: usize,
+    ids: usize,
+    slots: usize,
+    macs: usize,
+}
+
+impl Layout {
+    /// The arrays of `bytes` (the file without its checksum), if they lie where this layout
+    /// says, fill it exactly and are aligned for their types.
+    fn parts<'a>(&self, bytes: &'a [u8]) -> Option<IndexParts<'a>> {
+        let mut at = HEAD;
+        let mut take = |len: usize| {
+            let part = bytes.get(at..at.checked_add(len)?)?;
+            at += len;
+            Some(part)
+        };
+        let entries = take(self.entries.checked_mul(size_of::<IndexEntry>())?)?;
+        let by_id = take(self.slots.checked_mul(4)?)?;
+        let by_login = take(self.slots.checked_mul(4)?)?;
+        let macs = take(self.macs.checked_mul(size_of::<MacEntry>())?)?;
+        let ids = take(self.ids)?;
+        if at != bytes.len() {
+            return None;
+        }
+        Some(IndexParts {
+            entries: <[IndexEntry]>::ref_from_bytes(entries).ok()?,
+            ids,
+            macs: <[MacEntry]>::ref_from_bytes(macs).ok()?,
+            by_id: <[u32]>::ref_from_bytes(by_id).ok()?,
+            by_login: <[u32]>::ref_from_bytes(by_login).ok()?,
+        })
+    }
+}
+
+impl LoadedIndex {
+    /// The index, borrowed from the mapping or from what was built.
+    pub fn index(&self) -> RowIndex<'_> {
+        match self {
+            LoadedIndex::Built(ix) => ix.view(),
+            LoadedIndex::Mapped(m) => {
+                let body = &m.map[..m.map.len() - 16];
+                match m.layout.parts(body) {
+                    Some(parts) => RowIndex::from_trusted_parts(parts),
+                    // Checked when mapped, and an index file is never rewritten in place.
+                    None => unreachable!("a mapped index file changed its size"),
+                }
+            }
+        }
+    }
+}
+
 /// The generation a file records, reading only its header.
 fn header_generation(path: &std::path::Path) -> io::Result<i64> {
     let mut f = File::open(path)?;
@@ -314,134 +413,86 @@ fn header_generation(path: &std::path::Path) -> io::Result<i64> {
     ))
 }
 
-/// Reads the file if it was built at `generation` and its checksum holds; `None` when stale.
-fn read_index(path: &std::path::Path, generation: i64) -> io::Result<Option<RowIndex>> {
-    let mut f = File::open(path)?;
-    let size = f.metadata()?.len();
-    let mut head = [0u8; 32];
-    f.read_exact(&mut head)?;
-    if &head[..8] != MAGIC || size < 48 {
-        return Err(io::Error::other("not an index file"));
+/// Maps the file if it was built at `generation`, its checksum holds and its arrays pass
+/// [`RowIndex::from_parts`]; `None` when stale. Nothing is copied or decoded.
+fn map_index(path: &std::path::Path, generation: i64) -> io::Result<Option<MappedIndex>> {
+    let bad = io::Error::other;
+    let f = File::open(path)?;
+    let mut head = [0u8; HEAD];
+    (&f).read_exact(&mut head)?;
+    if &head[..8] != MAGIC {
+        return Err(bad("not an index file"));
     }
-    let at = i64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-    if at != generation {
+    let word = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().unwrap_or_default());
+    if word(8) as i64 != generation {
         return Ok(None);
     }
-    let count = u64::from_le_bytes(head[16..24].try_into().unwrap_or_default());
-    let ids = u64::from_le_bytes(head[24..32].try_into().unwrap_or_default());
-    let body = size - 48;
-    let mut hashing = Hashing {
-        inner: (&mut f).take(body),
-        hasher: xxhash_rust::xxh3::Xxh3::new(),
+    if head[48..64] != layout() {
+        return Err(bad("index file of another layout"));
+    }
+    let count = |w: u64| usize::try_from(w).map_err(io::Error::other);
+    let layout = Layout {
+        entries: count(word(16))?,
+        ids: count(word(24))?,
+        slots: count(word(32))?,
+        macs: count(word(40))?,
     };
-    hashing.hasher.update(&head);
-    let mut r = BufReader::with_capacity(1 << 20, &mut hashing);
-    let n = usize::try_from(count).map_err(io::Error::other)?;
-    if (n as u64).saturating_mul(43) > body || ids > body {
-        return Err(io::Error::other("index file too short for its count"));
+    if layout.slots != RowIndex::table_size(layout.entries) {
+        return Err(bad("index file tables of the wrong size"));
     }
-    let mut ix = RowIndex::with_capacity(n);
-    let mut rec = [0u8; 43];
-    let mut id = Vec::with_capacity(64);
-    let mut macb = [0u8; 16];
-    for _ in 0..n {
-        r.read_exact(&mut rec)?;
-        let id_len = usize::from(u16::from_le_bytes([rec[0], rec[1]]));
-        let flags = rec[2];
-        let login = u64::from_le_bytes(rec[3..11].try_into().unwrap_or_default());
-        let hash: [u8; 16] = rec[11..27].try_into().unwrap_or_default();
-        let stamp = u128::from_le_bytes(rec[27..43].try_into().unwrap_or_default());
-        let mac = if flags & HAS_MAC != 0 {
-            r.read_exact(&mut macb)?;
-            Some(macb)
-        } else {
-            None
-        };
-        id.resize(id_len, 0);
-        r.read_exact(&mut id)?;
-        let id = std::str::from_utf8(&id).map_err(io::Error::other)?;
-        ix.push(id, login, hash, flags, mac, stamp);
+    // SAFETY: the mapping is read-only and private. concur-sync never writes an index file in
+    // place (a new one is renamed over it) and the state lock keeps other instances out; a
+    // file changed underneath by something else can make a look-up wrong or panic, but never
+    // read outside the mapping (every access is a checked slice).
+    let map = unsafe { memmap2::Mmap::map(&f)? };
+    let Some(body) = map.len().checked_sub(16).filter(|b| *b >= HEAD) else {
+        return Err(bad("index file too short"));
+    };
+    if xxhash_rust::xxh3::xxh3_128(&map[..body]).to_le_bytes()[..] != map[body..] {
+        return Err(bad("index file checksum does not match"));
     }
-    let mut rest = Vec::new();
-    r.read_to_end(&mut rest)?;
-    drop(r);
-    if !rest.is_empty() {
-        return Err(io::Error::other("index file longer than its count"));
-    }
-    let sum = hashing.hasher.digest128().to_le_bytes();
-    let mut trailer = [0u8; 16];
-    f.read_exact(&mut trailer)?;
-    if sum != trailer {
-        return Err(io::Error::other("index file checksum does not match"));
-    }
-    Ok(Some(ix.finish()))
+    let parts = layout
+        .parts(&map[..body])
+        .ok_or_else(|| bad("index file size does not match its counts"))?;
+    RowIndex::from_parts(parts).map_err(bad)?;
+    Ok(Some(MappedIndex { map, layout }))
 }
 
 /// Writes the index atomically: a temporary file beside it, renamed into place.
-fn write_index(path: &std::path::Path, generation: i64, ix: &RowIndex) -> io::Result<()> {
+fn write_index(path: &std::path::Path, generation: i64, ix: &RowIndex<'_>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    let mut hashing = HashingWrite {
-        inner: BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?),
-        hasher: xxhash_rust::xxh3::Xxh3::new(),
-    };
-    let ids: u64 = ix.entries().map(|(i, _)| ix.id(i).len() as u64).sum();
-    let mut head = Vec::with_capacity(32);
-    head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&generation.to_le_bytes());
-    head.extend_from_slice(&(ix.len() as u64).to_le_bytes());
-    head.extend_from_slice(&ids.to_le_bytes());
-    hashing.write_all(&head)?;
-    let mut rec = [0u8; 43];
-    for (i, e) in ix.entries() {
-        let id = ix.id(i).as_bytes();
-        rec[..2].copy_from_slice(&(id.len() as u16).to_le_bytes());
-        rec[2] = e.flags & (ACTIVE | APPROVER | HAS_MAC);
-        rec[3..11].copy_from_slice(&e.login.to_le_bytes());
-        rec[11..27].copy_from_slice(&e.hash);
-        rec[27..43].copy_from_slice(&e.stamp.to_le_bytes());
-        hashing.write_all(&rec)?;
-        if let Some(m) = ix.mac(i) {
-            hashing.write_all(m)?;
-        }
-        hashing.write_all(id)?;
+    let p = ix.parts();
+    let mut head = [0u8; HEAD];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..16].copy_from_slice(&generation.to_le_bytes());
+    for (at, v) in [
+        (16, p.entries.len()),
+        (24, p.ids.len()),
+        (32, p.by_id.len()),
+        (40, p.macs.len()),
+    ] {
+        head[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes());
     }
-    let sum = hashing.hasher.digest128().to_le_bytes();
-    let HashingWrite { inner: mut w, .. } = hashing;
-    w.write_all(&sum)?;
+    head[48..64].copy_from_slice(&layout());
+    let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
+    let mut hasher = Xxh3::new();
+    for part in [
+        &head[..],
+        p.entries.as_bytes(),
+        p.by_id.as_bytes(),
+        p.by_login.as_bytes(),
+        p.macs.as_bytes(),
+        p.ids,
+    ] {
+        hasher.update(part);
+        w.write_all(part)?;
+    }
+    w.write_all(&hasher.digest128().to_le_bytes())?;
     w.flush()?;
     drop(w);
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: xxhash_rust::xxh3::Xxh3,
-}
-
-impl<R: Read> Read for &mut Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-struct HashingWrite<W> {
-    inner: W,
-    hasher: xxhash_rust::xxh3::Xxh3,
-}
-
-impl<W: Write> Write for HashingWrite<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]
@@ -469,7 +520,7 @@ mod tests {
         store
             .baseline_users(&[user("B1")], Ownership::Adopted)
             .unwrap();
-        assert!(store.row_index().unwrap().contains("B1"));
+        assert!(store.row_index().unwrap().index().contains("B1"));
         let newer = store.snapshot_generation().unwrap();
         drop(store);
 
@@ -480,8 +531,132 @@ mod tests {
             .baseline_users(&[user("C1")], Ownership::Adopted)
             .unwrap();
         assert_ne!(store.snapshot_generation().unwrap(), newer);
-        let ix = store.row_index().unwrap();
+        let loaded = store.row_index().unwrap();
+        let ix = loaded.index();
         assert!(ix.contains("A1") && ix.contains("C1") && !ix.contains("B1"));
+    }
+
+    #[test]
+    fn the_mapped_file_answers_as_the_index_built_from_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let users: Vec<_> = (0..50).map(|i| user(&format!("É{i:03}"))).collect();
+        store.baseline_users(&users, Ownership::Adopted).unwrap();
+        for id in ["É007", "É031"] {
+            store
+                .conn
+                .execute(
+                    "UPDATE users SET password_mac = ?2 WHERE employee_id = ?1",
+                    rusqlite::params![id, &[id.len() as u8; 16][..]],
+                )
+                .unwrap();
+        }
+        let built = store.row_index().unwrap();
+        assert!(matches!(built, super::LoadedIndex::Built(_)));
+        let mapped = store.row_index().unwrap();
+        assert!(matches!(mapped, super::LoadedIndex::Mapped(_)));
+        let (b, m) = (built.index(), mapped.index());
+        assert_eq!(m.len(), 50);
+        for u in &users {
+            let key = crate::model::id_key(u.employee_id());
+            let (i, j) = (b.find(key).unwrap(), m.find(key).unwrap());
+            assert_eq!(m.id(j), u.employee_id());
+            assert_eq!(b.mac(i), m.mac(j));
+            assert_eq!(b.entry(i).hash, m.entry(j).hash);
+            let login = crate::plan::index::login_bits(crate::model::login_key(u.login_id()));
+            assert_eq!(m.login_holder(login), Some(j));
+        }
+        assert_eq!(
+            m.mac(m.find(crate::model::id_key("É031")).unwrap()),
+            Some(&[5; 16])
+        );
+        assert!(!m.contains("É050"));
+    }
+
+    #[test]
+    fn a_file_whose_checksum_holds_but_whose_tables_point_nowhere_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let mut store = Store::open(&db, None).unwrap();
+        store
+            .baseline_users(&[user("A1"), user("B1")], Ownership::Adopted)
+            .unwrap();
+        store.refresh_row_index().unwrap();
+        let path = store.index_path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Every slot of the table by id names entry 7 of 2, and the checksum is made to fit.
+        let slots = super::HEAD + 2 * size_of::<super::IndexEntry>();
+        for s in bytes[slots..slots + 16 * 4].chunks_mut(4) {
+            s.copy_from_slice(&7u32.to_le_bytes());
+        }
+        let body = bytes.len() - 16;
+        let sum = xxhash_rust::xxh3::xxh3_128(&bytes[..body]).to_le_bytes();
+        bytes[body..].copy_from_slice(&sum);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let loaded = store.row_index().unwrap();
+        assert!(matches!(loaded, super::LoadedIndex::Built(_)));
+        let ix = loaded.index();
+        assert!(ix.contains("A1") && ix.contains("B1") && !ix.contains("C1"));
+        assert!(matches!(
+            store.row_index().unwrap(),
+            super::LoadedIndex::Mapped(_)
+        ));
+    }
+
+    #[test]
+    fn every_write_of_a_record_keeps_the_index_approver_flag_in_step() {
+        use crate::model::{Field, OpKind};
+        use crate::plan::index::APPROVER;
+        use crate::store::{EntryResult, OutboxState};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db"), None).unwrap();
+        let approving = |id: &str, yes: bool| {
+            let mut u = user(id);
+            u.set(Field::EXPENSE_APPROVER, if yes { "Y" } else { "N" });
+            u
+        };
+        let flag = |store: &Store, id: &str| {
+            let loaded = store.row_index().unwrap();
+            let ix = loaded.index();
+            let i = ix.find(crate::model::id_key(id)).expect("indexed");
+            ix.entry(i).flags & APPROVER != 0
+        };
+        // baseline, then baseline again with the flag turned off
+        store
+            .baseline_users(&[approving("A1", true)], Ownership::Adopted)
+            .unwrap();
+        assert!(flag(&store, "A1"));
+        store
+            .baseline_users(&[approving("A1", false)], Ownership::Adopted)
+            .unwrap();
+        assert!(!flag(&store, "A1"));
+        // a streamed baseline
+        store
+            .baseline_stream(Ownership::Adopted, |put| {
+                put(&super::BaselineRow::new(&approving("B1", true), 1, 2))
+            })
+            .unwrap();
+        assert!(flag(&store, "B1"));
+        // an acknowledged create, then an acknowledged update that takes the role away
+        for (kind, yes) in [(OpKind::Create, true), (OpKind::Update, false)] {
+            let op = crate::test_support::op(kind, approving("C1", yes), "t.csv:2");
+            let cycle = store.begin_cycle("t.csv").unwrap();
+            let ids = store
+                .write_outbox(cycle, std::slice::from_ref(&op), OutboxState::Pending)
+                .unwrap();
+            store
+                .record_results(cycle, &[(ids[0], &op, EntryResult::Acknowledged)])
+                .unwrap();
+            assert_eq!(flag(&store, "C1"), yes);
+        }
+        // a Concur user recorded as unmanaged, then adopted
+        let listed = ["D1".to_owned()].into_iter().collect();
+        store
+            .record_unmanaged(&[approving("D1", true)], &listed)
+            .unwrap();
+        store.set_ownership(&["D1"], Ownership::Adopted).unwrap();
+        assert!(flag(&store, "D1"));
     }
 
     /// The stamp stored for `id`, if any.

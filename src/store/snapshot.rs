@@ -177,12 +177,13 @@ impl Store {
         {
             // A stamp binds the password hash too: kept only where none is stored.
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp, approver)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
                    ownership = excluded.ownership, acked_at = excluded.acked_at,
-                   row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END",
+                   row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END,
+                   approver = excluded.approver",
             )?;
             let at = now();
             for u in users {
@@ -199,7 +200,8 @@ impl Store {
                     user_json(u),
                     ownership,
                     at,
-                    stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..])
+                    stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..]),
+                    u.is_approver()
                 ])?;
             }
         }
@@ -231,10 +233,11 @@ impl Store {
             // the one this operation carries (?6): always for a new row, and for an existing one
             // unless it keeps an earlier MAC; `stamped` tells which.
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle, concur_uuid, row_stamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, COALESCE(?9, ?10), ?11)
+                "INSERT INTO users (employee_id, login_id, active, hash, fields, password_mac, ownership, acked_at, acked_cycle, concur_uuid, row_stamp, approver)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, COALESCE(?9, ?10), ?11, ?12)
                  ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
                    active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+                   approver = excluded.approver,
                    password_mac = COALESCE(excluded.password_mac, users.password_mac),
                    ownership = CASE users.ownership WHEN 'unmanaged' THEN 'adopted' ELSE users.ownership END,
                    acked_at = excluded.acked_at, acked_cycle = excluded.acked_cycle,
@@ -317,7 +320,8 @@ impl Store {
                                 cycle,
                                 acked_uuid,
                                 moved_uuid,
-                                stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..])
+                                stamp.map(u128::to_le_bytes).as_ref().map(|s| &s[..]),
+                                op.user.is_approver()
                             ],
                             |r| r.get(0),
                         )?;
