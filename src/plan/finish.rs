@@ -3,12 +3,12 @@
 //! users missing from a complete source, and the order operations go out in; and the same
 //! rules over the compact rows of a lean plan.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use super::order::{manager_depths, order_key};
+use super::order;
 use super::seen::{KeyTable, Seen};
 use super::{Candidate, Draft, Lean, LeanCreate, Planner, RowStamps, index};
-use crate::model::{Field, OpKind, Rejection, RowIdentity, id_key};
+use crate::model::{Field, KeyMap, KeySet, OpKind, Rejection, RowIdentity, id_key};
 
 impl Planner<'_> {
     /// Applies the cross-record rules and orders the result. `complete` says the source was
@@ -70,17 +70,17 @@ impl Planner<'_> {
             .collect();
 
         // Managers must exist: in Concur already, or created by this plan.
-        let creating: HashSet<&str> = candidates
+        let creating: KeySet = candidates
             .iter()
             .filter(|c| c.kind == OpKind::Create)
-            .map(|c| c.record.user.employee_id())
+            .map(|c| id_key(c.record.user.employee_id()))
             .collect();
         let mut bad_manager: HashMap<String, Rejection> = HashMap::new();
         for c in &candidates {
             let u = &c.record.user;
             if let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID)
                 && !self.snapshot.contains(m)
-                && !creating.contains(m)
+                && !creating.contains(&id_key(m))
             {
                 bad_manager.insert(
                     u.employee_id().to_owned(),
@@ -127,21 +127,21 @@ impl Planner<'_> {
             }
         }
         // Loops among users being created can never be satisfied.
-        let create_mgr: HashMap<&str, &str> = candidates
+        let create_mgr: KeyMap<&str> = candidates
             .iter()
             .filter(|c| c.kind == OpKind::Create)
             .filter_map(|c| {
                 c.record
                     .user
                     .get(Field::MANAGER_EMPLOYEE_ID)
-                    .map(|m| (c.record.user.employee_id(), m))
+                    .map(|m| (id_key(c.record.user.employee_id()), m))
             })
             .collect();
         for c in &candidates {
             let start = c.record.user.employee_id();
             let mut chain = vec![start];
             let mut cur = start;
-            while let Some(&m) = create_mgr.get(cur) {
+            while let Some(&m) = create_mgr.get(&id_key(cur)) {
                 if m == start {
                     chain.push(m);
                     bad_manager
@@ -176,12 +176,7 @@ impl Planner<'_> {
 
         // Order: creates and reactivations by manager depth, then updates, passwords,
         // deactivations; ties by employee id.
-        let depth = manager_depths(&candidates);
-        candidates.sort_by(|a, b| {
-            let ka = order_key(a, &depth);
-            let kb = order_key(b, &depth);
-            ka.cmp(&kb)
-        });
+        order::sort(&mut candidates);
 
         let lines = self.rows.as_ref().map(|r| r.lines.as_slice());
         let mut vanished: Vec<String> = if complete {

@@ -395,7 +395,9 @@ fn row_reader<'a>(reader: &CsvReader) -> csv::Reader<RowBytes<'a>> {
         .has_headers(false)
         .flexible(true)
         .terminator(csv::Terminator::Any(b'\n'))
-        .buffer_capacity(64 * 1024)
+        // Small: the buffer's unfilled part is zeroed again after every seek to a new row,
+        // and a row rarely fills even this much (a longer one takes several reads).
+        .buffer_capacity(1024)
         .from_reader(RowBytes::default());
     // No first record is taken for headers.
     rdr.set_byte_headers(csv::ByteRecord::new());
