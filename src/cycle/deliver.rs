@@ -6,6 +6,7 @@
 use std::ops::Range;
 
 use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
 use tokio_util::sync::CancellationToken;
 
 use crate::concur::{ConcurClient, PasswordOutcome, RecordOutcome, UserTarget};
@@ -20,35 +21,35 @@ use super::CycleReport;
 /// Gives every planned create its initial password: the source's, unless it has none or
 /// `sync.password_on_create = "random"`, then a random one.
 pub fn set_create_passwords(cfg: &Config, ops: &mut [Op]) {
+    let mut rng = rand::rng();
     for op in ops {
         if op.kind == OpKind::Create
             && (op.password.is_none() || cfg.sync.password_on_create == PasswordOnCreate::Random)
         {
-            op.password = Some(random_password());
+            op.password = Some(random_password(&mut rng));
         }
     }
 }
 
-/// A random password that satisfies common Concur password policies. Never stored or logged.
-pub fn random_password() -> Secret {
-    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
-    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-    const DIGIT: &[u8] = b"23456789";
-    const SYMBOL: &[u8] = b"!#%+-=?@^_";
-    let mut rng = rand::rng();
-    let mut chars: Vec<u8> = Vec::with_capacity(24);
-    for set in [LOWER, UPPER, DIGIT, SYMBOL] {
-        chars.push(set[rng.random_range(0..set.len())]);
+/// A random password that satisfies common Concur password policies: 24 characters, at least
+/// one of each class, shuffled. Never stored or logged.
+fn random_password(rng: &mut impl Rng) -> Secret {
+    const CLASSES: [&[u8]; 4] = [
+        b"abcdefghijkmnopqrstuvwxyz",
+        b"ABCDEFGHJKLMNPQRSTUVWXYZ",
+        b"23456789",
+        b"!#%+-=?@^_",
+    ];
+    const ALL: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789!#%+-=?@^_";
+    let mut chars = [0u8; 24];
+    for (c, set) in chars.iter_mut().zip(CLASSES) {
+        *c = *set.choose(rng).unwrap_or(&b'a');
     }
-    let all: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL].concat();
-    while chars.len() < 24 {
-        chars.push(all[rng.random_range(0..all.len())]);
+    for c in &mut chars[CLASSES.len()..] {
+        *c = *ALL.choose(rng).unwrap_or(&b'a');
     }
-    for i in (1..chars.len()).rev() {
-        let j = rng.random_range(0..=i);
-        chars.swap(i, j);
-    }
-    Secret::new(String::from_utf8(chars).unwrap_or_default())
+    chars.shuffle(rng);
+    Secret::new(String::from_utf8_lossy(&chars).into_owned())
 }
 
 /// Sends the deactivations a held cycle kept back, after an operator approved them. Refused

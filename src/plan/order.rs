@@ -8,11 +8,20 @@ use crate::model::{Field, KeyMap, OpKind, id_key};
 /// comparison: a first load sorts a hundred thousand creates.
 pub(super) fn sort(candidates: &mut Vec<Candidate>) {
     let depth = manager_depths(candidates);
-    let keys: Vec<(u8, u32)> = candidates
+    // (class, depth, the id's first 16 bytes in byte order), so that ties by id rarely reach
+    // the id itself, which lies elsewhere in memory.
+    let keys: Vec<(u8, u32, u128)> = candidates
         .iter()
         .map(|c| {
-            let id = id_key(c.record.user.employee_id());
-            (class(c.kind), depth.get(&id).copied().unwrap_or(0))
+            let id = c.record.user.employee_id();
+            let mut head = [0u8; 16];
+            let n = id.len().min(16);
+            head[..n].copy_from_slice(&id.as_bytes()[..n]);
+            (
+                class(c.kind),
+                depth.get(&id_key(id)).copied().unwrap_or(0),
+                u128::from_be_bytes(head),
+            )
         })
         .collect();
     let id = |i: u32| candidates[i as usize].record.user.employee_id();

@@ -85,6 +85,15 @@ pub struct Store {
     key_path: PathBuf,
     /// Row stamps the operations being delivered earn when acknowledged.
     expected: row_index::Expected,
+    /// The rebuild of the index file under way ([`Store::refresh_row_index`]).
+    index_refresh: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Store {
+    /// The index file a refresh is writing is finished before the database closes.
+    fn drop(&mut self) {
+        self.wait_for_index();
+    }
 }
 
 /// What to do about the state key when opening the database.
@@ -226,6 +235,7 @@ impl Store {
                 path: path.to_path_buf(),
                 key_path,
                 expected: row_index::Expected::default(),
+                index_refresh: Default::default(),
             },
             unknown,
         ))
@@ -254,6 +264,7 @@ impl Store {
                 path: path.to_path_buf(),
                 key_path: PathBuf::new(),
                 expected: row_index::Expected::default(),
+                index_refresh: Default::default(),
             });
         }
         if !path.is_file() {
@@ -303,6 +314,7 @@ impl Store {
             path: path.to_path_buf(),
             key_path: PathBuf::new(),
             expected: row_index::Expected::default(),
+            index_refresh: Default::default(),
         })
     }
 

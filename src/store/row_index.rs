@@ -15,7 +15,6 @@
 //! inside [`Store::record_results`]' transaction, for rows whose operation Concur acknowledged
 //! whole ([`Store::expect_stamps`]). A failed, partial or rejected row never gets one.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -23,7 +22,7 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Ownership, Store, StoreError, now, to16, user_json};
-use crate::model::{User, login_key};
+use crate::model::{KeyMap, User, id_key, login_key};
 use crate::plan::RowStamps;
 use crate::plan::index::{
     ACTIVE, APPROVER, IndexBuilder, IndexEntry, IndexParts, MacEntry, RowIndex, login_bits, stamp,
@@ -37,7 +36,8 @@ const MAGIC: &[u8; 8] = b"CSYNCIX2";
 #[derive(Debug, Default)]
 pub struct Expected {
     fingerprint: u128,
-    rows: HashMap<String, (u128, [u8; 16])>,
+    /// By employee id key.
+    rows: KeyMap<(u128, [u8; 16])>,
 }
 
 impl Expected {
@@ -49,7 +49,7 @@ impl Expected {
         hash: &[u8; 16],
         mac: Option<&[u8; 16]>,
     ) -> Option<u128> {
-        let (digest, expected) = self.rows.get(employee_id)?;
+        let (digest, expected) = self.rows.get(&id_key(employee_id))?;
         (expected == hash).then(|| stamp(self.fingerprint, *digest, hash, mac))
     }
 }
@@ -74,6 +74,7 @@ impl Store {
     /// generation and holds together; else rebuilt from `users` (and the file rewritten, when
     /// the directory allows it).
     pub fn row_index(&self) -> Result<LoadedIndex, StoreError> {
+        self.wait_for_index();
         let t0 = std::time::Instant::now();
         let generation = Self::generation(&self.conn)?;
         let path = self.index_path();
@@ -91,7 +92,7 @@ impl Store {
                 tracing::debug!(file = %path.display(), error = %e, "snapshot index file not used");
             }
         }
-        let (ix, generation) = self.build_index()?;
+        let (ix, generation) = build_index(&self.conn)?;
         if let Err(e) = write_index(&path, generation, &ix) {
             tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
         }
@@ -99,60 +100,48 @@ impl Store {
     }
 
     /// Rebuilds the index file if the snapshot changed since it was written, so that the next
-    /// plan finds it ready.
+    /// plan finds it ready. The rebuild runs on a thread of its own, reading through a
+    /// connection of its own, while the caller goes on (recording the cycle's end, closing);
+    /// [`Store::row_index`] and closing the store wait for it. It reads `users` and the
+    /// generation in one transaction, so whatever the caller writes meanwhile can only leave
+    /// the file stale, never wrong.
     pub fn refresh_row_index(&self) -> Result<(), StoreError> {
+        self.wait_for_index();
         let generation = Self::generation(&self.conn)?;
         let path = self.index_path();
         if matches!(header_generation(&path), Ok(g) if g == generation) {
             return Ok(());
         }
-        let (ix, generation) = self.build_index()?;
-        if let Err(e) = write_index(&path, generation, &ix) {
-            tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(&self.path, flags) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "no second connection: the index file is rebuilt in line");
+                return rebuild_file(&self.conn, &path);
+            }
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let refresh = std::thread::Builder::new()
+            .name("index-refresh".into())
+            .spawn(move || {
+                if let Err(e) = rebuild_file(&conn, &path) {
+                    tracing::warn!(error = %e, "the snapshot index file was not refreshed; the next plan rebuilds it");
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the index refresh: {e}")))?;
+        if let Ok(mut slot) = self.index_refresh.lock() {
+            *slot = Some(refresh);
         }
         Ok(())
     }
 
-    /// Every managed user from `users`, with the generation read in the same transaction.
-    fn build_index(&self) -> Result<(RowIndex<'static>, i64), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let generation = Self::generation(&tx)?;
-        let count: i64 = tx.query_row(
-            "SELECT count(*) FROM users WHERE ownership != 'unmanaged'",
-            [],
-            |r| r.get(0),
-        )?;
-        let mut ix = IndexBuilder::with_capacity(usize::try_from(count).unwrap_or(0));
-        {
-            let mut stmt = tx.prepare(
-                "SELECT employee_id, login_id, active, hash, password_mac, row_stamp, approver
-                 FROM users WHERE ownership != 'unmanaged'",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let id: &str = row.get_ref(0)?.as_str()?;
-                let hash = to16(row.get_ref(3)?.as_blob()?).ok_or_else(|| {
-                    StoreError::Corrupt(format!("user {id}: hash is not 16 bytes"))
-                })?;
-                let login = login_bits(login_key(row.get_ref(1)?.as_str()?));
-                let mut flags = 0;
-                if row.get::<_, bool>(2)? {
-                    flags |= ACTIVE;
-                }
-                if row.get::<_, bool>(6)? {
-                    flags |= APPROVER;
-                }
-                let mac = row.get_ref(4)?.as_blob_or_null()?.and_then(to16);
-                let stamp = row
-                    .get_ref(5)?
-                    .as_blob_or_null()?
-                    .and_then(to16)
-                    .map_or(0, u128::from_le_bytes);
-                ix.push(id, login, hash, flags, mac, stamp);
-            }
+    /// Waits for an index refresh under way ([`Store::refresh_row_index`]).
+    pub(super) fn wait_for_index(&self) {
+        let refresh = self.index_refresh.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = refresh {
+            let _ = r.join();
         }
-        tx.commit()?;
-        Ok((ix.finish(), generation))
     }
 
     /// Stamps rows found unchanged by a full comparison, in one transaction: `(employee id,
@@ -185,7 +174,7 @@ impl Store {
             rows: stamps
                 .planned
                 .iter()
-                .map(|(id, d, h)| (id.clone(), (*d, *h)))
+                .map(|(id, d, h)| (id_key(id), (*d, *h)))
                 .collect(),
         };
     }
@@ -199,7 +188,7 @@ impl Store {
         if expected.rows.is_empty() {
             return Ok(());
         }
-        let rows = ids.filter_map(|id| expected.rows.get(id).map(|(d, h)| (id, *d, h)));
+        let rows = ids.filter_map(|id| expected.rows.get(&id_key(id)).map(|(d, h)| (id, *d, h)));
         stamp_in(conn, expected.fingerprint, rows)?;
         Ok(())
     }
@@ -276,6 +265,56 @@ impl Store {
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
+}
+
+/// Every managed user from `users`, with the generation read in the same transaction.
+fn build_index(conn: &Connection) -> Result<(RowIndex<'static>, i64), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let generation = Store::generation(&tx)?;
+    let count: i64 = tx.query_row(
+        "SELECT count(*) FROM users WHERE ownership != 'unmanaged'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut ix = IndexBuilder::with_capacity(usize::try_from(count).unwrap_or(0));
+    {
+        let mut stmt = tx.prepare(
+            "SELECT employee_id, login_id, active, hash, password_mac, row_stamp, approver
+             FROM users WHERE ownership != 'unmanaged'",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: &str = row.get_ref(0)?.as_str()?;
+            let hash = to16(row.get_ref(3)?.as_blob()?)
+                .ok_or_else(|| StoreError::Corrupt(format!("user {id}: hash is not 16 bytes")))?;
+            let login = login_bits(login_key(row.get_ref(1)?.as_str()?));
+            let mut flags = 0;
+            if row.get::<_, bool>(2)? {
+                flags |= ACTIVE;
+            }
+            if row.get::<_, bool>(6)? {
+                flags |= APPROVER;
+            }
+            let mac = row.get_ref(4)?.as_blob_or_null()?.and_then(to16);
+            let stamp = row
+                .get_ref(5)?
+                .as_blob_or_null()?
+                .and_then(to16)
+                .map_or(0, u128::from_le_bytes);
+            ix.push(id, login, hash, flags, mac, stamp);
+        }
+    }
+    tx.commit()?;
+    Ok((ix.finish(), generation))
+}
+
+/// Rebuilds the index file at `path` from `users` through `conn`.
+fn rebuild_file(conn: &Connection, path: &std::path::Path) -> Result<(), StoreError> {
+    let (ix, generation) = build_index(conn)?;
+    if let Err(e) = write_index(path, generation, &ix) {
+        tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
+    }
+    Ok(())
 }
 
 /// Writes the stamp of each row whose user holds exactly the row's content hash now.
@@ -582,6 +621,7 @@ mod tests {
             .baseline_users(&[user("A1"), user("B1")], Ownership::Adopted)
             .unwrap();
         store.refresh_row_index().unwrap();
+        store.wait_for_index();
         let path = store.index_path();
         let mut bytes = std::fs::read(&path).unwrap();
         // Every slot of the table by id names entry 7 of 2, and the checksum is made to fit.
