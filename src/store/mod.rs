@@ -13,6 +13,7 @@ mod atomic;
 pub mod attendees;
 mod cycles;
 pub mod files;
+mod index_file;
 mod journal;
 mod kv;
 pub mod lock;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use crate::model::{Secret, User};
 pub(crate) use atomic::Atomic;
 pub use cycles::{CycleCounts, CycleInfo};
+pub use index_file::LoadedIndex;
 pub use journal::RunInfo;
 pub use kv::TokenDb;
 use kv::{KV_ACCESS_EXPIRES, KV_KEY_CHECK, KV_REFRESH_TOKEN, kv_get, kv_set};
@@ -41,7 +43,7 @@ pub use outbox::{
     Entry, OutboxEntry, ProvisionsInFlight, SubmittedEntry, SubmittedProvision, Unsettled,
 };
 pub use queue::{FailedRecord, Skip, SkipsFollowed};
-pub use row_index::{BaselineRow, LoadedIndex};
+pub use row_index::BaselineRow;
 pub use secrets::{Keys, PASSWORD_MAC_UNKNOWN};
 pub use snapshot::EntryResult;
 pub use states::{CycleOutcome, OutboxState, Ownership, ReconcileOutcome};
