@@ -45,6 +45,16 @@
 #   with the B-trees of a 2 GB state database. An earlier run of the same table, an hour before
 #   (before user counts were read from their index): sync unchanged 1M 2.91 s 218 MB, 4M
 #   10.07 s 619 MB; plan unchanged 1M 0.90–0.97 s against csv-diff's 1.58–1.81 s (0.55×).
+# After the index file is mapped and used in place (loads a million users in 15–25 ms instead of
+# 150–290 ms), users.approver (migration 0016) and the index rebuilt on its own thread after a
+# sync, 2026-11-29, release, on a slower hour of the machine (csv-diff took 2.7× its time of
+# the table above): `CONCUR_SYNC_BIN=… CSV_DIFF_BIN=… RUNS=2 bench/scale.sh 100000 1000000`
+#       users  baseline          plan changed  ÷diff    plan unchanged ÷diff   sync unchanged
+#     100,000    3.58 s  124 MB   0.15 s  44 MB 0.62×    0.09 s  38 MB 0.38×    0.30 s  46 MB
+#   1,000,000   39.31 s  199 MB   1.73 s 161 MB 0.47×    1.17 s 151 MB 0.32×    2.23 s 180 MB
+#   csv-diff: changed pair 0.24 s, 3.70 s; unchanged pair 0.21 s, 3.28 s (best of 2).
+#   The 1M unchanged plan alone, same hour, state of the table above: 0.41–0.60 s (was
+#   0.74–1.01 s), its index load 14–21 ms.
 # Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
 #   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
 #   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.

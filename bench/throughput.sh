@@ -45,6 +45,14 @@
 #     Bulk, Identity and Spend lists, token) in 117.97 s = 85.8 % of R (under heavier load);
 #     after 404 requests (no Spend read when Identity lists nobody) in 105.04 s = 96.2 %; with
 #     the changes above, 404 requests in 102.93 s = 98.1 % (`POLL1=0.2 bench/v4-load.sh`).
+#   then (the index file mapped and rebuilt on its own thread after the cycle, users.approver,
+#     the CSV row parser's buffer no longer zeroed per row, a plan's creates ordered with keys
+#     worked out once and id-key maps, cheaper create passwords and expected row stamps),
+#     2026-11-29, `BIN=… bench/throughput.sh 0 100000 4`, five runs on a noisy hour (load 1.3–2
+#     with nothing else running): 51.58–51.92 s end to end = 96.3–96.9 % of R × batch and
+#     97.7–98.4 % on the wire; first batch after 0.94–1.22 s (ideal 0.76 s; planning 100,000
+#     creates still takes 0.7–0.9 s, a third of it the cross-record rules of Planner::finish),
+#     tail 0.29–0.56 s (was 0.79 s). Targets (98 %, 97 %) reached in the best runs only.
 set -euo pipefail
 N1=${1:-100000}
 N2=${2:-20000}
