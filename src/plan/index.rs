@@ -243,8 +243,8 @@ impl<'a> RowIndex<'a> {
     pub fn id(&self, i: u32) -> &str {
         let e = &self.entries[i as usize];
         let bytes = &self.ids[e.id_off as usize..e.id_off as usize + e.id_len as usize];
-        // Written from a `str`; a file's bytes passed its checksum.
-        std::str::from_utf8(bytes).unwrap_or("\u{fffd}")
+        // Written from a `str`; a file's ids passed `from_parts`.
+        std::str::from_utf8(bytes).unwrap_or_default()
     }
 
     pub fn mac(&self, i: u32) -> Option<&[u8; 16]> {
@@ -295,6 +295,12 @@ impl<'a> RowIndex<'a> {
                 return Err("a look-up table without room");
             }
         }
+        // Ids are sliced out of the arena: all of it UTF-8, and, unless it is ASCII, every id
+        // on character boundaries (checked below).
+        let ascii = p.ids.is_ascii();
+        if !ascii && std::str::from_utf8(p.ids).is_err() {
+            return Err("ids that are not UTF-8");
+        }
         let arena = p.ids.len();
         let (with_mac, outside) = p
             .entries
@@ -308,6 +314,14 @@ impl<'a> RowIndex<'a> {
             });
         if outside {
             return Err("an id outside the id arena");
+        }
+        let boundary = |at: usize| p.ids.get(at).is_none_or(|b| (*b as i8) >= -0x40);
+        if !ascii
+            && p.entries.iter().any(|e| {
+                !boundary(e.id_off as usize) || !boundary(e.id_off as usize + e.id_len as usize)
+            })
+        {
+            return Err("an id that splits a character");
         }
         if with_mac != p.macs.len()
             || p.macs.windows(2).any(|w| w[0].entry >= w[1].entry)
@@ -425,4 +439,38 @@ fn truncate(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IndexBuilder, IndexParts, RowIndex};
+
+    #[test]
+    fn arrays_whose_ids_are_not_whole_characters_are_refused() {
+        let mut b = IndexBuilder::with_capacity(2);
+        b.push("É1", 1, [0; 16], 0, None, 0);
+        b.push("Ö2", 2, [0; 16], 0, None, 0);
+        let ix = b.finish();
+        let p = ix.parts();
+        assert!(RowIndex::from_parts(IndexParts { ..p }).is_ok());
+
+        // The second id starts one byte into its first character.
+        let mut entries = p.entries.to_vec();
+        entries[1].id_off += 1;
+        entries[1].id_len -= 1;
+        let split = IndexParts {
+            entries: &entries,
+            ..ix.parts()
+        };
+        assert!(RowIndex::from_parts(split).is_err());
+
+        // An arena that is not UTF-8 at all.
+        let mut ids = p.ids.to_vec();
+        ids[1] = 0xff;
+        let bad = IndexParts {
+            ids: &ids,
+            ..ix.parts()
+        };
+        assert!(RowIndex::from_parts(bad).is_err());
+    }
 }

@@ -115,18 +115,26 @@ impl Store {
             }
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let in_thread = path.clone();
         let refresh = std::thread::Builder::new()
             .name("index-refresh".into())
             .spawn(move || {
-                if let Err(e) = rebuild_file(&conn, &path) {
+                if let Err(e) = rebuild_file(&conn, &in_thread) {
                     tracing::warn!(error = %e, "the snapshot index file was not refreshed; the next plan rebuilds it");
                 }
-            })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the index refresh: {e}")))?;
-        if let Ok(mut slot) = self.index_refresh.lock() {
-            *slot = Some(refresh);
+            });
+        match refresh {
+            Ok(refresh) => {
+                if let Ok(mut slot) = self.index_refresh.lock() {
+                    *slot = Some(refresh);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no thread for the refresh: the index file is rebuilt in line");
+                rebuild_file(&self.conn, &path)
+            }
         }
-        Ok(())
     }
 
     /// Waits for an index refresh under way ([`Store::refresh_row_index`]).
