@@ -43,6 +43,8 @@ pub struct Candidate {
     pub old_employee_id: Option<String>,
     /// The digest of the raw row, when the source is stamped ([`Planner::stamping`]).
     pub digest: Option<u128>,
+    /// Its row among those the planner has seen.
+    row: u32,
 }
 
 /// The streaming planner.
@@ -113,7 +115,8 @@ pub struct RowStamps {
     pub fingerprint: u128,
     /// (employee id, row digest, content hash the row normalizes to).
     pub unchanged: Vec<(String, u128, [u8; 16])>,
-    pub planned: Vec<(String, u128, [u8; 16])>,
+    /// (employee id key, row digest, content hash the row normalizes to).
+    pub planned: Vec<(u128, u128, [u8; 16])>,
 }
 
 /// The planner's result before old records are loaded.
@@ -340,6 +343,7 @@ impl<'a> Planner<'a> {
                         record,
                         old_employee_id: old,
                         digest,
+                        row,
                     });
                     return;
                 }
@@ -363,6 +367,7 @@ impl<'a> Planner<'a> {
                     record,
                     old_employee_id: None,
                     digest,
+                    row,
                 });
             }
             Some(_)
@@ -411,6 +416,7 @@ impl<'a> Planner<'a> {
                         record,
                         old_employee_id: None,
                         digest,
+                        row,
                     }),
                     None => {
                         self.unchanged += 1;
@@ -578,6 +584,7 @@ impl<'a> Planner<'a> {
 mod complete;
 mod finish;
 pub mod index;
+mod managers;
 mod order;
 mod seen;
 

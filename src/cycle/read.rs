@@ -153,11 +153,14 @@ pub(super) async fn read_and_plan_unruled(
                 "the last row ({at}) has too few fields: the file looks truncated"
             ));
         }
+        let t_rows = t0.elapsed();
         let draft = planner.finish(true);
         tracing::debug!(
             index_ms = t_index.as_millis() as u64,
             snapshot_users = snapshot.len(),
-            "snapshot index"
+            rows_ms = (t_rows - t_index).as_millis() as u64,
+            finish_ms = (t0.elapsed() - t_rows).as_millis() as u64,
+            "snapshot index, rows read, plan finished"
         );
         drop(snapshot);
         drop(loaded);

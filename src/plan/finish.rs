@@ -1,14 +1,12 @@
 //! What [`Planner::finish`] does once every row was read: the cross-record rules (duplicate
-//! employee ids and logins, managers that exist, v4 approvers, manager loops, renames), the
-//! users missing from a complete source, and the order operations go out in; and the same
-//! rules over the compact rows of a lean plan.
+//! employee ids and logins, renames, and the manager rules of [`super::managers`] over the
+//! users to send), the users missing from a complete source, and the order operations go out
+//! in; and the same rules over the compact rows of a lean plan.
 
-use std::collections::HashMap;
-
-use super::order;
-use super::seen::{KeyTable, Seen};
-use super::{Candidate, Draft, Lean, LeanCreate, Planner, RowStamps, index};
-use crate::model::{Field, KeyMap, KeySet, OpKind, Rejection, RowIdentity, id_key};
+use super::managers::{self, Member};
+use super::seen::KeyTable;
+use super::{Candidate, Draft, Lean, LeanCreate, Planner, RowStamps, index, order};
+use crate::model::{Field, OpKind, Rejection, RowIdentity, id_key};
 
 impl Planner<'_> {
     /// Applies the cross-record rules and orders the result. `complete` says the source was
@@ -63,120 +61,70 @@ impl Planner<'_> {
             None => Vec::new(),
         };
         let seen = &self.seen;
-        let valid = |id: &str| seen.get(id_key(id)).is_some_and(|i| seen.valid(i));
-        let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates)
-            .into_iter()
-            .filter(|c| valid(c.record.user.employee_id()))
-            .collect();
-
-        // Managers must exist: in Concur already, or created by this plan.
-        let creating: KeySet = candidates
+        let mut candidates: Vec<Candidate> = std::mem::take(&mut self.candidates);
+        candidates.retain(|c| seen.valid(c.row));
+        let mut members: Vec<Member> = candidates
             .iter()
-            .filter(|c| c.kind == OpKind::Create)
-            .map(|c| id_key(c.record.user.employee_id()))
-            .collect();
-        let mut bad_manager: HashMap<String, Rejection> = HashMap::new();
-        for c in &candidates {
-            let u = &c.record.user;
-            if let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID)
-                && !self.snapshot.contains(m)
-                && !creating.contains(&id_key(m))
-            {
-                bad_manager.insert(
-                    u.employee_id().to_owned(),
-                    Rejection {
-                        source: c.record.origin.clone(),
-                        employee_id: Some(u.employee_id().to_owned()),
-                        field: "manager_employee_id".into(),
-                        message: unknown_manager(seen, m),
-                        identity: RowIdentity::default(),
-                    },
-                );
-            }
-        }
-        // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
-        if self.options.manager_must_approve {
-            for c in candidates.iter().filter(|c| c.kind == OpKind::Create) {
-                let u = &c.record.user;
-                let Some(m) = u.get(Field::MANAGER_EMPLOYEE_ID) else {
-                    continue;
-                };
-                let (approver, at) = match seen.get(id_key(m)) {
-                    Some(i) if seen.valid(i) => (seen.approver(i), seen.origin(i).to_owned()),
-                    Some(_) => continue,
-                    None => match self.skipped(id_key(m)) {
-                        Some((entry, line, true)) => (
-                            self.snapshot.entry(entry).flags & index::APPROVER != 0,
-                            self.skipped_origin(line),
-                        ),
-                        _ => continue,
-                    },
-                };
-                if !approver && !bad_manager.contains_key(u.employee_id()) {
-                    bad_manager.insert(
-                        u.employee_id().to_owned(),
-                        Rejection {
-                            source: c.record.origin.clone(),
-                            employee_id: Some(u.employee_id().to_owned()),
-                            field: "manager_employee_id".into(),
-                            message: not_an_approver(m, &at),
-                            identity: RowIdentity::default(),
-                        },
-                    );
-                }
-            }
-        }
-        // Loops among users being created can never be satisfied.
-        let create_mgr: KeyMap<&str> = candidates
-            .iter()
-            .filter(|c| c.kind == OpKind::Create)
-            .filter_map(|c| {
-                c.record
-                    .user
-                    .get(Field::MANAGER_EMPLOYEE_ID)
-                    .map(|m| (id_key(c.record.user.employee_id()), m))
+            .map(|c| Member {
+                row: c.row,
+                manager: match c.record.user.get(Field::MANAGER_EMPLOYEE_ID) {
+                    Some(m) => seen.get(id_key(m)).unwrap_or(managers::UNSEEN),
+                    None => managers::NO_MANAGER,
+                },
+                kind: c.kind,
             })
             .collect();
-        for c in &candidates {
-            let start = c.record.user.employee_id();
-            let mut chain = vec![start];
-            let mut cur = start;
-            while let Some(&m) = create_mgr.get(&id_key(cur)) {
-                if m == start {
-                    chain.push(m);
-                    bad_manager
-                        .entry(start.to_owned())
-                        .or_insert_with(|| Rejection {
-                            source: c.record.origin.clone(),
-                            employee_id: Some(start.to_owned()),
-                            field: "manager_employee_id".into(),
-                            message: format!(
-                                "manager chain of new users loops back: {}",
-                                chain.join(" → ")
-                            ),
-                            identity: RowIdentity::default(),
-                        });
-                    break;
+        let manager_id = |i: usize| {
+            candidates[i]
+                .record
+                .user
+                .get(Field::MANAGER_EMPLOYEE_ID)
+                .unwrap_or_default()
+        };
+        let in_concur = |i: usize| self.snapshot.contains(manager_id(i));
+        let approver = |i: usize| match members[i].manager {
+            managers::NO_MANAGER => None,
+            managers::UNSEEN => match self.skipped(id_key(manager_id(i))) {
+                Some((entry, line, true)) => Some((
+                    self.snapshot.entry(entry).flags & index::APPROVER != 0,
+                    self.skipped_origin(line),
+                )),
+                _ => None,
+            },
+            r if seen.valid(r) => Some((seen.approver(r), seen.origin(r).to_owned())),
+            _ => None,
+        };
+        let mut bad = managers::check(
+            seen,
+            &members,
+            &managers::Lookups {
+                manager_id: &manager_id,
+                in_concur: &in_concur,
+                approver: self
+                    .options
+                    .manager_must_approve
+                    .then_some(&approver as &dyn Fn(usize) -> Option<(bool, String)>),
+            },
+        );
+        if !bad.is_empty() {
+            let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
+            let mut keep = Vec::with_capacity(candidates.len());
+            for (i, (c, m)) in candidates.into_iter().zip(members).enumerate() {
+                match bad.remove(&i) {
+                    Some(r) => extra.push(r),
+                    None => keep.push((c, m)),
                 }
-                if chain.contains(&m) || chain.len() > create_mgr.len() {
-                    break;
-                }
-                chain.push(m);
-                cur = m;
             }
-        }
-        drop(create_mgr);
-        drop(creating);
-        if !bad_manager.is_empty() {
-            candidates.retain(|c| !bad_manager.contains_key(c.record.user.employee_id()));
-            let mut extra: Vec<Rejection> = bad_manager.into_values().collect();
+            (candidates, members) = keep.into_iter().unzip();
             extra.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
             self.rejections.extend(extra);
         }
 
         // Order: creates and reactivations by manager depth, then updates, passwords,
         // deactivations; ties by employee id.
-        order::sort(&mut candidates);
+        let depth = managers::depths(seen, &members);
+        drop(members);
+        order::sort(&mut candidates, &depth);
 
         let lines = self.rows.as_ref().map(|r| r.lines.as_slice());
         let mut vanished: Vec<String> = if complete {
@@ -217,7 +165,7 @@ impl Planner<'_> {
                 .filter_map(|c| {
                     let d = c.digest?;
                     let u = &c.record.user;
-                    Some((u.employee_id().to_owned(), d, u.content_hash()))
+                    Some((id_key(u.employee_id()), d, u.content_hash()))
                 })
                 .collect(),
         });
@@ -244,82 +192,46 @@ impl Planner<'_> {
         let seen = &self.seen;
         let Lean {
             creates: mut lean,
-            managers,
+            managers: arena,
         } = lean;
         let manager = |c: &LeanCreate| {
             let (off, len) = (c.manager.0 as usize, c.manager.1 as usize);
-            (len > 0).then(|| &managers[off..off + len])
+            (len > 0).then(|| &arena[off..off + len])
         };
         lean.retain(|c| seen.valid(c.row));
-        // Row → index in `lean` of the user it creates.
-        let mut creating = vec![u32::MAX; seen.len()];
-        for (i, c) in lean.iter().enumerate() {
-            creating[c.row as usize] = i as u32;
-        }
-        let created = |m: &str| {
-            seen.get(id_key(m))
-                .map(|r| creating[r as usize])
-                .filter(|&i| i != u32::MAX)
+        let members: Vec<Member> = lean
+            .iter()
+            .map(|c| Member {
+                row: c.row,
+                manager: match manager(c) {
+                    Some(m) => seen.get(id_key(m)).unwrap_or(managers::UNSEEN),
+                    None => managers::NO_MANAGER,
+                },
+                kind: OpKind::Create,
+            })
+            .collect();
+        let manager_id = |i: usize| manager(&lean[i]).unwrap_or_default();
+        // Nobody is in Concur yet.
+        let in_concur = |_: usize| false;
+        let approver = |i: usize| match members[i].manager {
+            r @ 0..managers::UNSEEN if seen.valid(r) => {
+                Some((seen.approver(r), seen.origin(r).to_owned()))
+            }
+            _ => None,
         };
-        let rejection = |c: &LeanCreate, message: String| Rejection {
-            source: seen.origin(c.row).to_owned(),
-            employee_id: Some(seen.id(c.row).to_owned()),
-            field: "manager_employee_id".into(),
-            message,
-            identity: RowIdentity::default(),
-        };
-        // Managers must exist: in Concur already, or created by this plan.
-        let mut bad: HashMap<usize, Rejection> = HashMap::new();
-        for (i, c) in lean.iter().enumerate() {
-            let Some(m) = manager(c) else {
-                continue;
-            };
-            if self.snapshot.contains(m) || created(m).is_some() {
-                continue;
-            }
-            bad.insert(i, rejection(c, unknown_manager(seen, m)));
-        }
-        // Under UPS v4 a report's approver must hold the EXP_APPROVER role.
-        if self.options.manager_must_approve {
-            for (i, c) in lean.iter().enumerate() {
-                let Some(m) = manager(c) else {
-                    continue;
-                };
-                let (approver, at) = match seen.get(id_key(m)) {
-                    Some(r) if seen.valid(r) => (seen.approver(r), seen.origin(r).to_owned()),
-                    _ => continue,
-                };
-                if !approver && !bad.contains_key(&i) {
-                    bad.insert(i, rejection(c, not_an_approver(m, &at)));
-                }
-            }
-        }
-        // Loops among users being created can never be satisfied.
-        let with_manager = lean.iter().filter(|c| manager(c).is_some()).count();
-        for (start, c) in lean.iter().enumerate() {
-            let mut chain = vec![start];
-            let mut cur = start;
-            while let Some(m) = manager(&lean[cur]).and_then(created) {
-                let m = m as usize;
-                if m == start {
-                    chain.push(m);
-                    bad.entry(start).or_insert_with(|| {
-                        let ids: Vec<&str> = chain.iter().map(|&j| seen.id(lean[j].row)).collect();
-                        rejection(
-                            c,
-                            format!("manager chain of new users loops back: {}", ids.join(" → ")),
-                        )
-                    });
-                    break;
-                }
-                if chain.contains(&m) || chain.len() > with_manager {
-                    break;
-                }
-                chain.push(m);
-                cur = m;
-            }
-        }
-        drop(creating);
+        let mut bad = managers::check(
+            seen,
+            &members,
+            &managers::Lookups {
+                manager_id: &manager_id,
+                in_concur: &in_concur,
+                approver: self
+                    .options
+                    .manager_must_approve
+                    .then_some(&approver as &dyn Fn(usize) -> Option<(bool, String)>),
+            },
+        );
+        drop(members);
         let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
         let mut kept = Vec::with_capacity(lean.len() - bad.len());
         for (i, c) in lean.into_iter().enumerate() {
@@ -333,22 +245,4 @@ impl Planner<'_> {
         kept.sort_unstable();
         kept
     }
-}
-
-/// Why a create is rejected whose manager `m` is neither in Concur nor created by this plan.
-fn unknown_manager(seen: &Seen, m: &str) -> String {
-    let why = match seen.get(id_key(m)) {
-        Some(r) if !seen.valid(r) => format!("its own row at {} was rejected", seen.origin(r)),
-        Some(r) => format!("its row at {} is not being created", seen.origin(r)),
-        None => "it is neither in the source nor in Concur".into(),
-    };
-    format!("manager \"{m}\" is not a known user: {why}")
-}
-
-/// Why a create is rejected under UPS v4 whose manager `m` (its row at `at`) is no expense
-/// approver.
-fn not_an_approver(m: &str, at: &str) -> String {
-    format!(
-        "manager \"{m}\" is not an expense approver (its row at {at} does not set expense_approver = Y); v4 rule: a report approver must hold the spend role EXP_APPROVER"
-    )
 }

@@ -111,6 +111,69 @@ fn unknown_manager_and_loops_are_rejected() {
     assert!(d.rejections[1].message.contains("loops"));
 }
 
+#[test]
+fn reactivated_managers_go_before_their_reports_and_reports_of_a_loop_are_rejected_with_it() {
+    // "boss" is in Concur, inactive; "upd" is in Concur and changes.
+    let mut snap = SnapshotIndex::default();
+    for (id, active) in [("boss", false), ("upd", true)] {
+        let u = rec(0, id, &format!("{id}@x"), None).user;
+        snap.insert(
+            id,
+            SnapshotEntry {
+                hash: u.content_hash(),
+                active,
+                password_mac: None,
+            },
+        );
+    }
+    let mut upd = rec(2, "upd", "upd@x", None);
+    upd.user.set(Field::FIRST_NAME, "Changed");
+    let d = run(
+        &snap,
+        vec![
+            upd,
+            // A chain given bottom-up: r2 under r1 under boss (reactivated).
+            rec(3, "r2", "r2@x", Some("r1")),
+            rec(4, "r1", "r1@x", Some("boss")),
+            rec(5, "boss", "boss@x", None),
+            // x and y manage each other; z reports to x, and w to z, outside the loop.
+            rec(6, "w", "w@x", Some("z")),
+            rec(7, "x", "x@x", Some("y")),
+            rec(8, "y", "y@x", Some("x")),
+            rec(9, "z", "z@x", Some("x")),
+        ],
+    );
+    assert_eq!(
+        kinds(&d),
+        [
+            (OpKind::Reactivate, "boss".to_string()),
+            (OpKind::Create, "r1".to_string()),
+            (OpKind::Create, "r2".to_string()),
+            (OpKind::Update, "upd".to_string()),
+        ]
+    );
+    let loops: Vec<(&str, &str)> = d
+        .rejections
+        .iter()
+        .map(|r| (r.employee_id.as_deref().unwrap_or(""), r.message.as_str()))
+        .collect();
+    assert_eq!(
+        loops,
+        [
+            (
+                "w",
+                "manager \"z\" is not a known user: its own row at hr.csv:9 was rejected"
+            ),
+            ("x", "manager chain of new users loops back: x → y → x"),
+            ("y", "manager chain of new users loops back: y → x → y"),
+            (
+                "z",
+                "manager \"x\" is not a known user: its own row at hr.csv:7 was rejected"
+            ),
+        ]
+    );
+}
+
 fn snapshot_of(users: &[User]) -> (SnapshotIndex, HashMap<String, User>) {
     let mut snap = SnapshotIndex::default();
     for u in users {

@@ -175,7 +175,7 @@ impl Store {
             rows: stamps
                 .planned
                 .iter()
-                .map(|(id, d, h)| (id_key(id), (*d, *h)))
+                .map(|(key, d, h)| (*key, (*d, *h)))
                 .collect(),
         };
     }
@@ -468,6 +468,7 @@ mod tests {
 
     #[test]
     fn an_acknowledged_row_is_stamped_with_the_password_mac_it_ends_with() {
+        use crate::model::id_key;
         use crate::model::{Op, OpKind, Secret};
         use crate::plan::RowStamps;
         use crate::plan::index::stamp;
@@ -495,8 +496,8 @@ mod tests {
             fingerprint,
             unchanged: Vec::new(),
             planned: vec![
-                ("A1".into(), 11, a.content_hash()),
-                ("B1".into(), 12, b.content_hash()),
+                (id_key("A1"), 11, a.content_hash()),
+                (id_key("B1"), 12, b.content_hash()),
             ],
         });
         let cycle = store.begin_cycle("hr.csv").unwrap();
@@ -526,7 +527,7 @@ mod tests {
         store.expect_stamps(&RowStamps {
             fingerprint,
             unchanged: Vec::new(),
-            planned: vec![("B1".into(), 13, b2.content_hash())],
+            planned: vec![(id_key("B1"), 13, b2.content_hash())],
         });
         let cycle = store.begin_cycle("hr.csv").unwrap();
         let ids = store

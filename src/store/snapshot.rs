@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Atomic, Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
-use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
+use crate::model::{KeyMap, Op, OpKind, SnapshotEntry, SnapshotIndex, User, id_key};
 
 /// The outcome Concur gave one outbox entry.
 #[derive(Debug, Clone)]
@@ -164,11 +164,11 @@ impl Store {
         ownership: Ownership,
         stamps: Option<&crate::plan::RowStamps>,
     ) -> Result<(), StoreError> {
-        let rows: HashMap<&str, (u128, [u8; 16])> = stamps
+        let rows: KeyMap<(u128, [u8; 16])> = stamps
             .map(|s| {
                 s.planned
                     .iter()
-                    .map(|(id, d, h)| (id.as_str(), (*d, *h)))
+                    .map(|(key, d, h)| (*key, (*d, *h)))
                     .collect()
             })
             .unwrap_or_default();
@@ -189,7 +189,7 @@ impl Store {
             for u in users {
                 let hash = u.content_hash();
                 let stamp = rows
-                    .get(u.employee_id())
+                    .get(&id_key(u.employee_id()))
                     .filter(|(_, h)| *h == hash)
                     .map(|(d, _)| crate::plan::index::stamp(fingerprint, *d, &hash, None));
                 stmt.execute(params![
