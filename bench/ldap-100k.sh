@@ -15,14 +15,17 @@
 #   plan on an empty snapshot (100k creates)  5.28 s wall,     215 MB peak RSS   (target met)
 #   plan after baseline (nothing changed)     3.4–4.7 s wall,  176–217 MB peak RSS
 # Usage: bench/ldap-100k.sh [N]   (default N=100000; needs slapd + ldap-utils, python3, GNU time)
+#   BIN=path measures that concur-sync binary instead of building this checkout.
 set -euo pipefail
 N=${1:-100000}
 cd "$(dirname "$0")/.."
 for t in slapd slapadd python3; do
   command -v "$t" >/dev/null || { echo "missing $t: run .ci/install-ldap.sh" >&2; exit 1; }
 done
-cargo build --release --quiet
-BIN=$PWD/target/release/concur-sync
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/concur-sync
+fi
 W=$(mktemp -d)
 cleanup() {
   if [ -f "$W/slapd.pid" ]; then kill "$(cat "$W/slapd.pid")" 2>/dev/null || true; fi

@@ -76,9 +76,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// The schema version this build writes.
 pub const LATEST: usize = MIGRATIONS.len();
 
-/// Applies the migrations the database has not seen yet, each in its own transaction.
-/// Foreign keys are off while they run, so that a migration may rebuild a table others refer to
-/// (SQLite's documented procedure); each transaction checks them before it commits.
+/// Applies the migrations the database has not seen yet, all in one transaction: a database
+/// is upgraded whole or not at all. Foreign keys are off while they run, so that a migration
+/// may rebuild a table others refer to (SQLite's documented procedure); they are checked after
+/// each migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -99,8 +100,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn apply(conn: &mut Connection, current: usize) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
         let violations: i64 =
@@ -113,7 +114,9 @@ fn apply(conn: &mut Connection, current: usize) -> Result<(), StoreError> {
             )));
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    }
+    tx.commit()?;
+    for (name, _) in MIGRATIONS.iter().skip(current) {
         tracing::info!(migration = name, "applied state database migration");
     }
     Ok(())

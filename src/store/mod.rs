@@ -92,8 +92,15 @@ pub struct Store {
 }
 
 impl Drop for Store {
-    /// The index file a refresh is writing is finished before the database closes.
+    /// The index file a refresh is writing is finished before the database closes. Meanwhile
+    /// the log is copied into the database, so that closing, which does that too, has little
+    /// left to do.
     fn drop(&mut self) {
+        if self.index_refresh.lock().is_ok_and(|r| r.is_some()) {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
         self.wait_for_index();
     }
 }
