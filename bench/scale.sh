@@ -7,7 +7,8 @@
 #   plan unchanged     the base file again (no operation expected)
 #   sync unchanged     `sync` of the base file against the bundled simulator (v1)
 # and the csv-diff crate (crates.io) on the same pairs (base → changed, base → base), run
-# alternately with `plan` in the same loop; the table reports plan ÷ csv-diff.
+# alternately with `plan` in the same loop; the table reports plan ÷ csv-diff on the same pair
+# (until 2026-11-29 evening the unchanged plan was divided by the changed pair's time).
 #
 # csv-diff is built by this script in a throwaway cargo project under the temporary directory
 # (nothing of it reaches the product's dependencies); set CSV_DIFF_BIN to reuse a built one.
@@ -55,6 +56,25 @@
 #   csv-diff: changed pair 0.24 s, 3.70 s; unchanged pair 0.21 s, 3.28 s (best of 2).
 #   The 1M unchanged plan alone, same hour, state of the table above: 0.41–0.60 s (was
 #   0.74–1.01 s), its index load 14–21 ms.
+# After the manager rules over a compact array, 2026-11-29, release, load ≈ 1.7:
+# `CONCUR_SYNC_BIN=… CSV_DIFF_BIN=… RUNS=2 bench/scale.sh 100000 1000000 4000000` (÷diff of the
+# unchanged plan recomputed against the unchanged pair, as the script now reports it):
+#       users  baseline          plan changed  ÷diff    plan unchanged ÷diff   sync unchanged
+#     100,000    2.30 s  136 MB   0.12 s  49 MB 1.00×    0.06 s  37 MB 0.60×    0.29 s  50 MB
+#   1,000,000   19.79 s  243 MB   0.93 s 172 MB 0.64×    0.53 s 159 MB 0.46×    0.84 s 192 MB
+#   4,000,000  107.55 s  626 MB   3.81 s 546 MB 0.66×    2.14 s 528 MB 0.46×    3.36 s 562 MB
+#   csv-diff: changed pair 0.12 s, 1.46 s, 5.75 s; unchanged pair 0.10 s, 1.16 s, 4.68 s.
+#   Counts checked by the script at every size. From 1M to 4M: plan changed 4.1×, plan
+#   unchanged 4.0×, sync unchanged 4.0× (was 5.9×); baseline 5.4× (4.7× in a run alone:
+#   21.8 s → 102.0 s). Memory per user falls at every step (plan changed 490 → 172 → 136 bytes,
+#   baseline 1360 → 243 → 157). Where baseline's excess goes: it records every user in one
+#   transaction (a half-recorded baseline would make the next sync create users Concur already
+#   has), so at 4M about 2 GB of uncommitted pages spill into the log; each spill looks its
+#   pages up in the log's hash tables, which grow with it (walFindFrame: 3.4 % of the 4M write
+#   phase, under 0.4 % at 1M), and the commit copies the 2 GB into the database (23.5 s at 4M,
+#   4.9 s at 1M). The write phase grew 5.1× (12.5 → 63.2 s), reading and planning 3.5×.
+#   Committing every 50,000 users instead (a trial, not kept) was no faster: 104.1 s at 4M,
+#   31.0 s at 1M.
 # Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
 #   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
 #   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.
@@ -211,7 +231,7 @@ PY
     "$(minimum "${PC[@]}")" "$(minimum "${PCM[@]}")" \
     "$(python3 -c "print($(minimum "${PC[@]}") / max($(minimum "${DC[@]}"), 0.001))")" \
     "$(minimum "${PU[@]}")" "$(minimum "${PUM[@]}")" \
-    "$(python3 -c "print($(minimum "${PU[@]}") / max($(minimum "${DC[@]}"), 0.001))")" \
+    "$(python3 -c "print($(minimum "${PU[@]}") / max($(minimum "${DU[@]}"), 0.001))")" \
     "$(secs "$SYNC")" "$(mb "$SYNC")")")
   ROWS+=("$(printf '%9s  csv-diff: changed pair %.2f s, unchanged pair %.2f s (best of %d)' "" "$(minimum "${DC[@]}")" "$(minimum "${DU[@]}")" "$RUNS")")
   rm -f "$D/state.db" "$D/state.db-wal" "$D/state.db-shm"
@@ -220,4 +240,4 @@ done
 echo
 echo "    users  baseline           plan changed  ÷diff  plan unchanged ÷diff  sync unchanged"
 printf '%s\n' "${ROWS[@]}"
-echo "(best of $RUNS alternating runs; ÷diff = plan time ÷ csv-diff time on the changed pair)"
+echo "(best of $RUNS alternating runs; ÷diff = plan time ÷ csv-diff time on the same pair: base → changed for the changed file, base → base for the unchanged one)"
