@@ -14,6 +14,10 @@
 # Measured 2026-11-29, creates without field changes (release, quiet machine, load < 1):
 #   plan on an empty snapshot (100k creates)  5.28 s wall,     215 MB peak RSS   (target met)
 #   plan after baseline (nothing changed)     3.4–4.7 s wall,  176–217 MB peak RSS
+# Measured 2026-11-29 evening, manager rules over a compact array (release, load ≈ 1.7),
+# `BIN=… bench/ldap-100k.sh`:
+#   plan on an empty snapshot (100k creates)  3.64 s wall,     247 MB peak RSS   (target met)
+#   plan after baseline (nothing changed)     2.59–3.46 s wall, 184–235 MB peak RSS
 # Usage: bench/ldap-100k.sh [N]   (default N=100000; needs slapd + ldap-utils, python3, GNU time)
 #   BIN=path measures that concur-sync binary instead of building this checkout.
 set -euo pipefail
