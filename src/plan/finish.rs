@@ -3,6 +3,8 @@
 //! users to send), the users missing from a complete source, and the order operations go out
 //! in; and the same rules over the compact rows of a lean plan.
 
+use std::collections::HashMap;
+
 use super::managers::{self, Member};
 use super::seen::KeyTable;
 use super::{Candidate, Draft, Lean, LeanCreate, Planner, RowStamps, index, order};
@@ -94,18 +96,7 @@ impl Planner<'_> {
             r if seen.valid(r) => Some((seen.approver(r), seen.origin(r).to_owned())),
             _ => None,
         };
-        let mut bad = managers::check(
-            seen,
-            &members,
-            &managers::Lookups {
-                manager_id: &manager_id,
-                in_concur: &in_concur,
-                approver: self
-                    .options
-                    .manager_must_approve
-                    .then_some(&approver as &dyn Fn(usize) -> Option<(bool, String)>),
-            },
-        );
+        let mut bad = self.check_managers(&members, &manager_id, &in_concur, &approver);
         if !bad.is_empty() {
             let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
             let mut keep = Vec::with_capacity(candidates.len());
@@ -185,6 +176,22 @@ impl Planner<'_> {
         }
     }
 
+    /// [`managers::check`] under this plan's options: the approver rule only under v4.
+    fn check_managers<'m>(
+        &self,
+        members: &[Member],
+        manager_id: &'m dyn Fn(usize) -> &'m str,
+        in_concur: &'m dyn Fn(usize) -> bool,
+        approver: &'m dyn Fn(usize) -> Option<(bool, String)>,
+    ) -> HashMap<usize, Rejection> {
+        let ask = managers::Lookups {
+            manager_id,
+            in_concur,
+            approver: self.options.manager_must_approve.then_some(approver),
+        };
+        managers::check(&self.seen, members, &ask)
+    }
+
     /// The cross-record rules [`Planner::finish`] applies to users to create (managers that
     /// exist, v4 approvers, loops), with the same rejections, over the rows of a lean plan.
     /// Returns the digests of the rows of the users to create, sorted.
@@ -219,18 +226,7 @@ impl Planner<'_> {
             }
             _ => None,
         };
-        let mut bad = managers::check(
-            seen,
-            &members,
-            &managers::Lookups {
-                manager_id: &manager_id,
-                in_concur: &in_concur,
-                approver: self
-                    .options
-                    .manager_must_approve
-                    .then_some(&approver as &dyn Fn(usize) -> Option<(bool, String)>),
-            },
-        );
+        let mut bad = self.check_managers(&members, &manager_id, &in_concur, &approver);
         drop(members);
         let mut extra: Vec<Rejection> = Vec::with_capacity(bad.len());
         let mut kept = Vec::with_capacity(lean.len() - bad.len());
