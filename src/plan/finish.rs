@@ -67,13 +67,9 @@ impl Planner<'_> {
         candidates.retain(|c| seen.valid(c.row));
         let mut members: Vec<Member> = candidates
             .iter()
-            .map(|c| Member {
-                row: c.row,
-                manager: match c.record.user.get(Field::MANAGER_EMPLOYEE_ID) {
-                    Some(m) => seen.get(id_key(m)).unwrap_or(managers::UNSEEN),
-                    None => managers::NO_MANAGER,
-                },
-                kind: c.kind,
+            .map(|c| {
+                let manager = c.record.user.get(Field::MANAGER_EMPLOYEE_ID);
+                Member::new(seen, c.row, manager, c.kind)
             })
             .collect();
         let manager_id = |i: usize| {
@@ -208,14 +204,7 @@ impl Planner<'_> {
         lean.retain(|c| seen.valid(c.row));
         let members: Vec<Member> = lean
             .iter()
-            .map(|c| Member {
-                row: c.row,
-                manager: match manager(c) {
-                    Some(m) => seen.get(id_key(m)).unwrap_or(managers::UNSEEN),
-                    None => managers::NO_MANAGER,
-                },
-                kind: OpKind::Create,
-            })
+            .map(|c| Member::new(seen, c.row, manager(c), OpKind::Create))
             .collect();
         let manager_id = |i: usize| manager(&lean[i]).unwrap_or_default();
         // Nobody is in Concur yet.

@@ -26,6 +26,17 @@ pub(super) struct Member {
     pub kind: OpKind,
 }
 
+impl Member {
+    /// The user on seen row `row`, with manager `manager` (its employee id, if any).
+    pub fn new(seen: &Seen, row: u32, manager: Option<&str>, kind: OpKind) -> Member {
+        let manager = match manager {
+            Some(m) => seen.get(crate::model::id_key(m)).unwrap_or(UNSEEN),
+            None => NO_MANAGER,
+        };
+        Member { row, manager, kind }
+    }
+}
+
 /// What the rules ask of the plan about a member's manager, by member index.
 pub(super) struct Lookups<'a> {
     /// The manager's employee id (a member with a manager only).

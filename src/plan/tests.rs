@@ -113,9 +113,9 @@ fn unknown_manager_and_loops_are_rejected() {
 
 #[test]
 fn reactivated_managers_go_before_their_reports_and_reports_of_a_loop_are_rejected_with_it() {
-    // "boss" is in Concur, inactive; "upd" is in Concur and changes.
+    // "zed" is in Concur, inactive; "upd" is in Concur and changes.
     let mut snap = SnapshotIndex::default();
-    for (id, active) in [("boss", false), ("upd", true)] {
+    for (id, active) in [("zed", false), ("upd", true)] {
         let u = rec(0, id, &format!("{id}@x"), None).user;
         snap.insert(
             id,
@@ -132,10 +132,11 @@ fn reactivated_managers_go_before_their_reports_and_reports_of_a_loop_are_reject
         &snap,
         vec![
             upd,
-            // A chain given bottom-up: r2 under r1 under boss (reactivated).
-            rec(3, "r2", "r2@x", Some("r1")),
-            rec(4, "r1", "r1@x", Some("boss")),
-            rec(5, "boss", "boss@x", None),
+            // A chain given bottom-up, its ids in the opposite order of its depths: ann under
+            // mid under zed (reactivated).
+            rec(3, "ann", "ann@x", Some("mid")),
+            rec(4, "mid", "mid@x", Some("zed")),
+            rec(5, "zed", "zed@x", None),
             // x and y manage each other; z reports to x, and w to z, outside the loop.
             rec(6, "w", "w@x", Some("z")),
             rec(7, "x", "x@x", Some("y")),
@@ -146,9 +147,9 @@ fn reactivated_managers_go_before_their_reports_and_reports_of_a_loop_are_reject
     assert_eq!(
         kinds(&d),
         [
-            (OpKind::Reactivate, "boss".to_string()),
-            (OpKind::Create, "r1".to_string()),
-            (OpKind::Create, "r2".to_string()),
+            (OpKind::Reactivate, "zed".to_string()),
+            (OpKind::Create, "mid".to_string()),
+            (OpKind::Create, "ann".to_string()),
             (OpKind::Update, "upd".to_string()),
         ]
     );

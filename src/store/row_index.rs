@@ -34,6 +34,18 @@ pub struct Expected {
 }
 
 impl Expected {
+    /// The stamps `stamps` says the rows it planned earn.
+    pub(super) fn new(stamps: &RowStamps) -> Expected {
+        Expected {
+            fingerprint: stamps.fingerprint,
+            rows: stamps
+                .planned
+                .iter()
+                .map(|(key, d, h)| (*key, (*d, *h)))
+                .collect(),
+        }
+    }
+
     /// The stamp `employee_id`'s row earns once Concur acknowledged it holding `hash` with
     /// password MAC `mac`: when the source row planned it holds that very record.
     pub(super) fn stamp_for(
@@ -85,11 +97,7 @@ impl Store {
                 tracing::debug!(file = %path.display(), error = %e, "snapshot index file not used");
             }
         }
-        let (ix, generation) = build_index(&self.conn)?;
-        if let Err(e) = write_index(&path, generation, &ix) {
-            tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
-        }
-        Ok(LoadedIndex::Built(ix))
+        Ok(LoadedIndex::Built(rebuild_file(&self.conn, &path)?))
     }
 
     /// Rebuilds the index file if the snapshot changed since it was written, so that the next
@@ -111,7 +119,7 @@ impl Store {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::debug!(error = %e, "no second connection: the index file is rebuilt in line");
-                return rebuild_file(&self.conn, &path);
+                return rebuild_file(&self.conn, &path).map(drop);
             }
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -132,7 +140,7 @@ impl Store {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "no thread for the refresh: the index file is rebuilt in line");
-                rebuild_file(&self.conn, &path)
+                rebuild_file(&self.conn, &path).map(drop)
             }
         }
     }
@@ -170,14 +178,7 @@ impl Store {
     /// [`Store::record_results`] writes each in the transaction that records its
     /// acknowledgement, if the acknowledged record is exactly the row's.
     pub fn expect_stamps(&mut self, stamps: &RowStamps) {
-        self.expected = Expected {
-            fingerprint: stamps.fingerprint,
-            rows: stamps
-                .planned
-                .iter()
-                .map(|(key, d, h)| (*key, (*d, *h)))
-                .collect(),
-        };
+        self.expected = Expected::new(stamps);
     }
 
     /// Inside `record_results`: the stamps earned by the acknowledged `ids`.
@@ -309,13 +310,17 @@ fn build_index(conn: &Connection) -> Result<(RowIndex<'static>, i64), StoreError
     Ok((ix.finish(), generation))
 }
 
-/// Rebuilds the index file at `path` from `users` through `conn`.
-fn rebuild_file(conn: &Connection, path: &std::path::Path) -> Result<(), StoreError> {
+/// Rebuilds the index from `users` through `conn` and writes it to `path` (a file that cannot
+/// be written is left for the next rebuild).
+fn rebuild_file(
+    conn: &Connection,
+    path: &std::path::Path,
+) -> Result<RowIndex<'static>, StoreError> {
     let (ix, generation) = build_index(conn)?;
     if let Err(e) = write_index(path, generation, &ix) {
         tracing::debug!(file = %path.display(), error = %e, "snapshot index file not written");
     }
-    Ok(())
+    Ok(ix)
 }
 
 /// Writes the stamp of each row whose user holds exactly the row's content hash now.

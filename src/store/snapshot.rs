@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Atomic, Ownership, PASSWORD_MAC_UNKNOWN, Store, StoreError, now, to16, user_json};
-use crate::model::{KeyMap, Op, OpKind, SnapshotEntry, SnapshotIndex, User, id_key};
+use crate::model::{Op, OpKind, SnapshotEntry, SnapshotIndex, User};
 
 /// The outcome Concur gave one outbox entry.
 #[derive(Debug, Clone)]
@@ -164,15 +164,9 @@ impl Store {
         ownership: Ownership,
         stamps: Option<&crate::plan::RowStamps>,
     ) -> Result<(), StoreError> {
-        let rows: KeyMap<(u128, [u8; 16])> = stamps
-            .map(|s| {
-                s.planned
-                    .iter()
-                    .map(|(key, d, h)| (*key, (*d, *h)))
-                    .collect()
-            })
+        let expected = stamps
+            .map(super::row_index::Expected::new)
             .unwrap_or_default();
-        let fingerprint = stamps.map_or(0, |s| s.fingerprint);
         let tx = self.conn.transaction()?;
         {
             // A stamp binds the password hash too: kept only where none is stored.
@@ -188,10 +182,7 @@ impl Store {
             let at = now();
             for u in users {
                 let hash = u.content_hash();
-                let stamp = rows
-                    .get(&id_key(u.employee_id()))
-                    .filter(|(_, h)| *h == hash)
-                    .map(|(d, _)| crate::plan::index::stamp(fingerprint, *d, &hash, None));
+                let stamp = expected.stamp_for(u.employee_id(), &hash, None);
                 stmt.execute(params![
                     u.employee_id(),
                     u.login_id(),
