@@ -345,6 +345,7 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
     let fingerprint = fingerprint(cfg, &reader, options);
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let none = |_: u128, _: u128| None;
+    let t0 = std::time::Instant::now();
 
     // The plan, keeping per row what its rules need.
     let snapshot = plan::RowIndex::empty();
@@ -390,6 +391,11 @@ pub fn baseline_csv(cfg: &Config, store: &mut Store) -> Result<Option<Baselined>
     let mut rejected = draft.rejections.len() as u64;
     drop(draft.rejections);
     crate::progress::planned(creates.len() as u64);
+    tracing::debug!(
+        plan_ms = t0.elapsed().as_millis() as u64,
+        creates = creates.len(),
+        "baseline planned"
+    );
 
     // The form rules of a plan, applied to each user as it is recorded.
     let company = if v4 {

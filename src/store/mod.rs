@@ -252,10 +252,12 @@ impl Store {
 
     /// Opens an existing state DB for reading only (`status`): no migration, no key file, no
     /// journal-mode change, and no file created beside it, so a read-only copy in a read-only
-    /// directory works. Without a `-wal` file no process has the database open (SQLite removes
-    /// it when the last connection closes), so it is read as immutable, which creates no
-    /// `-wal`/`-shm` files and takes no locks; with one, a writer may be active and the read
-    /// goes through its WAL, read-only.
+    /// directory works. Without a `-wal` or `-journal` file no process is writing the database
+    /// (SQLite removes them when the last connection closes or the transaction ends), so it is
+    /// read as immutable, which creates no `-wal`/`-shm` files and takes no locks; with one, a
+    /// writer may be active and the read goes through SQLite's locks, read-only. A `-journal`
+    /// left by a process killed in a bulk `baseline` is rolled back by the next writing
+    /// command; until then this refuses, saying so, rather than read what it cut off.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
         let open_err = |message: String| StoreError::Open {
@@ -279,9 +281,12 @@ impl Store {
         if !path.is_file() {
             return Err(open_err("not a file (check state.path)".into()));
         }
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let immutable = !Path::new(&wal).exists();
+        let beside = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            Path::new(&p).exists()
+        };
+        let immutable = !beside("-wal") && !beside("-journal");
         let absolute = std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
         let mut uri = String::from("file:");
         for c in absolute.to_string_lossy().chars() {
@@ -304,8 +309,21 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open_err(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let version = conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| match e.sqlite_error() {
+                Some(f) if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK => open_err(
+                    format!(
+                        "a write to it was cut off and its journal {}-journal remains; the next writing command (e.g. `concur-sync plan`) rolls it back, which a read-only status cannot",
+                        path.display()
+                    ),
+                ),
+                Some(f) if f.code == rusqlite::ErrorCode::DatabaseBusy => open_err(
+                    "another process holds it for writing (a `baseline` holds it until it ends); try again when it is done".into(),
+                ),
+                _ => StoreError::from(e),
+            })? as usize;
         if version != migrate::LATEST {
             return Err(StoreError::Schema(format!(
                 "the state database has schema version {version}, this build reads {}; {}",
@@ -430,6 +448,9 @@ fn restrict_side_files(db: &Path) {
     }
 }
 
+/// How long a connection waits for another one's lock before it reports the database busy.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -444,7 +465,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // Statement and savepoint journals (a ledger transaction holds several) stay in memory:
     // spilled to temporary files they cost a system call per page.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
 }
 

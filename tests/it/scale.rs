@@ -305,3 +305,75 @@ async fn baseline_records_what_a_first_plan_would_create_and_nothing_is_sent() {
     assert!(summary.starts_with("plan: 0 create, 1 update, "), "{plan}");
     assert!(plan.contains("update     E00020"), "{plan}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_killed_while_it_records_leaves_nothing_recorded_and_the_next_one_records_everyone()
+ {
+    if std::env::var_os("CONCUR_SYNC_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set CONCUR_SYNC_SLOW_TESTS=1 to run a 120,000-user baseline");
+        return;
+    }
+    // More users than SQLite's page cache holds, so that pages reach the database file before
+    // the commit: the kill finds some of them there.
+    const N: usize = 120_000;
+    let rig = Rig::start().await;
+    rig.write_hr(&rows(0..N));
+    let state = rig.state_path();
+    let beside = |suffix: &str| {
+        let mut p = state.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+
+    let mut child = super::harness::spawn_bin(&rig.config, &["baseline"], &[]);
+    let started = std::time::Instant::now();
+    loop {
+        // An empty state database is a few hundred kilobytes.
+        let grown = std::fs::metadata(&state).map_or(0, |m| m.len()) > 8 << 20;
+        if grown && beside("-journal").exists() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the baseline ended before users reached the database file"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(300));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    assert_eq!(
+        child.wait().await.unwrap().code(),
+        None,
+        "killed by a signal"
+    );
+    assert!(beside("-journal").exists());
+
+    // status reads without writing: it cannot roll the cut-off write back, and says so.
+    let out = rig.run(&["status"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a write to it was cut off"), "{err}");
+    assert!(err.contains("state.db-journal"), "{err}");
+
+    // The next writing command rolls it back: the snapshot is empty, so baseline streams again.
+    let out = rig.run(&["baseline"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("baseline: {N} users recorded as present in Concur; 0 rejected")
+    );
+    assert!(!beside("-journal").exists());
+    let st = rig.status().await;
+    assert_eq!(st["users"]["managed"], N, "{st}");
+    assert_eq!(plan_summary(&rig).await.0, nothing_to_do(N));
+    assert!(sim_users(&rig).is_empty());
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "the database is back on its log");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
