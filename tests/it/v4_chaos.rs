@@ -530,10 +530,14 @@ async fn sigkill_at_random_moments_of_a_v4_sync_with_provisions_pending_converge
                 ..Faults::default()
             });
             // A fifth of the kills land in the first 600 ms (start-up, the source read, the
-            // plan, the first look-ups); the others up to 1.6 s after the first Bulk of the run
-            // reached Concur, while its provisions are still being worked on or polled.
-            let early_kill = rng.random_bool(0.2);
-            let wait = Duration::from_millis(if early_kill {
+            // plan, the first look-ups), and the first of each phase in its first 150 ms, before
+            // any Bulk however fast the run; the others up to 1.6 s after the first Bulk of the
+            // run reached Concur, while its provisions are still being worked on or polled.
+            let first = kills == phase_kills;
+            let early_kill = first || rng.random_bool(0.2);
+            let wait = Duration::from_millis(if first {
+                rng.random_range(5..150)
+            } else if early_kill {
                 rng.random_range(5..600)
             } else {
                 rng.random_range(0..delay.as_millis() as u64 + 400)
