@@ -200,7 +200,7 @@ impl Store {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        configure(&conn)?;
+        configure(&conn).map_err(|e| busy_or(path, e))?;
         if created {
             restrict_side_files(path);
         }
@@ -358,7 +358,24 @@ fn restrict_side_files(db: &Path) {
 /// How long a connection waits for another one's lock before it reports the database busy.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
+/// What a connection refused by another one's write lock says, after [`BUSY_TIMEOUT`].
+const HELD_FOR_WRITING: &str = "another process holds it for writing (a `baseline` holds it until it ends); try again when it is done";
+
+/// `e`, saying so when another process's write lock refused it.
+fn busy_or(path: &Path, e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+        StoreError::Open {
+            path: path.display().to_string(),
+            message: HELD_FOR_WRITING.into(),
+        }
+    } else {
+        StoreError::from(e)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    // First, so that the switch to the log below waits for a writer too.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -372,7 +389,6 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // Statement and savepoint journals (a ledger transaction holds several) stay in memory:
     // spilled to temporary files they cost a system call per page.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::{BUSY_TIMEOUT, Keys, Store, StoreError, migrate, row_index};
+use super::{BUSY_TIMEOUT, Keys, Store, StoreError, busy_or, migrate, row_index};
 
 impl Store {
     /// Opens an existing state DB for reading only (`status`): no migration, no key file, no
@@ -77,10 +77,7 @@ impl Store {
                         path.display()
                     ),
                 ),
-                Some(f) if f.code == rusqlite::ErrorCode::DatabaseBusy => open_err(
-                    "another process holds it for writing (a `baseline` holds it until it ends); try again when it is done".into(),
-                ),
-                _ => StoreError::from(e),
+                _ => busy_or(path, e),
             })? as usize;
         if version != migrate::LATEST {
             return Err(StoreError::Schema(format!(
