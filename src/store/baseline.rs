@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, params};
 
+use super::snapshot::BASELINE_INSERT;
 use super::{Ownership, Store, StoreError, now, user_json};
 use crate::model::User;
 use crate::plan::index::stamp;
@@ -68,18 +69,7 @@ impl Store {
         let t0 = std::time::Instant::now();
         let tx = self.conn.transaction().map_err(StoreError::from)?;
         let out = {
-            // As `baseline_stamped` writes each user.
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp, approver)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
-                       active = excluded.active, hash = excluded.hash, fields = excluded.fields,
-                       ownership = excluded.ownership, acked_at = excluded.acked_at,
-                       row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END,
-                       approver = excluded.approver",
-                )
-                .map_err(StoreError::from)?;
+            let mut stmt = tx.prepare(BASELINE_INSERT).map_err(StoreError::from)?;
             let at = now();
             let mut put = |u: &BaselineRow| -> Result<(), StoreError> {
                 stmt.execute(params![

@@ -27,14 +27,7 @@ impl Store {
             tracing::warn!(state = %path.display(), "no state database yet: nothing has run");
             let mut conn = Connection::open_in_memory()?;
             migrate::migrate(&mut conn)?;
-            return Ok(Store {
-                conn,
-                keys: Keys::ephemeral(),
-                path: path.to_path_buf(),
-                key_path: PathBuf::new(),
-                expected: row_index::Expected::default(),
-                index_refresh: Default::default(),
-            });
+            return Ok(reader(conn, path));
         }
         if !path.is_file() {
             return Err(open_err("not a file (check state.path)".into()));
@@ -90,13 +83,18 @@ impl Store {
                 }
             )));
         }
-        Ok(Store {
-            conn,
-            keys: Keys::ephemeral(),
-            path: path.to_path_buf(),
-            key_path: PathBuf::new(),
-            expected: row_index::Expected::default(),
-            index_refresh: Default::default(),
-        })
+        Ok(reader(conn, path))
+    }
+}
+
+/// A store reading `conn` for the database at `path`, with no key.
+fn reader(conn: Connection, path: &Path) -> Store {
+    Store {
+        conn,
+        keys: Keys::ephemeral(),
+        path: path.to_path_buf(),
+        key_path: PathBuf::new(),
+        expected: row_index::Expected::default(),
+        index_refresh: Default::default(),
     }
 }

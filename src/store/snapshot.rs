@@ -27,6 +27,18 @@ pub enum EntryResult {
     Refused(String),
 }
 
+/// How a baseline records a user: `?1`–`?9` are employee id, login id, active, content hash,
+/// record JSON, ownership, acknowledged at, row stamp and approver. An existing user is
+/// overwritten; its row stamp is kept only where no password hash is stored (a stamp binds
+/// the password hash too).
+pub(super) const BASELINE_INSERT: &str = "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp, approver)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+     ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
+       active = excluded.active, hash = excluded.hash, fields = excluded.fields,
+       ownership = excluded.ownership, acked_at = excluded.acked_at,
+       row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END,
+       approver = excluded.approver";
+
 impl Store {
     /// Every managed user's hash and active flag, for planning.
     pub fn snapshot_index(&self) -> Result<SnapshotIndex, StoreError> {
@@ -170,15 +182,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             // A stamp binds the password hash too: kept only where none is stored.
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO users (employee_id, login_id, active, hash, fields, ownership, acked_at, row_stamp, approver)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(employee_id) DO UPDATE SET login_id = excluded.login_id,
-                   active = excluded.active, hash = excluded.hash, fields = excluded.fields,
-                   ownership = excluded.ownership, acked_at = excluded.acked_at,
-                   row_stamp = CASE WHEN users.password_mac IS NULL THEN excluded.row_stamp END,
-                   approver = excluded.approver",
-            )?;
+            let mut stmt = tx.prepare_cached(BASELINE_INSERT)?;
             let at = now();
             for u in users {
                 let hash = u.content_hash();
