@@ -91,6 +91,12 @@
 #   the kernel's share of the CPU time at 4M from 12–14 s to 4.3–5.5 s. What remains above
 #   4× is the planner's key tables and the B-trees outgrowing the CPU caches (the key look-ups
 #   go from 9 % of the 1M plan phase to 15 % at 4M), not an algorithm.
+#   The whole table again, same hour (`CONCUR_SYNC_BIN=… CSV_DIFF_BIN=… RUNS=2 bench/scale.sh …`):
+#     100,000    1.65 s  138 MB   0.08 s  42 MB 0.73×    0.05 s  35 MB 0.56×    0.27 s  56 MB
+#   1,000,000   15.76 s  229 MB   0.68 s 168 MB 0.65×    0.41 s 159 MB 0.42×    0.72 s 194 MB
+#   4,000,000   49.68 s  626 MB   2.61 s 539 MB 0.60×    1.53 s 525 MB 0.41×    2.30 s 565 MB
+#   csv-diff: changed pair 0.11 s, 1.04 s, 4.34 s; unchanged pair 0.09 s, 0.97 s, 3.73 s
+#   (baseline and sync run once a size: the 1M baseline of this run is the slow one).
 # Usage: bench/scale.sh [N ...]        e.g. bench/scale.sh 100000 1000000
 #   RUNS=3 (alternating runs per pair), KEEP=1 keeps the temporary directory,
 #   CONCUR_SYNC_BIN=path measures that binary instead of building this checkout.
