@@ -152,11 +152,7 @@ mod tests {
     fn a_streamed_baseline_writes_through_the_rollback_journal_only_with_the_database_alone() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("s.db");
-        let beside = |suffix: &str| {
-            let mut p = db.as_os_str().to_owned();
-            p.push(suffix);
-            std::path::PathBuf::from(p).exists()
-        };
+        let beside = |suffix: &str| crate::store::beside(&db, suffix).exists();
         let mut store = Store::open(&db, None).unwrap();
         let mode = |store: &Store| -> String {
             store
@@ -164,14 +160,17 @@ mod tests {
                 .query_row("PRAGMA journal_mode", [], |r| r.get(0))
                 .unwrap()
         };
+        // Records `id`; whether a rollback journal and a log were beside the database meanwhile.
+        let record = |store: &mut Store, id: &str| -> (bool, bool) {
+            store
+                .baseline_stream(Ownership::Adopted, |put| -> Result<_, super::StoreError> {
+                    put(&super::BaselineRow::new(&user(id), 1, 2))?;
+                    Ok((beside("-journal"), beside("-wal")))
+                })
+                .unwrap()
+        };
         // Alone: the rows go through the rollback journal, and the database is back on its log.
-        let seen = store
-            .baseline_stream(Ownership::Adopted, |put| -> Result<_, super::StoreError> {
-                put(&super::BaselineRow::new(&user("A1"), 1, 2))?;
-                Ok((beside("-journal"), beside("-wal")))
-            })
-            .unwrap();
-        assert_eq!(seen, (true, false));
+        assert_eq!(record(&mut store, "A1"), (true, false));
         assert_eq!(mode(&store), "wal");
         assert!(!beside("-journal"));
 
@@ -183,13 +182,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(count(&reader), 1);
-        let seen = store
-            .baseline_stream(Ownership::Adopted, |put| -> Result<_, super::StoreError> {
-                put(&super::BaselineRow::new(&user("B1"), 1, 2))?;
-                Ok((beside("-journal"), beside("-wal")))
-            })
-            .unwrap();
-        assert_eq!(seen, (false, true));
+        assert_eq!(record(&mut store, "B1"), (false, true));
         assert_eq!(count(&reader), 1);
         reader.execute_batch("COMMIT").unwrap();
         assert_eq!(count(&reader), 2);

@@ -20,9 +20,7 @@ pub struct WriterLock {
 impl WriterLock {
     /// Takes the lock beside `db`, or fails naming the process that holds it.
     pub fn acquire(db: &Path) -> Result<WriterLock, StoreError> {
-        let mut p = db.as_os_str().to_owned();
-        p.push(".lock");
-        let path = PathBuf::from(p);
+        let path = super::beside(db, ".lock");
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -320,8 +320,13 @@ fn forget_secrets(conn: &mut Connection) -> Result<u64, StoreError> {
 
 /// `<state>.key` beside the database.
 pub fn default_key_path(db: &Path) -> PathBuf {
+    beside(db, ".key")
+}
+
+/// The file beside the state database `db` named by `suffix` (`-wal`, `-journal`, `.lock`, …).
+pub fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
-    p.push(".key");
+    p.push(suffix);
     PathBuf::from(p)
 }
 
@@ -349,9 +354,8 @@ fn create_private(path: &Path) -> std::io::Result<bool> {
 fn restrict_side_files(db: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for suffix in ["-wal", "-shm"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        let _ =
+            std::fs::set_permissions(beside(db, suffix), std::fs::Permissions::from_mode(0o600));
     }
 }
 

@@ -32,12 +32,8 @@ impl Store {
         if !path.is_file() {
             return Err(open_err("not a file (check state.path)".into()));
         }
-        let beside = |suffix: &str| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            Path::new(&p).exists()
-        };
-        let immutable = !beside("-wal") && !beside("-journal");
+        let writing = |suffix: &str| super::beside(path, suffix).exists();
+        let immutable = !writing("-wal") && !writing("-journal");
         let absolute = std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
         let mut uri = String::from("file:");
         for c in absolute.to_string_lossy().chars() {

@@ -62,9 +62,7 @@ impl Expected {
 impl Store {
     /// The index file beside the state database.
     pub(super) fn index_path(&self) -> PathBuf {
-        let mut p = self.path.as_os_str().to_owned();
-        p.push(".index");
-        PathBuf::from(p)
+        super::beside(&self.path, ".index")
     }
 
     fn generation(conn: &Connection) -> Result<i64, StoreError> {

@@ -319,11 +319,7 @@ async fn a_baseline_killed_while_it_records_leaves_nothing_recorded_and_the_next
     let rig = Rig::start().await;
     rig.write_hr(&rows(0..N));
     let state = rig.state_path();
-    let beside = |suffix: &str| {
-        let mut p = state.as_os_str().to_owned();
-        p.push(suffix);
-        std::path::PathBuf::from(p)
-    };
+    let beside = |suffix: &str| concur_sync::store::beside(&state, suffix);
 
     let mut child = super::harness::spawn_bin(&rig.config, &["baseline"], &[]);
     let started = std::time::Instant::now();
